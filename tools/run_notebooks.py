@@ -1,0 +1,73 @@
+"""Execute the numbered notebooks in order (what `make run` does).
+
+    python tools/run_notebooks.py --profile tiny [--only 03] [--smoke] [--out-dir DIR]
+
+Each notebook runs top to bottom with papermill in notebooks/ as its working directory; by default
+the executed notebook replaces the original, so its outputs (and the figures it writes into
+figures/) are what GitHub shows. One progress line per notebook; the first failure stops the run
+and names the notebook and the cell.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def notebooks(only: str | None = None) -> list[Path]:
+    found = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        found = [p for p in found if p.name.startswith(only)]
+    return found
+
+
+def run_one(path: Path, out: Path, parameters: dict) -> float:
+    import papermill as pm
+
+    t0 = time.time()
+    pm.execute_notebook(
+        str(path), str(out), parameters=parameters, kernel_name="python3",
+        cwd=str(NOTEBOOKS), progress_bar=False, log_output=False,
+    )
+    return time.time() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default="tiny", choices=["tiny", "colab", "paper"])
+    ap.add_argument("--only", help="run only notebooks whose name starts with this prefix, e.g. 03")
+    ap.add_argument("--smoke", action="store_true", help="small sizes (what the tests use)")
+    ap.add_argument("--out-dir", type=Path, help="write executed copies here instead of in place")
+    args = ap.parse_args(argv)
+
+    paths = notebooks(args.only)
+    if not paths:
+        print(f"error: no notebook in {NOTEBOOKS} matches {args.only!r}", file=sys.stderr)
+        return 2
+    params = {"PROFILE": args.profile}
+    if args.smoke:
+        params["SMOKE"] = True
+    total = time.time()
+    for i, path in enumerate(paths, 1):
+        out = (args.out_dir / path.name) if args.out_dir else path
+        if args.out_dir:
+            args.out_dir.mkdir(parents=True, exist_ok=True)
+        print(f"[{i}/{len(paths)}] {path.name} ...", end=" ", flush=True)
+        try:
+            secs = run_one(path, out, params)
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell
+            print("FAILED")
+            print(f"error: {path.name}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
+                  file=sys.stderr)
+            return 1
+        print(f"done in {secs:.0f} s", flush=True)
+    print(f"all {len(paths)} notebooks ran in {time.time() - total:.0f} s; figures are in figures/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
