@@ -1,0 +1,261 @@
+"""Policies: loading any HF causal LM (hub name, local dir, LoRA), and tiny test models.
+
+The policy pi_theta of the paper is a `Policy`: a causal LM plus its tokenizer, set up for
+batched generation (left padding, a pad token). The reference policy pi_ref used by the KL
+term beta * KL(pi_theta || pi_ref) is either a frozen copy (`frozen_reference`) or, for a
+LoRA policy, the same weights with the adapter switched off (`Policy.reference()`), so no
+second copy of the model is held in memory.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+TINY_WARMSTART = "tiny-warmstart"
+MARKERS = ("[BEGIN]", "[DONE]", "[CORRECT]")
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+           "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
+           "bfloat16": torch.bfloat16}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model name or path that resolves to nothing loadable (one-line message)."""
+
+
+@dataclass
+class LoraSpec:
+    """LoRA adapter settings (peft): rank r, scaling alpha (update = alpha/r * B A), dropout."""
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: Sequence[str] | str = ("q_proj", "k_proj", "v_proj", "o_proj",
+                                           "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class Policy:
+    """pi_theta: a causal LM (possibly a peft model) and its tokenizer (left padding, pad set)."""
+    model: Any
+    tokenizer: Any
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    @property
+    def eos_token_ids(self) -> list[int]:
+        """Every id that ends a sequence: the tokenizer's EOS and the generation config's."""
+        ids = {self.tokenizer.eos_token_id}
+        gen = getattr(self.model, "generation_config", None)
+        extra = getattr(gen, "eos_token_id", None) if gen is not None else None
+        ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
+        return sorted(i for i in ids if i is not None)
+
+    def reference(self) -> contextlib.AbstractContextManager:
+        """Context in which `self.model` computes pi_ref: LoRA adapter disabled; else a no-op."""
+        return self.model.disable_adapter() if self.is_lora else contextlib.nullcontext()
+
+    def save(self, out_dir: str | os.PathLike) -> str:
+        """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""
+        self.model.save_pretrained(out_dir)
+        self.tokenizer.save_pretrained(out_dir)
+        return str(out_dir)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+    """"auto": bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU (and MPS)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype != "auto":
+        if dtype not in _DTYPES:
+            raise ValueError(f"dtype '{dtype}': expected 'auto' or one of {sorted(_DTYPES)}")
+        return _DTYPES[dtype]
+    if torch.device(device).type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_model(name_or_path: str | os.PathLike) -> str:
+    """Return a loadable local dir or hub name, or raise ModelNotFoundError in one line.
+
+    Cheap (reads config.json only), so callers can fail before any heavy work.
+    "tiny-warmstart" resolves to the shipped toy checkpoint (cocos_lib.toy.warmstart_path()).
+    """
+    name = str(name_or_path)
+    if name == TINY_WARMSTART:
+        from cocos_lib import toy  # lazy: written by the toy-world module
+        name = str(toy.warmstart_path())
+        if not Path(name).is_dir():
+            raise ModelNotFoundError(f"model 'tiny-warmstart': no checkpoint at {name} "
+                                     "(build it: python -m cocos_lib.toy build-warmstart)")
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "config.json").is_file()
+                                     or (path / "adapter_config.json").is_file()):
+            raise ModelNotFoundError(f"model '{name}': not a model directory "
+                                     "(no config.json or adapter_config.json)")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
+        raise ModelNotFoundError(f"model '{name}': no such local directory")
+    from transformers import AutoConfig
+    try:
+        AutoConfig.from_pretrained(name)
+    except Exception as e:  # offline, typo, gated, ...: one line naming the model
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelNotFoundError(f"model '{name}': not found locally or on the hub ({msg})") from None
+    return name
+
+
+def _from_pretrained(cls, path: str, dtype: torch.dtype):
+    try:  # transformers >= 4.56 names it `dtype`, older versions `torch_dtype`
+        return cls.from_pretrained(path, dtype=dtype)
+    except TypeError:
+        return cls.from_pretrained(path, torch_dtype=dtype)
+
+
+def setup_tokenizer(tokenizer) -> Any:
+    """Left padding, and a pad token: the existing one (Qwen2.5) else EOS (Llama-3.2, ...).
+
+    Never adds a new token (that would silently resize the embeddings).
+    """
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(f"tokenizer '{tokenizer.name_or_path}': has neither pad nor eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "auto",
+                device: str | torch.device | None = None, lora: LoraSpec | None = None,
+                gradient_checkpointing: bool = False) -> Policy:
+    """Load pi_theta from a hub name, a local dir (model or saved LoRA adapter) or "tiny-warmstart".
+
+    lora: wrap in a fresh trainable LoRA adapter (peft). A dir holding a saved adapter is
+    loaded on its base model with the adapter trainable.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    name = str(name_or_path)
+    path = resolve_model(name)
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    adapter = Path(path, "adapter_config.json")
+    if adapter.is_file() and not Path(path, "config.json").is_file():
+        from peft import PeftModel
+        base = json.loads(adapter.read_text())["base_model_name_or_path"]
+        model = _from_pretrained(AutoModelForCausalLM, resolve_model(base), dt)
+        model = PeftModel.from_pretrained(model, path, is_trainable=True)
+        tok_src = path if Path(path, "tokenizer_config.json").is_file() else base
+    else:
+        model = _from_pretrained(AutoModelForCausalLM, path, dt)
+        tok_src = path
+    tokenizer = setup_tokenizer(AutoTokenizer.from_pretrained(tok_src))
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.to(dev)
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+        tm = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=tm, task_type="CAUSAL_LM"))
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if lora is not None or adapter.is_file():
+            model.enable_input_require_grads()
+    return Policy(model=model, tokenizer=tokenizer, name=name)
+
+
+def frozen_reference(policy: Policy) -> torch.nn.Module | None:
+    """pi_ref as a frozen deep copy (eval, no grad); None for LoRA (use policy.reference())."""
+    if policy.is_lora:
+        return None
+    ref = copy.deepcopy(policy.model).eval()
+    ref.requires_grad_(False)
+    return ref
+
+
+# ---------------------------------------------------------------------------- tiny models
+
+_TINY_CORPUS = [
+    "You are an expert Python programmer, and here is your task: Write a function to add two "
+    "numbers. Your code should pass these tests:\n\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n",
+    "[BEGIN]\ndef add(a, b):\n    return a + b\n[DONE]\n\n",
+    "[CORRECT]\ndef reverse_string(s):\n    return s[::-1]\n[DONE]\n",
+    "def count_vowels(text):\n    return sum(1 for c in text if c in 'aeiou')\n",
+    "def max_of_list(xs):\n    best = xs[0]\n    for x in xs:\n        if x > best:\n            best = x\n    return best\n",
+    "def is_even(n):\n    return n % 2 == 0\n\nassert is_even(4) == True\nassert is_even(7) == False\n",
+    "There might be an error in the code above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!",
+    "import math\nfrom typing import List\n\ndef sum_list(lst: List[int]) -> int:\n    total = 0\n"
+    "    for i in range(len(lst)):\n        total += lst[i]\n    return total\n",
+    "def first_word(s):\n    words = s.split(' ')\n    return words[0] if words else ''\n",
+    "while True:\n    try:\n        x = int(input())\n    except ValueError:\n        break\n    print(x * 2, [x, x], {'k': x})\n",
+]
+
+
+def train_tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 384,
+                         markers_as_tokens: bool = True, eos_token: str = "<|endoftext|>"):
+    """A byte-level BPE tokenizer trained on the fly (offline). Markers [BEGIN] [DONE] [CORRECT]
+    become single (non-special, so decoded) tokens when markers_as_tokens, else they are
+    multi-token strings as in real BPE vocabularies. No pad token (load_policy sets pad = eos)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos_token], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts or _TINY_CORPUS) * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token,
+                                   clean_up_tokenization_spaces=False)
+    if markers_as_tokens:
+        fast.add_tokens(list(MARKERS))
+    return fast
+
+
+def make_tiny_policy(out_dir: str | os.PathLike, arch: str = "llama", vocab_texts: Sequence[str] | None = None,
+                     seed: int = 0, markers_as_tokens: bool = True, vocab_size: int = 384,
+                     **sizes) -> str:
+    """Write a random-init tiny causal LM + its tokenizer with save_pretrained; return out_dir.
+
+    arch: "llama" or "qwen2". sizes override hidden_size=64, intermediate_size=128,
+    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    max_position_embeddings=1024 (and any other config field, e.g. initializer_range).
+    """
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+    configs = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+    if arch not in configs:
+        raise ValueError(f"arch '{arch}': expected one of {sorted(configs)}")
+    tok = train_tiny_tokenizer(vocab_texts, vocab_size=vocab_size, markers_as_tokens=markers_as_tokens)
+    dims = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True)
+    dims.update(sizes)
+    config = configs[arch](vocab_size=len(tok), bos_token_id=None, eos_token_id=tok.eos_token_id,
+                           pad_token_id=None, **dims)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(out_dir)
+    tok.save_pretrained(out_dir)
+    return str(out_dir)

@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny random-init policies built offline (no network, no downloads)."""
+import os
+
+import pytest
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory):
+    """A random-init 2-layer Llama (hidden 64) + byte-level BPE tokenizer trained on the fly,
+    markers [BEGIN] [DONE] [CORRECT] as single tokens, no pad token; saved with save_pretrained."""
+    from cocos_lib.models import make_tiny_policy
+    return make_tiny_policy(tmp_path_factory.mktemp("tiny_policy"), arch="llama", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir_multitoken(tmp_path_factory):
+    """Same as tiny_policy_dir but a Qwen2 architecture whose tokenizer splits the markers
+    into several tokens (as real BPE vocabularies do)."""
+    from cocos_lib.models import make_tiny_policy
+    return make_tiny_policy(tmp_path_factory.mktemp("tiny_policy_mt"), arch="qwen2", seed=1,
+                            markers_as_tokens=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tiny_policy_dir):
+    """The tiny policy loaded through load_policy (fp32, CPU). Shared: do not train it in place."""
+    import torch
+    from cocos_lib.models import load_policy
+    torch.set_num_threads(1)
+    return load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
