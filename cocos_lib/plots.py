@@ -26,7 +26,7 @@ TRANSITION_LABELS = {"c2c": "correct → correct", "c2i": "correct → incorrect
 PALETTE = ("#2e86ab", "#d1495b", "#4c9f70", "#edae49", "#6c5b7b", "#00798c")
 
 _RC = {
-    "figure.dpi": 110, "savefig.dpi": 130, "savefig.bbox": "tight",
+    "figure.dpi": 110, "figure.constrained_layout.use": True, "savefig.dpi": 130, "savefig.bbox": "tight",
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 8,
     "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True,
     "grid.alpha": 0.3, "grid.linestyle": "-",
