@@ -178,7 +178,11 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                  target_modules=tm, task_type="CAUSAL_LM"))
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kw = {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x name
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kw)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         if lora is not None or adapter.is_file():
             model.enable_input_require_grads()
     return Policy(model=model, tokenizer=tokenizer, name=name)

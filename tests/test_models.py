@@ -1,0 +1,145 @@
+"""load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
+import sys
+import time
+import types
+
+import pytest
+import torch
+
+from cocos_lib import models
+from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
+
+
+def _logits(model, ids):
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([ids])).logits
+
+
+def test_tiny_policy_roundtrip(tiny_policy_dir, tiny_policy):
+    tok, model = tiny_policy.tokenizer, tiny_policy.model
+    assert tok.padding_side == "left"
+    # no pad token in the saved tokenizer -> pad = eos, embeddings not resized
+    assert tok.pad_token == tok.eos_token == "<|endoftext|>"
+    assert model.config.pad_token_id == tok.eos_token_id == 0
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) == 387
+    assert model.config.num_hidden_layers == 2 and model.config.hidden_size == 64
+    assert model.dtype == torch.float32 and tiny_policy.device.type == "cpu"
+    assert tiny_policy.eos_token_ids == [0]
+    # the markers are single, decodable tokens
+    for m in models.MARKERS:
+        ids = tok(m, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and tok.decode(ids) == m
+    # a second load gives identical weights (saved, not re-initialised)
+    again = load_policy(tiny_policy_dir, dtype="fp32")
+    ids = tok("def f(x):\n    return x")["input_ids"]
+    assert torch.equal(_logits(model, ids), _logits(again.model, ids))
+
+
+def test_make_tiny_policy_is_seeded(tmp_path):
+    rng = torch.get_rng_state()
+    a = load_policy(models.make_tiny_policy(tmp_path / "a", seed=3, num_hidden_layers=1))
+    b = load_policy(models.make_tiny_policy(tmp_path / "b", seed=3, num_hidden_layers=1))
+    assert torch.equal(rng, torch.get_rng_state())  # caller's RNG untouched
+    ids = [5, 6, 7]
+    assert torch.equal(_logits(a.model, ids), _logits(b.model, ids))
+    assert a.model.config.num_hidden_layers == 1
+
+
+def test_existing_pad_token_is_kept(tiny_policy_dir, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir)
+    tok.pad_token = "[CORRECT]"  # an existing token, like Qwen2.5's own pad token
+    AutoModelForCausalLM.from_pretrained(tiny_policy_dir).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    p = load_policy(tmp_path)
+    assert p.tokenizer.pad_token == "[CORRECT]" and p.tokenizer.pad_token_id == 386
+    assert p.model.config.pad_token_id == 386 and p.tokenizer.eos_token_id == 0
+    assert len(p.tokenizer) == 387
+
+
+def test_no_pad_and_no_eos_is_an_error():
+    tok = models.train_tiny_tokenizer(vocab_size=300)
+    tok.eos_token = None
+    with pytest.raises(ValueError, match="neither pad nor eos"):
+        models.setup_tokenizer(tok)
+
+
+def test_resolve_dtype(monkeypatch):
+    assert models.resolve_dtype("auto", "cpu") == torch.float32
+    assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    assert models.resolve_dtype(torch.float16, "cpu") == torch.float16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert models.resolve_dtype("auto", "cuda") == torch.bfloat16
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
+    assert models.resolve_dtype("auto", "cuda:0") == torch.float16
+    with pytest.raises(ValueError, match="dtype 'fp8'"):
+        models.resolve_dtype("fp8", "cpu")
+
+
+def test_load_in_bf16(tiny_policy_dir):
+    p = load_policy(tiny_policy_dir, dtype="bf16")
+    assert p.model.dtype == torch.bfloat16
+
+
+def test_missing_models_fail_fast_with_one_line(tmp_path):
+    t = time.perf_counter()
+    for name in [str(tmp_path / "nope"), "./no/such/dir", "no-such-org/no-such-model-xyz"]:
+        with pytest.raises(ModelNotFoundError) as e:
+            load_policy(name)
+        assert name in str(e.value) and "\n" not in str(e.value)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        load_policy(tmp_path / "empty")
+    assert time.perf_counter() - t < 5
+
+
+def test_tiny_warmstart_resolves_through_toy(monkeypatch, tiny_policy_dir, tmp_path):
+    import cocos_lib
+    fake = types.SimpleNamespace(warmstart_path=lambda: tiny_policy_dir)
+    monkeypatch.setitem(sys.modules, "cocos_lib.toy", fake)
+    monkeypatch.setattr(cocos_lib, "toy", fake, raising=False)
+    p = load_policy("tiny-warmstart")
+    assert p.name == "tiny-warmstart" and len(p.tokenizer) == 387
+    fake.warmstart_path = lambda: tmp_path / "missing"
+    with pytest.raises(ModelNotFoundError, match="build-warmstart"):
+        load_policy("tiny-warmstart")
+
+
+def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path):
+    spec = LoraSpec(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
+    p = load_policy(tiny_policy_dir, lora=spec)
+    assert p.is_lora and not tiny_policy.is_lora and frozen_reference(p) is None
+    trainable = {n for n, w in p.model.named_parameters() if w.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    # 2 layers x (q, v) x (A, B)
+    assert len(trainable) == 8
+    torch.manual_seed(0)
+    for n, w in p.model.named_parameters():
+        if "lora_B" in n:  # B starts at 0 (adapter = identity); make it act
+            w.data.normal_(0, 0.5)
+    ids = [10, 20, 30, 40]
+    base = _logits(tiny_policy.model, ids)
+    assert not torch.allclose(_logits(p.model, ids), base, atol=1e-4)
+    with p.reference():
+        assert torch.allclose(_logits(p.model, ids), base, atol=1e-6)
+    assert not torch.allclose(_logits(p.model, ids), base, atol=1e-4)  # adapter back on
+    # a saved adapter dir loads on its base model and gives the same logits
+    adapted = _logits(p.model, ids)
+    p.save(tmp_path / "adapter")
+    q = load_policy(tmp_path / "adapter")
+    assert q.is_lora and torch.allclose(_logits(q.model, ids), adapted, atol=1e-6)
+
+
+def test_frozen_reference_is_a_detached_copy(tiny_policy_dir):
+    p = load_policy(tiny_policy_dir, gradient_checkpointing=True)
+    assert getattr(p.model, "is_activation_checkpointing", None) or p.model.is_gradient_checkpointing
+    ref = frozen_reference(p)
+    assert not ref.training and not any(w.requires_grad for w in ref.parameters())
+    ids = [1, 2, 3]
+    before = _logits(ref, ids)
+    assert torch.equal(before, _logits(p.model.eval(), ids))
+    with torch.no_grad():
+        p.model.get_input_embeddings().weight.add_(1.0)
+    assert torch.equal(_logits(ref, ids), before)
+    with p.reference():  # full fine-tuning: a no-op context
+        assert not torch.equal(_logits(p.model, ids), before)
