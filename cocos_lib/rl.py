@@ -1,0 +1,292 @@
+"""The RL step of CoCoS: RLOO advantages, KL to pi_ref, the policy-gradient loss, one update.
+
+Per trajectory i (one task, one of k samples) with turn rewards r_1..r_T the score is
+
+    s_i = R_i - beta * sum_{t in train_turns} KL_t(i),      R_i = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})
+    KL_t(i) = sum_{tokens y of turn t} [log pi_theta(y | .) - log pi_ref(y | .)]      (k1 estimator, as TRL's RLOO)
+
+and the RLOO advantage inside each group of k samples of one task is A_i = s_i - mean_{j != i} s_j.
+The loss is the PPO-clip surrogate on the completion tokens of `train_turns` (sum over tokens,
+mean over trajectories, as TRL's RLOO); with one epoch the ratio is 1 and the gradient is the
+plain policy gradient -(1/N) sum_i A_i grad sum_t log pi_theta(y_t).
+With a shared turn 1 (as released) gamma r_1 and -r_1 are the same for the k members of a
+group and cancel in A_i: for T = 2, gamma has no effect on the gradient.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+
+KL_MODES = ("sequence", "token")
+
+
+@dataclass
+class RLConfig:
+    """Knobs of one update.
+
+    gamma: discount of the accumulated reward R. kl_coef: beta. kl: "sequence" (beta * KL_t(i)
+    subtracted from the score before RLOO, as released) or "token" (the per-token penalty
+    -beta * (log pi - log pi_ref)(y_t) added to that token's advantage, outside the baseline).
+    cliprange: PPO clip epsilon (None: plain policy gradient). train_turns: 1-based turns whose
+    completion tokens get the reward gradient. first_turn_kl_coef: beta_1 >= 0, SCoRe Stage I's
+    extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
+    micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
+    (None: no clipping). temperature: logits are divided by it before log-softmax, as TRL does,
+    so log-probs are those of the sampling distribution.
+    """
+    gamma: float = 0.5
+    kl_coef: float = 0.01
+    kl: str = "sequence"
+    cliprange: float | None = 0.2
+    train_turns: tuple[int, ...] = (2,)
+    first_turn_kl_coef: float = 0.0
+    micro_batch: int = 8
+    max_grad_norm: float | None = 1.0
+    temperature: float = 1.0
+
+    def __post_init__(self):
+        self.train_turns = tuple(int(t) for t in self.train_turns)
+        if self.kl not in KL_MODES:
+            raise ValueError(f"RLConfig.kl='{self.kl}': expected one of {KL_MODES}")
+        if not self.train_turns or min(self.train_turns) < 1:
+            raise ValueError(f"RLConfig.train_turns={self.train_turns}: need turn indices >= 1")
+        if self.micro_batch < 1:
+            raise ValueError(f"RLConfig.micro_batch={self.micro_batch}: must be >= 1")
+
+
+# ------------------------------------------------------------------------- pure tensor math
+
+def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
+    """scores [G, k] -> A [G, k] with A_i = s_i - 1/(k-1) sum_{j != i} s_j (leave-one-out baseline)."""
+    if scores.dim() != 2 or scores.shape[1] < 2:
+        raise ValueError(f"rloo_advantages: need scores of shape [G, k] with k >= 2, got {tuple(scores.shape)}")
+    k = scores.shape[1]
+    baseline = (scores.sum(1, keepdim=True) - scores) / (k - 1)
+    return scores - baseline
+
+
+def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(i) = sum_t mask_t (log pi(y_t) - log pi_ref(y_t)) per row: the k1 estimator of TRL's RLOO. [B]"""
+    return ((logp - ref_logp) * mask).sum(-1)
+
+
+def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, cliprange: float | None = 0.2) -> torch.Tensor:
+    """PPO-clip surrogate summed over rows (divide by N yourself); pads (mask 0) excluded.
+
+    advantages [B] (sequence level, TRL's RLOO): rho_i = exp(sum_t (log pi - log pi_old)(y_t)),
+        loss = sum_i max(-A_i rho_i, -A_i clip(rho_i, 1-eps, 1+eps)).
+    advantages [B, L] (token level): rho_{i,t} per token, loss = sum_{i,t} mask * max(...).
+    At rho = 1 (one epoch) both have gradient -sum_i sum_t A_(i,t) grad log pi(y_t).
+    """
+    diff = (logp - old_logp) * mask
+    if advantages.dim() == 1:
+        ratio = torch.exp(diff.sum(-1))
+        weights = torch.ones_like(ratio)
+    else:
+        ratio, weights = torch.exp(diff), mask
+    loss = -advantages * ratio
+    if cliprange is not None:
+        loss = torch.max(loss, -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange))
+    has_tokens = mask.sum(-1) > 0 if advantages.dim() == 1 else 1.0
+    return (loss * weights * has_tokens).sum()
+
+
+def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sum over rows of sum_t 1/2 (log pi(y_t) - log pi_ref(y_t))^2 (k2 estimator), the turn-1 KL term.
+
+    With y_t ~ pi(.|s_t) its gradient d_t grad log pi(y_t) is an unbiased estimate of
+    grad KL(pi(.|s_t) || pi_ref(.|s_t)) at each visited state s_t: the loss
+    beta_1 * (1/N) sum_i sum_{t in turn 1} KL(pi(.|s_t) || pi_ref(.|s_t)) of SCoRe Stage I.
+    It is a direct loss term, not part of the score: with a shared turn 1 a score penalty
+    would be equal inside each group and cancel in the RLOO advantage.
+    """
+    return (0.5 * (logp - ref_logp) ** 2 * mask).sum()
+
+
+# ------------------------------------------------------------------------------- log-probs
+
+def _selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[index] row by row, never holding a second [B, L, V] tensor in fp32."""
+    if logits.dtype in (torch.float32, torch.float64):
+        picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
+        return picked - lse
+    rows = [torch.log_softmax(row, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
+            for row, ids in zip(logits, index)]
+    return torch.stack(rows).float()
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   start: int = 0, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(x_t | x_<t) for t = 1..L-1: [B, L-1] (position j holds the log-prob of x_{j+1}).
+
+    Logits are computed only for positions >= start (logits_to_keep; prompt positions
+    before it are filled with 0), divided by `temperature`, and log-softmaxed row by row.
+    """
+    L = input_ids.shape[1]
+    keep = L - start  # logits for positions start..L-1; the last one predicts nothing
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
+    logits = out.logits[:, :-1]
+    if temperature != 1.0:
+        logits = logits / temperature
+    lp = _selective_log_softmax(logits, input_ids[:, start + 1:])
+    if start > 0:
+        lp = torch.cat([lp.new_zeros(lp.shape[0], start), lp], dim=1)
+    return lp
+
+
+# ------------------------------------------------------------------------------- batches
+
+@dataclass
+class Batch:
+    """Rows = (trajectory, turn) pairs, right-padded: input_ids [B, L], attention_mask [B, L],
+    mask [B, L-1] (1 on completion tokens, aligned with token_logprobs), traj [B], turn [B]."""
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mask: torch.Tensor
+    traj: torch.Tensor
+    turn: torch.Tensor
+
+    def rows(self, idx: slice) -> "Batch":
+        """A micro-batch, trimmed to its own longest row."""
+        am = self.attention_mask[idx]
+        L = max(int(am.sum(1).max()), 2)
+        return Batch(self.input_ids[idx, :L], am[:, :L], self.mask[idx, :L - 1], self.traj[idx], self.turn[idx])
+
+    def start(self) -> int:
+        """First position whose logits are needed (the token before the earliest completion token)."""
+        nz = self.mask.any(0).nonzero()
+        return int(nz[0]) if len(nz) else self.mask.shape[1] - 1
+
+
+def build_batch(trajectories: Sequence[Any], turns: Sequence[int], pad_id: int,
+                device: str | torch.device = "cpu") -> Batch:
+    """One row per (trajectory, turn in `turns`): prompt_ids + completion_ids, right-padded."""
+    seqs, comp, tr, tu = [], [], [], []
+    for i, traj in enumerate(trajectories):
+        for t in sorted(turns):
+            if t > len(traj.turns):
+                raise ValueError(f"build_batch: trajectory {i} has {len(traj.turns)} turns, turn {t} requested")
+            turn = traj.turns[t - 1]
+            seqs.append(list(turn.prompt_ids) + list(turn.completion_ids))
+            comp.append((len(turn.prompt_ids), len(turn.completion_ids)))
+            tr.append(i)
+            tu.append(t)
+    L = max(max(len(s) for s in seqs), 2)
+    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
+    am = torch.zeros((len(seqs), L), dtype=torch.long)
+    mask = torch.zeros((len(seqs), L - 1))
+    for r, (s, (p, c)) in enumerate(zip(seqs, comp)):
+        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
+        am[r, :len(s)] = 1
+        mask[r, max(p - 1, 0):p - 1 + c] = 1.0  # position j predicts token j+1
+    dev = torch.device(device)
+    return Batch(ids.to(dev), am.to(dev), mask.to(dev), torch.tensor(tr, device=dev), torch.tensor(tu, device=dev))
+
+
+def _logprobs_no_grad(model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
+    """token_logprobs over all rows in micro-batches, no graph kept: [B, L-1] (0 outside completions)."""
+    out = torch.zeros_like(batch.mask)
+    with torch.no_grad():
+        for a in range(0, batch.mask.shape[0], micro):
+            mb = batch.rows(slice(a, a + micro))
+            lp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), temperature)
+            out[a:a + micro, :lp.shape[1]] = lp.float() * mb.mask
+    return out
+
+
+def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
+    """Index matrix [G, k] of trajectory positions per group (groups must all have k >= 2 members)."""
+    groups: dict[Any, list[int]] = {}
+    for i, traj in enumerate(trajectories):
+        groups.setdefault(traj.group, []).append(i)
+    sizes = {len(v) for v in groups.values()}
+    if len(sizes) != 1 or min(sizes) < 2:
+        raise ValueError(f"rl_step: every group needs the same k >= 2 samples, got group sizes {sorted(sizes)}")
+    return torch.tensor(list(groups.values()), dtype=torch.long)
+
+
+# ------------------------------------------------------------------------------ one update
+
+def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig) -> dict:
+    """One RLOO update on N trajectories (groups of k); returns metrics.
+
+    1. no-grad passes: log pi_old and log pi_ref on every trained (and KL-only turn-1) row;
+    2. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages within groups;
+    3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
+    4. grad clipping, optimizer and scheduler step.
+    ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
+    """
+    model, n = policy.model, len(trajectories)
+    groups = _group_matrix(trajectories)
+    T = min(len(t.turns) for t in trajectories)
+    if max(cfg.train_turns) > T:
+        raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
+    kl1 = cfg.first_turn_kl_coef > 0 and 1 not in cfg.train_turns
+    turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
+    pad = policy.tokenizer.pad_token_id or 0
+    batch = build_batch(trajectories, turns, pad, policy.device)
+    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=batch.mask.device)
+    was_training = model.training
+    model.train()
+    t_lp = time.perf_counter()
+    old_logp = _logprobs_no_grad(model, batch, cfg.micro_batch, cfg.temperature)
+    if ref_model is None:
+        with policy.reference():
+            ref_logp = _logprobs_no_grad(model, batch, cfg.micro_batch, cfg.temperature)
+    else:
+        ref_logp = _logprobs_no_grad(ref_model, batch, cfg.micro_batch, cfg.temperature)
+    d = (old_logp - ref_logp) * batch.mask                       # per-token k1, [B, L-1]
+    row_kl = d.sum(-1)
+    traj_kl = torch.zeros(n, device=d.device).index_add_(0, batch.traj, row_kl * trained)
+    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=d.device)
+    groups = groups.to(d.device)
+    score = R - cfg.kl_coef * traj_kl if cfg.kl == "sequence" else R
+    adv = torch.zeros(n, device=d.device)
+    adv[groups.flatten()] = rloo_advantages(score[groups]).flatten()
+    row_adv = adv[batch.traj]
+
+    t0, total_loss, clipped = time.perf_counter(), 0.0, 0.0
+    optimizer.zero_grad(set_to_none=True)
+    for a in range(0, batch.mask.shape[0], cfg.micro_batch):
+        sl = slice(a, a + cfg.micro_batch)
+        mb = batch.rows(sl)
+        Lm = mb.mask.shape[1]
+        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), cfg.temperature)
+        mask, old, ref = mb.mask, old_logp[sl, :Lm], ref_logp[sl, :Lm]
+        tmask = mask * trained[sl, None]
+        A = row_adv[sl]
+        if cfg.kl == "token":
+            A = A[:, None] - cfg.kl_coef * d[sl, :Lm]
+        loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
+        if kl1:
+            loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (mb.turn == 1)[:, None])
+        loss = loss / n
+        if loss.requires_grad:
+            loss.backward()
+        total_loss += float(loss.detach())
+        if cfg.cliprange is not None:
+            ratio = torch.exp(((logp.detach() - old) * tmask).sum(-1))
+            clipped += float(((ratio - 1).abs() > cfg.cliprange).float()[tmask.sum(-1) > 0].sum())
+    params = [p for p in model.parameters() if p.requires_grad]
+    max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    model.train(was_training)
+    n_rows = max(int((trained & (batch.mask.sum(-1) > 0)).sum()), 1)
+    equal = (R[groups] == R[groups][:, :1]).all(1).float().mean()
+    metrics = dict(loss=total_loss, kl=float(traj_kl.mean()), score=float(score.mean()),
+                   equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),
+                   adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / n_rows,
+                   tokens_trained=int((batch.mask * trained[:, None]).sum()),
+                   sec_logprobs=t0 - t_lp, sec_backward=time.perf_counter() - t0)
+    if cfg.first_turn_kl_coef > 0:
+        first = batch.turn == 1
+        metrics["kl_t1"] = float(row_kl[first].mean())
+    return metrics

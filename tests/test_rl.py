@@ -1,0 +1,267 @@
+"""RL step: RLOO advantages, losses and gradients against hand computations (CPU, tiny policy)."""
+import copy
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cocos_lib.rl import (RLConfig, build_batch, first_turn_kl_loss, policy_loss, rl_step,
+                          rloo_advantages, sequence_kl, token_logprobs)
+
+
+# ------------------------------------------------------------------ small trajectory fakes
+
+@dataclass
+class FTurn:
+    prompt_ids: list
+    completion_ids: list
+    reward: float = 0.0
+
+
+@dataclass
+class FTraj:
+    turns: list
+    group: int
+    sample: int
+
+    @property
+    def rewards(self):
+        return [t.reward for t in self.turns]
+
+    def accumulated(self, gamma):
+        r = self.rewards
+        T = len(r)
+        return gamma ** (T - 1) * r[0] + sum(gamma ** (T - t) * (r[t - 1] - r[t - 2]) for t in range(2, T + 1))
+
+
+def make_trajs(rewards, t1_completion=(5, 6, 7), shared=True):
+    """Groups of k trajectories; rewards[g][i] = (r1, r2). Turn-2 completions differ per sample."""
+    out = []
+    for g, grp in enumerate(rewards):
+        t1 = FTurn([10, 11, 12, 13], list(t1_completion), grp[0][0])
+        for i, (r1, r2) in enumerate(grp):
+            first = t1 if shared else FTurn([10, 11, 12, 13], [5 + i, 6, 7 + g], r1)
+            second = FTurn([20, 21, 22 + g, 23, 24], [30 + i, 31 + g, 32 + 2 * i, 33], r2)
+            out.append(FTraj([first, second], g, i))
+    return out
+
+
+class GradCapture(torch.optim.SGD):
+    """SGD that records the gradients it sees (lr=0: the model stays as it is)."""
+    def __init__(self, params, lr=0.0):
+        self.params_list = list(params)
+        super().__init__(self.params_list, lr=lr)
+        self.seen = None
+
+    def step(self, closure=None):
+        self.seen = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in self.params_list]
+        return super().step(closure)
+
+
+@pytest.fixture
+def policy(tiny_policy):
+    """A private copy of the shared tiny policy (tests train it)."""
+    p = copy.copy(tiny_policy)
+    p.model = copy.deepcopy(tiny_policy.model)
+    return p
+
+
+def seq_logp(policy, traj, turn=2):
+    """sum_t log pi(y_t) of one turn's completion, with grad."""
+    b = build_batch([traj], [turn], policy.tokenizer.pad_token_id, "cpu")
+    lp = token_logprobs(policy.model, b.input_ids, b.attention_mask)
+    return (lp * b.mask).sum()
+
+
+# ----------------------------------------------------------------------------- pure math
+
+def test_rloo_advantages_hand_2x2():
+    s = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    assert torch.equal(rloo_advantages(s), torch.tensor([[1.0, -1.0], [0.0, 0.0]]))
+    a3 = rloo_advantages(torch.tensor([[3.0, 0.0, 0.0]]))  # 3 - 0, 0 - 1.5, 0 - 1.5
+    assert torch.allclose(a3, torch.tensor([[3.0, -1.5, -1.5]]))
+    with pytest.raises(ValueError, match="k >= 2"):
+        rloo_advantages(torch.ones(3, 1))
+
+
+def test_policy_loss_gradient_hand_2x2():
+    logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, -0.5, -0.5]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    A = torch.tensor([2.0, -1.0])
+    loss = policy_loss(logp, logp.detach(), A, mask, cliprange=0.2) / 2
+    assert loss.item() == pytest.approx(-(2.0 - 1.0) / 2)  # ratio 1: -(1/N) sum_i A_i
+    loss.backward()
+    assert torch.allclose(logp.grad, torch.tensor([[-1.0, -1.0, 0.0], [0.5, 0.5, 0.5]]))
+
+
+def test_policy_loss_clip_stops_gradient():
+    old = torch.zeros(2, 1)
+    logp = torch.tensor([[0.5], [0.5]], requires_grad=True)  # ratio e^0.5 = 1.65 > 1.2
+    loss = policy_loss(logp, old, torch.tensor([1.0, -1.0]), torch.ones(2, 1), cliprange=0.2)
+    loss.backward()
+    # A > 0 and ratio above 1+eps: clipped, no gradient; A < 0: unclipped branch is the max.
+    assert logp.grad[0, 0] == 0.0
+    assert logp.grad[1, 0] == pytest.approx(float(torch.exp(torch.tensor(0.5))))
+
+
+def test_token_level_loss_and_kl_estimators():
+    logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -1.0]])
+    mask = torch.tensor([[1.0, 1.0]])
+    assert sequence_kl(logp, ref, mask).item() == pytest.approx(0.5 - 1.0)
+    A_tok = torch.tensor([[1.0, 3.0]])
+    policy_loss(logp, logp.detach(), A_tok, mask, None).backward()
+    assert torch.allclose(logp.grad, -A_tok)
+    logp.grad = None
+    first_turn_kl_loss(logp, ref, mask).backward()  # grad of 1/2 d^2 = d
+    assert torch.allclose(logp.grad, torch.tensor([[0.5, -1.0]]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.lists(st.floats(0, 1), min_size=2, max_size=4)),
+                min_size=1, max_size=5).filter(lambda g: len({len(x[1]) for x in g}) == 1),
+       st.floats(0, 1), st.floats(0, 1))
+def test_shared_turn1_advantages_do_not_depend_on_gamma(groups, g1, g2):
+    """R = gamma r_1 + (r_2 - r_1): with r_1 shared in a group, gamma r_1 - r_1 cancels in A."""
+    rewards = [[(r1, r2) for r2 in r2s] for r1, r2s in groups]
+    trajs = make_trajs(rewards)
+    scores = lambda g: torch.tensor([[t.accumulated(g) for t in trajs[i:i + len(rewards[0])]]
+                                     for i in range(0, len(trajs), len(rewards[0]))], dtype=torch.float64)
+    assert torch.allclose(rloo_advantages(scores(g1)), rloo_advantages(scores(g2)), atol=1e-12)
+
+
+def test_build_batch_masks_only_completion_tokens():
+    trajs = make_trajs([[(0, 1), (0, 0)]])
+    b = build_batch(trajs, [2], pad_id=0)
+    assert b.input_ids.shape == (2, 9) and b.turn.tolist() == [2, 2] and b.traj.tolist() == [0, 1]
+    assert b.input_ids[0].tolist() == [20, 21, 22, 23, 24, 30, 31, 32, 33]
+    assert b.mask[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]  # positions 4..7 predict tokens 5..8
+    b1 = build_batch(trajs, [1, 2], pad_id=0)
+    assert b1.turn.tolist() == [1, 2, 1, 2]
+    assert b1.attention_mask[0].tolist() == [1] * 7 + [0, 0] and b1.mask[0].tolist() == [0, 0, 0, 1, 1, 1, 0, 0]
+
+
+# ------------------------------------------------------------------------ with the tiny LM
+
+def test_token_logprobs_match_full_log_softmax(tiny_policy):
+    b = build_batch(make_trajs([[(0, 1), (0, 0)]]), [1, 2], tiny_policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        logits = tiny_policy.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits
+        full = torch.log_softmax(logits[:, :-1] / 0.9, -1).gather(-1, b.input_ids[:, 1:, None])[..., 0]
+        part = token_logprobs(tiny_policy.model, b.input_ids, b.attention_mask, start=b.start(), temperature=0.9)
+    assert part.shape == full.shape
+    assert torch.allclose(part * b.mask, full * b.mask, atol=1e-5)
+
+
+def test_rl_step_gradient_equals_hand_policy_gradient(policy):
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 1.0), (1.0, 0.5)]])  # R = 1, 0 | 0.5, 0
+    cfg = RLConfig(gamma=0.5, kl_coef=0.01, cliprange=0.2, micro_batch=3, max_grad_norm=None)
+    opt = GradCapture(policy.model.parameters())
+    m = rl_step(policy, None, opt, None, trajs, cfg)  # not LoRA: reference() is a no-op -> KL 0
+    A = [1.0, -1.0, 0.5, -0.5]
+    assert m["kl"] == 0.0 and m["adv_abs_max"] == pytest.approx(1.0) and m["equal_groups"] == 0.0
+    policy.model.zero_grad()
+    hand = -sum(a * seq_logp(policy, t) for a, t in zip(A, trajs)) / 4
+    hand.backward()
+    assert m["loss"] == pytest.approx(0.0, abs=1e-6)  # sum of A_i * ratio 1 over a group is 0
+    for p, g in zip(policy.model.parameters(), opt.seen):
+        assert torch.allclose(g, p.grad, atol=1e-6, rtol=1e-4)
+
+
+def test_kl_is_zero_before_first_update_with_frozen_copy_and_lora(policy, tiny_policy_dir):
+    from cocos_lib.models import LoraSpec, frozen_reference, load_policy
+    trajs = make_trajs([[(0, 1), (0, 0)], [(1, 1), (0, 0)]])
+    ref = frozen_reference(policy)
+    m = rl_step(policy, ref, torch.optim.SGD(policy.model.parameters(), lr=0.0), None, trajs, RLConfig())
+    assert m["kl"] == 0.0
+    lora = load_policy(tiny_policy_dir, dtype="fp32", device="cpu", lora=LoraSpec(r=4, dropout=0.0))
+    assert frozen_reference(lora) is None
+    opt = torch.optim.Adam([p for p in lora.model.parameters() if p.requires_grad], lr=0.05)
+    m = rl_step(lora, None, opt, None, trajs, RLConfig(kl_coef=0.1))
+    assert m["kl"] == 0.0
+    m2 = rl_step(lora, None, opt, None, trajs, RLConfig(kl_coef=0.1))
+    assert m2["kl"] != 0.0  # the adapter moved; the reference (adapter disabled) did not
+
+
+def test_positive_advantage_logprob_rises_negative_falls(policy):
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)]])
+    with torch.no_grad():
+        before = [float(seq_logp(policy, t)) for t in trajs]
+    opt = torch.optim.Adam(policy.model.parameters(), lr=1e-3)
+    rl_step(policy, frozen_ref(policy), opt, None, trajs, RLConfig(kl_coef=0.0))
+    with torch.no_grad():
+        after = [float(seq_logp(policy, t)) for t in trajs]
+    assert after[0] > before[0] + 1e-3 and after[1] < before[1] - 1e-3
+
+
+def frozen_ref(policy):
+    from cocos_lib.models import frozen_reference
+    return frozen_reference(policy)
+
+
+def test_turn1_tokens_get_no_gradient_when_only_turn2_is_trained(policy):
+    """Two batches that differ only in the (shared) turn-1 completion give identical gradients."""
+    rewards = [[(0.0, 1.0), (0.0, 0.0)], [(1.0, 0.5), (1.0, 1.0)]]
+    grads = []
+    for t1 in [(5, 6, 7), (40, 41, 42, 43, 44)]:
+        opt = GradCapture(policy.model.parameters())
+        rl_step(policy, None, opt, None, make_trajs(rewards, t1_completion=t1), RLConfig(train_turns=(2,)))
+        grads.append(opt.seen)
+    assert any(g.abs().sum() > 0 for g in grads[0])
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_micro_batches_accumulate_to_the_full_batch_gradient(policy):
+    trajs = make_trajs([[(0, 1), (0, 0)], [(1, 1), (0, 0)]], shared=False)
+    seen = []
+    for micro in (1, 8):
+        opt = GradCapture(policy.model.parameters())
+        rl_step(policy, None, opt, None, trajs, RLConfig(train_turns=(1, 2), micro_batch=micro))
+        seen.append(opt.seen)
+    for a, b in zip(*seen):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_first_turn_kl_pulls_turn1_towards_reference(policy):
+    """beta_1 > 0: turn-1 rows are added, their k2 gradient equals the hand one; kl_t1 reported."""
+    trajs = make_trajs([[(0, 1), (0, 1)]])  # equal rewards: A = 0, only the KL term acts
+    ref = frozen_ref(policy)
+    torch.manual_seed(0)
+    with torch.no_grad():  # move the policy away from the reference
+        for p in policy.model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    opt = GradCapture(policy.model.parameters())
+    m = rl_step(policy, ref, opt, None, trajs, RLConfig(kl_coef=0.0, first_turn_kl_coef=0.25, max_grad_norm=None))
+    assert m["kl_t1"] != 0.0 and m["equal_groups"] == 1.0
+    policy.model.zero_grad()
+    b = build_batch(trajs, [1], policy.tokenizer.pad_token_id)
+    lp = token_logprobs(policy.model, b.input_ids, b.attention_mask)
+    with torch.no_grad():
+        rlp = token_logprobs(ref, b.input_ids, b.attention_mask)
+    (0.25 * (0.5 * (lp - rlp) ** 2 * b.mask).sum() / 2).backward()
+    assert m["kl_t1"] == pytest.approx(float(((lp - rlp) * b.mask).sum().detach() / 2), abs=1e-5)
+    for p, g in zip(policy.model.parameters(), opt.seen):
+        assert torch.allclose(g, p.grad, atol=1e-7, rtol=1e-4)
+
+
+def test_token_level_kl_equals_sequence_level_at_start(policy):
+    trajs = make_trajs([[(0, 1), (0, 0)], [(1, 1), (0, 0)]])
+    seen = []
+    for kl in ("sequence", "token"):
+        opt = GradCapture(policy.model.parameters())
+        rl_step(policy, frozen_ref(policy), opt, None, trajs, RLConfig(kl=kl, kl_coef=0.5))
+        seen.append(opt.seen)
+    for a, b in zip(*seen):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_bad_inputs_fail_with_one_line():
+    with pytest.raises(ValueError, match="kl='bogus'"):
+        RLConfig(kl="bogus")
+    with pytest.raises(ValueError, match="train_turns"):
+        RLConfig(train_turns=())
+    trajs = make_trajs([[(0, 1), (0, 0)]])[:1]
+    with pytest.raises(ValueError, match="group sizes"):
+        rl_step(type("P", (), {"model": None})(), None, None, None, trajs, RLConfig())
