@@ -1,0 +1,162 @@
+"""Batched sampling of completions y ~ pi_theta(. | x) that stop at a stop string ("[DONE]").
+
+`generate` is the one entry point; backends:
+- "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
+  the last few tokens of each sequence per step;
+- "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` (imported lazily) with the
+  same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`.
+Every backend returns, per prompt, the completion ids truncated right after the stop string
+is complete (stop text included), or after the first EOS (included), or at max_new_tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from transformers import StoppingCriteria
+
+BACKENDS = ("hf", "static", "vllm")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Sampling settings. Paper: temperature 0.9, top_p 1.0, 512 new tokens; eval: greedy.
+    stop=None reproduces the released code's no-stop rollouts (only EOS/max_new_tokens end)."""
+    max_new_tokens: int = 512
+    temperature: float = 0.9
+    top_p: float = 1.0
+    greedy: bool = False
+    stop: str | None = "[DONE]"
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"SamplingConfig.max_new_tokens={self.max_new_tokens}: must be >= 1")
+        if self.batch_size < 1:
+            raise ValueError(f"SamplingConfig.batch_size={self.batch_size}: must be >= 1")
+        if not self.greedy and not self.temperature > 0:
+            raise ValueError(f"SamplingConfig.temperature={self.temperature}: must be > 0 (or greedy=True)")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"SamplingConfig.top_p={self.top_p}: must be in (0, 1]")
+        if self.stop == "":
+            raise ValueError("SamplingConfig.stop='': use None for no stop string")
+
+
+def stop_window(tokenizer, stop: str) -> int:
+    """Tokens enough to contain `stop` at the tail: every token decodes to >= 1 char, +2 for
+    partial UTF-8 bytes and a token that ends with stop's first chars merged with others."""
+    return len(tokenizer(stop, add_special_tokens=False)["input_ids"]) + len(stop) + 2
+
+
+def truncate_completion(ids: Sequence[int], tokenizer, stop: str | None,
+                        eos_ids: Sequence[int] = ()) -> list[int]:
+    """Cut `ids` right after the first EOS (kept) or right after the first complete `stop`
+    (kept), whichever comes first. The stop is searched in the decoded text; the shortest
+    prefix containing it is found by binary search (O(log n) decodes)."""
+    ids = [int(i) for i in ids]
+    eos = set(eos_ids)
+    for j, t in enumerate(ids):
+        if t in eos:
+            ids = ids[:j + 1]
+            break
+    if stop is None or stop not in _decode(tokenizer, ids):
+        return ids
+    lo, hi = 1, len(ids)  # invariant: prefix of length hi contains stop
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if stop in _decode(tokenizer, ids[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:hi]
+
+
+def _decode(tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+class TailStopCriteria(StoppingCriteria):
+    """StoppingCriteria: a row is done once the decoded tail of its *generated* tokens holds
+    `stop`. Only the last `window` tokens of unfinished rows are decoded each step."""
+
+    def __init__(self, tokenizer, stop: str, prompt_len: int):
+        self.tokenizer, self.stop, self.prompt_len = tokenizer, stop, prompt_len
+        self.window = stop_window(tokenizer, stop)
+        self.done: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        if self.done is None:
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+        n_gen = input_ids.shape[1] - self.prompt_len
+        w = min(self.window, n_gen)
+        rows = (~self.done).nonzero().flatten().tolist()
+        if rows and w > 0:
+            tails = input_ids[rows, -w:].tolist()
+            texts = self.tokenizer.batch_decode(tails, skip_special_tokens=False,
+                                                clean_up_tokenization_spaces=False)
+            for r, text in zip(rows, texts):
+                if self.stop in text:
+                    self.done[r] = True
+        return self.done.to(input_ids.device).clone()
+
+
+def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
+                seed: int | None = None) -> list[list[int]]:
+    """The "hf" backend: micro-batches of cfg.batch_size prompts (sorted by length to save
+    padding), left padded, HF generate with KV cache; the RNG is seeded inside a forked RNG
+    state so the caller's global RNG is untouched."""
+    from transformers import GenerationConfig, StoppingCriteriaList
+
+    tok, model = policy.tokenizer, policy.model
+    eos = policy.eos_token_ids
+    gen_cfg = GenerationConfig(
+        max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1, use_cache=True,
+        temperature=None if cfg.greedy else cfg.temperature, top_p=None if cfg.greedy else cfg.top_p,
+        top_k=None, eos_token_id=eos or None, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
+    out: list[list[int] | None] = [None] * len(prompt_ids)
+    devices = [policy.device] if policy.device.type == "cuda" else []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            if seed is not None:
+                torch.manual_seed(seed)
+            for s in range(0, len(order), cfg.batch_size):
+                idx = order[s:s + cfg.batch_size]
+                batch = _left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
+                width = batch["input_ids"].shape[1]
+                crit = StoppingCriteriaList([TailStopCriteria(tok, cfg.stop, width)] if cfg.stop else [])
+                seqs = model.generate(**batch, generation_config=gen_cfg, stopping_criteria=crit)
+                for i, row in zip(idx, seqs[:, width:].tolist()):
+                    out[i] = truncate_completion(row, tok, cfg.stop, eos)
+    finally:
+        model.train(was_training)
+    return out  # type: ignore[return-value]
+
+
+def _left_pad(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    if min(len(r) for r in rows) == 0:
+        raise ValueError("generate: an empty prompt (0 tokens) cannot be continued")
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[j, width - len(r):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int | None = None,
+             backend: str = "hf") -> list[list[int]]:
+    """Sample one completion per prompt; see the module docstring for truncation rules."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend '{backend}': expected one of {list(BACKENDS)}")
+    if not prompt_ids:
+        return []
+    if backend == "hf":
+        return hf_generate(policy, prompt_ids, cfg, seed)
+    from cocos_lib import fastgen  # lazy: GPU-only code paths
+    fn = fastgen.static_generate if backend == "static" else fastgen.vllm_generate
+    return fn(policy, prompt_ids, cfg, seed)

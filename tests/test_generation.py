@@ -1,0 +1,150 @@
+"""The "hf" generation backend: stop strings, EOS, determinism, batching, seeding."""
+import contextlib
+
+import pytest
+import torch
+
+from cocos_lib import generation as G
+from cocos_lib.generation import SamplingConfig, generate, truncate_completion
+from cocos_lib.models import load_policy
+
+
+def enc(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+@contextlib.contextmanager
+def forced(policy, rows):
+    """Make the model emit rows[b][step] at each decode step (a hook adds +1e4 to that logit)."""
+    state = {"calls": 0}
+
+    def hook(module, inputs, out):
+        step = state["calls"]
+        state["calls"] += 1
+        for b, seq in enumerate(rows):
+            if step < len(seq):
+                out[b, -1, seq[step]] += 1e4
+        return out
+
+    h = policy.model.get_output_embeddings().register_forward_hook(hook)
+    try:
+        yield state
+    finally:
+        h.remove()
+
+
+@pytest.fixture(scope="module")
+def mt_policy(tiny_policy_dir_multitoken):
+    return load_policy(tiny_policy_dir_multitoken, dtype="fp32", device="cpu")
+
+
+def test_truncate_completion_known_ids(mt_policy):
+    tok = mt_policy.tokenizer
+    a, done, rest = enc(tok, "x = 1\n"), enc(tok, "[DONE]"), enc(tok, "\nprint(x)")
+    assert len(done) == 3  # "[", "DONE", "]": a multi-token stop string
+    assert truncate_completion(a + done + rest, tok, "[DONE]") == a + done
+    assert truncate_completion(a + done + rest + done, tok, "[DONE]") == a + done  # first one
+    assert truncate_completion(a + done[:2] + rest, tok, "[DONE]") == a + done[:2] + rest  # incomplete
+    assert truncate_completion(a + [0] + done, tok, "[DONE]", eos_ids=[0]) == a + [0]  # EOS first
+    assert truncate_completion(a + done + [0], tok, "[DONE]", eos_ids=[0]) == a + done
+    assert truncate_completion(a + done + rest, tok, None) == a + done + rest
+    assert truncate_completion(a + [0, 0, 0], tok, None, eos_ids=[0]) == a + [0]
+    assert truncate_completion([], tok, "[DONE]") == []
+
+
+def test_truncate_completion_single_token_stop(tiny_policy):
+    tok = tiny_policy.tokenizer
+    done = enc(tok, "[DONE]")
+    assert done == [385]
+    a = enc(tok, "return a + b\n")
+    assert truncate_completion(a + done + a + done, tok, "[DONE]") == a + done
+
+
+def test_stop_during_generation_multitoken(mt_policy):
+    """Three rows forced to write: code+[DONE]+junk, code+EOS, code without stop. Each row is cut
+    at its own end; generation ends when the last row is done, not at max_new_tokens."""
+    tok = mt_policy.tokenizer
+    code, done, junk = enc(tok, "return a\n"), enc(tok, "[DONE]"), enc(tok, "\nx = 2\ny = 3\n")
+    rows = [code + done + junk * 5, code[:2] + [0] + junk * 5, code + junk]
+    prompt = enc(tok, "def f(a):\n    ")
+    cfg = SamplingConfig(max_new_tokens=len(code + junk) + 4, greedy=True, batch_size=8)
+    with forced(mt_policy, rows) as state:
+        out = generate(mt_policy, [prompt] * 3, cfg)
+    assert out[0] == code + done
+    assert out[1] == code[:2] + [0]
+    assert out[2][:len(code + junk)] == code + junk and len(out[2]) == cfg.max_new_tokens
+    assert state["calls"] == cfg.max_new_tokens  # row 2 never stops
+
+    cfg = SamplingConfig(max_new_tokens=40, greedy=True)
+    with forced(mt_policy, rows[:2]) as state:
+        out = generate(mt_policy, [prompt] * 2, cfg)
+    assert out == [code + done, code[:2] + [0]]
+    assert state["calls"] == len(code + done)  # stopped early: not 40 steps
+
+
+def test_stop_during_generation_single_token(tiny_policy):
+    tok = tiny_policy.tokenizer
+    rows = [enc(tok, "x") + [385] + enc(tok, "yy")]
+    with forced(tiny_policy, rows) as state:
+        out = generate(tiny_policy, [enc(tok, "a = ")], SamplingConfig(max_new_tokens=30, temperature=0.9), seed=1)
+    assert out == [enc(tok, "x") + [385]] and state["calls"] == len(out[0])
+    assert tok.decode(out[0]).endswith("[DONE]")
+
+
+def _prompts(tok, n=12):
+    texts = ["def f%d(x):\n    return" % i + " x" * (i % 5) for i in range(n)]
+    return [enc(tok, t) for t in texts]
+
+
+def test_greedy_is_deterministic_and_batch_size_invariant(tiny_policy):
+    prompts = _prompts(tiny_policy.tokenizer)
+    assert len({len(p) for p in prompts}) > 1  # ragged: left padding matters
+    cfg = SamplingConfig(max_new_tokens=24, greedy=True, batch_size=12, stop=None)
+    a = generate(tiny_policy, prompts, cfg)
+    assert all(len(x) == 24 for x in a)  # the random model never emits EOS here
+    assert generate(tiny_policy, prompts, cfg, seed=5) == a
+    for bs in (1, 5):
+        assert generate(tiny_policy, prompts, SamplingConfig(max_new_tokens=24, greedy=True, batch_size=bs, stop=None)) == a
+    # each row alone equals its row in the batch (padding does not leak)
+    assert generate(tiny_policy, prompts[7:8], cfg) == a[7:8]
+    # greedy = argmax of the model's next-token logits for the first step
+    with torch.no_grad():
+        logits = tiny_policy.model(input_ids=torch.tensor([prompts[0]])).logits[0, -1]
+    assert a[0][0] == int(logits.argmax())
+
+
+def test_seeded_sampling(tiny_policy):
+    prompts = _prompts(tiny_policy.tokenizer, 6)
+    cfg = SamplingConfig(max_new_tokens=16, temperature=1.0, batch_size=4, stop=None)
+    rng = torch.get_rng_state()
+    a = generate(tiny_policy, prompts, cfg, seed=7)
+    assert torch.equal(rng, torch.get_rng_state())  # global RNG untouched
+    assert generate(tiny_policy, prompts, cfg, seed=7) == a
+    assert generate(tiny_policy, prompts, cfg, seed=8) != a
+    greedy = generate(tiny_policy, prompts, SamplingConfig(max_new_tokens=16, greedy=True, stop=None))
+    assert a != greedy
+
+
+def test_dispatch_and_bad_config(tiny_policy, monkeypatch):
+    from cocos_lib import fastgen
+    calls = []
+    monkeypatch.setattr(fastgen, "static_generate", lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]])
+    monkeypatch.setattr(fastgen, "vllm_generate", lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]])
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static") == [[1]]
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm") == [[2]]
+    assert calls == [("s", 4), ("v", 5)]
+    assert generate(tiny_policy, [], SamplingConfig()) == []
+    with pytest.raises(ValueError, match="backend 'foo'"):
+        generate(tiny_policy, [[3]], SamplingConfig(), backend="foo")
+    with pytest.raises(ValueError, match="temperature"):
+        SamplingConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="empty prompt"):
+        generate(tiny_policy, [[3], []], SamplingConfig(max_new_tokens=2))
+    assert SamplingConfig(temperature=0.0, greedy=True).greedy
+
+
+def test_model_mode_restored(tiny_policy):
+    tiny_policy.model.train()
+    generate(tiny_policy, [[3, 4]], SamplingConfig(max_new_tokens=2, greedy=True))
+    assert tiny_policy.model.training
+    tiny_policy.model.eval()
