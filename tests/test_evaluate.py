@@ -1,0 +1,141 @@
+"""evaluate.py: rows and summary on hand-built trajectories, cache, CLI errors, end-to-end run."""
+import json
+import math
+import subprocess
+import sys
+from types import SimpleNamespace as NS
+
+import pytest
+
+from cocos_lib import evaluate as E
+from cocos_lib import metrics as M
+
+P, F = "passed", "failed"
+
+
+def _turn(code, outcomes, n_tokens=5):
+    ok = all(o == P for o in outcomes)
+    rep = NS(outcomes=tuple(outcomes), fraction=sum(o == P for o in outcomes) / len(outcomes),
+             all_passed=ok, error=None if ok else "AssertionError")
+    return NS(code=code, report=rep, reward=rep.fraction, completion_ids=[0] * n_tokens, text=code + "\n[DONE]")
+
+
+def _traj(task_id, turns, sample=0):
+    return NS(task=NS(task_id=task_id), sample=sample, turns=turns)
+
+
+CODE_A = "def add(a, b):\n    return a + b\n"
+CODE_B1, CODE_B2 = "def sub(a, b):\n    return a + b\n", "def sub(a, b):\n    return a - b\n"
+CODE_C1, CODE_C2 = "def mul(a, b):\n    return a * b\n", "def mul(a, b):\n    r = 0\n    for _ in range(b):\n        r += a\n    return r\n"
+CODE_D = "def div(a, b):\n    return a // b\n"
+
+# A: c->c unchanged; B: i->c (count 1 -> 3) small edit; C: c->i (count 3 -> 2) big edit; D: i->i unchanged
+TRAJS = [
+    _traj("A", [_turn(CODE_A, [P, P, P]), _turn(CODE_A, [P, P, P], 7)]),
+    _traj("B", [_turn(CODE_B1, [P, F, F]), _turn(CODE_B2, [P, P, P], 9)]),
+    _traj("C", [_turn(CODE_C1, [P, P, P]), _turn(CODE_C2, [P, P, F], 11)]),
+    _traj("D", [_turn(CODE_D, [F, F, F]), _turn(CODE_D, [F, F, F], 13)]),
+]
+
+
+@pytest.fixture
+def df():
+    return E._frame([r for tr in TRAJS for r in E.trajectory_rows(tr)])
+
+
+def test_rows_hand_built(df):
+    assert len(df) == 8 and df["turn"].tolist() == [1, 2] * 4
+    assert df["task_id"].tolist() == ["A", "A", "B", "B", "C", "C", "D", "D"]
+    t1 = df[df.turn == 1]
+    assert t1["edit_distance"].isna().all() and t1["no_edit"].isna().all()
+    b2 = df[(df.task_id == "B") & (df.turn == 2)].iloc[0]
+    assert b2["edit_distance"] == pytest.approx(1 / len(CODE_B1)) and bool(b2["no_edit"])
+    assert b2["n_passed"] == 3 and b2["correct"] and b2["new_tokens"] == 9
+    for _, r in df.iterrows():
+        assert r["correct"] == all(o == P for o in r["outcomes"])
+
+
+def test_summarize_hand_built(df):
+    s = E.summarize(df)
+    assert s["n_tasks"] == 4 and s["turns"] == 2
+    assert {k: s[k] for k in ("acc_t1", "acc_t2", "delta", "i2c", "c2i")} == pytest.approx(
+        {"acc_t1": 0.5, "acc_t2": 0.5, "delta": 0.0, "i2c": 0.25, "c2i": 0.25})
+    assert s["unit_i2c"] == 0.25 and s["unit_c2i"] == 0.25        # B rose, C fell
+    assert s["unit_f2p"] == pytest.approx(2 / 12) and s["unit_p2f"] == pytest.approx(1 / 12)
+    d_c = M.normalized_edit_distance(CODE_C1, CODE_C2)
+    assert d_c > 0.05
+    assert s["no_edit_rate"] == pytest.approx(3 / 4)               # A, B, D
+    assert s["no_edit_rate_wrong"] == pytest.approx(1 / 2)         # wrong at t2: C (edited), D (not)
+    assert s["mean_edit_distance"] == pytest.approx((0 + 1 / len(CODE_B1) + d_c + 0) / 4)
+    assert s["t1_t2_c2c"] == 0.25 and s["t1_t2_i2i"] == 0.25 and s["gain_t2"] == 0.0
+    assert s["mean_new_tokens_t1"] == 5 and s["mean_new_tokens_t2"] == 10
+    assert not any(k.startswith("pass@") for k in s)
+
+
+def test_summarize_three_turns_and_pass_at_k():
+    trajs = []
+    for sample, (o1, o2, o3) in enumerate([([F], [F], [P]), ([F], [P], [P]), ([F], [F], [F])]):
+        trajs.append(_traj("X", [_turn("a", o1), _turn("b", o2), _turn("b", o3)], sample))
+    trajs.append(_traj("Y", [_turn("c", [P]), _turn("c", [P]), _turn("c", [P])], 0))
+    trajs.append(_traj("Y", [_turn("c", [P]), _turn("c", [F]), _turn("c", [F])], 1))
+    trajs.append(_traj("Y", [_turn("c", [F]), _turn("c", [F]), _turn("c", [F])], 2))
+    df = E._frame([r for tr in trajs for r in E.trajectory_rows(tr)])
+    s = E.summarize(df)
+    assert s["n_problems"] == 6 and s["acc_t1"] == pytest.approx(2 / 6)
+    assert s["acc_t3"] == pytest.approx(3 / 6) and s["gain_t3"] == pytest.approx(1 / 6)
+    assert s["t2_t3_i2c"] == pytest.approx(1 / 6) and s["t2_t3_c2i"] == 0.0
+    # X: n=3, c=0 at t1 -> pass@3 0; Y: c=2 -> 1.  pass@1 = mean(0, 2/3)
+    assert s["pass@1_t1"] == pytest.approx(1 / 3) and s["pass@3_t1"] == pytest.approx(0.5)
+    assert s["pass@3_t3"] == pytest.approx(1.0)                    # X c=2, Y c=1
+    assert list(E.transition_matrices(df)) == ["t1→t2", "t2→t3"]
+
+
+def test_jsonl_roundtrip(df, tmp_path):
+    path = E.write_rows(df, tmp_path / "rows.jsonl")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 8
+    first = json.loads(lines[0])
+    assert first["edit_distance"] is None and first["outcomes"] == [P, P, P] and first["turn"] == 1
+    back = E.read_rows(path)
+    assert E.summarize(back) == E.summarize(df)
+
+
+def test_cache_key_depends_on_settings():
+    a = E.cache_key("m", ["1", "2"], {"turns": 2})
+    assert a == E.cache_key("m", ["1", "2"], {"turns": 2})
+    assert len({a, E.cache_key("m", ["1", "2"], {"turns": 3}), E.cache_key("m", ["1"], {"turns": 2}),
+                E.cache_key("n", ["1", "2"], {"turns": 2})}) == 4
+
+
+def test_evaluate_argument_errors():
+    with pytest.raises(E.EvalConfigError, match="field 'turns': 5 is outside 1..4"):
+        E.evaluate("unused", [], turns=5)
+    with pytest.raises(E.EvalConfigError, match="greedy samples would be identical"):
+        E.evaluate("unused", [], k=3)
+    with pytest.raises(E.EvalConfigError, match="unknown method 'x'"):
+        E.evaluate("unused", [], method="x")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "cocos_lib.evaluate", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--policy", "x", "--tasks", "toy-test", "--turns", "5", "--out", "o.jsonl"], "--turns 5: must be in 1..4"),
+    (["--policy", "x", "--tasks", "toy-test", "--turns", "0", "--out", "o.jsonl"], "--turns 0: must be in 1..4"),
+    (["--policy", "x", "--tasks", "nope", "--out", "o.jsonl"], "unknown task set 'nope'"),
+    (["--policy", "/no/such/dir", "--tasks", "toy-test", "--out", "o.jsonl"], "--policy /no/such/dir"),
+    (["--tasks", "toy-test", "--out", "o.jsonl"], "the following arguments are required: --policy"),
+    (["--policy", "x", "--tasks", "toy-test", "--out", "o.jsonl", "--method", "magic"], "invalid choice: 'magic'"),
+])
+def test_cli_bad_arguments(args, needle, tmp_path):
+    r = _cli(*args)
+    assert r.returncode == 2 and r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("cocos_lib.evaluate: error:")
+
+
+def test_cli_help():
+    r = _cli("--help")
+    assert r.returncode == 0 and "--policy" in r.stdout and "--method" in r.stdout
