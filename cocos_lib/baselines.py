@@ -62,38 +62,29 @@ def self_refine(policy, tasks: Sequence, cfg, executor, seed: int = 0):
     Returns ``(trajectories, feedback)`` where trajectories are ``rollout.Trajectory`` objects
     (turn t holds the rewrite prompt / completion) ordered like ``rollout``'s, and
     ``feedback[i][t - 2]`` is (feedback text f_t, number of critique tokens) for trajectory i.
+    Prompts are encoded, left-truncated, decoded and executed exactly as in ``rollout``.
     """
-    from cocos_lib import rewards, rollout
-    from cocos_lib.executor import Job
+    from cocos_lib import rollout as R
     from cocos_lib.generation import generate
+    from cocos_lib.rewards import REWARDS
 
-    trajs = rollout.rollout(policy, tasks, replace(cfg, turns=1), executor, seed=seed)
+    trajs = R.rollout(policy, tasks, replace(cfg, turns=1), executor, seed=seed)
     feedback: list[list[tuple[str, int]]] = [[] for _ in trajs]
-    reward_fn = rewards.REWARDS[cfg.reward]
+    reward_fn, budget = REWARDS[cfg.reward], R.prompt_budget(policy, cfg)
     for t in range(2, cfg.turns + 1):
         prev = [tr.turns[-1].code for tr in trajs]
-        fb_ids = generate(policy, _encode(policy, [critique_prompt(tr.task, c) for tr, c in zip(trajs, prev)]),
-                          cfg.sampling, seed=seed + 1000 * t, backend=cfg.backend)
-        fb_texts = [extract_feedback(_decode(policy, ids)) for ids in fb_ids]
-        rw_prompts = _encode(policy, [rewrite_prompt(tr.task, c, f, cfg.ending)
-                                      for tr, c, f in zip(trajs, prev, fb_texts)])
-        rw_ids = generate(policy, rw_prompts, cfg.sampling, seed=seed + 1000 * t + 1, backend=cfg.backend)
-        texts = [_decode(policy, ids) for ids in rw_ids]
+        fb_prompts = R.encode_prompts(policy.tokenizer, [critique_prompt(tr.task, c) for tr, c in zip(trajs, prev)],
+                                      budget)
+        fb_ids = generate(policy, fb_prompts, cfg.sampling, seed=R.turn_seed(seed, 100 + t), backend=cfg.backend)
+        fb_texts = [extract_feedback(R.decode_completion(policy, ids)) for ids in fb_ids]
+        rw_prompts = R.encode_prompts(policy.tokenizer, [rewrite_prompt(tr.task, c, f, cfg.ending)
+                                                         for tr, c, f in zip(trajs, prev, fb_texts)], budget)
+        rw_ids = generate(policy, rw_prompts, cfg.sampling, seed=R.turn_seed(seed, t), backend=cfg.backend)
+        texts = [R.decode_completion(policy, ids) for ids in rw_ids]
         codes = [prompts.extract_code(x) for x in texts]
-        reports = executor.run_many([Job(c, tr.task.tests, tr.task.setup) for c, tr in zip(codes, trajs)])
+        reports = R.execute(executor, [tr.task for tr in trajs], codes, cfg.timeout_s)
         for i, tr in enumerate(trajs):
-            tr.turns.append(rollout.Turn(prompt_ids=rw_prompts[i], completion_ids=rw_ids[i], text=texts[i],
-                                         code=codes[i], report=reports[i], reward=reward_fn(reports[i])))
+            tr.turns.append(R.Turn(prompt_ids=rw_prompts[i], completion_ids=rw_ids[i], text=texts[i],
+                                   code=codes[i], report=reports[i], reward=float(reward_fn(reports[i]))))
             feedback[i].append((fb_texts[i], len(fb_ids[i])))
     return trajs, feedback
-
-
-def _encode(policy, texts: list[str]) -> list[list[int]]:
-    from cocos_lib import rollout
-    if hasattr(rollout, "encode_prompts"):
-        return rollout.encode_prompts(policy, texts)
-    return [policy.tokenizer(x, add_special_tokens=False)["input_ids"] for x in texts]
-
-
-def _decode(policy, ids) -> str:
-    return policy.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -139,3 +139,87 @@ def test_cli_bad_arguments(args, needle, tmp_path):
 def test_cli_help():
     r = _cli("--help")
     assert r.returncode == 0 and "--policy" in r.stdout and "--method" in r.stdout
+
+
+# ------------------------------------------------------------------ Self-Refine prompt format
+
+def _task():
+    from cocos_lib.tasks import Task
+    return Task("7", "Write a function to add two numbers.", ("assert add(1, 2) == 3", "assert add(0, 0) == 0"))
+
+
+def test_self_refine_prompts():
+    from cocos_lib import baselines as B
+    from cocos_lib import prompts
+    task = _task()
+    code = "def add(a, b):\n    return a - b"
+    crit = B.critique_prompt(task, code)
+    assert crit.startswith(prompts.task_header(task) + code + "\n[DONE]\n\n" + B.CRITIQUE_INSTRUCTION)
+    assert crit.endswith("\n\n[FEEDBACK]\n")
+    rw = B.rewrite_prompt(task, code, "It subtracts.", ending="begin")
+    assert rw == crit + "It subtracts.\n[DONE]\n\n" + B.REWRITE_INSTRUCTION + "\n\n[BEGIN]\n"
+    assert B.rewrite_prompt(task, code, "ok").endswith("Python program!\n\n[CORRECT]\n")
+    assert B.extract_feedback(" [FEEDBACK] It subtracts instead of adding.\n[DONE]\ndef x(): pass") == \
+        "It subtracts instead of adding."
+    with pytest.raises(ValueError, match="unknown ending 'x'"):
+        B.rewrite_prompt(task, code, "", ending="x")
+
+
+# ------------------------------------------------------------------ end to end (tiny policy)
+
+def _e2e_tasks():
+    from cocos_lib.tasks import Task
+    return [_task(),
+            Task("8", "Write a function to negate a number.", ("assert neg(1) == -1", "assert 1 + 1 == 2")),
+            Task("9", "Return True.", ("assert True",), setup="X = 1")]
+
+
+def _check_rows(df, tasks, turns):
+    from cocos_lib.executor import run_tests
+    assert len(df) == len(tasks) * turns
+    assert df.groupby("task_id")["turn"].apply(list).to_dict() == {t.task_id: list(range(1, turns + 1)) for t in tasks}
+    by_id = {t.task_id: t for t in tasks}
+    prev = {}
+    for _, r in df.iterrows():
+        task = by_id[r["task_id"]]
+        assert r["n_tests"] == len(task.tests) == len(r["outcomes"])
+        assert r["n_passed"] == sum(o == "passed" for o in r["outcomes"])
+        assert r["correct"] == (r["n_passed"] == r["n_tests"])
+        assert r["pass_fraction"] == pytest.approx(r["n_passed"] / r["n_tests"])
+        assert r["reward"] == pytest.approx(r["pass_fraction"])          # progressive reward
+        assert list(run_tests(r["code"], task.tests, task.setup).outcomes) == list(r["outcomes"])
+        if r["turn"] == 1:
+            assert math.isnan(r["edit_distance"])
+        else:
+            assert r["edit_distance"] == pytest.approx(M.normalized_edit_distance(prev[r["task_id"]], r["code"]))
+            assert bool(r["no_edit"]) == (r["edit_distance"] <= 0.05)
+        assert 1 <= r["new_tokens"] <= 24 * (2 if r["method"] == "self-refine" and r["turn"] > 1 else 1)
+        prev[r["task_id"]] = r["code"]
+
+
+@pytest.mark.slow
+def test_evaluate_end_to_end_with_cache(tiny_policy, tmp_path):
+    from cocos_lib.generation import SamplingConfig
+    tasks = _e2e_tasks()
+    cfg = SamplingConfig(greedy=True, max_new_tokens=24)
+    df = E.evaluate(tiny_policy, tasks, turns=3, sampling=cfg, cache=tmp_path, progress=False, chunk=2)
+    _check_rows(df, tasks, 3)
+    assert (df["method"] == "cocos").all() and (df["feedback"] == "").all()
+    files = list(tmp_path.glob("eval-*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == 9
+    # a cache hit needs no model: the policy's name is enough
+    again = E.evaluate(tiny_policy.name, tasks, turns=3, sampling=cfg, cache=tmp_path, progress=False, chunk=2)
+    assert again[["task_id", "turn", "code", "correct"]].equals(df[["task_id", "turn", "code", "correct"]])
+    s = E.summarize(df)
+    assert s["turns"] == 3 and s["acc_t3"] == pytest.approx(df[df.turn == 3]["correct"].mean())
+
+
+@pytest.mark.slow
+def test_self_refine_end_to_end(tiny_policy):
+    from cocos_lib.generation import SamplingConfig
+    tasks = _e2e_tasks()
+    df = E.evaluate(tiny_policy, tasks, turns=2, sampling=SamplingConfig(greedy=True, max_new_tokens=24),
+                    method="self-refine", progress=False)
+    _check_rows(df, tasks, 2)
+    assert (df["method"] == "self-refine").all()
+    assert (df[df.turn == 1]["feedback"] == "").all()
