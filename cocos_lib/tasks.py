@@ -243,11 +243,10 @@ def _segment(src: bytes, stmt, old: str | None = None, new: str | None = None) -
     text = b"\n".join([lines[0]] + [ln[len(pad):] if ln.startswith(pad) else ln for ln in lines[1:]]).decode()
     want = _Rename(old, new).visit(copy.deepcopy(stmt)) if old else stmt
     try:
-        if ast.dump(ast.parse(text).body[0]) == ast.dump(want) and len(ast.parse(text).body) == 1:
-            return text
+        same = ast.dump(ast.parse(text)) == ast.dump(ast.Module([want], []))
     except SyntaxError:
-        pass
-    return ast.unparse(want)
+        same = False
+    return text if same else ast.unparse(want)
 
 
 def split_check(test_src: str, entry_point: str, file="<test>", line=0) -> tuple[list[str], list[str]]:

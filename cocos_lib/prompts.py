@@ -1,0 +1,136 @@
+"""The paper's prompt formats (released CoCoS code, MBPP style) and code extraction.
+
+Turn 1:   [few-shot block] + header + "[BEGIN]\n"; the model writes code and "[DONE]".
+Turn t>=2: header + y_{t-1} (the most recent attempt's code) + "\n[DONE]\n\n"
+           + CORRECTION_INSTRUCTION + "\n\n[CORRECT]\n" (after SFT warm-start, "Boost")
+           or "\n\n[BEGIN]\n" (few-shot start). No execution feedback is ever shown.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from typing import Sequence
+
+from cocos_lib.tasks import Task
+
+BEGIN, DONE, CORRECT = "[BEGIN]", "[DONE]", "[CORRECT]"
+CORRECTION_INSTRUCTION = (
+    "There might be an error in the code above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!"
+)
+ENDINGS = {"correct": f"\n\n{CORRECT}\n", "begin": f"\n\n{BEGIN}\n"}
+CHAT_SYSTEM = "You are an expert Python programmer. Reply with the complete Python program only, in one ```python code block."
+FEWSHOT_FILE = os.path.join(os.path.dirname(__file__), "assets", "fewshot.json")
+
+
+def task_header(task: Task) -> str:
+    """The standard MBPP prompt: statement, then the tests u_1..u_K one per line."""
+    tests = "\n".join(task.tests)
+    return f"You are an expert Python programmer, and here is your task: {task.text} Your code should pass these tests:\n\n{tests}\n"
+
+
+def turn1_prompt(task: Task, fewshot: str = "") -> str:
+    """s_1: optional few-shot block + header + "[BEGIN]\\n"."""
+    return f"{fewshot}{task_header(task)}{BEGIN}\n"
+
+
+def correction_prompt(task: Task, previous_code: str, ending: str = "correct") -> str:
+    """s_t for t >= 2: header, the previous attempt y_{t-1}, the instruction, then the ending."""
+    if ending not in ENDINGS:
+        raise ValueError(f"prompts: field 'ending': unknown ending {ending!r} (expected one of {', '.join(ENDINGS)})")
+    return f"{task_header(task)}{previous_code}\n{DONE}\n\n{CORRECTION_INSTRUCTION}{ENDINGS[ending]}"
+
+
+def build_prompt(task: Task, previous_codes: Sequence[str], fewshot: str = "", ending: str = "correct") -> str:
+    """Prompt of turn t = len(previous_codes) + 1 (only the most recent attempt is shown)."""
+    if not previous_codes:
+        return turn1_prompt(task, fewshot)
+    return correction_prompt(task, previous_codes[-1], ending)
+
+
+def default_fewshot_tasks() -> list[Task]:
+    """Three solved tasks written for this repo (not MBPP text): the offline few-shot default."""
+    with open(FEWSHOT_FILE, encoding="utf-8") as f:
+        rows = json.load(f)
+    return [Task(r["task_id"], r["text"], tuple(r["tests"]), entry_point=r["entry_point"],
+                 reference=r["code"], source="cocos-fewshot") for r in rows]
+
+
+def fewshot_block(tasks: Sequence[Task] | None = None, n: int = 3) -> str:
+    """The first `n` solved tasks as "{header}[BEGIN]\\n{code}\\n[DONE]\\n\\n" each.
+    Pass MBPP prompt-split tasks (the usual 3-shot is task_ids 2, 3, 4:
+    `load_mbpp("prompt")[1:4]`); None uses the shipped offline default."""
+    pool = list(tasks) if tasks is not None else default_fewshot_tasks()
+    if not 0 <= n <= len(pool):
+        raise ValueError(f"prompts: field 'n': {n} few-shot examples requested, {len(pool)} available")
+    out = []
+    for t in pool[:n]:
+        if t.reference is None:
+            raise ValueError(f"prompts: field 'reference': few-shot task {t.task_id} has no solution")
+        out.append(f"{task_header(t)}{BEGIN}\n{t.reference.strip()}\n{DONE}\n\n")
+    return "".join(out)
+
+
+def chat_messages(task: Task, previous_codes: Sequence[str] = ()) -> list[dict]:
+    """The same state s_t as chat messages for instruct models (`tokenizer.apply_chat_template`):
+    system, user = header; for t >= 2 the most recent attempt as the assistant's answer and the
+    correction instruction as the next user message (same information as `build_prompt`)."""
+    msgs = [{"role": "system", "content": CHAT_SYSTEM}, {"role": "user", "content": task_header(task).rstrip("\n")}]
+    if previous_codes:
+        msgs.append({"role": "assistant", "content": f"```python\n{previous_codes[-1]}\n```"})
+        msgs.append({"role": "user", "content": CORRECTION_INSTRUCTION})
+    return msgs
+
+
+_FENCE = re.compile(r"```[ \t]*[\w+-]*[ \t]*\n(.*?)(?:```|\Z)", re.S)
+_CODE_START = re.compile(r"(def |class |import |from |@|#|async def |if |for |while |try:|with |print\(|"
+                         r"[A-Za-z_][\w.]*(\[.*\])?\s*(=|\(|\+=|-=))")
+_MARKER = re.compile(r"\[(BEGIN|CORRECT)\]")
+_PROSE = re.compile(r"[A-Za-z][^\n]*\s[^\n]*")
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+        return True
+    except (SyntaxError, ValueError):
+        return False
+
+
+def _trim_chatter(code: str) -> str:
+    """Drop prose lines before the first code-looking line and after the code ends,
+    but only when the code alone then parses (a wrong program is never cut)."""
+    if _parses(code):
+        return code
+    lines = code.split("\n")
+    start = next((i for i, ln in enumerate(lines) if _CODE_START.match(ln)), 0)
+    for end in range(start + 1, len(lines) + 1):
+        rest = lines[end:] if end < len(lines) else []
+        if rest and not (_PROSE.match(rest[0]) and not _CODE_START.match(rest[0])):
+            continue
+        if _parses("\n".join(lines[start:end])):
+            return "\n".join(lines[start:end])
+    return "\n".join(lines[start:]) if _parses("\n".join(lines[start:])) else code
+
+
+def extract_code(text: str | None) -> str:
+    """The program in a completion: text up to the first [DONE]; the first ``` fenced block
+    if there is one; else what follows the first [BEGIN]/[CORRECT]; stray markers removed,
+    chatter around the code dropped, CRLF normalised. "" for empty output."""
+    if not text:
+        return ""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").split(DONE)[0]
+    fence = _FENCE.search(text)
+    if fence:
+        text = fence.group(1)
+    else:
+        m = _MARKER.search(text)
+        if m and _MARKER.sub("", text[m.end():]).strip():
+            text = text[m.end():]
+    text = _MARKER.sub("", text)
+    text = "\n".join(ln.rstrip() for ln in text.split("\n")).strip("\n")
+    if not text.strip():
+        return ""
+    return _trim_chatter(text)
