@@ -181,6 +181,18 @@ def transition_matrices(df: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {f"t{t}→t{t + 1}": M.transition_matrix(cols[t - 1], cols[t]) for t in range(1, len(cols))}
 
 
+def accuracy_gains(df: pd.DataFrame) -> list[float]:
+    """[Acc@tk - Acc@t1 for k = 1..T] (first entry 0), for ``plots.plot_accuracy_gains``."""
+    return M.accuracy_gains(by_turn(df))
+
+
+def edit_distances(df: pd.DataFrame, turn: int = 2) -> dict[str, list[float]]:
+    """Edit distances turn-1 -> turn, split by whether the answer at ``turn`` is wrong / right."""
+    rows = df[df["turn"] == turn]
+    return {"answer wrong": rows.loc[~rows["correct"].astype(bool), "edit_distance"].tolist(),
+            "answer right": rows.loc[rows["correct"].astype(bool), "edit_distance"].tolist()}
+
+
 def summarize(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> dict:
     """Every metric as a flat dict of fractions (keys used by ``tables.compare``):
 

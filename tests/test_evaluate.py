@@ -70,6 +70,9 @@ def test_summarize_hand_built(df):
     assert s["t1_t2_c2c"] == 0.25 and s["t1_t2_i2i"] == 0.25 and s["gain_t2"] == 0.0
     assert s["mean_new_tokens_t1"] == 5 and s["mean_new_tokens_t2"] == 10
     assert not any(k.startswith("pass@") for k in s)
+    assert E.accuracy_gains(df) == [0.0, 0.0]
+    assert E.edit_distances(df) == {"answer wrong": [pytest.approx(d_c), 0.0],
+                                    "answer right": [0.0, pytest.approx(1 / len(CODE_B1))]}
 
 
 def test_summarize_three_turns_and_pass_at_k():
