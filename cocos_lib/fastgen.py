@@ -1,0 +1,298 @@
+"""Fast rollout backends: a static-KV-cache decode loop ("static") and an optional vLLM one.
+
+Generation dominates CoCoS's cost: every update samples 128 two-turn rollouts, each turn up to
+512 new tokens. HF `generate` grows a dynamic cache, syncs with the host every step and, in the
+released pipeline, never stops early. `static_generate` instead
+
+  * pre-allocates one `StaticCache` of batch x (prompt + max_new_tokens) slots,
+  * runs the prompt once (prefill, eager) and then a one-token decode step that is compiled with
+    `torch.compile(mode="reduce-overhead")` (CUDA graphs) on CUDA and runs eagerly on CPU,
+  * samples on the device (greedy, temperature, top-p) with a seeded `torch.Generator`,
+  * detects the stop string on the device with a token-level automaton (exact for any
+    tokenisation of the stop text, see `stop_table`) and EOS, keeping per-sequence finished flags,
+  * talks to the host only every `check_every` steps: it ends when all sequences are done and
+    compacts the batch (finished rows dropped, power-of-two buckets) so they stop costing.
+
+Output contract (same as the "hf" backend in `cocos_lib.generation`): completion ids per prompt,
+truncated right after the token that completes the stop string (stop text included), or after
+EOS (included), or at `max_new_tokens`; no padding.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+
+class FastGenError(ValueError):
+    """Bad input to a fast generation backend."""
+
+
+# ---------------------------------------------------------------- stop detection on the device
+def _kmp_failure(stop: str) -> list[int]:
+    fail, k = [0] * len(stop), 0
+    for i in range(1, len(stop)):
+        while k and stop[i] != stop[k]:
+            k = fail[k - 1]
+        k += stop[i] == stop[k]
+        fail[i] = k
+    return fail
+
+
+def _feed(state: int, text: str, stop: str, fail: list[int]) -> int:
+    """Advance the KMP state (= stop chars matched as a suffix) over `text`; len(stop) = matched."""
+    for ch in text:
+        while state and ch != stop[state]:
+            state = fail[state - 1]
+        state += ch == stop[state]
+        if state == len(stop):
+            return state
+    return state
+
+
+def token_strings(tokenizer, vocab_size: int) -> list[str]:
+    """Text of each token id on its own ("" for ids the tokenizer does not know)."""
+    n = min(len(tokenizer), vocab_size)
+    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
+                                   clean_up_tokenization_spaces=False)
+    return list(texts) + [""] * (vocab_size - n)
+
+
+def stop_table(texts: Sequence[str], stop: str) -> torch.Tensor:
+    """Token-level automaton for `stop`: table[s, v] = state after token v from state s.
+
+    A state s < S = len(stop) says the generated text ends with stop[:s] (longest such prefix);
+    S says the stop text is complete (absorbing). Exact for every tokenisation of the stop text,
+    e.g. "[DONE]" as one token, as "[", "DONE", "]" or glued to a newline ("\\n[").
+    Only tokens that contain a stop character need the character walk; all others reset to 0.
+    """
+    S, fail, chars = len(stop), _kmp_failure(stop), set(stop)
+    table = torch.zeros(S + 1, len(texts), dtype=torch.long)
+    table[S] = S
+    for v, text in enumerate(texts):
+        if chars.intersection(text):
+            for s in range(S):
+                table[s, v] = _feed(s, text, stop, fail)
+    return table
+
+
+# ---------------------------------------------------------------- sampling on the device
+def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """Next token per row from logits [B, V]: argmax if greedy, else softmax(logits / T)
+    restricted to the top-p nucleus, drawn by the exponential race (argmax p_v / E_v with
+    E_v ~ Exp(1)), which needs no host sync and is reproducible under `generator`."""
+    if greedy or temperature <= 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        drop = (sorted_p.cumsum(-1) - sorted_p) > top_p  # keep the smallest set with mass >= top_p
+        probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
+    return (probs / noise).argmax(-1)
+
+
+# ---------------------------------------------------------------- the decode loop
+def _decode_step(model, tokens, positions, mask, cache):
+    """One token per row: logits [B, V] of the next token. The function that gets compiled."""
+    out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
+                use_cache=True)
+    return out.logits[:, -1, :]
+
+
+def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    P = max(len(p) for p in prompt_ids)
+    ids = torch.full((len(prompt_ids), P), pad_id, dtype=torch.long)
+    for b, p in enumerate(prompt_ids):
+        ids[b, P - len(p):] = torch.tensor(list(p), dtype=torch.long)
+    pad = torch.tensor([P - len(p) for p in prompt_ids], dtype=torch.long)
+    return ids.to(device), pad.to(device)
+
+
+def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Keep batch rows `keep` in every cache layer and every tensor of `tensors`."""
+    for layer in cache.layers:
+        if not getattr(layer, "is_initialized", False):
+            continue
+        layer.keys = layer.keys.index_select(0, keep)
+        layer.values = layer.values.index_select(0, keep)
+        layer.batch_size = len(keep)
+        if layer.keys.is_cuda:  # static addresses, or CUDA graphs copy the whole cache each replay
+            torch._dynamo.mark_static_address(layer.keys)
+            torch._dynamo.mark_static_address(layer.values)
+    return [t.index_select(0, keep) for t in tensors]
+
+
+def _bucket(n: int, current: int, min_batch: int) -> int:
+    """Smallest power of two >= n (and >= min_batch), never above the current batch."""
+    return min(current, max(min_batch, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+
+
+@torch.no_grad()
+def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
+                    compact, min_batch, step_fn, forced_lengths) -> list[list[int]]:
+    from transformers import StaticCache
+
+    device = next(model.parameters()).device
+    ids, pad = _left_pad(prompt_ids, pad_id, device)
+    B, P = ids.shape
+    N = cfg.max_new_tokens
+    L = P + N
+    cache = StaticCache(config=model.config, max_cache_len=L)
+    mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
+    positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
+                   use_cache=True, logits_to_keep=1).logits[:, -1, :]
+
+    rows = torch.arange(B, device=device)                  # original row of each current row
+    pos = (P - 1 - pad)[:, None]                           # position id of the last token fed
+    state = torch.zeros(B, dtype=torch.long, device=device)
+    done = torch.zeros(B, dtype=torch.bool, device=device)
+    out = torch.full((B, N), pad_id, dtype=torch.long, device=device)
+    lengths = torch.full((B,), N, dtype=torch.long, device=device)
+    limit = (torch.tensor(forced_lengths, dtype=torch.long, device=device)
+             if forced_lengths is not None else None)
+    eos = torch.tensor(sorted(eos_ids) or [-1], dtype=torch.long, device=device)
+    S = table.shape[0] - 1 if table is not None else None
+
+    for i in range(N):
+        tok = sample_next(logits, cfg.temperature, cfg.top_p, cfg.greedy, generator)
+        tok = torch.where(done, pad_id, tok)
+        out.index_put_((rows, torch.full_like(rows, i)), tok)
+        stop_now = torch.isin(tok, eos)
+        if table is not None:
+            state = table[state, tok]
+            stop_now |= state == S
+        if limit is not None:
+            stop_now |= limit.index_select(0, rows) == i + 1
+        stop_now &= ~done
+        lengths.index_put_((rows,), torch.where(stop_now, i + 1, lengths.index_select(0, rows)))
+        done |= stop_now
+        if i == N - 1:
+            break
+        if (i + 1) % check_every == 0:                     # the only host syncs
+            active = int((~done).sum())
+            if active == 0:
+                break
+            new_b = _bucket(active, len(rows), min_batch)
+            if compact and new_b <= len(rows) // 2:
+                order = torch.argsort(done.to(torch.int8), stable=True)[:new_b]  # active rows first
+                rows, pos, state, done, tok, mask = _compact(cache, order, [rows, pos, state, done, tok, mask])
+        pos = pos + 1
+        if device.type == "cuda":
+            torch.compiler.cudagraph_mark_step_begin()
+        logits = step_fn(model, tok[:, None], pos, mask, cache)
+
+    out, lengths = out.cpu(), lengths.cpu()
+    return [out[b, : lengths[b]].tolist() for b in range(B)]
+
+
+def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> list[list[int]]:
+    """Host-side pass through the hf backend's truncation rule (decoded-text stop search), so
+    both backends share one definition even for tokenizers whose decode is not a concatenation."""
+    if tokenizer is None:
+        return rows
+    from cocos_lib.generation import truncate_completion
+    return [truncate_completion(r, tokenizer, stop, sorted(eos_ids)) for r in rows]
+
+
+def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
+                    check_every: int = 16, compact: bool = True, min_batch: int = 8,
+                    compile: bool | None = None,
+                    forced_lengths: Sequence[int] | None = None) -> list[list[int]]:
+    """Backend "static": completion ids per prompt (see module docstring for the contract).
+
+    policy: anything with `.model` (HF causal LM or peft model) and `.tokenizer` (may be None when
+        cfg.stop is None); cfg: `generation.SamplingConfig` (max_new_tokens, temperature, top_p,
+        greedy, stop, batch_size). seed: seeds the sampling generator (same seed, same output).
+    check_every: steps between host checks (early exit, compaction); compile: compile the decode
+        step (default: on CUDA only); forced_lengths: benchmark hook, row b is treated as finished
+        after forced_lengths[b] new tokens (random weights never write the stop text).
+    Prompts are processed in chunks of cfg.batch_size, each left-padded to its longest prompt.
+    """
+    if not prompt_ids:
+        return []
+    if any(len(p) == 0 for p in prompt_ids):
+        raise FastGenError("static_generate: prompt_ids: empty prompt")
+    if cfg.max_new_tokens < 1 or check_every < 1:
+        raise FastGenError("static_generate: max_new_tokens and check_every must be >= 1")
+    if forced_lengths is not None and len(forced_lengths) != len(prompt_ids):
+        raise FastGenError("static_generate: forced_lengths must have one entry per prompt")
+    model, tok = policy.model, policy.tokenizer
+    device = next(model.parameters()).device
+    vocab = model.get_output_embeddings().weight.shape[0]
+    table = None
+    if cfg.stop:
+        if tok is None:
+            raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
+        table = stop_table(token_strings(tok, vocab), cfg.stop).to(device)
+    eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
+           else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    pad_id = getattr(tok, "pad_token_id", None) if tok is not None else None
+    pad_id = pad_id if pad_id is not None else (min(eos_ids) if eos_ids else 0)
+    use_compile = device.type == "cuda" if compile is None else compile
+    step_fn = (torch.compile(_decode_step, mode="reduce-overhead" if device.type == "cuda" else None)
+               if use_compile else _decode_step)
+    generator = torch.Generator(device=device)
+    generator.manual_seed(seed if seed is not None else torch.seed())
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        for start in range(0, len(prompt_ids), cfg.batch_size):
+            chunk = prompt_ids[start:start + cfg.batch_size]
+            forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
+            results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
+                                       compact, min_batch, step_fn, forced)
+    finally:
+        model.train(was_training)
+    return _finalise(results, tok, cfg.stop, eos_ids)
+
+
+# ---------------------------------------------------------------- optional vLLM backend
+class VLLMEngine:
+    """A colocated vLLM engine for one policy (UNTESTED here: vLLM is not installed in CI).
+
+    Build once, call `generate` per turn and `refresh_weights(policy)` after every update so the
+    engine samples from the current pi_theta. gpu_memory_utilization leaves room for training.
+    """
+
+    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048):
+        try:
+            from vllm import LLM
+        except ImportError as e:
+            raise ImportError("backend 'vllm' needs vLLM: pip install vllm (the default install does not)") from e
+        self.llm = LLM(model=policy.name, tokenizer=policy.name, dtype=str(next(policy.model.parameters()).dtype)
+                       .removeprefix("torch."), gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, enable_prefix_caching=True)
+        self.refresh_weights(policy)
+
+    def refresh_weights(self, policy) -> None:
+        """Copy the HF model's current weights into the engine (LoRA merged first if peft)."""
+        model = policy.model
+        if hasattr(model, "merge_and_unload"):  # peft: merged copy of the weights, adapter untouched
+            import copy
+            model = copy.deepcopy(model).merge_and_unload()
+        weights = list(model.state_dict().items())
+        runner = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner
+        runner.model.load_weights(weights=weights)
+
+    def generate(self, prompt_ids, cfg, seed=None) -> list[list[int]]:
+        from vllm import SamplingParams
+
+        params = SamplingParams(n=1, max_tokens=cfg.max_new_tokens, seed=seed,
+                                temperature=0.0 if cfg.greedy else cfg.temperature, top_p=cfg.top_p,
+                                stop=[cfg.stop] if cfg.stop else None, include_stop_str_in_output=True)
+        prompts = [{"prompt_token_ids": list(p)} for p in prompt_ids]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        return [list(o.outputs[0].token_ids) for o in outs]
+
+
+def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, engine: VLLMEngine | None = None):
+    """Backend "vllm" (UNTESTED here). Pass a long-lived `engine` (refreshed after each update);
+    without one a fresh engine is built per call, which is correct but slow."""
+    engine = engine or VLLMEngine(policy)
+    return engine.generate(prompt_ids, cfg, seed)

@@ -1,0 +1,213 @@
+"""The "static" backend (cocos_lib/fastgen.py): same greedy tokens as HF generate, exact stop
+handling for multi-token stop strings, early exit, compaction, reproducible seeded sampling."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cocos_lib import fastgen
+from cocos_lib.fastgen import FastGenError, sample_next, static_generate, stop_table
+
+
+def _cfg(**kw):
+    base = dict(max_new_tokens=24, temperature=0.9, top_p=1.0, greedy=True, stop=None, batch_size=64)
+    base.update(kw)
+    try:
+        from cocos_lib.generation import SamplingConfig
+        return SamplingConfig(**base)
+    except ImportError:
+        return SimpleNamespace(**base)
+
+
+def _hf_greedy(policy, prompts, max_new):
+    """Reference: HF generate, greedy, left padding; completion cut after the first EOS."""
+    tok, model = policy.tokenizer, policy.model
+    enc = tok.pad({"input_ids": prompts}, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=max_new, do_sample=False,
+                             pad_token_id=tok.pad_token_id, eos_token_id=policy.eos_token_ids)
+    res = []
+    for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in policy.eos_token_ids), len(row))
+        res.append(row[:cut])
+    return res
+
+
+PROMPTS = ["def add(a, b):", "[BEGIN]\nprint(", "x", "assert f(3) == 4\nassert f(0) == 1\n[BEGIN]\n"]
+
+
+def test_stop_table_hand_computed():
+    texts = ["[", "DONE", "]", "[DONE]", "x", "\n[", "ONE]", "[[", "D"]
+    t = stop_table(texts, "[DONE]")
+    assert t.shape == (7, len(texts))
+    assert t[0, 0] == 1 and t[1, 1] == 5 and t[5, 2] == 6        # "[" "DONE" "]"
+    assert t[0, 3] == 6 and t[3, 3] == 6                           # whole stop in one token
+    assert t[3, 4] == 0 and t[0, 4] == 0                           # unrelated token resets
+    assert t[2, 5] == 1 and t[1, 0] == 1 and t[0, 7] == 1          # "[" restarts the match
+    assert t[2, 6] == 6 and t[1, 6] == 0                           # "[D" + "ONE]" completes
+    assert t[1, 8] == 2 and t[6, 4] == 6                           # S is absorbing
+
+
+@pytest.fixture(scope="module")
+def peaky_policy(tmp_path_factory):
+    """A tiny policy with large random weights: peaked, position-sensitive logits, so an
+    off-by-one position id or a padding leak changes the greedy tokens."""
+    from cocos_lib.models import load_policy, make_tiny_policy
+    d = make_tiny_policy(tmp_path_factory.mktemp("peaky"), arch="qwen2", seed=5, initializer_range=0.2)
+    return load_policy(d, dtype="fp32", device="cpu")
+
+
+def test_greedy_equals_hf_generate(peaky_policy):
+    tiny_policy = peaky_policy
+    prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
+    assert len({len(p) for p in prompts}) == len(prompts)          # really left-padded
+    ours = static_generate(tiny_policy, prompts, _cfg(max_new_tokens=24))
+    assert ours == _hf_greedy(tiny_policy, prompts, 24)
+    assert all(1 <= len(o) <= 24 for o in ours)
+    # chunking by batch_size and compaction do not change greedy tokens
+    assert static_generate(tiny_policy, prompts, _cfg(max_new_tokens=24, batch_size=3), check_every=2,
+                           min_batch=1) == ours
+
+
+def test_greedy_equals_hf_backend(peaky_policy):
+    tiny_policy = peaky_policy
+    from cocos_lib.generation import generate
+    prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
+    for stop in (None, "[DONE]"):
+        cfg = _cfg(max_new_tokens=20, stop=stop)
+        assert generate(tiny_policy, prompts, cfg, backend="static") == generate(tiny_policy, prompts, cfg,
+                                                                                  backend="hf")
+
+
+class ScriptedLM(torch.nn.Module):
+    """Emits script[b] after prompt b whatever the input; counts decode calls and batch sizes."""
+
+    def __init__(self, prompts, scripts, vocab):
+        super().__init__()
+        from transformers import LlamaConfig
+        self.config = LlamaConfig(vocab_size=vocab, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                  num_attention_heads=1, num_key_value_heads=1)
+        self.head = torch.nn.Linear(1, vocab, bias=False)
+        self.scripts, self.P, self.vocab = scripts, max(len(p) for p in prompts), vocab
+        self.calls = []
+
+    def get_output_embeddings(self):
+        return self.head
+
+    def forward(self, input_ids, attention_mask, position_ids, cache, use_cache, logits_to_keep=0):
+        self.calls.append(input_ids.shape[0])
+        if input_ids.shape[1] > 1:                     # prefill: real prompt length of each row
+            self.plen = [int(m.sum()) for m in attention_mask[:, : self.P]]
+        logits = torch.full((input_ids.shape[0], 1, self.vocab), -1e4)
+        for r in range(input_ids.shape[0]):
+            o = self._orig[r]                          # original row (rows move when compacted)
+            k = int(position_ids[r, -1]) + 1 - self.plen[o]
+            logits[r, 0, self.scripts[o][min(k, len(self.scripts[o]) - 1)]] = 0.0
+        return SimpleNamespace(logits=logits)
+
+
+def _scripted(tokenizer, prompts, completions):
+    scripts = [tokenizer.encode(c) for c in completions]
+    model = ScriptedLM(prompts, scripts, len(tokenizer))
+    return SimpleNamespace(model=model, tokenizer=tokenizer, eos_token_ids=[tokenizer.eos_token_id])
+
+
+@pytest.fixture(scope="module")
+def mt_tokenizer(tiny_policy_dir_multitoken):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny_policy_dir_multitoken)
+    assert len(tok.encode("[DONE]")) > 1                            # the stop spans several tokens
+    return tok
+
+
+def _run_scripted(tok, completions, monkeypatch, **kw):
+    prompts = [tok.encode("a = 1\n"), tok.encode("def f(x):\n    return x\n")]
+    pol = _scripted(tok, prompts, completions)
+    pol.model._orig = list(range(len(prompts)))
+    real = fastgen._compact
+
+    def tracking(cache, keep, tensors):                       # keep the stub's row map in step
+        pol.model._orig = [pol.model._orig[i] for i in keep.tolist()]
+        return real(cache, keep, tensors)
+
+    monkeypatch.setattr(fastgen, "_compact", tracking)
+    out = static_generate(pol, prompts, _cfg(stop="[DONE]", **kw.pop("cfg", {})), **kw)
+    return pol, out
+
+
+def test_multitoken_stop_truncates_after_stop(mt_tokenizer, monkeypatch):
+    tok = mt_tokenizer
+    completions = ["x + 2\n[DONE]\nmore junk that must go", "return 3\n[DONE]  tail"]
+    pol, out = _run_scripted(tok, completions, monkeypatch, cfg=dict(max_new_tokens=40))
+    for o, c in zip(out, completions):
+        text = tok.decode(o)
+        assert text.endswith("[DONE]") and text.count("[DONE]") == 1
+        assert o == tok.encode(c)[: len(o)]
+
+
+def test_all_finished_exits_early_and_compacts(mt_tokenizer, monkeypatch):
+    tok = mt_tokenizer
+    short, long = "y\n[DONE]", "z = 1\n" * 6 + "[DONE]"
+    n_short, n_long = len(tok.encode(short)), len(tok.encode(long))
+    pol, out = _run_scripted(tok, [short, long], monkeypatch, cfg=dict(max_new_tokens=200), check_every=2,
+                             min_batch=1)
+    assert [len(o) for o in out] == [n_short, n_long]
+    decode_calls = pol.model.calls[1:]
+    # exit at the first check (every 2 steps) after the last row finished, not after 200 steps
+    assert len(decode_calls) <= n_long + 1 and len(decode_calls) >= n_long - 1
+    # after the short row finished, the batch was compacted from 2 rows to 1
+    assert decode_calls[0] == 2 and decode_calls[-1] == 1
+
+
+def test_eos_ends_sequence(mt_tokenizer, monkeypatch):
+    tok = mt_tokenizer
+    prompts = [tok.encode("a = 1\n")]
+    scripts = [tok.encode("x = 1\n") + [tok.eos_token_id] + tok.encode("junk")]
+    pol = SimpleNamespace(model=ScriptedLM(prompts, scripts, len(tok)), tokenizer=tok,
+                          eos_token_ids=[tok.eos_token_id])
+    pol.model._orig = [0]
+    out = static_generate(pol, prompts, _cfg(stop="[DONE]", max_new_tokens=30))
+    assert out == [scripts[0][: scripts[0].index(tok.eos_token_id) + 1]]
+
+
+def test_forced_lengths_and_bad_input(tiny_policy):
+    prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS[:3]]
+    out = static_generate(tiny_policy, prompts, _cfg(max_new_tokens=16), forced_lengths=[3, 16, 1])
+    full = static_generate(tiny_policy, prompts, _cfg(max_new_tokens=16))
+    assert [len(o) for o in out] == [min(n, len(f)) for n, f in zip([3, 16, 1], full)]
+    assert all(o == f[: len(o)] for o, f in zip(out, full))
+    with pytest.raises(FastGenError, match="empty prompt"):
+        static_generate(tiny_policy, [[]], _cfg())
+    assert static_generate(tiny_policy, [], _cfg()) == []
+
+
+def test_seeded_sampling_reproducible(tiny_policy):
+    prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
+    cfg = _cfg(greedy=False, temperature=1.0, top_p=0.95, max_new_tokens=16)
+    a = static_generate(tiny_policy, prompts, cfg, seed=7)
+    assert a == static_generate(tiny_policy, prompts, cfg, seed=7)
+    assert a != static_generate(tiny_policy, prompts, cfg, seed=8)
+
+
+def test_sample_next_top_p_distribution():
+    # p = (0.5, 0.3, 0.2); top_p = 0.6 keeps {0, 1}: renormalised (0.625, 0.375, 0)
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]])).repeat(20000, 1)
+    g = torch.Generator().manual_seed(0)
+    draws = sample_next(logits, temperature=1.0, top_p=0.6, greedy=False, generator=g)
+    freq = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert freq[2] == 0
+    assert abs(freq[0].item() - 0.625) < 0.015
+    # temperature 0.5 squares the odds: p ~ (25, 9, 4) / 38
+    draws = sample_next(logits, temperature=0.5, top_p=1.0, greedy=False, generator=g)
+    freq = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert abs(freq[0].item() - 25 / 38) < 0.015 and abs(freq[2].item() - 4 / 38) < 0.01
+    assert sample_next(logits[:2], 1.0, 1.0, True, None).tolist() == [0, 0]
+
+
+@pytest.mark.slow
+def test_compiled_step_matches_eager(tiny_policy):
+    """The compiled decode step (inductor on CPU; CUDA graphs on a GPU) gives the same tokens."""
+    prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
+    cfg = _cfg(greedy=False, temperature=1.0, max_new_tokens=12)
+    assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True) == static_generate(
+        tiny_policy, prompts, cfg, seed=3, compile=False)
