@@ -1,0 +1,349 @@
+"""Sandboxed, parallel execution of model-written code against unit tests u_1..u_K.
+
+Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\\n" +
+code had just been run in a fresh interpreter, followed by that ONE test statement, under a
+wall-clock limit of `timeout_s` seconds for program + test. Outcomes per test: "passed",
+"failed" (AssertionError), "error" (any other exception, an early exit, a crash, a program that
+does not compile or raises: then every test is "error") or "timeout".
+
+Design: `Executor(workers=n)` keeps n pre-started worker interpreters (`sandbox.py`, started with
+`python -I`, a minimal environment, its own session; stdlib only, never torch). A worker forks
+one candidate process per job (runs the program once) and from it one process per test; see
+sandbox.py for the process tree, the nonce-checked result channel and the cleanup. Safety:
+- timeouts are wall-clock, enforced by the worker (no SIGALRM: works from threads, notebooks);
+- the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
+  (setsid'd and double-forked ones included), after every job everything;
+- caps: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb), RLIMIT_NOFILE
+  (open_files), no core files; a fresh scratch cwd per job (HOME and TMPDIR too), deleted after;
+  stdin, stdout and stderr are /dev/null; the environment is MIN_ENV, nothing of the parent's;
+- as root (RLIMIT_NPROC and file permissions do not bind root) the candidate drops to an
+  unprivileged uid: by default a random high uid per worker slot, so candidates in different
+  slots cannot signal each other or the worker; `sandbox_uid=65534` picks nobody instead;
+- a candidate that kills its parent or its process group voids only its own job ("error"); a
+  dead worker is replaced transparently; jobs that were queued behind it are re-run.
+Limits, stated honestly: code that inspects this harness from inside its own process (its
+pipes, its memory) could forge a result: nothing in-process prevents that; seccomp or a VM
+would. Files written outside the scratch dir (e.g. /tmp) are not removed (the sandbox uid can
+only write world-writable places). Without root, RLIMIT_NPROC counts all of the user's
+processes, so it is set to their number now + max_procs.
+"""
+from __future__ import annotations
+
+import collections, json, marshal, math, os, random, select, shutil, signal, struct, subprocess, sys, tempfile, threading, time, weakref
+from dataclasses import dataclass
+from typing import Sequence
+
+OUTCOMES = ("passed", "failed", "error", "timeout")
+SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
+MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+PIPELINE = 2  # jobs queued per worker, so a worker never waits for this process
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """One outcome per test u_k, in order; `error` is the first non-pass's first exception line."""
+    __test__ = False  # not a pytest class
+
+    outcomes: tuple[str, ...]
+    error: str | None = None
+
+    @property
+    def passed(self) -> tuple[bool, ...]:
+        return tuple(o == "passed" for o in self.outcomes)
+
+    @property
+    def n_passed(self) -> int:
+        return sum(self.passed)
+
+    @property
+    def fraction(self) -> float:
+        return self.n_passed / len(self.outcomes) if self.outcomes else 0.0
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.outcomes) and all(self.passed)
+
+
+@dataclass(frozen=True)
+class Job:
+    code: str
+    tests: Sequence[str]
+    setup: str = ""
+    timeout_s: float = 3.0
+
+
+def check_job(job, max_chars: int) -> tuple[int, str | None]:
+    """(number of tests, problem or None): bad input becomes an "error" report, never a crash."""
+    if not isinstance(job, Job):
+        return 0, f"expected a Job, got {type(job).__name__}"
+    tests = job.tests
+    if isinstance(tests, (str, bytes)) or not isinstance(tests, Sequence) or not all(isinstance(t, str) for t in tests):
+        return 0, "tests must be a sequence of str"
+    n = len(tests)
+    if not isinstance(job.timeout_s, (int, float)) or not math.isfinite(job.timeout_s) or job.timeout_s <= 0:
+        return n, f"timeout_s must be a positive number, got {job.timeout_s!r}"
+    for name, text in (("code", job.code), ("setup", job.setup), *((f"test {i}", t) for i, t in enumerate(tests))):
+        if not isinstance(text, str):
+            return n, f"{name} must be a str, got {type(text).__name__}"
+        if "\0" in text:
+            return n, f"{name} contains a NUL byte at index {text.index(chr(0))}"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            return n, f"{name} is not valid text (lone surrogate at index {e.start})"
+    size = len(job.code) + len(job.setup) + sum(map(len, tests))
+    if size > max_chars:
+        return n, f"source too large: {size} characters > max_source_chars={max_chars}"
+    return n, None
+
+
+def sandbox_uids(n: int, uid) -> list:
+    """Uid per slot: None (no drop), or an unprivileged uid mapped in this user namespace."""
+    if uid is None or os.geteuid() != 0:
+        return [None] * n
+    if uid != "auto":
+        return [int(uid)] * n
+    with open("/proc/self/uid_map") as f:
+        ranges = [tuple(map(int, line.split())) for line in f]
+    base = 2_000_000_000 + random.SystemRandom().randrange(100_000_000)
+    mapped = all(any(lo <= base + i < lo + cnt for lo, _, cnt in ranges) for i in range(n))
+    return [base + i if mapped else 65534 for i in range(n)]
+
+
+def user_procs() -> int:
+    uid, n = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        try:
+            n += name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid
+        except OSError:
+            pass
+    return n
+
+
+class _Batch:
+    """The reports of one run_many call, filled by the dispatcher thread."""
+
+    def __init__(self, n):
+        self.reports, self.left, self.cond = [None] * n, n, threading.Condition()
+
+    def put(self, i, report):
+        with self.cond:
+            self.reports[i] = report
+            self.left -= 1
+            self.cond.notify_all()
+
+
+class _Worker:
+    def __init__(self, cfg: dict):
+        self.proc = subprocess.Popen([sys.executable, "-I", SANDBOX, json.dumps(cfg)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, env=MIN_ENV, cwd=cfg["tmp"], start_new_session=True)
+        self.fd, self.buf, self.inflight, self.since = self.proc.stdout.fileno(), b"", collections.deque(), 0.0
+        os.set_blocking(self.fd, False)
+
+    def send(self, ticket):
+        if not self.inflight:
+            self.since = time.monotonic()
+        self.inflight.append(ticket)
+        data = marshal.dumps((id(ticket),) + ticket[0])
+        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+        self.proc.stdin.flush()
+
+    def frames(self):
+        """Complete frames read so far; None in the list means the worker is gone."""
+        out = []
+        try:
+            data = os.read(self.fd, 1 << 20)
+        except BlockingIOError:
+            return out
+        self.buf += data
+        while len(self.buf) >= 4 and len(self.buf) >= 4 + struct.unpack(">I", self.buf[:4])[0]:
+            n = struct.unpack(">I", self.buf[:4])[0]
+            out.append(marshal.loads(self.buf[4:4 + n]))
+            self.buf = self.buf[4 + n:]
+        return out + [None] * (not data)
+
+    def kill(self):
+        """Kill the worker and anything left in its session (only needed if it died)."""
+        pid = self.proc.pid
+        for name in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[3]) == pid:
+                        os.kill(int(name), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+class _Pool:
+    """Workers plus one dispatcher thread; holds no reference to the Executor (so GC closes it)."""
+
+    def __init__(self, cfgs: list):
+        self.cfgs, self.lock, self.pending, self.closed = cfgs, threading.Lock(), collections.deque(), False
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        self.workers = [_Worker(c) for c in cfgs]
+        self.thread = threading.Thread(target=self._loop, name="cocos-executor", daemon=True)
+        self.thread.start()
+
+    def submit(self, tickets):
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("Executor is closed")
+            self.pending.extend(tickets)
+        os.write(self.wake_w, b"x")
+
+    def _finish(self, ticket, outcomes, error):
+        ticket[1].put(ticket[2], TestReport(tuple(outcomes), error))
+
+    def _replace(self, slot, why):
+        """A worker died or hung: its running job is void, the queued ones go back in line."""
+        w = self.workers[slot]
+        w.kill()
+        if w.inflight:
+            head = w.inflight.popleft()
+            self._finish(head, ("error",) * len(head[0][2]), why)
+        with self.lock:
+            self.pending.extendleft(reversed(w.inflight))
+        self.workers[slot] = _Worker(self.cfgs[slot])
+
+    def _loop(self):
+        try:
+            self._dispatch()
+        except BaseException as e:  # never leave a caller waiting forever
+            with self.lock:
+                self.closed = True
+            print(f"cocos executor: dispatcher crashed: {e!r}", file=sys.stderr)
+        self._shutdown()
+
+    def _dispatch(self):
+        while True:
+            with self.lock:
+                if self.closed:
+                    break
+                for w in self.workers:
+                    while self.pending and len(w.inflight) < PIPELINE:
+                        w.send(self.pending.popleft())
+            now, limit = time.monotonic(), 3600.0
+            for slot, w in enumerate(self.workers):
+                if w.inflight:
+                    job = w.inflight[0][0]
+                    left = w.since + (2 * len(job[2]) + 2) * job[3] + 30 - now
+                    if left <= 0:
+                        self._replace(slot, "sandbox worker hung and was replaced")
+                    limit = min(limit, max(left, 0.0))
+            fds = [w.fd for w in self.workers]
+            ready, _, _ = select.select(fds + [self.wake_r], [], [], limit)
+            if self.wake_r in ready:
+                os.read(self.wake_r, 1 << 16)
+            for slot, w in enumerate(self.workers):
+                if w.fd not in ready:
+                    continue
+                for frame in w.frames():
+                    if frame is None:
+                        self._replace(slot, "sandbox worker died and was replaced (job voided)")
+                        break
+                    if frame[0] == "hello":
+                        continue
+                    ticket = w.inflight.popleft()
+                    w.since = time.monotonic()
+                    self._finish(ticket, frame[1], frame[2])
+
+    def _shutdown(self):
+        with self.lock:
+            left = list(self.pending) + [t for w in self.workers for t in w.inflight]
+            self.pending.clear()
+        for t in left:
+            self._finish(t, ("error",) * len(t[0][2]), "executor closed")
+        for w in self.workers:
+            try:
+                w.proc.stdin.close()  # EOF: the worker kills its descendants and exits
+            except OSError:
+                pass
+        deadline = time.monotonic() + 5
+        for w in self.workers:
+            try:
+                w.proc.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                pass
+            w.kill()
+        for fd in (self.wake_r, self.wake_w):
+            os.close(fd)
+        shutil.rmtree(self.cfgs[0]["tmp"], ignore_errors=True)
+
+    def close(self):
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        os.write(self.wake_w, b"x")
+        if threading.current_thread() is not self.thread:
+            self.thread.join()
+
+
+class Executor:
+    """A reusable pool of sandbox workers: `with Executor() as ex: ex.run_many(jobs)`.
+
+    Thread-safe (calls from several threads interleave on the same workers) and usable in
+    notebooks; closes on close(), on leaving the `with`, on garbage collection and at exit.
+    workers=None uses os.cpu_count(). Per-candidate caps: memory_mb, max_procs, file_mb,
+    open_files; sources above max_source_chars characters are refused with an "error"."""
+
+    def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
+                 open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto"):
+        n = workers or os.cpu_count() or 1
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
+        self.max_source_chars = max_source_chars
+        tmp = tempfile.mkdtemp(prefix="cocos-exec-")
+        os.chmod(tmp, 0o711)  # the sandbox uid may enter its own job dir, not list the others
+        nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
+        self.workers = n
+        self._pool = _Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
+                                 open_files=open_files, tmp=tmp) for uid in sandbox_uids(n, sandbox_uid)])
+        self._finalizer = weakref.finalize(self, self._pool.close)
+
+    def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
+        """One TestReport per job, in job order."""
+        jobs = list(jobs)
+        batch, tickets = _Batch(len(jobs)), []
+        for i, job in enumerate(jobs):
+            n, problem = check_job(job, self.max_source_chars)
+            if problem or n == 0:
+                batch.put(i, TestReport(("error",) * n, problem))
+            else:
+                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s)), batch, i])
+        self._pool.submit(tickets)
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(jobs), disable=not progress, desc="executing", unit="prog") as bar, batch.cond:
+            while batch.left:
+                batch.cond.wait(0.2)
+                bar.update(len(jobs) - batch.left - bar.n)
+            bar.update(len(jobs) - bar.n)
+        return batch.reports
+
+    def run(self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0) -> TestReport:
+        return self.run_many([Job(code, tests, setup, timeout_s)])[0]
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0) -> TestReport:
+    """One-off convenience: a one-worker Executor for a single program."""
+    with Executor(workers=1) as ex:
+        return ex.run(code, tests, setup, timeout_s)
