@@ -1,0 +1,441 @@
+"""The CoCoS training loop: configs and profiles, rollouts + RLOO updates, metrics, checkpoints, CLI.
+
+    python -m cocos_lib.train --profile tiny --out runs/tiny [--updates N] [--set key=value ...]
+    python -m cocos_lib.train --resume runs/tiny [--updates N]
+
+Per update u: take `prompts_per_update` tasks (epoch-shuffled from `seed`), sample k trajectories
+of `turns` turns each (turn 1 shared by the group when `share_first_turn`), score them with the
+executor (r_t, R with discount gamma), and take one `rl.rl_step`. One JSON line per update goes
+to OUT/metrics.jsonl; OUT/checkpoint/ holds everything needed to resume bit for bit.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cocos_lib.rl import KL_MODES, RLConfig, rl_step
+
+REWARD_NAMES = ("binary", "progressive", "count")
+BACKENDS = ("hf", "static", "vllm")
+SCHEDULES = ("cosine", "linear", "constant")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+ENDINGS = ("correct", "begin")
+
+
+class ConfigError(ValueError):
+    """A bad training configuration; the message is one line naming the field."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md)."""
+    model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
+    tasks: str = "toy-train"                # a name in cocos_lib.tasks.TASK_SETS
+    n_tasks: int | None = None              # use only the first n tasks
+    updates: int = 1500
+    prompts_per_update: int = 64            # rollouts per update = prompts_per_update * k
+    k: int = 2                              # samples per prompt (RLOO group size)
+    turns: int = 2                          # T
+    share_first_turn: bool = True           # one turn-1 sample per prompt, shared by its group
+    train_turns: tuple[int, ...] = (2,)     # turns whose tokens get the reward gradient
+    reward: str = "progressive"             # r_t: binary | progressive (fraction) | count
+    gamma: float = 0.5                      # discount of R
+    kl_coef: float = 0.01                   # beta
+    kl: str = "sequence"                    # sequence (score - beta KL) | token (per-token advantage)
+    first_turn_kl_coef: float = 0.0         # beta_1: SCoRe Stage I direct KL on turn-1 tokens
+    cliprange: float | None = 0.2
+    lr: float = 1e-5
+    schedule: str = "cosine"
+    warmup: int = 0                         # updates of linear warm-up
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    temperature: float = 0.9
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    stop_at_done: bool = True               # False = the released no-stop rollouts
+    gen_batch_size: int = 64
+    fewshot: int = 0                        # solved examples before turn 1 (base models)
+    ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
+    dtype: str = "auto"
+    device: str | None = None
+    lora_r: int = 0                         # 0 = full fine-tuning
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False
+    micro_batch: int = 8
+    backend: str = "hf"
+    exec_workers: int | None = None
+    exec_timeout_s: float = 3.0
+    seed: int = 42
+    checkpoint_every: int = 100             # 0 = only at the end / on Ctrl-C
+
+    def __post_init__(self):
+        self.train_turns = tuple(self.train_turns)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
+        def bad(name, why):
+            raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
+        from cocos_lib.tasks import TASK_SETS
+        choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
+                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS)
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                bad(name, f"unknown, expected one of {', '.join(allowed)}")
+        if self.k < 2:
+            bad("k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)")
+        for name in ("updates", "warmup", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0")
+        for name in ("prompts_per_update", "turns", "max_new_tokens", "gen_batch_size", "micro_batch"):
+            if getattr(self, name) < 1:
+                bad(name, "must be >= 1")
+        if not self.train_turns or any(not 1 <= t <= self.turns for t in self.train_turns):
+            bad("train_turns", f"each turn must be in 1..turns={self.turns}")
+        if self.share_first_turn and self.turns < 2:
+            bad("share_first_turn", "needs turns >= 2 (k copies of one answer have equal rewards)")
+        if self.share_first_turn and 1 in self.train_turns:
+            bad("train_turns", "turn 1 is shared by the group, so its RLOO gradient is zero; "
+                               "set share_first_turn=false to train turn 1")
+        for name in ("lr", "temperature", "exec_timeout_s"):
+            if not getattr(self, name) > 0:
+                bad(name, "must be > 0")
+        for name in ("kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r"):
+            if getattr(self, name) < 0:
+                bad(name, "must be >= 0")
+        if not 0 <= self.gamma <= 1:
+            bad("gamma", "must be in [0, 1]")
+        if not 0 < self.top_p <= 1:
+            bad("top_p", "must be in (0, 1]")
+        if self.cliprange is not None and not self.cliprange > 0:
+            bad("cliprange", "must be > 0 or None")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            bad("max_grad_norm", "must be > 0 or None")
+        if self.n_tasks is not None and self.n_tasks < 1:
+            bad("n_tasks", "must be >= 1 or None")
+        if self.dtype == "fp16" and self.lora_r == 0:
+            bad("dtype", "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")
+
+    def rl_config(self) -> RLConfig:
+        return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
+                        train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
+                        micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
+                        temperature=self.temperature)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train_turns"] = list(self.train_turns)
+        return d
+
+
+PROFILES: dict[str, dict] = {
+    # CPU, offline, minutes: the toy world and the repo's warm-started char-level policy.
+    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=30, prompts_per_update=16, k=2,
+                 lr=3e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=96, gen_batch_size=32,
+                 micro_batch=16, dtype="fp32", device="cpu", checkpoint_every=10, exec_workers=2, seed=0),
+    # one Colab T4 (16 GB): 0.5B base model, LoRA on fp16 weights, smaller batches.
+    "colab": dict(model="Qwen/Qwen2.5-0.5B", tasks="mbpp-train", updates=200, prompts_per_update=16,
+                  lr=1e-4, lora_r=16, lora_alpha=32, dtype="fp16", max_new_tokens=512, gen_batch_size=32,
+                  micro_batch=4, gradient_checkpointing=True, fewshot=3, ending="begin", checkpoint_every=50),
+    # PAPER.md "Optimisation": the released hyperparameters.
+    "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
+                  turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
+                  kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,
+                  weight_decay=0.0, temperature=0.9, top_p=1.0, max_new_tokens=512, dtype="bf16", seed=42,
+                  fewshot=3, ending="begin", micro_batch=8, gradient_checkpointing=True, checkpoint_every=100),
+}
+
+
+def coerce(name: str, value):
+    """Parse a `--set name=value` string into the field's type (int, float, bool, None, tuple); non-strings pass."""
+    hints = typing.get_type_hints(TrainConfig)
+    if name not in hints:
+        raise ConfigError(f"unknown config field '{name}' (see TrainConfig)")
+    if not isinstance(value, str):
+        return value
+    kind, t = hints[name], value.strip()
+    args = typing.get_args(kind)
+    if type(None) in args and t.lower() in ("none", "null", ""):
+        return None
+    base = kind if typing.get_origin(kind) is tuple or not args else next(a for a in args if a is not type(None))
+    try:
+        if base is bool:
+            if t.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return t.lower() in ("true", "1", "yes")
+        if typing.get_origin(base) is tuple:
+            return tuple(int(x) for x in t.strip("()[] ").split(",") if x.strip())
+        return base(t)
+    except ValueError as e:
+        raise ConfigError(f"config field '{name}': cannot parse {value!r} as "
+                          f"{getattr(base, '__name__', base)} ({e})") from None
+
+
+def make_config(profile: str = "tiny", base: dict | None = None, **overrides) -> TrainConfig:
+    """TrainConfig of a profile (or of `base`, a saved config dict) with overrides; strings are coerced."""
+    if base is None and profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}': expected one of {', '.join(sorted(PROFILES))}")
+    values = dict(PROFILES[profile] if base is None else base)
+    values.update({name: coerce(name, value) for name, value in overrides.items()})
+    return TrainConfig(**values)
+
+
+def check_model(cfg: TrainConfig) -> str:
+    """Resolve cfg.model (local dir, hub name, "tiny-warmstart") or raise ConfigError, before any work."""
+    from cocos_lib.models import resolve_model
+    try:
+        return resolve_model(cfg.model)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
+
+
+# ------------------------------------------------------------------------------ data and lr
+
+def task_indices(n: int, seed: int, start: int, count: int) -> list[int]:
+    """Positions start..start+count-1 of the epoch-shuffled stream: epoch e uses permutation(seed, e)."""
+    perms: dict[int, np.ndarray] = {}
+    out = []
+    for pos in range(start, start + count):
+        epoch, j = divmod(pos, n)
+        if epoch not in perms:
+            perms[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(perms[epoch][j]))
+    return out
+
+
+def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
+    """Multiplier of lr at update u (0-based): linear warm-up, then cosine / linear decay to 0, or constant."""
+    def f(u: int) -> float:
+        if u < cfg.warmup:
+            return (u + 1) / (cfg.warmup + 1)
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = (u - cfg.warmup) / max(1, cfg.updates - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress)) if cfg.schedule == "cosine" else max(0.0, 1 - progress)
+    return f
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+def save_checkpoint(run_dir: Path, policy, optimizer, scheduler, cfg: TrainConfig, update: int, data_pos: int) -> Path:
+    """Write RUN/checkpoint atomically: build RUN/checkpoint.tmp, then swap it in with renames."""
+    final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    policy.save(tmp / "model")
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}},
+               tmp / "state.pt")
+    (tmp / "state.json").write_text(json.dumps({"update": update, "data_pos": data_pos, "config": cfg.to_dict()}))
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def find_checkpoint(path: str | os.PathLike) -> Path:
+    """A checkpoint dir, or a run dir holding checkpoint/ (or checkpoint.old/ after a cut swap)."""
+    p = Path(path)
+    for c in (p, p / "checkpoint", p / "checkpoint.old"):
+        if (c / "state.json").is_file() and (c / "state.pt").is_file():
+            return c
+    raise ConfigError(f"resume: no checkpoint in '{path}' (expected state.json and state.pt)")
+
+
+def _read_metrics(path: Path, upto: int) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [r for r in rows if r["update"] <= upto]
+
+
+def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
+    m = {}
+    for t in range(cfg.turns):
+        m[f"reward_t{t + 1}"] = float(np.mean([tr.turns[t].reward for tr in trajs]))
+        m[f"acc_t{t + 1}"] = float(np.mean([tr.turns[t].report.all_passed for tr in trajs]))
+    m["accumulated"] = float(np.mean([tr.accumulated(cfg.gamma) for tr in trajs]))
+    return m
+
+
+# ------------------------------------------------------------------------------ the loop
+
+def load_models(cfg: TrainConfig, ckpt: Path | None = None):
+    """(pi_theta, pi_ref): pi_ref is always cfg.model (a frozen copy, or None = LoRA adapter disabled);
+    pi_theta is cfg.model (+ a fresh LoRA) or, when resuming, the checkpoint's weights / adapter."""
+    from cocos_lib.models import LoraSpec, frozen_reference, load_policy
+    kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
+    if ckpt is None:
+        lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora_r else None
+        policy = load_policy(cfg.model, lora=lora, **kw)
+        return policy, frozen_reference(policy)
+    policy = load_policy(ckpt / "model", **kw)
+    if cfg.lora_r:
+        return policy, None
+    ref = load_policy(cfg.model, dtype=cfg.dtype, device=cfg.device).model.eval().requires_grad_(False)
+    return policy, ref
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = False,
+          callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
+    """Run cfg.updates updates into out_dir; returns every update's metrics (the whole metrics.jsonl).
+
+    resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, scheduler,
+    RNG states and data position, and appends to metrics.jsonl. Ctrl-C (SIGINT) stops after the
+    current update, saves a checkpoint and raises KeyboardInterrupt; a second Ctrl-C aborts at once.
+    """
+    cfg.validate()
+    check_model(cfg)  # before any work
+    from tqdm.auto import tqdm
+    from cocos_lib.executor import Executor
+    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.prompts import fewshot_block
+    from cocos_lib.rollout import RolloutConfig, rollout
+    from cocos_lib.tasks import load_tasks
+    run = Path(out_dir)
+    ckpt = find_checkpoint(run if resume is True else resume) if resume else None
+    run.mkdir(parents=True, exist_ok=True)
+    tasks = load_tasks(cfg.tasks)[:cfg.n_tasks]
+    random.seed(cfg.seed), np.random.seed(cfg.seed % 2**32), torch.manual_seed(cfg.seed)
+    policy, ref = load_models(cfg, ckpt)
+    update, data_pos = 0, 0
+    if ckpt is not None:
+        state = json.loads((ckpt / "state.json").read_text())
+        update, data_pos = state["update"], state["data_pos"]
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    history = _read_metrics(run / "metrics.jsonl", update)
+    if ckpt is not None:
+        blob = torch.load(ckpt / "state.pt", weights_only=False)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+        rng = blob["rng"]
+        random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
+        if rng["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+    (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size)
+    rcfg = RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
+                         sampling=sampling, fewshot=fewshot_block(n=cfg.fewshot) if cfg.fewshot else "",
+                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
+    rl_cfg = cfg.rl_config()
+    stop = {"requested": False}
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\ninterrupt: stopping after this update (Ctrl-C again to abort without saving)", file=sys.stderr)
+    handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
+    t_start, consistent, saved_at = time.time(), True, update
+    try:
+        with Executor(workers=cfg.exec_workers) as executor:
+            while update < cfg.updates and not stop["requested"]:
+                idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
+                batch_tasks = [tasks[i] for i in idx]
+                t0 = time.perf_counter()
+                consistent = False
+                stats: dict = {}
+                trajs = rollout(policy, batch_tasks, rcfg, executor, seed=cfg.seed * 100_003 + update, stats=stats)
+                sec_rollout = time.perf_counter() - t0
+                lr = optimizer.param_groups[0]["lr"]
+                step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg)
+                optimizer.zero_grad(set_to_none=True)
+                update, data_pos = update + 1, data_pos + len(idx)
+                m = {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
+                     "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
+                     "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout, "sec_update": time.perf_counter() - t0,
+                     "elapsed": time.time() - t_start, "data_pos": data_pos, "epoch": data_pos // len(tasks)}
+                with open(run / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(m) + "\n")
+                history.append(m)
+                consistent = True
+                bar.update(1)
+                bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", acc=f"{m[f'acc_t{cfg.turns}']:.3f}",
+                                kl=f"{m['kl']:.4f}")
+                if cfg.checkpoint_every and update % cfg.checkpoint_every == 0:
+                    save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)
+                    saved_at = update
+                if callback is not None:
+                    callback(m)
+    except KeyboardInterrupt:
+        stop["requested"] = True
+        if not consistent:
+            raise
+    finally:
+        bar.close()
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
+    if (cfg.checkpoint_every or stop["requested"]) and (saved_at != update or ckpt is None and update == 0):
+        save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)
+    if stop["requested"]:
+        raise KeyboardInterrupt(f"interrupted after update {update}; checkpoint saved in {run / 'checkpoint'}")
+    policy.save(run / "final")
+    return history
+
+
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
+# ------------------------------------------------------------------------------ CLI
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m cocos_lib.train", description="CoCoS RL training (RLOO, multi-turn).")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="tiny (CPU), colab (T4), paper (PAPER.md)")
+    p.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/, final/)")
+    p.add_argument("--updates", type=int, help="number of updates (overrides the profile)")
+    p.add_argument("--resume", metavar="DIR", help="run or checkpoint dir to continue (its config unless --profile)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a TrainConfig field")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    try:
+        overrides = {}
+        for item in args.set:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+            key, value = item.split("=", 1)
+            overrides[key.strip()] = value
+        if args.updates is not None:
+            overrides["updates"] = args.updates
+        if args.resume and not args.profile:
+            saved = json.loads((find_checkpoint(args.resume) / "state.json").read_text())["config"]
+            cfg = make_config(base=saved, **overrides)
+        else:
+            cfg = make_config(args.profile or "tiny", **overrides)
+        out = args.out or (str(find_checkpoint(args.resume).parent) if args.resume else None)
+        if out is None:
+            raise ConfigError("--out DIR is required (or --resume DIR)")
+        check_model(cfg)
+        train(cfg, out, resume=args.resume or False, progress=not args.no_progress)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"stopped: {e}", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Training loop: configs and their errors, data order, lr schedule, metrics, checkpoints, resume, CLI."""
+import hashlib
+import json
+import math
+import subprocess
+import sys
+import types
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from cocos_lib.train import (PROFILES, ConfigError, TrainConfig, coerce, find_checkpoint, lr_factor, main,
+                             make_config, task_indices, train)
+
+TIMING = ("sec_", "elapsed", "tokens_per_s")
+
+
+# ------------------------------------------------------------------ a deterministic fake executor
+
+@dataclass(frozen=True)
+class FakeReport:
+    outcomes: tuple
+    error: str | None = None
+
+    @property
+    def passed(self):
+        return tuple(o == "passed" for o in self.outcomes)
+
+    @property
+    def n_passed(self):
+        return sum(self.passed)
+
+    @property
+    def fraction(self):
+        return self.n_passed / len(self.outcomes) if self.outcomes else 0.0
+
+    @property
+    def all_passed(self):
+        return bool(self.outcomes) and all(self.passed)
+
+
+class HashExecutor:
+    """Test u_k 'passes' iff a hash of (code, k) is even: rewards vary, so advantages are non-zero."""
+    def __init__(self, workers=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+    def run_many(self, jobs, progress=False):
+        return [FakeReport(tuple("passed" if hashlib.sha256(f"{j.code}|{i}".encode()).digest()[0] % 2 == 0
+                                 else "failed" for i in range(len(j.tests)))) for j in jobs]
+
+
+@pytest.fixture
+def fake_world(monkeypatch):
+    """Swap in the hash executor (and rewards until cocos_lib.rewards exists)."""
+    ex = types.ModuleType("cocos_lib.executor")
+    ex.Executor = HashExecutor
+    ex.Job = lambda code, tests, setup="", timeout_s=3.0: types.SimpleNamespace(code=code, tests=tests)
+    monkeypatch.setitem(sys.modules, "cocos_lib.executor", ex)
+    try:
+        import cocos_lib.rewards  # noqa: F401
+    except ImportError:
+        rw = types.ModuleType("cocos_lib.rewards")
+        rw.REWARDS = {"binary": lambda r: float(r.all_passed), "progressive": lambda r: r.fraction,
+                      "count": lambda r: float(r.n_passed)}
+        rw.accumulated_reward = lambda rs, g: g ** (len(rs) - 1) * rs[0] + sum(
+            g ** (len(rs) - t) * (rs[t - 1] - rs[t - 2]) for t in range(2, len(rs) + 1))
+        monkeypatch.setitem(sys.modules, "cocos_lib.rewards", rw)
+
+
+def small_config(model, **kw):
+    base = dict(model=model, updates=3, prompts_per_update=2, k=2, max_new_tokens=6, micro_batch=4, lr=1e-3,
+                kl_coef=0.05, exec_workers=1, checkpoint_every=0, seed=3, gen_batch_size=8)
+    return make_config("tiny", **{**base, **kw})
+
+
+def strip_timing(m):
+    return {k: v for k, v in m.items() if not k.startswith(TIMING)}
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in open(path)]
+
+
+# ----------------------------------------------------------------------------- configs
+
+def test_paper_profile_matches_paper_md():
+    c = make_config("paper")
+    assert (c.model, c.k, c.prompts_per_update * c.k, c.updates) == ("Qwen/Qwen2.5-1.5B", 2, 128, 1500)
+    assert (c.lr, c.schedule, c.warmup, c.weight_decay) == (1e-5, "cosine", 0, 0.0)
+    assert (c.kl_coef, c.kl, c.cliprange, c.temperature, c.top_p) == (0.01, "sequence", 0.2, 0.9, 1.0)
+    assert (c.max_new_tokens, c.dtype, c.seed, c.reward, c.gamma) == (512, "bf16", 42, "progressive", 0.5)
+    assert c.share_first_turn is True and c.train_turns == (2,) and c.turns == 2
+    assert make_config("colab").model == "Qwen/Qwen2.5-0.5B" and make_config("colab").dtype == "fp16"
+    assert make_config("tiny").model == "tiny-warmstart" and make_config("tiny").tasks == "toy-train"
+    assert set(PROFILES) == {"tiny", "colab", "paper"}
+
+
+def test_make_config_coerces_set_strings():
+    c = make_config("tiny", k="3", gamma="0.25", train_turns="1,2", share_first_turn="false",
+                    cliprange="none", device="none", n_tasks="10")
+    assert (c.k, c.gamma, c.train_turns, c.share_first_turn, c.cliprange, c.device, c.n_tasks) == \
+        (3, 0.25, (1, 2), False, None, None, 10)
+    assert coerce("train_turns", "[2]") == (2,) and coerce("stop_at_done", "yes") is True
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(k=1), "config field 'k'=1: RLOO needs k >= 2"),
+    (dict(reward="exact"), "config field 'reward'='exact': unknown, expected one of binary, progressive, count"),
+    (dict(kl="full"), "config field 'kl'='full': unknown"),
+    (dict(backend="tgi"), "config field 'backend'='tgi': unknown"),
+    (dict(tasks="mbpp-dev"), "config field 'tasks'='mbpp-dev': unknown"),
+    (dict(train_turns=(3,)), "config field 'train_turns'=(3,): each turn must be in 1..turns=2"),
+    (dict(train_turns=(0, 2)), "each turn must be in 1..turns=2"),
+    (dict(share_first_turn=True, train_turns=(1, 2)), "turn 1 is shared by the group, so its RLOO gradient is zero"),
+    (dict(turns=1, train_turns=(1,)), "config field 'share_first_turn'=True: needs turns >= 2"),
+    (dict(gamma=1.5), "config field 'gamma'=1.5: must be in [0, 1]"),
+    (dict(lr=0), "config field 'lr'=0: must be > 0"),
+    (dict(dtype="fp16", lora_r=0), "fp16 full fine-tuning has no fp32 master weights"),
+    (dict(cliprange=-1.0), "config field 'cliprange'=-1.0: must be > 0 or None"),
+    (dict(k="two"), "config field 'k': cannot parse 'two' as int"),
+    (dict(share_first_turn="maybe"), "config field 'share_first_turn': cannot parse 'maybe' as bool"),
+    (dict(nonsense=1), "unknown config field 'nonsense'"),
+])
+def test_bad_config_fails_in_one_line(kw, message):
+    with pytest.raises(ConfigError) as e:
+        make_config("tiny", **kw)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_profile_and_missing_model(tmp_path):
+    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, tiny"):
+        make_config("huge")
+    cfg = make_config("tiny", model=str(tmp_path / "no-such-model"))
+    with pytest.raises(ConfigError, match="config field 'model': model '.*no-such-model': no such local directory"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # failed before any work
+
+
+# ----------------------------------------------------------------------------- data order, lr
+
+def test_task_indices_are_epoch_shuffled_and_resumable():
+    n = 7
+    stream = task_indices(n, seed=1, start=0, count=3 * n)
+    for e in range(3):
+        assert sorted(stream[e * n:(e + 1) * n]) == list(range(n))
+    assert stream[:n] != stream[n:2 * n]  # reshuffled per epoch
+    assert task_indices(n, 1, 5, 10) == stream[5:15]  # resuming at a data position continues the stream
+    assert task_indices(n, 2, 0, n) != stream[:n]
+
+
+def test_lr_schedule_cosine_no_warmup_and_warmup():
+    f = lr_factor(make_config("paper", updates=100))
+    assert f(0) == 1.0 and f(50) == pytest.approx(0.5) and f(100) == pytest.approx(0.0, abs=1e-12)
+    assert f(25) == pytest.approx(0.5 * (1 + math.cos(math.pi / 4)))
+    g = lr_factor(make_config("paper", updates=10, warmup=4, schedule="linear"))
+    assert [g(u) for u in range(4)] == [0.2, 0.4, 0.6, 0.8] and g(4) == 1.0 and g(7) == pytest.approx(0.5)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, tmp_path):
+    seen = []
+    cfg = small_config(tiny_policy_dir, checkpoint_every=2)
+    hist = train(cfg, tmp_path, callback=seen.append, progress=False)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["update"] for r in rows] == [1, 2, 3] and [r["update"] for r in seen] == [1, 2, 3] and hist == rows
+    keys = {"update", "reward_t1", "reward_t2", "acc_t1", "acc_t2", "accumulated", "kl", "loss", "equal_groups",
+            "tokens", "sec_generate", "sec_execute", "sec_backward", "lr", "grad_norm"}
+    assert keys <= set(rows[0])
+    assert rows[0]["kl"] == 0.0 and rows[1]["kl"] != 0.0  # pi_theta = pi_ref before the first update
+    assert rows[0]["lr"] == pytest.approx(1e-3) and rows[1]["lr"] == pytest.approx(1e-3 * 0.75)  # cosine over 3
+    assert 0 < rows[0]["tokens"] <= (2 + 4) * 6  # turn 1 once per prompt (shared) + k turn-2 samples
+    state = json.loads((tmp_path / "checkpoint" / "state.json").read_text())
+    assert state["update"] == 3 and state["data_pos"] == 6 and state["config"]["k"] == 2
+    assert (tmp_path / "final" / "config.json").is_file() and (tmp_path / "checkpoint" / "state.pt").is_file()
+    assert not (tmp_path / "checkpoint.tmp").exists() and not (tmp_path / "checkpoint.old").exists()
+
+
+def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_policy_dir, fake_world, tmp_path):
+    cfg = small_config(tiny_policy_dir)
+    full = train(cfg, tmp_path / "a", progress=False)
+
+    def interrupt(m):  # what Ctrl-C does between updates
+        if m["update"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted after update 2"):
+        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+    assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["update"] == 2
+    assert not (tmp_path / "b" / "final").exists()
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    assert [r["update"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl")] == [1, 2, 3]
+    assert [r["update"] for r in resumed] == [1, 2, 3]
+    a, b = strip_timing(full[2]), strip_timing(resumed[2])
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key] == pytest.approx(a[key], abs=1e-6), key
+    assert full[2]["grad_norm"] > 0  # the update did something
+    from safetensors.torch import load_file
+    wa = load_file(str(tmp_path / "a" / "final" / "model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "final" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-7) for k in wa)
+
+
+def test_find_checkpoint_survives_a_cut_swap(tmp_path):
+    old = tmp_path / "checkpoint.old"
+    old.mkdir()
+    (old / "state.json").write_text("{}")
+    (old / "state.pt").write_bytes(b"")
+    (tmp_path / "checkpoint.tmp").mkdir()  # a half-written one is never picked
+    assert find_checkpoint(tmp_path) == old
+    with pytest.raises(ConfigError, match="resume: no checkpoint in"):
+        find_checkpoint(tmp_path / "checkpoint.tmp")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def test_cli_help_and_bad_set_value(capsys, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "cocos_lib.train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--profile" in out.stdout and "--resume" in out.stdout and "--set" in out.stdout
+    assert main(["--profile", "tiny", "--out", str(tmp_path), "--set", "k=two"]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: config field 'k': cannot parse 'two' as int (invalid literal for int() with base 10: 'two')\n"
+    assert main(["--profile", "tiny", "--out", str(tmp_path), "--set", "k"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["--profile", "tiny", "--out", str(tmp_path), "--set", "model=/nonexistent/m"]) == 2
+    assert capsys.readouterr().err.startswith("error: config field 'model': model '/nonexistent/m'")
+    assert main(["--resume", str(tmp_path / "nothing")]) == 2
+    assert "resume: no checkpoint in" in capsys.readouterr().err
