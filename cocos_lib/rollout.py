@@ -1,0 +1,163 @@
+"""Multi-turn rollouts: y_1 ~ pi(.|x_1), then y_t ~ pi(.|x_t(y_{t-1})) for t = 2..T.
+
+For each task (a *group* g) we draw k trajectories (samples s = 0..k-1). Turn 1 is either
+sampled once per task and shared by its k members (`share_first_turn`, as in the released
+code: then r_1 is equal inside a group and cancels in the RLOO advantage) or sampled k times
+independently. Every turn's code is run against the task's K unit tests through the
+executor, once per turn for the whole batch, and scored r_t = REWARDS[cfg.reward](report);
+a trajectory's return is R = accumulated_reward([r_1..r_T], gamma).
+Greedy evaluation: k=1, sampling=SamplingConfig(greedy=True).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from cocos_lib.generation import BACKENDS, SamplingConfig, generate
+from cocos_lib.prompts import build_prompt, extract_code
+
+
+@dataclass
+class Turn:
+    """One turn t: prompt x_t, completion y_t (every completion token is the model's, so the
+    completion mask is all ones and kept implicit by the lengths), code, report, reward r_t."""
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    text: str
+    code: str
+    report: Any  # executor.TestReport
+    reward: float
+
+    @property
+    def completion_mask(self) -> list[int]:
+        return [1] * len(self.completion_ids)
+
+
+@dataclass
+class Trajectory:
+    """The T turns of sample `sample` (0..k-1) of task `group` (its index in the task list)."""
+    task: Any  # tasks.Task
+    turns: list[Turn] = field(default_factory=list)
+    group: int = 0
+    sample: int = 0
+
+    @property
+    def rewards(self) -> list[float]:
+        return [t.reward for t in self.turns]
+
+    def accumulated(self, gamma: float) -> float:
+        """R = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})."""
+        from cocos_lib.rewards import accumulated_reward
+        return accumulated_reward(self.rewards, gamma)
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """turns T, samples per task k, shared turn 1, reward name, sampling, prompt options.
+
+    max_prompt_tokens: prompts longer than this keep only their LAST max_prompt_tokens
+    tokens (left truncation: the few-shot block and the task text go first, the code to
+    correct and the final marker stay). None: the model's context minus max_new_tokens.
+    """
+    turns: int = 2
+    k: int = 2
+    share_first_turn: bool = True
+    reward: str = "progressive"
+    sampling: SamplingConfig = SamplingConfig()
+    fewshot: str = ""
+    ending: str = "correct"
+    backend: str = "hf"
+    max_prompt_tokens: int | None = None
+    timeout_s: float = 3.0
+
+    def __post_init__(self):
+        from cocos_lib.rewards import REWARDS
+        checks = [(self.turns >= 1, "turns", "must be >= 1"), (self.k >= 1, "k", "must be >= 1"),
+                  (self.reward in REWARDS, "reward", f"expected one of {sorted(REWARDS)}"),
+                  (self.ending in ("correct", "begin"), "ending", "expected 'correct' or 'begin'"),
+                  (self.backend in BACKENDS, "backend", f"expected one of {list(BACKENDS)}"),
+                  (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens",
+                   "must be >= 1 or None"), (self.timeout_s > 0, "timeout_s", "must be > 0")]
+        for ok, name, what in checks:
+            if not ok:
+                raise ValueError(f"RolloutConfig.{name}={getattr(self, name)!r}: {what}")
+
+
+def prompt_budget(policy, cfg: RolloutConfig) -> int | None:
+    """Most prompt tokens kept: cfg.max_prompt_tokens, else context - max_new_tokens."""
+    if cfg.max_prompt_tokens is not None:
+        return cfg.max_prompt_tokens
+    ctx = getattr(getattr(policy.model, "config", None), "max_position_embeddings", None)
+    if isinstance(ctx, int) and ctx > cfg.sampling.max_new_tokens:
+        return ctx - cfg.sampling.max_new_tokens
+    return None
+
+
+def encode_prompts(tokenizer, texts: Sequence[str], max_tokens: int | None) -> list[list[int]]:
+    """Token ids of each prompt (with the tokenizer's BOS etc.), LEFT-truncated to max_tokens."""
+    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    return [list(x[-max_tokens:]) if max_tokens and len(x) > max_tokens else list(x) for x in ids]
+
+
+def decode_completion(policy, ids: Sequence[int]) -> str:
+    """Completion text; a final EOS is dropped, other special tokens (e.g. [DONE]) kept."""
+    if ids and ids[-1] in set(policy.eos_token_ids):
+        ids = ids[:-1]
+    return policy.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def execute(executor, tasks: Sequence[Any], codes: Sequence[str], timeout_s: float) -> list[Any]:
+    """One executor.run_many call for a whole turn; identical (task, code) pairs run once."""
+    from cocos_lib.executor import Job
+    key_of = [(id(t), c) for t, c in zip(tasks, codes)]
+    unique: dict = {}
+    for key, task, code in zip(key_of, tasks, codes):
+        unique.setdefault(key, Job(code=code, tests=tuple(task.tests), setup=task.setup, timeout_s=timeout_s))
+    reports = dict(zip(unique, executor.run_many(list(unique.values()), progress=False)))
+    return [reports[key] for key in key_of]
+
+
+def turn_seed(seed: int, t: int) -> int:
+    return (seed * 1_000_003 + t) % (2 ** 63)
+
+
+def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: int = 0,
+            progress: bool = False, stats: dict | None = None) -> list[Trajectory]:
+    """len(tasks) * k trajectories ordered by (group, sample); see the module docstring.
+
+    Turn t >= 2 prompt = build_prompt(task, codes of turns < t) (few-shot block on turn 1
+    only). stats, if given, receives sec_generate, sec_execute and tokens (generated).
+    """
+    from cocos_lib.rewards import REWARDS
+    from tqdm.auto import tqdm
+    reward_fn, k = REWARDS[cfg.reward], cfg.k
+    if not tasks:
+        return []
+    budget = prompt_budget(policy, cfg)
+    trajs = [Trajectory(task=task, turns=[], group=g, sample=s) for g, task in enumerate(tasks) for s in range(k)]
+    acc = {"sec_generate": 0.0, "sec_execute": 0.0, "tokens": 0}
+    for t in tqdm(range(1, cfg.turns + 1), desc="rollout turns", disable=not progress or not trajs):
+        shared = t == 1 and cfg.share_first_turn and k > 1
+        sources = trajs[::k] if shared else trajs
+        texts = [build_prompt(tr.task, [u.code for u in tr.turns], cfg.fewshot, cfg.ending) for tr in sources]
+        prompt_ids = encode_prompts(policy.tokenizer, texts, budget)
+        t0 = time.perf_counter()
+        completions = generate(policy, prompt_ids, cfg.sampling, seed=turn_seed(seed, t), backend=cfg.backend)
+        t1 = time.perf_counter()
+        outs = [decode_completion(policy, c) for c in completions]
+        codes = [extract_code(o) for o in outs]
+        reports = execute(executor, [tr.task for tr in sources], codes, cfg.timeout_s)
+        acc["sec_generate"] += t1 - t0
+        acc["sec_execute"] += time.perf_counter() - t1
+        acc["tokens"] += sum(len(c) for c in completions)
+        new = [Turn(p, c, o, code, rep, float(reward_fn(rep)))
+               for p, c, o, code, rep in zip(prompt_ids, completions, outs, codes, reports)]
+        for i, tr in enumerate(trajs):
+            turn = new[i // k] if shared else new[i]
+            tr.turns.append(dataclasses.replace(turn, prompt_ids=list(turn.prompt_ids),
+                                                completion_ids=list(turn.completion_ids)))
+    if stats is not None:
+        stats.update(acc)
+    return trajs
