@@ -73,6 +73,13 @@ def fewshot_block(tasks: Sequence[Task] | None = None, n: int = 3) -> str:
     return "".join(out)
 
 
+def mbpp_fewshot_block(n: int = 3, path=None) -> str:
+    """The usual MBPP n-shot block: prompt-split task_ids 2, 3, 4 (hub when `path` is None)."""
+    from cocos_lib.tasks import load_mbpp
+
+    return fewshot_block(load_mbpp("prompt", path=path)[1:1 + n], n)
+
+
 def chat_messages(task: Task, previous_codes: Sequence[str] = ()) -> list[dict]:
     """The same state s_t as chat messages for instruct models (`tokenizer.apply_chat_template`):
     system, user = header; for t >= 2 the most recent attempt as the assistant's answer and the

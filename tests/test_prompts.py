@@ -2,7 +2,7 @@
 import pytest
 
 from cocos_lib.prompts import (BEGIN, CORRECT, CORRECTION_INSTRUCTION, DONE, build_prompt, chat_messages,
-                               correction_prompt, default_fewshot_tasks, extract_code, fewshot_block,
+                               correction_prompt, default_fewshot_tasks, extract_code, fewshot_block, mbpp_fewshot_block,
                                task_header, turn1_prompt)
 from cocos_lib.tasks import Task
 
@@ -61,6 +61,18 @@ def test_fewshot_block_from_tasks_and_default():
         "    total = 0\n    for x in nums:\n        total += x * x\n    return total\n[DONE]\n\n")
     assert block.count("[BEGIN]\n") == 3 and block.count("\n[DONE]\n\n") == 3 and block.endswith("[DONE]\n\n")
     assert fewshot_block(n=1) == block[:block.index("[DONE]\n\n") + 8]
+
+
+def test_mbpp_fewshot_block_uses_prompt_split_ids_2_to_4(tmp_path):
+    import json
+
+    rows = [{"text": f"Task {i}.", "code": f"def f{i}():\r\n    return {i}", "task_id": i, "test_setup_code": "",
+             "test_list": [f"assert f{i}() == {i}"], "challenge_test_list": []} for i in (1, 2, 3, 4, 5, 11)]
+    (tmp_path / "mbpp.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    block = mbpp_fewshot_block(n=3, path=str(tmp_path))
+    assert block == "".join(
+        f"You are an expert Python programmer, and here is your task: Task {i}. Your code should pass these tests:"
+        f"\n\nassert f{i}() == {i}\n[BEGIN]\ndef f{i}():\n    return {i}\n[DONE]\n\n" for i in (2, 3, 4))
 
 
 def test_default_fewshot_solutions_pass_their_tests():
