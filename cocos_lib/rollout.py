@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from cocos_lib.generation import BACKENDS, SamplingConfig, generate
-from cocos_lib.prompts import build_prompt, extract_code
+from cocos_lib.prompts import BEGIN, CORRECT, DONE, build_prompt, extract_code
+
+MARKERS = (BEGIN, DONE, CORRECT)
 
 
 @dataclass
@@ -102,10 +104,12 @@ def encode_prompts(tokenizer, texts: Sequence[str], max_tokens: int | None) -> l
 
 
 def decode_completion(policy, ids: Sequence[int]) -> str:
-    """Completion text; a final EOS is dropped, other special tokens (e.g. [DONE]) kept."""
-    if ids and ids[-1] in set(policy.eos_token_ids):
+    """Completion text; a final EOS is dropped unless it is a prompt marker (a model may list
+    [DONE] among its EOS ids); other special tokens are kept."""
+    tok = policy.tokenizer
+    if ids and ids[-1] in set(policy.eos_token_ids) and tok.decode(ids[-1:]) not in MARKERS:
         ids = ids[:-1]
-    return policy.tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 def execute(executor, tasks: Sequence[Any], codes: Sequence[str], timeout_s: float) -> list[Any]:

@@ -149,6 +149,20 @@ def test_real_model_sampling_shared_and_seeded(tiny_policy, executor):
     assert a[0].turns[0].completion_ids == a[1].turns[0].completion_ids
 
 
+def test_decode_completion_drops_final_eos_only(tiny_policy):
+    import types
+    from cocos_lib.models import Policy
+    tok = tiny_policy.tokenizer
+    code = tok("x = 1\n", add_special_tokens=False)["input_ids"]
+    # a model whose generation config also ends at [DONE] (id 385), like the toy warm-start
+    model = types.SimpleNamespace(generation_config=types.SimpleNamespace(eos_token_id=[0, 385]))
+    pol = Policy(model=model, tokenizer=tok, name="x")
+    assert R.decode_completion(pol, code + [385]) == "x = 1\n[DONE]"
+    assert R.decode_completion(pol, code + [0]) == "x = 1\n"
+    assert R.decode_completion(pol, [0] + code) == "<|endoftext|>x = 1\n"
+    assert R.decode_completion(pol, []) == ""
+
+
 def test_bad_config():
     for kw, field in [({"reward": "nope"}, "reward"), ({"turns": 0}, "turns"), ({"k": 0}, "k"),
                       ({"ending": "x"}, "ending"), ({"backend": "tpu"}, "backend")]:
