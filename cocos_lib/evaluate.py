@@ -73,9 +73,9 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     Levenshtein to turn t-1's code; NaN at t=1), no_edit (edit_distance <= threshold),
     new_tokens, error, text (raw completion), feedback (Self-Refine critique, else "").
     """
+    _check(turns, k, method, sampling.greedy if sampling is not None else greedy)
     from cocos_lib.generation import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
-    _check(turns, k, method, cfg.greedy)
     tasks = list(tasks)
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
@@ -283,6 +283,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except (ValueError, OSError) as e:
         _fail(f"--tasks {args.tasks}: {str(e).splitlines()[0]}")
     tasks = tasks[:args.limit] if args.limit else tasks
+    if args.policy.startswith(("/", ".", "~")) and not Path(args.policy).expanduser().exists():
+        _fail(f"--policy {args.policy}: no such local directory")  # before the slow torch import
     from cocos_lib.generation import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
     try:

@@ -129,6 +129,7 @@ def _cli(*args):
     (["--policy", "x", "--tasks", "toy-test", "--turns", "0", "--out", "o.jsonl"], "--turns 0: must be in 1..4"),
     (["--policy", "x", "--tasks", "nope", "--out", "o.jsonl"], "unknown task set 'nope'"),
     (["--policy", "/no/such/dir", "--tasks", "toy-test", "--out", "o.jsonl"], "--policy /no/such/dir"),
+    (["--policy", "no-such-model-xyz", "--tasks", "toy-test", "--out", "o.jsonl"], "model 'no-such-model-xyz'"),
     (["--tasks", "toy-test", "--out", "o.jsonl"], "the following arguments are required: --policy"),
     (["--policy", "x", "--tasks", "toy-test", "--out", "o.jsonl", "--method", "magic"], "invalid choice: 'magic'"),
 ])
