@@ -57,15 +57,29 @@ def wrong_solution(ep):
 
 @pytest.mark.slow
 def test_all_164_canonical_solutions_pass_and_wrong_ones_fail(humaneval):
+    """Through the real executor: program = setup + "\n" + code, then each test on its own."""
+    from cocos_lib.executor import Executor, Job
+
     assert len(humaneval) == 164
-    with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda t: run_programs(
-            [(t.setup, t.reference, list(t.tests)), (t.setup, wrong_solution(t.entry_point), list(t.tests))]),
-            humaneval))
-    bad = [t.task_id for t, (ref, _) in zip(humaneval, results) if not all(ref)]
-    assert bad == []
-    not_failing = [t.task_id for t, (_, wrong) in zip(humaneval, results) if all(wrong)]
-    assert not_failing == []
+    jobs = [Job(t.reference, t.tests, t.setup, 10.0) for t in humaneval]
+    jobs += [Job(wrong_solution(t.entry_point), t.tests, t.setup, 10.0) for t in humaneval]
+    with Executor(workers=2) as ex:
+        reports = ex.run_many(jobs)
+    ref, wrong = reports[:164], reports[164:]
+    assert [(t.task_id, r.error) for t, r in zip(humaneval, ref) if not r.all_passed] == []
+    assert [len(r.outcomes) for r in ref] == [len(t.tests) for t in humaneval]
+    assert [t.task_id for t, r in zip(humaneval, wrong) if r.all_passed] == []
+    assert sum(r.n_passed for r in wrong) < sum(len(t.tests) for t in humaneval) // 4
+
+
+@pytest.mark.slow
+def test_canonical_solutions_in_plain_subprocesses(humaneval):
+    """Independent of the executor: one plain subprocess per 8 tasks, fresh namespace per test."""
+    chunks = [humaneval[i:i + 8] for i in range(0, 164, 8)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda ts: run_programs([(t.setup, t.reference, list(t.tests)) for t in ts]), chunks))
+    flat = [r for chunk in results for r in chunk]
+    assert [t.task_id for t, r in zip(humaneval, flat) if not all(r)] == []
 
 
 def test_test_count_equals_assert_statements_on_the_candidate(humaneval, raw_humaneval):
@@ -76,6 +90,7 @@ def test_test_count_equals_assert_statements_on_the_candidate(humaneval, raw_hum
         assert len(task.tests) == expected >= 1, task.task_id
         assert all("candidate" not in t for t in task.tests)
         assert task.reference == row["prompt"] + row["canonical_solution"]
+    assert sum(len(t.tests) for t in humaneval) == 1133
 
 
 def test_humaneval_0_exact_fields(humaneval):
