@@ -254,45 +254,58 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
 
 # ---------------------------------------------------------------- optional vLLM backend
 class VLLMEngine:
-    """A colocated vLLM engine for one policy (UNTESTED here: vLLM is not installed in CI).
+    """A colocated vLLM engine for one policy. UNTESTED in this repo (vLLM is not installed in CI
+    and no GPU was available when it was written); written against vLLM's documented `LLM`,
+    `SamplingParams` and model `load_weights` API.
 
     Build once, call `generate` per turn and `refresh_weights(policy)` after every update so the
     engine samples from the current pi_theta. gpu_memory_utilization leaves room for training.
+    The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so weights can be copied.
     """
 
-    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048):
+    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048,
+                 seed: int = 0):
+        import os
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
         except ImportError as e:
-            raise ImportError("backend 'vllm' needs vLLM: pip install vllm (the default install does not)") from e
-        self.llm = LLM(model=policy.name, tokenizer=policy.name, dtype=str(next(policy.model.parameters()).dtype)
-                       .removeprefix("torch."), gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enable_prefix_caching=True)
+            raise ImportError("backend 'vllm' needs vLLM (pip install vllm); the default install has none") from e
+        dtype = str(next(policy.model.parameters()).dtype).removeprefix("torch.")
+        self.llm = LLM(model=policy.name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
+                       max_model_len=max_model_len, enable_prefix_caching=True, seed=seed)
         self.refresh_weights(policy)
 
     def refresh_weights(self, policy) -> None:
-        """Copy the HF model's current weights into the engine (LoRA merged first if peft)."""
+        """Copy the HF model's current weights into the engine (a LoRA adapter is merged into a
+        copy first; the policy itself is untouched)."""
         model = policy.model
-        if hasattr(model, "merge_and_unload"):  # peft: merged copy of the weights, adapter untouched
+        if hasattr(model, "merge_and_unload"):
             import copy
             model = copy.deepcopy(model).merge_and_unload()
-        weights = list(model.state_dict().items())
-        runner = self.llm.llm_engine.model_executor.driver_worker.worker.model_runner
-        runner.model.load_weights(weights=weights)
+        weights = [(k, v.detach()) for k, v in model.state_dict().items()]
+        if hasattr(self.llm, "apply_model"):  # vLLM V1 (in-process engine core)
+            self.llm.apply_model(lambda m: m.load_weights(weights=weights))
+        else:  # vLLM V0
+            self.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights=weights)
 
-    def generate(self, prompt_ids, cfg, seed=None) -> list[list[int]]:
+    def generate(self, prompt_ids, cfg, seed: int | None = None) -> list[list[int]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=1, max_tokens=cfg.max_new_tokens, seed=seed,
-                                temperature=0.0 if cfg.greedy else cfg.temperature, top_p=cfg.top_p,
-                                stop=[cfg.stop] if cfg.stop else None, include_stop_str_in_output=True)
+        params = [SamplingParams(n=1, max_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
+                                 temperature=0.0 if cfg.greedy else cfg.temperature,
+                                 seed=None if seed is None else seed + i,  # distinct stream per prompt
+                                 stop=[cfg.stop] if cfg.stop else None, include_stop_str_in_output=True)
+                  for i in range(len(prompt_ids))]
         prompts = [{"prompt_token_ids": list(p)} for p in prompt_ids]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
 
 def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, engine: VLLMEngine | None = None):
-    """Backend "vllm" (UNTESTED here). Pass a long-lived `engine` (refreshed after each update);
-    without one a fresh engine is built per call, which is correct but slow."""
+    """Backend "vllm" (UNTESTED here). Pass a long-lived `engine` and call
+    `engine.refresh_weights(policy)` after each update; without one a fresh engine is built per
+    call (correct, slow). Output truncated with the hf backend's rule."""
     engine = engine or VLLMEngine(policy)
-    return engine.generate(prompt_ids, cfg, seed)
+    rows = engine.generate(prompt_ids, cfg, seed)
+    return _finalise(rows, policy.tokenizer, cfg.stop, getattr(policy, "eos_token_ids", []))

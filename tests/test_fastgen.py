@@ -211,3 +211,10 @@ def test_compiled_step_matches_eager(tiny_policy):
     cfg = _cfg(greedy=False, temperature=1.0, max_new_tokens=12)
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True) == static_generate(
         tiny_policy, prompts, cfg, seed=3, compile=False)
+
+
+def test_vllm_backend_missing_is_one_clear_error(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "vllm", None)          # as if vLLM were not installed
+    with pytest.raises(ImportError, match="backend 'vllm' needs vLLM"):
+        fastgen.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())

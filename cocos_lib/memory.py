@@ -1,0 +1,192 @@
+"""Peak GPU memory of a CoCoS run, estimated from the model's shapes (no GPU, no download).
+
+One update holds, at its two peaks:
+  generation:  persistent + KV cache (gen_batch x (prompt + new) tokens) + prefill/sampling temporaries
+  training:    persistent + gradients + activations of one micro-batch + its logits (and their grads)
+  persistent = weights + fp32 master copy (if any) + Adam states (m, v) + reference policy pi_ref
+               (a frozen copy for full fine-tuning; nothing with LoRA: adapter disabled) + overhead
+The estimate is an engineering model, not a measurement: activation bytes follow the tensors a
+pre-norm SwiGLU decoder layer saves for backward (list in `activation_bytes`); the CUDA context
+and allocator slack are one constant `overhead_gb`. `benchmarks/rollout_bench.py --gpu` measures
+the real peaks of the same configs to compare.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+GiB = 1024 ** 3
+DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+
+# Published config sizes of the paper's / profiles' models (config.json on the hub), so that a
+# config can be built offline: AutoModelForCausalLM.from_config(arch_config(name)).
+ARCHS: dict[str, dict] = {
+    "Qwen/Qwen2.5-0.5B": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                              num_attention_heads=14, num_key_value_heads=2, vocab_size=151936,
+                              tie_word_embeddings=True, max_position_embeddings=32768, rope_theta=1e6,
+                              rms_norm_eps=1e-6),
+    "Qwen/Qwen2.5-1.5B": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
+                              num_attention_heads=12, num_key_value_heads=2, vocab_size=151936,
+                              tie_word_embeddings=True, max_position_embeddings=131072, rope_theta=1e6,
+                              rms_norm_eps=1e-6),
+    "meta-llama/Llama-3.2-1B": dict(model_type="llama", hidden_size=2048, intermediate_size=8192,
+                                    num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                                    head_dim=64, vocab_size=128256, tie_word_embeddings=True,
+                                    max_position_embeddings=131072, rope_theta=5e5, rms_norm_eps=1e-5),
+    "deepseek-ai/deepseek-coder-1.3b-base": dict(model_type="llama", hidden_size=2048, intermediate_size=5504,
+                                                 num_hidden_layers=24, num_attention_heads=16,
+                                                 num_key_value_heads=16, vocab_size=32256,
+                                                 tie_word_embeddings=False, max_position_embeddings=16384,
+                                                 rope_theta=1e5, rms_norm_eps=1e-6),
+}
+
+
+class MemoryConfigError(ValueError):
+    """Unknown architecture, dtype or profile."""
+
+
+def arch_config(name: str, **overrides):
+    """HF config for one of ARCHS (sizes only: weights come from from_config, i.e. random)."""
+    from transformers import AutoConfig
+    if name not in ARCHS:
+        raise MemoryConfigError(f"arch '{name}': expected one of {sorted(ARCHS)}")
+    sizes = dict(ARCHS[name], **overrides)
+    return AutoConfig.for_model(sizes.pop("model_type"), **sizes)
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The sizes memory depends on. params: exact count (embeddings, lm_head if untied, biases)."""
+    params: int
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+
+    @classmethod
+    def from_config(cls, config) -> "Shape":
+        """Counts parameters by building the model on the meta device (no memory used)."""
+        import torch
+        from transformers import AutoModelForCausalLM
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config)
+        params = sum(p.numel() for p in model.parameters())  # tied weights counted once
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return cls(params, config.num_hidden_layers, config.hidden_size, config.intermediate_size,
+                   config.num_attention_heads, config.num_key_value_heads, head_dim, config.vocab_size)
+
+
+def lora_params(s: Shape, r: int) -> int:
+    """Trainable LoRA parameters, r x (d_in + d_out) per adapted linear, all 7 projections."""
+    q_out, kv_out = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    dims = [(s.hidden, q_out), (s.hidden, kv_out), (s.hidden, kv_out), (q_out, s.hidden),
+            (s.hidden, s.intermediate), (s.hidden, s.intermediate), (s.intermediate, s.hidden)]
+    return s.layers * sum(r * (a + b) for a, b in dims)
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """One run's memory-relevant knobs. dtype: the weights' compute dtype; master_fp32: an fp32
+    copy of the trainable weights (mixed precision); lora_r: 0 = full fine-tuning (LoRA adapters
+    are fp32, peft's default); reference: "copy" | "adapter" (LoRA disabled) | "none"."""
+    dtype: str = "bf16"
+    master_fp32: bool = False
+    lora_r: int = 0
+    reference: str = "copy"
+    gradient_checkpointing: bool = True
+    micro_batch: int = 8           # rows per forward/backward
+    train_seq: int = 812           # tokens per row (prompt + completion)
+    logit_tokens: int = 512        # positions whose logits are computed (completion only)
+    gen_batch: int = 128
+    prompt_len: int = 300
+    new_tokens: int = 512
+    overhead_gb: float = 1.0       # CUDA context + allocator slack
+
+    def __post_init__(self):
+        if self.dtype not in DTYPE_BYTES:
+            raise MemoryConfigError(f"MemoryConfig.dtype='{self.dtype}': expected one of {sorted(DTYPE_BYTES)}")
+        if self.reference not in ("copy", "adapter", "none"):
+            raise MemoryConfigError(f"MemoryConfig.reference='{self.reference}': expected copy|adapter|none")
+        if self.reference == "adapter" and not self.lora_r:
+            raise MemoryConfigError("MemoryConfig.reference='adapter' needs lora_r > 0")
+
+
+def kv_cache_bytes(s: Shape, batch: int, tokens: int, dtype: str) -> int:
+    """K and V of every layer: 2 x layers x kv_heads x head_dim x bytes per token."""
+    return 2 * s.layers * s.kv_heads * s.head_dim * DTYPE_BYTES[dtype] * batch * tokens
+
+
+def activation_bytes(s: Shape, tokens: int, dtype: str, checkpointing: bool) -> int:
+    """Saved-for-backward bytes of `tokens` tokens through all layers.
+
+    Per token and layer (compute dtype): layer input, norm output, q, k, v, attention output,
+    residual, norm output, gate, up, act(gate), act(gate)*up = 7h + 2 kv_dim + 4 I, plus the two
+    RMSNorms' fp32 input copies (2 x 4h bytes). Flash/SDPA attention stores no L x L scores.
+    Checkpointing keeps only each layer's input (h per token) and recomputes one layer at a time.
+    """
+    b = DTYPE_BYTES[dtype]
+    per_layer = b * (7 * s.hidden + 2 * s.kv_heads * s.head_dim + 4 * s.intermediate) + 8 * s.hidden
+    if checkpointing:
+        return tokens * (s.layers * b * s.hidden + per_layer)
+    return tokens * s.layers * per_layer
+
+
+def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
+    """Bytes of each part and the two peaks, in GiB (keys as in the module docstring)."""
+    b = DTYPE_BYTES[c.dtype]
+    trainable = lora_params(s, c.lora_r) if c.lora_r else s.params
+    tb = 4 if (c.lora_r or c.master_fp32) else b          # trainable weights' (master) dtype bytes
+    parts = {
+        "weights": s.params * b + (trainable * 4 if c.lora_r else 0),
+        "master": trainable * 4 if (c.master_fp32 and not c.lora_r and b != 4) else 0,
+        "optimizer": 2 * trainable * tb,                   # Adam m and v
+        "reference": s.params * b if c.reference == "copy" else 0,
+        "overhead": c.overhead_gb * GiB,
+        "grads": trainable * tb,
+        "activations": activation_bytes(s, c.micro_batch * c.train_seq, c.dtype, c.gradient_checkpointing),
+        # logits + their gradient in the compute dtype, one row's fp32 log-softmax temporary
+        "logits": c.micro_batch * c.logit_tokens * s.vocab * 2 * b + c.logit_tokens * s.vocab * 4,
+        "kv_cache": kv_cache_bytes(s, c.gen_batch, c.prompt_len + c.new_tokens, c.dtype),
+        # prefill of one layer (MLP temporaries dominate) + last-position logits and fp32 sampling copies
+        "prefill": c.gen_batch * c.prompt_len * (3 * s.intermediate + 4 * s.hidden) * b
+                   + c.gen_batch * s.vocab * (b + 3 * 4),
+    }
+    persistent = sum(parts[k] for k in ("weights", "master", "optimizer", "reference", "overhead"))
+    out = {k: v / GiB for k, v in parts.items()}
+    out["persistent"] = persistent / GiB
+    out["peak_train"] = (persistent + parts["grads"] + parts["activations"] + parts["logits"]) / GiB
+    out["peak_generate"] = (persistent + parts["kv_cache"] + parts["prefill"]) / GiB
+    out["peak"] = max(out["peak_train"], out["peak_generate"])
+    out["trainable_params"] = trainable
+    return out
+
+
+# Plans: the profiles' settings (cocos_lib/train.py PROFILES) and the card each must fit.
+PLANS: dict[str, dict] = {
+    # Colab T4: 16 GB (15.1 GiB usable after the driver), no bf16 -> fp16 weights, LoRA adapters in
+    # fp32 (master weights for what is trained); loss scaling advised for fp16 activations' grads.
+    "colab": dict(model="Qwen/Qwen2.5-0.5B", device_gb=15.0, config=MemoryConfig(
+        dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
+        gen_batch=32, prompt_len=812, new_tokens=512)),
+    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md), frozen reference copy, 128 rollouts
+    # generated at once; turn-2 prompts hold the task, the first answer and the instruction.
+    "paper": dict(model="Qwen/Qwen2.5-1.5B", device_gb=79.0, config=MemoryConfig(
+        dtype="bf16", reference="copy", micro_batch=8, train_seq=1324, logit_tokens=512,
+        gen_batch=128, prompt_len=812, new_tokens=512)),
+}
+
+
+def plan(profile: str, **overrides) -> dict:
+    """The estimate for a profile's plan (overrides replace MemoryConfig fields), with the headroom
+    left on its card: {"profile", "model", "device_gb", "fits", "headroom_gb", **estimate}."""
+    if profile not in PLANS:
+        raise MemoryConfigError(f"profile '{profile}': expected one of {sorted(PLANS)}")
+    p = PLANS[profile]
+    cfg = dataclasses.replace(p["config"], **overrides)
+    est = estimate(Shape.from_config(arch_config(p["model"])), cfg)
+    return {"profile": profile, "model": p["model"], "device_gb": p["device_gb"],
+            "fits": est["peak"] <= p["device_gb"], "headroom_gb": p["device_gb"] - est["peak"],
+            "config": dataclasses.asdict(cfg), **est}

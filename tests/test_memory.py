@@ -1,0 +1,86 @@
+"""Memory estimator (cocos_lib/memory.py) against numbers computed by hand for Qwen2.5-0.5B."""
+import pytest
+
+from cocos_lib.memory import (GiB, MemoryConfig, MemoryConfigError, Shape, activation_bytes, arch_config,
+                              estimate, kv_cache_bytes, lora_params, plan)
+
+# Qwen2.5-0.5B: h=896, I=4864, 24 layers, 14 heads, 2 KV heads, head_dim 64, V=151936, tied.
+# embed 151936*896 = 136,134,656; per layer: q 896*896+896 = 803,712; k, v 896*128+128 = 114,816
+# each; o 896*896 = 802,816; MLP 3*896*4864 = 13,074,432; 2 norms 1,792 -> 14,912,384;
+# x24 = 357,897,216; + final norm 896  ->  494,032,768.
+P05 = 494_032_768
+
+
+@pytest.fixture(scope="module")
+def qwen05():
+    return Shape.from_config(arch_config("Qwen/Qwen2.5-0.5B"))
+
+
+def test_shape_params_hand_computed(qwen05):
+    assert qwen05 == Shape(P05, 24, 896, 4864, 14, 2, 64, 151936)
+    # Qwen2.5-1.5B: 151936*1536 + 28*(2,360,832 + 2*393,472 + 2,359,296 + 41,287,680 + 3,072) + 1536
+    assert Shape.from_config(arch_config("Qwen/Qwen2.5-1.5B")).params == 1_543_714_304
+
+
+def test_kv_cache_and_lora_hand_computed(qwen05):
+    # 2 (K,V) * 24 layers * 2 heads * 64 * 2 bytes = 12,288 B per token; 64 rows x 812 tokens
+    assert kv_cache_bytes(qwen05, 64, 812, "bf16") == 12_288 * 64 * 812 == 638_582_784
+    assert kv_cache_bytes(qwen05, 1, 1, "fp32") == 24_576
+    # r=16: q 16*(896+896) + k,v 16*(896+128) each + o 16*1792 + gate,up,down 16*(896+4864) each
+    #     = 28,672 + 2*16,384 + 28,672 + 3*92,160 = 366,592 per layer; x24
+    assert lora_params(qwen05, 16) == 366_592 * 24 == 8_798_208
+
+
+def test_activations_hand_computed(qwen05):
+    # per token and layer, bf16: 2*(7*896 + 2*128 + 4*4864) + 8*896 = 2*25,984 + 7,168 = 59,136 B
+    assert activation_bytes(qwen05, 1, "bf16", checkpointing=False) == 24 * 59_136
+    # checkpointing: each layer's input 24 * 2*896 = 43,008 B, plus one layer recomputed
+    assert activation_bytes(qwen05, 10, "bf16", checkpointing=True) == 10 * (43_008 + 59_136)
+
+
+def test_full_bf16_estimate_hand_computed(qwen05):
+    c = MemoryConfig(dtype="bf16", reference="copy", micro_batch=2, train_seq=100, logit_tokens=50,
+                     gen_batch=4, prompt_len=10, new_tokens=20, overhead_gb=1.0)
+    e = estimate(qwen05, c)
+    assert e["weights"] * GiB == 2 * P05 and e["reference"] * GiB == 2 * P05
+    assert e["grads"] * GiB == 2 * P05 and e["optimizer"] * GiB == 4 * P05 and e["master"] == 0
+    assert e["persistent"] * GiB == pytest.approx(8 * P05 + GiB)
+    assert e["logits"] * GiB == 2 * 50 * 151936 * 2 * 2 + 50 * 151936 * 4
+    assert e["kv_cache"] * GiB == 12_288 * 4 * 30
+    assert e["peak_train"] * GiB == pytest.approx(10 * P05 + GiB + 200 * (43_008 + 59_136) + e["logits"] * GiB)
+    assert e["peak"] == max(e["peak_train"], e["peak_generate"])
+    # fp32 master weights: +4P master, Adam states in fp32 (8P), grads fp32 (4P)
+    m = estimate(qwen05, MemoryConfig(dtype="bf16", master_fp32=True))
+    assert m["master"] * GiB == 4 * P05 and m["optimizer"] * GiB == 8 * P05 and m["grads"] * GiB == 4 * P05
+    # checkpointing saves memory; full fine-tuning costs more than LoRA
+    assert estimate(qwen05, MemoryConfig(gradient_checkpointing=False))["activations"] > 10 * e["activations"]
+
+
+def test_lora_fp16_estimate(qwen05):
+    c = MemoryConfig(dtype="fp16", lora_r=16, reference="adapter")
+    e = estimate(qwen05, c)
+    L = 8_798_208
+    assert e["trainable_params"] == L
+    assert e["weights"] * GiB == 2 * P05 + 4 * L      # fp16 base + fp32 adapters
+    assert e["optimizer"] * GiB == 8 * L and e["grads"] * GiB == 4 * L and e["reference"] == 0
+
+
+def test_plans_fit_their_cards():
+    colab = plan("colab")
+    assert colab["config"]["dtype"] == "fp16" and colab["config"]["lora_r"] > 0   # T4: no bf16
+    assert colab["fits"] and colab["peak"] < 15.0 * 0.85                          # >= 15% headroom
+    paper = plan("paper")
+    assert paper["model"] == "Qwen/Qwen2.5-1.5B" and paper["config"]["dtype"] == "bf16"
+    assert paper["fits"] and paper["peak"] < 79.0
+    assert not plan("paper", gradient_checkpointing=False, micro_batch=32)["fits"]
+
+
+def test_bad_input_one_line():
+    with pytest.raises(MemoryConfigError, match="dtype='int8'"):
+        MemoryConfig(dtype="int8")
+    with pytest.raises(MemoryConfigError, match="needs lora_r"):
+        MemoryConfig(reference="adapter")
+    with pytest.raises(MemoryConfigError, match="profile 'x'"):
+        plan("x")
+    with pytest.raises(MemoryConfigError, match="arch 'gpt5'"):
+        arch_config("gpt5")
