@@ -10,6 +10,7 @@ is complete (stop text included), or after the first EOS (included), or at max_n
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -104,23 +105,28 @@ class TailStopCriteria(StoppingCriteria):
 def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 seed: int | None = None) -> list[list[int]]:
     """The "hf" backend: micro-batches of cfg.batch_size prompts (sorted by length to save
-    padding), left padded, HF generate with KV cache; the RNG is seeded inside a forked RNG
-    state so the caller's global RNG is untouched."""
+    padding), left padded, HF generate with KV cache. Pure temperature / top-p sampling: the
+    checkpoint's own generation_config (e.g. Llama-3.2's temperature 0.6, top_p 0.9, HF's
+    default top_k 50) is swapped out for the call. With a seed, sampling runs in a forked RNG
+    state seeded with it, so the caller's global RNG is untouched."""
     from transformers import GenerationConfig, StoppingCriteriaList
 
     tok, model = policy.tokenizer, policy.model
     eos = policy.eos_token_ids
     gen_cfg = GenerationConfig(
         max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1, use_cache=True,
-        temperature=None if cfg.greedy else cfg.temperature, top_p=None if cfg.greedy else cfg.top_p,
-        top_k=None, eos_token_id=eos or None, pad_token_id=tok.pad_token_id, bos_token_id=None)
+        temperature=1.0 if cfg.greedy else cfg.temperature, top_p=1.0 if cfg.greedy else cfg.top_p,
+        top_k=0, eos_token_id=eos or None, pad_token_id=tok.pad_token_id, bos_token_id=None)
     order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
     out: list[list[int] | None] = [None] * len(prompt_ids)
     devices = [policy.device] if policy.device.type == "cuda" else []
-    was_training = model.training
+    rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
+    hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved_gen, was_training = hf_model.generation_config, model.training
+    hf_model.generation_config = GenerationConfig(eos_token_id=eos or None, pad_token_id=tok.pad_token_id)
     model.eval()
     try:
-        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+        with rng, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             for s in range(0, len(order), cfg.batch_size):
@@ -132,6 +138,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 for i, row in zip(idx, seqs[:, width:].tolist()):
                     out[i] = truncate_completion(row, tok, cfg.stop, eos)
     finally:
+        hf_model.generation_config = saved_gen
         model.train(was_training)
     return out  # type: ignore[return-value]
 

@@ -148,3 +148,31 @@ def test_model_mode_restored(tiny_policy):
     generate(tiny_policy, [[3, 4]], SamplingConfig(max_new_tokens=2, greedy=True))
     assert tiny_policy.model.training
     tiny_policy.model.eval()
+
+
+def test_pure_temperature_sampling_ignores_checkpoint_generation_config(tiny_policy):
+    """y_1 ~ softmax(logits / T) exactly: no top-k 50 (HF's default) and none of the
+    checkpoint's own settings (Llama-3.2 ships temperature 0.6, top_p 0.9)."""
+    prompt = [5, 6, 7, 8]
+    with torch.no_grad():
+        logits = tiny_policy.model(input_ids=torch.tensor([prompt])).logits[0, -1]
+    probs = torch.softmax(logits / 0.7, -1)
+    cfg = SamplingConfig(max_new_tokens=1, temperature=0.7, top_p=1.0, stop=None)
+    gen = tiny_policy.model.generation_config
+    saved = gen.to_dict()
+    gen.top_k, gen.temperature, gen.top_p, gen.repetition_penalty = 1, 0.01, 0.5, 5.0
+    try:
+        for seed in range(20):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                expected = int(torch.multinomial(probs[None], 1))
+            assert generate(tiny_policy, [prompt], cfg, seed=seed) == [[expected]]
+    finally:
+        tiny_policy.model.generation_config = type(gen).from_dict(saved)
+    assert tiny_policy.model.generation_config.top_k == saved.get("top_k")
+    assert len({generate(tiny_policy, [prompt], cfg, seed=s)[0][0] for s in range(20)}) > 5  # not top-1
+
+
+def test_unseeded_calls_differ(tiny_policy):
+    cfg = SamplingConfig(max_new_tokens=8, temperature=1.0, stop=None)
+    assert generate(tiny_policy, [[5, 6]] * 4, cfg) != generate(tiny_policy, [[5, 6]] * 4, cfg)
