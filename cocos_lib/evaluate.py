@@ -45,6 +45,9 @@ def _check(turns: int, k: int, method: str, greedy: bool) -> None:
 
 def _fingerprint(name: str) -> str:
     """Policy name plus, for a local dir, the newest file time (a retrained dir misses the cache)."""
+    if name == "tiny-warmstart":
+        from cocos_lib.toy import warmstart_path
+        name = str(warmstart_path())
     p = Path(name).expanduser()
     if p.is_dir():
         return f"{p.resolve()}@{max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)}"
@@ -60,12 +63,13 @@ def cache_key(policy_name: str, task_ids: Sequence[str], settings: dict) -> str:
 def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool = True, sampling=None,
              executor=None, cache: str | Path | None = None, progress: bool = True, method: str = "cocos",
              fewshot: str = "", ending: str = "correct", backend: str = "hf", reward: str = "progressive",
-             seed: int = 0, chunk: int = 64, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> pd.DataFrame:
+             seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> pd.DataFrame:
     """Run ``turns`` turns on every task (k samples each) and return one row per task, sample, turn.
 
     policy: a ``models.Policy``, or a name / dir (loaded only on a cache miss).
     sampling: a ``generation.SamplingConfig``; it wins over ``greedy``. Default: greedy, 512 tokens.
     k > 1 samples are independent at every turn (share_first_turn=False), as pass@k needs.
+    chunk: tasks per ``rollout`` call (progress granularity; default sampling.batch_size).
     cache: a directory; the result is stored as ``eval-<key>.jsonl`` keyed by policy, tasks and
     every setting here, and read back instead of re-running.
     Columns: task_id, sample, turn (1..T), method, code, outcomes (list), n_tests, n_passed,
@@ -76,10 +80,10 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy)
     from cocos_lib.generation import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
-    tasks = list(tasks)
+    tasks, chunk = list(tasks), chunk or cfg.batch_size
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
-                    backend=backend, reward=reward, seed=seed, threshold=no_edit_threshold)
+                    backend=backend, reward=reward, seed=seed, chunk=chunk, threshold=no_edit_threshold)
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
     if path is not None and path.is_file():
         return read_rows(path)
