@@ -286,6 +286,25 @@ def test_sanitized_json_errors(tmp_path):
         f"{path}:3: field 'json': malformed JSON (expected ',' or ']')")
 
 
+def test_mbpp_hub_path_maps_rows_without_network(monkeypatch):
+    calls = []
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = lambda name, config, split: calls.append((name, config, split)) or [mbpp_row(601), mbpp_row(602)]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    tasks = load_mbpp("train", challenge=True)
+    assert calls == [("google-research-datasets/mbpp", "full", "train")]
+    assert [t.task_id for t in tasks] == ["MBPP/601", "MBPP/602"] and tasks[0].reference == "def add_601(x):\n    return x + 601"
+    fake.load_dataset = lambda name, config, split: [{"task_id": 2, "prompt": "p", "code": "c", "test_list": ["assert 1"]}]
+    assert error_of(lambda: load_mbpp("prompt", "sanitized")) == (
+        "hf:google-research-datasets/mbpp/sanitized/prompt:1: field 'test_imports': missing field")
+
+
+def test_unicode_line_separator_inside_a_json_string_is_not_a_new_line(tmp_path):
+    p = tmp_path / "mbpp.jsonl"
+    p.write_text(json.dumps(mbpp_row(11, text="a\u2028b"), ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_mbpp("test", path=str(p))[0].text == "a\u2028b"
+
+
 def test_load_tasks_registry(monkeypatch):
     assert [t.task_id for t in load_tasks("humaneval")[:2]] == ["HumanEval/0", "HumanEval/1"]
     calls = []
