@@ -102,7 +102,9 @@ def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.T
     grad KL(pi(.|s_t) || pi_ref(.|s_t)) at each visited state s_t: the loss
     beta_1 * (1/N) sum_i sum_{t in turn 1} KL(pi(.|s_t) || pi_ref(.|s_t)) of SCoRe Stage I.
     It is a direct loss term, not part of the score: with a shared turn 1 a score penalty
-    would be equal inside each group and cancel in the RLOO advantage.
+    would be equal inside each group and cancel in the RLOO advantage. It is added whether or
+    not turn 1 is in train_turns (if it is, turn 1's KL also enters the score with beta).
+    The SCoRe-style ablation (PAPER.md: reward collapse of small models) uses beta_1 = 0.25.
     """
     return (0.5 * (logp - ref_logp) ** 2 * mask).sum()
 
@@ -226,7 +228,7 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     T = min(len(t.turns) for t in trajectories)
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
-    kl1 = cfg.first_turn_kl_coef > 0 and 1 not in cfg.train_turns
+    kl1 = cfg.first_turn_kl_coef > 0
     turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
     pad = policy.tokenizer.pad_token_id or 0
     batch = build_batch(trajectories, turns, pad, policy.device)

@@ -19,6 +19,7 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 import typing
 from dataclasses import dataclass
@@ -84,52 +85,46 @@ class TrainConfig:
     checkpoint_every: int = 100             # 0 = only at the end / on Ctrl-C
 
     def __post_init__(self):
-        self.train_turns = tuple(self.train_turns)
+        if isinstance(self.train_turns, (list, range)):
+            self.train_turns = tuple(self.train_turns)
         self.validate()
 
     def validate(self) -> None:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
-        def bad(name, why):
-            raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
         from cocos_lib.tasks import TASK_SETS
+        for name, kind in typing.get_type_hints(TrainConfig).items():
+            v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
+            kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds
+            ok = {int: (int,), float: (int, float), bool: (bool,), str: (str,), type(None): (type(None),)}
+            allowed = sum((ok.get(k, (tuple,)) for k in kinds), ())
+            if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
+                raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
         choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
                        schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS)
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                bad(name, f"unknown, expected one of {', '.join(allowed)}")
-        if self.k < 2:
-            bad("k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)")
-        for name in ("updates", "warmup", "checkpoint_every"):
-            if getattr(self, name) < 0:
-                bad(name, "must be >= 0")
-        for name in ("prompts_per_update", "turns", "max_new_tokens", "gen_batch_size", "micro_batch"):
-            if getattr(self, name) < 1:
-                bad(name, "must be >= 1")
-        if not self.train_turns or any(not 1 <= t <= self.turns for t in self.train_turns):
-            bad("train_turns", f"each turn must be in 1..turns={self.turns}")
-        if self.share_first_turn and self.turns < 2:
-            bad("share_first_turn", "needs turns >= 2 (k copies of one answer have equal rewards)")
-        if self.share_first_turn and 1 in self.train_turns:
-            bad("train_turns", "turn 1 is shared by the group, so its RLOO gradient is zero; "
-                               "set share_first_turn=false to train turn 1")
-        for name in ("lr", "temperature", "exec_timeout_s"):
-            if not getattr(self, name) > 0:
-                bad(name, "must be > 0")
-        for name in ("kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r"):
-            if getattr(self, name) < 0:
-                bad(name, "must be >= 0")
-        if not 0 <= self.gamma <= 1:
-            bad("gamma", "must be in [0, 1]")
-        if not 0 < self.top_p <= 1:
-            bad("top_p", "must be in (0, 1]")
-        if self.cliprange is not None and not self.cliprange > 0:
-            bad("cliprange", "must be > 0 or None")
-        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
-            bad("max_grad_norm", "must be > 0 or None")
-        if self.n_tasks is not None and self.n_tasks < 1:
-            bad("n_tasks", "must be >= 1 or None")
-        if self.dtype == "fp16" and self.lora_r == 0:
-            bad("dtype", "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")
+        checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
+        checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
+                   (bool(self.train_turns) and all(1 <= t <= self.turns for t in self.train_turns), "train_turns",
+                    f"each turn must be in 1..turns={self.turns}"),
+                   (not self.share_first_turn or self.turns >= 2, "share_first_turn",
+                    "needs turns >= 2 (k copies of one answer have equal rewards)"),
+                   (not self.share_first_turn or 1 not in self.train_turns, "train_turns",
+                    "turn 1 is shared by the group, so its RLOO gradient is zero; set share_first_turn=false "
+                    "to train turn 1"),
+                   (0 <= self.gamma <= 1, "gamma", "must be in [0, 1]"),
+                   (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+                   (self.n_tasks is None or self.n_tasks >= 1, "n_tasks", "must be >= 1 or None"),
+                   (self.dtype != "fp16" or self.lora_r > 0, "dtype",
+                    "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")]
+        checks += [(getattr(self, n) >= 0, n, "must be >= 0") for n in ("updates", "warmup", "checkpoint_every",
+                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r")]
+        checks += [(getattr(self, n) >= 1, n, "must be >= 1") for n in ("prompts_per_update", "turns",
+                   "max_new_tokens", "gen_batch_size", "micro_batch")]
+        checks += [(getattr(self, n) > 0, n, "must be > 0") for n in ("lr", "temperature", "exec_timeout_s")]
+        checks += [(getattr(self, n) is None or getattr(self, n) > 0, n, "must be > 0 or None")
+                   for n in ("cliprange", "max_grad_norm")]
+        for ok, name, why in checks:
+            if not ok:
+                raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
 
     def rl_config(self) -> RLConfig:
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
@@ -292,117 +287,131 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     return policy, ref
 
 
+def rollout_config(cfg: TrainConfig):
+    """The rollout.RolloutConfig (sampling, prompts, reward) of a TrainConfig."""
+    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.prompts import fewshot_block
+    from cocos_lib.rollout import RolloutConfig
+    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size)
+    return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
+                         sampling=sampling, fewshot=fewshot_block(n=cfg.fewshot) if cfg.fewshot else "",
+                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
+
+
+def restore_state(ckpt: Path, optimizer, scheduler) -> tuple[int, int]:
+    """Load optimizer, scheduler and RNG states (python, numpy, torch, cuda); return (update, data_pos)."""
+    blob = torch.load(ckpt / "state.pt", weights_only=False)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])
+    rng = blob["rng"]
+    random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    state = json.loads((ckpt / "state.json").read_text())
+    return state["update"], state["data_pos"]
+
+
+class StopOnSigint:
+    """In the block, a first Ctrl-C sets .requested (stop after this update), a second raises
+    KeyboardInterrupt at once. A no-op off the main thread (signals can't be set there)."""
+    requested, previous = False, None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: stopping after this update (Ctrl-C again: abort, no save)", file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = False,
           callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
-    """Run cfg.updates updates into out_dir; returns every update's metrics (the whole metrics.jsonl).
+    """Run updates until cfg.updates into out_dir; returns every update's metrics (all of metrics.jsonl).
 
     resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, scheduler,
-    RNG states and data position, and appends to metrics.jsonl. Ctrl-C (SIGINT) stops after the
-    current update, saves a checkpoint and raises KeyboardInterrupt; a second Ctrl-C aborts at once.
+    RNG states and data position; metrics.jsonl keeps updates <= the checkpoint's and is appended to.
+    Ctrl-C (or a KeyboardInterrupt from `callback`) stops between updates, saves a checkpoint and
+    raises KeyboardInterrupt; a second Ctrl-C aborts at once without saving.
     """
     cfg.validate()
     check_model(cfg)  # before any work
     from tqdm.auto import tqdm
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import SamplingConfig
-    from cocos_lib.prompts import fewshot_block
-    from cocos_lib.rollout import RolloutConfig, rollout
+    from cocos_lib.rollout import rollout
     from cocos_lib.tasks import load_tasks
     run = Path(out_dir)
     ckpt = find_checkpoint(run if resume is True else resume) if resume else None
-    run.mkdir(parents=True, exist_ok=True)
+    rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()
     tasks = load_tasks(cfg.tasks)[:cfg.n_tasks]
+    run.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed), np.random.seed(cfg.seed % 2**32), torch.manual_seed(cfg.seed)
     policy, ref = load_models(cfg, ckpt)
-    update, data_pos = 0, 0
-    if ckpt is not None:
-        state = json.loads((ckpt / "state.json").read_text())
-        update, data_pos = state["update"], state["data_pos"]
-    params = [p for p in policy.model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
+    update, data_pos = restore_state(ckpt, optimizer, scheduler) if ckpt else (0, 0)
     history = _read_metrics(run / "metrics.jsonl", update)
-    if ckpt is not None:
-        blob = torch.load(ckpt / "state.pt", weights_only=False)
-        optimizer.load_state_dict(blob["optimizer"])
-        scheduler.load_state_dict(blob["scheduler"])
-        rng = blob["rng"]
-        random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
-        if rng["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size)
-    rcfg = RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
-                         sampling=sampling, fewshot=fewshot_block(n=cfg.fewshot) if cfg.fewshot else "",
-                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
-    rl_cfg = cfg.rl_config()
-    stop = {"requested": False}
-    def on_sigint(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("\ninterrupt: stopping after this update (Ctrl-C again to abort without saving)", file=sys.stderr)
-    handler = signal.signal(signal.SIGINT, on_sigint) if _main_thread() else None
+    save = lambda: save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)  # noqa: E731
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
-    try:
-        with Executor(workers=cfg.exec_workers) as executor:
-            while update < cfg.updates and not stop["requested"]:
-                idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
-                batch_tasks = [tasks[i] for i in idx]
-                t0 = time.perf_counter()
-                consistent = False
-                stats: dict = {}
-                trajs = rollout(policy, batch_tasks, rcfg, executor, seed=cfg.seed * 100_003 + update, stats=stats)
-                sec_rollout = time.perf_counter() - t0
-                lr = optimizer.param_groups[0]["lr"]
-                step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg)
-                optimizer.zero_grad(set_to_none=True)
-                update, data_pos = update + 1, data_pos + len(idx)
-                m = {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
-                     "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
-                     "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout, "sec_update": time.perf_counter() - t0,
-                     "elapsed": time.time() - t_start, "data_pos": data_pos, "epoch": data_pos // len(tasks)}
-                with open(run / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(m) + "\n")
-                history.append(m)
-                consistent = True
-                bar.update(1)
-                bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", acc=f"{m[f'acc_t{cfg.turns}']:.3f}",
-                                kl=f"{m['kl']:.4f}")
-                if cfg.checkpoint_every and update % cfg.checkpoint_every == 0:
-                    save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)
-                    saved_at = update
-                if callback is not None:
-                    callback(m)
-    except KeyboardInterrupt:
-        stop["requested"] = True
-        if not consistent:
-            raise
-    finally:
-        bar.close()
-        if handler is not None:
-            signal.signal(signal.SIGINT, handler)
-    if (cfg.checkpoint_every or stop["requested"]) and (saved_at != update or ckpt is None and update == 0):
-        save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)
-    if stop["requested"]:
+    with StopOnSigint() as stop:
+        try:
+            with Executor(workers=cfg.exec_workers) as executor:
+                while update < cfg.updates and not stop.requested:
+                    idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
+                    t0, stats, consistent = time.perf_counter(), {}, False
+                    trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
+                                    seed=cfg.seed * 100_003 + update, stats=stats)
+                    sec_rollout, lr = time.perf_counter() - t0, optimizer.param_groups[0]["lr"]
+                    step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg)
+                    optimizer.zero_grad(set_to_none=True)
+                    update, data_pos = update + 1, data_pos + len(idx)
+                    m = {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
+                         "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
+                         "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout,
+                         "sec_update": time.perf_counter() - t0, "elapsed": time.time() - t_start,
+                         "data_pos": data_pos, "epoch": data_pos // len(tasks)}
+                    with open(run / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(m) + "\n")
+                    history.append(m)
+                    consistent = True
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", kl=f"{m['kl']:.4f}")
+                    if cfg.checkpoint_every and update % cfg.checkpoint_every == 0:
+                        save()
+                        saved_at = update
+                    if callback is not None:
+                        callback(m)
+        except KeyboardInterrupt:
+            if not consistent:
+                raise
+            stop.requested = True
+        finally:
+            bar.close()
+    if (cfg.checkpoint_every or stop.requested) and (saved_at != update or not (run / "checkpoint").exists()):
+        save()
+    if stop.requested:
         raise KeyboardInterrupt(f"interrupted after update {update}; checkpoint saved in {run / 'checkpoint'}")
     policy.save(run / "final")
     return history
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()
 
 
 # ------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cocos_lib.train", description="CoCoS RL training (RLOO, multi-turn).")
-    p.add_argument("--profile", choices=sorted(PROFILES), help="tiny (CPU), colab (T4), paper (PAPER.md)")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="tiny (CPU, default), colab (T4), paper (PAPER.md)")
     p.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/, final/)")
     p.add_argument("--updates", type=int, help="number of updates (overrides the profile)")
     p.add_argument("--resume", metavar="DIR", help="run or checkpoint dir to continue (its config unless --profile)")
@@ -410,24 +419,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        overrides = {}
-        for item in args.set:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-            key, value = item.split("=", 1)
-            overrides[key.strip()] = value
-        if args.updates is not None:
-            overrides["updates"] = args.updates
-        if args.resume and not args.profile:
-            saved = json.loads((find_checkpoint(args.resume) / "state.json").read_text())["config"]
-            cfg = make_config(base=saved, **overrides)
-        else:
-            cfg = make_config(args.profile or "tiny", **overrides)
-        out = args.out or (str(find_checkpoint(args.resume).parent) if args.resume else None)
+        bad = [item for item in args.set if "=" not in item]
+        if bad:
+            raise ConfigError(f"--set {bad[0]!r}: expected KEY=VALUE")
+        overrides = dict(tuple(x.strip() for x in item.split("=", 1)) for item in args.set)
+        overrides.update({} if args.updates is None else {"updates": args.updates})
+        ckpt = find_checkpoint(args.resume) if args.resume else None
+        saved = json.loads((ckpt / "state.json").read_text())["config"] if ckpt and not args.profile else None
+        cfg = make_config(args.profile or "tiny", base=saved, **overrides)
+        out = args.out or (str(ckpt.parent) if ckpt else None)
         if out is None:
             raise ConfigError("--out DIR is required (or --resume DIR)")
-        check_model(cfg)
-        train(cfg, out, resume=args.resume or False, progress=not args.no_progress)
+        train(cfg, out, resume=str(ckpt) if ckpt else False, progress=not args.no_progress)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -265,3 +265,18 @@ def test_bad_inputs_fail_with_one_line():
     trajs = make_trajs([[(0, 1), (0, 0)]])[:1]
     with pytest.raises(ValueError, match="group sizes"):
         rl_step(type("P", (), {"model": None})(), None, None, None, trajs, RLConfig())
+
+
+def test_first_turn_kl_also_applies_when_turn1_is_trained(policy):
+    trajs = make_trajs([[(0, 1), (1, 1)]], shared=False)  # independent turn-1 samples
+    ref = frozen_ref(policy)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    seen = []
+    for coef in (0.0, 0.25):
+        opt = GradCapture(policy.model.parameters())
+        m = rl_step(policy, ref, opt, None, trajs, RLConfig(train_turns=(1, 2), first_turn_kl_coef=coef))
+        seen.append(opt.seen)
+    assert "kl_t1" in m and any(not torch.allclose(a, b) for a, b in zip(*seen))
