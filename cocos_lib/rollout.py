@@ -61,7 +61,8 @@ class RolloutConfig:
 
     max_prompt_tokens: prompts longer than this keep only their LAST max_prompt_tokens
     tokens (left truncation: the few-shot block and the task text go first, the code to
-    correct and the final marker stay). None: the model's context minus max_new_tokens.
+    correct and the final marker stay; a leading BOS is kept). None: the model's context
+    minus max_new_tokens.
     """
     turns: int = 2
     k: int = 2
@@ -98,9 +99,17 @@ def prompt_budget(policy, cfg: RolloutConfig) -> int | None:
 
 
 def encode_prompts(tokenizer, texts: Sequence[str], max_tokens: int | None) -> list[list[int]]:
-    """Token ids of each prompt (with the tokenizer's BOS etc.), LEFT-truncated to max_tokens."""
-    ids = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-    return [list(x[-max_tokens:]) if max_tokens and len(x) > max_tokens else list(x) for x in ids]
+    """Token ids of each prompt (with the tokenizer's BOS etc.), LEFT-truncated to max_tokens
+    (a leading BOS is kept, the tokens after it are dropped)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    out = []
+    for x in tokenizer(list(texts), add_special_tokens=True)["input_ids"]:
+        x = list(x)
+        if max_tokens and len(x) > max_tokens:
+            keep_bos = bos is not None and x[0] == bos and max_tokens > 1
+            x = x[:1] + x[len(x) - max_tokens + 1:] if keep_bos else x[-max_tokens:]
+        out.append(x)
+    return out
 
 
 def decode_completion(policy, ids: Sequence[int]) -> str:

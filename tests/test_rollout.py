@@ -122,6 +122,14 @@ def test_prompt_left_truncation(tiny_policy, executor, log):
     assert trajs[0].turns[0].prompt_ids == full[-10:]
     assert R.encode_prompts(tiny_policy.tokenizer, ["abc", "a b c d e f g"], 3)[1] == \
         tiny_policy.tokenizer("a b c d e f g")["input_ids"][-3:]
+    class BosTok:  # a tokenizer that prepends BOS (id 1), like Llama-3.2's / deepseek-coder's
+        bos_token_id = 1
+
+        def __call__(self, texts, add_special_tokens=True):
+            return {"input_ids": [[1] + [ord(c) for c in t] for t in texts]}
+    assert R.encode_prompts(BosTok(), ["abcdef", "ab"], 4) == [[1, 100, 101, 102], [1, 97, 98]]
+    assert R.encode_prompts(BosTok(), ["abcdef"], 1) == [[102]]
+    assert R.encode_prompts(BosTok(), ["abcdef"], None) == [[1, 97, 98, 99, 100, 101, 102]]
     # default budget: context (1024) - max_new_tokens
     assert R.prompt_budget(tiny_policy, RolloutConfig(sampling=SamplingConfig(max_new_tokens=24))) == 1000
 
