@@ -107,8 +107,9 @@ def _parses(code: str) -> bool:
 
 
 def _trim_chatter(code: str) -> str:
-    """Drop prose lines before the first code-looking line and after the code ends,
-    but only when the code alone then parses (a wrong program is never cut)."""
+    """Drop prose lines before the first code-looking line and from the first unindented
+    prose line on, only when the text does not parse as is and the rest then parses
+    (text that parses, or that parses no better without them, is returned unchanged)."""
     if _parses(code):
         return code
     lines = code.split("\n")
