@@ -131,8 +131,11 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """
     L = input_ids.shape[1]
     keep = L - start  # logits for positions start..L-1; the last one predicts nothing
-    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False)
-    logits = out.logits[:, :-1]
+    try:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False).logits
+    except TypeError:  # transformers < 4.48 or a model without logits_to_keep: full logits, then slice
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+    logits = logits[:, -keep:-1]
     if temperature != 1.0:
         logits = logits / temperature
     lp = _selective_log_softmax(logits, input_ids[:, start + 1:])
@@ -222,6 +225,7 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
     4. grad clipping, optimizer and scheduler step.
     ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
+    The gradients are left in .grad after the step (the caller frees them with zero_grad).
     """
     model, n = policy.model, len(trajectories)
     groups = _group_matrix(trajectories)

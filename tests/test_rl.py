@@ -280,3 +280,27 @@ def test_first_turn_kl_also_applies_when_turn1_is_trained(policy):
         m = rl_step(policy, ref, opt, None, trajs, RLConfig(train_turns=(1, 2), first_turn_kl_coef=coef))
         seen.append(opt.seen)
     assert "kl_t1" in m and any(not torch.allclose(a, b) for a, b in zip(*seen))
+
+
+def test_token_logprobs_without_logits_to_keep_and_in_bf16(tiny_policy):
+    from cocos_lib.rl import _selective_log_softmax
+
+    class NoKeep(torch.nn.Module):  # a model whose forward has no logits_to_keep (older transformers)
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, use_cache=False):
+            return self.m(input_ids=input_ids, attention_mask=attention_mask)
+
+    b = build_batch(make_trajs([[(0, 1), (0, 0)]]), [2], tiny_policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        a = token_logprobs(tiny_policy.model, b.input_ids, b.attention_mask, start=b.start())
+        c = token_logprobs(NoKeep(tiny_policy.model), b.input_ids, b.attention_mask, start=b.start())
+    assert torch.allclose(a * b.mask, c * b.mask, atol=1e-6)
+    logits = torch.randn(2, 5, 50)
+    idx = torch.randint(0, 50, (2, 5))
+    ref = torch.log_softmax(logits, -1).gather(-1, idx[..., None])[..., 0]
+    bf = _selective_log_softmax(logits.bfloat16(), idx)
+    assert bf.dtype == torch.float32 and torch.allclose(bf, ref, atol=0.1)
+    assert torch.allclose(_selective_log_softmax(logits, idx), ref, atol=1e-5)
