@@ -111,6 +111,19 @@ def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple
     return ids.to(device), pad.to(device)
 
 
+def release_static_cache(model) -> None:
+    """Free the KV cache a compiled "static" backend keeps on the model between calls (e.g.
+    before a memory-hungry backward); the next call re-captures its CUDA graph."""
+    if hasattr(model, "_cocos_static_cache"):
+        del model._cocos_static_cache
+
+
+def _static_cache_fresh(model, length: int):
+    """A new StaticCache (compaction replaces its tensors, so it is never shared)."""
+    from transformers import StaticCache
+    return StaticCache(config=model.config, max_cache_len=length)
+
+
 def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
     """Keep batch rows `keep` in every cache layer and every tensor of `tensors`."""
     for layer in cache.layers:
@@ -130,17 +143,30 @@ def _bucket(n: int, current: int, min_batch: int) -> int:
     return min(current, max(min_batch, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
 
 
-@torch.no_grad()
-def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
-                    compact, min_batch, step_fn, forced_lengths) -> list[list[int]]:
+def _static_cache(model, batch: int, length: int):
+    """A StaticCache for (batch, length), reused across calls while the shape is unchanged: a new
+    cache means new static addresses, i.e. a new compile / CUDA-graph capture. It is kept on the
+    model object (`_cocos_static_cache`, as HF's own `generate` keeps `_cache`) and reset."""
     from transformers import StaticCache
 
+    held = getattr(model, "_cocos_static_cache", None)
+    if held is not None and held[0] == (batch, length):
+        held[1].reset()
+        return held[1]
+    cache = StaticCache(config=model.config, max_cache_len=length)
+    model._cocos_static_cache = ((batch, length), cache)
+    return cache
+
+
+@torch.no_grad()
+def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
+                    compact, min_batch, step_fn, forced_lengths, cache_multiple, reuse) -> list[list[int]]:
     device = next(model.parameters()).device
     ids, pad = _left_pad(prompt_ids, pad_id, device)
     B, P = ids.shape
     N = cfg.max_new_tokens
-    L = P + N
-    cache = StaticCache(config=model.config, max_cache_len=L)
+    L = -(-(P + N) // cache_multiple) * cache_multiple   # rounded up: fewer distinct compiled shapes
+    cache = _static_cache(model, B, L) if reuse and not compact else _static_cache_fresh(model, L)
     mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
@@ -199,17 +225,24 @@ def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> li
 
 
 def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
-                    check_every: int = 16, compact: bool = True, min_batch: int = 8,
-                    compile: bool | None = None,
+                    check_every: int = 16, compact: bool | None = None, min_batch: int = 8,
+                    compile: bool | None = None, compile_mode: str = "reduce-overhead",
+                    cache_multiple: int = 64,
                     forced_lengths: Sequence[int] | None = None) -> list[list[int]]:
     """Backend "static": completion ids per prompt (see module docstring for the contract).
 
     policy: anything with `.model` (HF causal LM or peft model) and `.tokenizer` (may be None when
         cfg.stop is None); cfg: `generation.SamplingConfig` (max_new_tokens, temperature, top_p,
         greedy, stop, batch_size). seed: seeds the sampling generator (same seed, same output).
-    check_every: steps between host checks (early exit, compaction); compile: compile the decode
-        step (default: on CUDA only); forced_lengths: benchmark hook, row b is treated as finished
-        after forced_lengths[b] new tokens (random weights never write the stop text).
+    check_every: steps between host checks (early exit, compaction).
+    compact: drop finished rows at checks, power-of-two batch buckets >= min_batch (default: on
+        CPU only; on a GPU a decode step at batch <= 128 costs about the same at any batch, it
+        reads all weights, while each new batch shape costs a compile and a CUDA-graph capture).
+    compile: compile the decode step (default: on CUDA only); compile_mode: "reduce-overhead"
+        (inductor + CUDA graphs) or "cudagraphs" (CUDA graphs of the eager kernels, fast to build).
+    cache_multiple: the cache length is rounded up to a multiple of it (fewer distinct shapes).
+    forced_lengths: benchmark hook, row b is treated as finished after forced_lengths[b] new
+        tokens (random weights never write the stop text).
     Prompts are processed in chunks of cfg.batch_size, each left-padded to its longest prompt.
     """
     if not prompt_ids:
@@ -233,9 +266,13 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     pad_id = getattr(tok, "pad_token_id", None) if tok is not None else None
     pad_id = pad_id if pad_id is not None else (min(eos_ids) if eos_ids else 0)
+    compact = device.type != "cuda" if compact is None else compact
     use_compile = device.type == "cuda" if compile is None else compile
-    step_fn = (torch.compile(_decode_step, mode="reduce-overhead" if device.type == "cuda" else None)
-               if use_compile else _decode_step)
+    step_fn = _decode_step
+    if use_compile and compile_mode == "cudagraphs":
+        step_fn = torch.compile(_decode_step, backend="cudagraphs")
+    elif use_compile:
+        step_fn = torch.compile(_decode_step, mode=compile_mode if device.type == "cuda" else None)
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else torch.seed())
     was_training = model.training
@@ -246,7 +283,8 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             chunk = prompt_ids[start:start + cfg.batch_size]
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
             results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
-                                       compact, min_batch, step_fn, forced)
+                                       compact, min_batch, step_fn, forced, cache_multiple,
+                                       reuse=use_compile)
     finally:
         model.train(was_training)
     return _finalise(results, tok, cfg.stop, eos_ids)
