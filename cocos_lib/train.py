@@ -152,7 +152,8 @@ PROFILES: dict[str, dict] = {
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
                   kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,
                   weight_decay=0.0, temperature=0.9, top_p=1.0, max_new_tokens=512, dtype="bf16", seed=42,
-                  fewshot=3, ending="begin", micro_batch=8, gradient_checkpointing=True, checkpoint_every=100),
+                  fewshot=3, ending="begin", gen_batch_size=128, micro_batch=8, gradient_checkpointing=True,
+                  checkpoint_every=100),
 }
 
 
@@ -277,7 +278,8 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     from cocos_lib.models import LoraSpec, frozen_reference, load_policy
     kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
     if ckpt is None:
-        lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.lora_r else None
+        # no dropout (as TRL's RL trainers): the no-grad and the grad pass must see one network
+        lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0) if cfg.lora_r else None
         policy = load_policy(cfg.model, lora=lora, **kw)
         return policy, frozen_reference(policy)
     policy = load_policy(ckpt / "model", **kw)

@@ -209,6 +209,24 @@ def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_polic
     assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-7) for k in wa)
 
 
+def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path):
+    cfg = small_config(tiny_policy_dir, updates=2, lora_r=4, lr=1e-2)
+    full = train(cfg, tmp_path / "a", progress=False)
+
+    def interrupt(m):
+        if m["update"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+    assert (tmp_path / "b" / "checkpoint" / "model" / "adapter_config.json").is_file()
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    assert full[0]["kl"] == 0.0 and full[1]["kl"] != 0.0  # reference = adapter disabled
+    for key, value in strip_timing(full[1]).items():
+        assert resumed[1][key] == pytest.approx(value, abs=1e-6), key
+    assert (tmp_path / "b" / "final" / "adapter_config.json").is_file()
+
+
 def test_find_checkpoint_survives_a_cut_swap(tmp_path):
     old = tmp_path / "checkpoint.old"
     old.mkdir()
