@@ -217,7 +217,8 @@ def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------ one update
 
-def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig) -> dict:
+def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig,
+            scaler=None) -> dict:
     """One RLOO update on N trajectories (groups of k); returns metrics.
 
     1. no-grad passes: log pi_old and log pi_ref on every trained (and KL-only turn-1) row;
@@ -226,6 +227,7 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     4. grad clipping, optimizer and scheduler step.
     ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
     The gradients are left in .grad after the step (the caller frees them with zero_grad).
+    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; a step with inf/nan grads is skipped).
     """
     model, n = policy.model, len(trajectories)
     groups = _group_matrix(trajectories)
@@ -273,15 +275,21 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
             loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (mb.turn == 1)[:, None])
         loss = loss / n
         if loss.requires_grad:
-            loss.backward()
+            (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
         if cfg.cliprange is not None:
             ratio = torch.exp(((logp.detach() - old) * tmask).sum(-1))
             clipped += float(((ratio - 1).abs() > cfg.cliprange).float()[tmask.sum(-1) > 0].sum())
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
+    if scaler is not None:
+        scaler.unscale_(optimizer)
     grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    optimizer.step()
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
     if scheduler is not None:
         scheduler.step()
     model.train(was_training)

@@ -228,13 +228,15 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 # ------------------------------------------------------------------------------ checkpoints
 
-def save_checkpoint(run_dir: Path, policy, optimizer, scheduler, cfg: TrainConfig, update: int, data_pos: int) -> Path:
+def save_checkpoint(run_dir: Path, policy, optimizer, scheduler, cfg: TrainConfig, update: int, data_pos: int,
+                    scaler=None) -> Path:
     """Write RUN/checkpoint atomically: build RUN/checkpoint.tmp, then swap it in with renames."""
     final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     policy.save(tmp / "model")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
                 "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}},
                tmp / "state.pt")
@@ -301,11 +303,13 @@ def rollout_config(cfg: TrainConfig):
                          ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
 
 
-def restore_state(ckpt: Path, optimizer, scheduler) -> tuple[int, int]:
-    """Load optimizer, scheduler and RNG states (python, numpy, torch, cuda); return (update, data_pos)."""
+def restore_state(ckpt: Path, optimizer, scheduler, scaler=None) -> tuple[int, int]:
+    """Load optimizer, scheduler, loss-scaler and RNG states (python, numpy, torch, cuda); return (update, data_pos)."""
     blob = torch.load(ckpt / "state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
     scheduler.load_state_dict(blob["scheduler"])
+    if scaler is not None and blob.get("scaler"):
+        scaler.load_state_dict(blob["scaler"])
     rng = blob["rng"]
     random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
@@ -360,11 +364,13 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=cfg.lr,
                                   weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
-    update, data_pos = restore_state(ckpt, optimizer, scheduler) if ckpt else (0, 0)
+    fp16 = next(policy.model.parameters()).dtype == torch.float16
+    scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
+    update, data_pos = restore_state(ckpt, optimizer, scheduler, scaler) if ckpt else (0, 0)
     history = _read_metrics(run / "metrics.jsonl", update)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    save = lambda: save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos)  # noqa: E731
+    save = lambda: save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos, scaler)  # noqa: E731
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
     with StopOnSigint() as stop:
@@ -376,7 +382,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
                     trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
                                     seed=cfg.seed * 100_003 + update, stats=stats)
                     sec_rollout, lr = time.perf_counter() - t0, optimizer.param_groups[0]["lr"]
-                    step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg)
+                    step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg, scaler)
                     optimizer.zero_grad(set_to_none=True)
                     update, data_pos = update + 1, data_pos + len(idx)
                     m = {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,

@@ -304,3 +304,14 @@ def test_token_logprobs_without_logits_to_keep_and_in_bf16(tiny_policy):
     bf = _selective_log_softmax(logits.bfloat16(), idx)
     assert bf.dtype == torch.float32 and torch.allclose(bf, ref, atol=0.1)
     assert torch.allclose(_selective_log_softmax(logits, idx), ref, atol=1e-5)
+
+
+def test_grad_scaler_gives_the_unscaled_gradient(policy):
+    trajs = make_trajs([[(0, 1), (0, 0)]])
+    seen = []
+    for scaler in (None, torch.amp.GradScaler("cpu", init_scale=1024.0)):
+        opt = GradCapture(policy.model.parameters())
+        rl_step(policy, None, opt, None, trajs, RLConfig(max_grad_norm=None), scaler=scaler)
+        seen.append(opt.seen)
+    for a, b in zip(*seen):
+        assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
