@@ -77,29 +77,53 @@ def _decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
+def decode_batch(tokenizer, rows: list[list[int]]) -> list[str]:
+    """Raw decode of many short rows; the Rust backend directly when there is one (fast)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        return backend.decode_batch(rows, skip_special_tokens=False)
+    return tokenizer.batch_decode(rows, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def last_char_table(tokenizer, stop: str, vocab_size: int) -> torch.Tensor | None:
+    """lut[v]: token v decodes to text holding stop's last character. The token that completes
+    the stop must, so rows whose last token is not in the table skip the tail decode.
+    None (no filter) when that character is not ASCII (it could be split across tokens)."""
+    if not stop[-1].isascii():
+        return None
+    n = len(tokenizer)
+    lut = torch.ones(max(n, vocab_size), dtype=torch.bool)  # ids beyond the tokenizer: check
+    lut[:n] = torch.tensor([stop[-1] in t for t in decode_batch(tokenizer, [[i] for i in range(n)])])
+    return lut
+
+
 class TailStopCriteria(StoppingCriteria):
     """StoppingCriteria: a row is done once the decoded tail of its *generated* tokens holds
-    `stop`. Only the last `window` tokens of unfinished rows are decoded each step."""
+    `stop`. Per step only unfinished rows whose last token can end the stop (see
+    last_char_table) have their last `window` tokens decoded."""
 
-    def __init__(self, tokenizer, stop: str, prompt_len: int):
-        self.tokenizer, self.stop, self.prompt_len = tokenizer, stop, prompt_len
+    def __init__(self, tokenizer, stop: str, prompt_len: int, lut: torch.Tensor | None = None):
+        self.tokenizer, self.stop, self.prompt_len, self.lut = tokenizer, stop, prompt_len, lut
         self.window = stop_window(tokenizer, stop)
         self.done: torch.Tensor | None = None
 
     def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
         if self.done is None:
-            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-        n_gen = input_ids.shape[1] - self.prompt_len
-        w = min(self.window, n_gen)
-        rows = (~self.done).nonzero().flatten().tolist()
-        if rows and w > 0:
-            tails = input_ids[rows, -w:].tolist()
-            texts = self.tokenizer.batch_decode(tails, skip_special_tokens=False,
-                                                clean_up_tokenization_spaces=False)
+            self.done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        w = min(self.window, input_ids.shape[1] - self.prompt_len)
+        if w <= 0:
+            return self.done.clone()
+        cand = ~self.done
+        if self.lut is not None:
+            lut = self.lut
+            cand &= lut[input_ids[:, -1].clamp(max=len(lut) - 1)] | (input_ids[:, -1] >= len(lut))
+        rows = cand.nonzero().flatten().tolist()
+        if rows:
+            texts = decode_batch(self.tokenizer, input_ids[rows, -w:].tolist())
             for r, text in zip(rows, texts):
                 if self.stop in text:
                     self.done[r] = True
-        return self.done.to(input_ids.device).clone()
+        return self.done.clone()
 
 
 def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
@@ -117,6 +141,9 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
         max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1, use_cache=True,
         temperature=1.0 if cfg.greedy else cfg.temperature, top_p=1.0 if cfg.greedy else cfg.top_p,
         top_k=0, eos_token_id=eos or None, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    head = model.get_output_embeddings()
+    lut = last_char_table(tok, cfg.stop, head.weight.shape[0] if head is not None else 0) if cfg.stop else None
+    lut = lut.to(policy.device) if lut is not None else None
     order = sorted(range(len(prompt_ids)), key=lambda i: -len(prompt_ids[i]))
     out: list[list[int] | None] = [None] * len(prompt_ids)
     devices = [policy.device] if policy.device.type == "cuda" else []
@@ -133,7 +160,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 idx = order[s:s + cfg.batch_size]
                 batch = _left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
                 width = batch["input_ids"].shape[1]
-                crit = StoppingCriteriaList([TailStopCriteria(tok, cfg.stop, width)] if cfg.stop else [])
+                crit = StoppingCriteriaList([TailStopCriteria(tok, cfg.stop, width, lut)] if cfg.stop else [])
                 seqs = model.generate(**batch, generation_config=gen_cfg, stopping_criteria=crit)
                 for i, row in zip(idx, seqs[:, width:].tolist()):
                     out[i] = truncate_completion(row, tok, cfg.stop, eos)

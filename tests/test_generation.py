@@ -176,3 +176,16 @@ def test_pure_temperature_sampling_ignores_checkpoint_generation_config(tiny_pol
 def test_unseeded_calls_differ(tiny_policy):
     cfg = SamplingConfig(max_new_tokens=8, temperature=1.0, stop=None)
     assert generate(tiny_policy, [[5, 6]] * 4, cfg) != generate(tiny_policy, [[5, 6]] * 4, cfg)
+
+
+def test_last_char_table(tiny_policy, mt_policy):
+    tok = tiny_policy.tokenizer
+    lut = G.last_char_table(tok, "[DONE]", 400)
+    assert lut.shape == (400,) and bool(lut[385])  # the [DONE] token itself
+    assert all(lut[387:])  # ids the tokenizer does not know are always checked
+    ids = {t: enc(tok, t)[0] for t in ["x", "]", "("]}
+    assert [bool(lut[ids[t]]) for t in ["x", "]", "("]] == [False, True, False]
+    assert sum(lut[:387].tolist()) == sum("]" in tok.decode([i]) for i in range(387))
+    assert G.last_char_table(tok, "end\u00e9", 400) is None  # non-ASCII last char: no filter
+    mt = mt_policy.tokenizer
+    assert bool(G.last_char_table(mt, "[DONE]", len(mt))[enc(mt, "[DONE]")[-1]])
