@@ -159,6 +159,8 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     dt = resolve_dtype(dtype, dev)
     adapter = Path(path, "adapter_config.json")
     if adapter.is_file() and not Path(path, "config.json").is_file():
+        if lora is not None:
+            raise ValueError(f"model '{name}': is a saved LoRA adapter; load it without lora=")
         from peft import PeftModel
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
         model = _from_pretrained(AutoModelForCausalLM, resolve_model(base), dt)

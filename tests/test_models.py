@@ -128,6 +128,9 @@ def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path
     p.save(tmp_path / "adapter")
     q = load_policy(tmp_path / "adapter")
     assert q.is_lora and torch.allclose(_logits(q.model, ids), adapted, atol=1e-6)
+    assert any(w.requires_grad for n, w in q.model.named_parameters() if "lora_" in n)  # resumable
+    with pytest.raises(ValueError, match="saved LoRA adapter"):
+        load_policy(tmp_path / "adapter", lora=spec)
 
 
 def test_frozen_reference_is_a_detached_copy(tiny_policy_dir):
