@@ -204,7 +204,6 @@ def _check_rows(df, tasks, turns):
         prev[r["task_id"]] = r["code"]
 
 
-@pytest.mark.slow
 def test_evaluate_end_to_end_with_cache(tiny_policy, tmp_path):
     from cocos_lib.generation import SamplingConfig
     tasks = _e2e_tasks()
@@ -221,7 +220,6 @@ def test_evaluate_end_to_end_with_cache(tiny_policy, tmp_path):
     assert s["turns"] == 3 and s["acc_t3"] == pytest.approx(df[df.turn == 3]["correct"].mean())
 
 
-@pytest.mark.slow
 def test_self_refine_end_to_end(tiny_policy):
     from cocos_lib.generation import SamplingConfig
     tasks = _e2e_tasks()
