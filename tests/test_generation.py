@@ -189,3 +189,31 @@ def test_last_char_table(tiny_policy, mt_policy):
     assert G.last_char_table(tok, "end\u00e9", 400) is None  # non-ASCII last char: no filter
     mt = mt_policy.tokenizer
     assert bool(G.last_char_table(mt, "[DONE]", len(mt))[enc(mt, "[DONE]")[-1]])
+
+
+@pytest.fixture(scope="module")
+def char_policy(tmp_path_factory):
+    """The toy world's character tokenizer ([DONE] is one *special* token) on a tiny Llama."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    from cocos_lib.toy import char_tokenizer
+    tok = char_tokenizer()
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
+                      bos_token_id=None, pad_token_id=tok.pad_token_id)
+    out = tmp_path_factory.mktemp("char_policy")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return load_policy(out)
+
+
+def test_special_token_stop(char_policy):
+    from cocos_lib.rollout import decode_completion
+    tok = char_policy.tokenizer
+    done = tok.convert_tokens_to_ids("[DONE]")
+    assert done in tok.all_special_ids and enc(tok, "[DONE]") == [done]
+    assert tok.pad_token == "<pad>" and char_policy.eos_token_ids == [tok.eos_token_id]
+    code = enc(tok, "return 1\n")
+    with forced(char_policy, [code + [done] + code]) as state:
+        out = generate(char_policy, [enc(tok, "def f():\n    ")], SamplingConfig(max_new_tokens=30, greedy=True))
+    assert out == [code + [done]] and state["calls"] == len(code) + 1
+    assert decode_completion(char_policy, out[0]) == "return 1\n[DONE]"
