@@ -20,6 +20,7 @@ EOS (included), or at `max_new_tokens`; no padding.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -274,7 +275,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     elif use_compile:
         step_fn = torch.compile(_decode_step, mode=compile_mode if device.type == "cuda" else None)
     generator = torch.Generator(device=device)
-    generator.manual_seed(seed if seed is not None else torch.seed())
+    generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
     was_training = model.training
     model.eval()
     try:

@@ -218,3 +218,32 @@ def test_vllm_backend_missing_is_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)          # as if vLLM were not installed
     with pytest.raises(ImportError, match="backend 'vllm' needs vLLM"):
         fastgen.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())
+
+
+@pytest.mark.slow
+def test_rollout_bench_smoke_and_cpu(tmp_path):
+    """benchmarks/rollout_bench.py: the --gpu code path with 2-layer configs (--smoke) and the CPU
+    mode both run and write the promised JSON lines; the forced realistic lengths are honoured."""
+    import json
+    import runpy
+    bench = runpy.run_path(str(__import__("pathlib").Path(__file__).parents[1] / "benchmarks" / "rollout_bench.py"))
+    out = tmp_path / "bench.jsonl"
+    bench["main"](["--smoke", "--archs", "Qwen/Qwen2.5-0.5B", "--out", str(out)])
+    recs = [json.loads(line) for line in out.read_text().splitlines()]
+    sections = [r["section"] for r in recs]
+    for s in ("baseline_hf_nostop", "static_nostop", "static_realistic", "ratio", "train_step", "memory_check",
+              "paper_run_estimate", "colab_plan"):
+        assert s in sections, s
+    real = next(r for r in recs if r["section"] == "static_realistic" and r["batch"] == 4)
+    lens = bench["assumed_lengths"](4, 12, 0.5, seed=4, cap=48)
+    assert real["mean_new_tokens"] == sum(lens) / 4 and real["steps"] == min(48, -(-max(lens) // 16) * 16)
+    base = next(r for r in recs if r["section"] == "baseline_hf_nostop")
+    assert base["mean_new_tokens"] == 48 and base["new_tokens_per_s"] > 0
+    est = next(r for r in recs if r["section"] == "paper_run_estimate")
+    assert est["hours"]["baseline"] > 0 and est["hours"]["repo"] > 0
+    out2 = tmp_path / "cpu.jsonl"
+    bench["main"](["--rollouts", "6", "--cpu-new-tokens", "24", "--cpu-batch", "4", "--out", str(out2)])
+    cpu = [json.loads(line) for line in out2.read_text().splitlines()]
+    assert {(r["backend"], r["stop"]) for r in cpu} == {("hf", "[DONE]"), ("static", "[DONE]"), ("hf", None),
+                                                        ("static", None)}
+    assert all(r["greedy_identical_hf_static"] and r["rollouts"] == 6 and r["rollouts_per_s"] > 0 for r in cpu)
