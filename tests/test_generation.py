@@ -217,3 +217,12 @@ def test_special_token_stop(char_policy):
         out = generate(char_policy, [enc(tok, "def f():\n    ")], SamplingConfig(max_new_tokens=30, greedy=True))
     assert out == [code + [done]] and state["calls"] == len(code) + 1
     assert decode_completion(char_policy, out[0]) == "return 1\n[DONE]"
+
+
+def test_lora_policy_generates_like_its_base(tiny_policy_dir, tiny_policy):
+    from cocos_lib.models import LoraSpec
+    lora = load_policy(tiny_policy_dir, lora=LoraSpec(r=2, alpha=4, dropout=0.0))  # B = 0: same function
+    prompts = _prompts(tiny_policy.tokenizer, 4)
+    cfg = SamplingConfig(max_new_tokens=10, greedy=True, stop=None)
+    assert generate(lora, prompts, cfg) == generate(tiny_policy, prompts, cfg)
+    assert lora.model.get_base_model().generation_config.eos_token_id == 0  # restored after the swap
