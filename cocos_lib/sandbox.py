@@ -28,7 +28,10 @@ PRELOAD = ("typing", "re", "collections", "math", "itertools", "functools", "hea
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 36, 38
 REC = 64  # command records W -> C / T_i have this fixed size (atomic pipe writes, exact reads)
 _fork, _exit, _read, _write, _getpid, _waitpid = os.fork, os._exit, os.read, os.write, os.getpid, os.waitpid
+_setpgid, _wstatus, _freeze = os.setpgid, os.waitstatus_to_exitcode, gc.freeze
+# the harness code that runs after candidate code uses only these (a candidate may patch builtins)
 _exec, _AssertionError, _BaseException = builtins.exec, AssertionError, BaseException
+_len, _int, _str, _type, _isinstance = len, int, str, type, isinstance
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -111,8 +114,8 @@ def _record(text):
 
 def _read_record(fd):
     buf = b""
-    while len(buf) < REC:
-        chunk = _read(fd, REC - len(buf))
+    while _len(buf) < REC:
+        chunk = _read(fd, REC - _len(buf))
         if not chunk:
             _exit(71)
         buf += chunk
@@ -122,9 +125,9 @@ def _read_record(fd):
 def describe(exc):
     """First line of an exception as 'Type: message', at most 300 characters."""
     try:
-        text = str(exc).strip()
-        line = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-        return str(line)[:300]
+        text = _str(exc).strip()
+        line = f"{_type(exc).__name__}: {text.splitlines()[0]}" if text else _type(exc).__name__
+        return _str(line)[:300]
     except _BaseException:
         return "exception (unprintable)"
 
@@ -162,8 +165,8 @@ def test_main(i, test, ns, cmd_r, res_w):
     """T_i: run test i once in the candidate's state, then report with the nonce read now."""
     me = _getpid()
     try:
-        os.setpgid(0, 0)  # (no prctl here: a ctypes call in a fresh fork costs 0.25 ms of COW)
-        if isinstance(test, _BaseException):
+        _setpgid(0, 0)  # (no prctl here: a ctypes call in a fresh fork costs 0.25 ms of COW)
+        if _isinstance(test, _BaseException):
             raise test
         _exec(test, ns)
         outcome, msg = "passed", ""
@@ -216,20 +219,20 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
         _exit(0)
     if _getpid() != me:
         _exit(0)
-    gc.freeze()  # the tests' collector never walks (and copies) the program's objects
+    _freeze()  # the tests' collector never walks (and copies) the program's objects
     say("ready")
     while True:
         cmd = _read_record(cmd_r)
         if cmd[0] == "last":  # C is discarded after the last test: run it here, no fork
-            test_main(int(cmd[1]), compiled[int(cmd[1])], module.__dict__, cmd_r, res_w)
+            test_main(_int(cmd[1]), compiled[_int(cmd[1])], module.__dict__, cmd_r, res_w)
         if cmd[0] == "go":
-            i = int(cmd[1])
+            i = _int(cmd[1])
             pid = _fork()
             if pid == 0:
                 test_main(i, compiled[i], module.__dict__, cmd_r, res_w)
                 _exit(0)
             _, status = _waitpid(pid, 0)
-            say(f"reaped {i} {os.waitstatus_to_exitcode(status)}")
+            say(f"reaped {i} {_wstatus(status)}")
         elif cmd[0] == "quit":
             _exit(0)
 
@@ -328,6 +331,18 @@ def start_candidate(cfg, scratch, program, tests, timeout):
     return None, ("error", bytes.fromhex(got[1]).decode())
 
 
+def restore_scratch(scratch, baseline):
+    """Remove what a test added to the scratch dir, so the next test sees the program's files
+    only (files the program itself made are kept as they are, contents included)."""
+    for name in os.listdir(scratch):
+        if name not in baseline:
+            path = os.path.join(scratch, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
+
+
 def run_job(cfg, setup, code, tests, timeout):
     """Outcomes of every test and the first non-pass message; cleans everything up."""
     scratch = os.path.join(cfg["tmp"], "job-" + os.urandom(8).hex())
@@ -343,6 +358,7 @@ def run_job(cfg, setup, code, tests, timeout):
                 if cand is None:  # the program itself failed: every remaining test shares it
                     outcomes += [used[0]] * (len(tests) - i)
                     return tuple(outcomes), error or used[1]
+                baseline = set(os.listdir(scratch))
             last = i == len(tests) - 1
             outcome, msg = cand.run_test(i, timeout - used, last)
             outcomes.append(outcome)
@@ -356,6 +372,7 @@ def run_job(cfg, setup, code, tests, timeout):
                 cand = None
             else:
                 kill_descendants(keep=cand.pid)
+            restore_scratch(scratch, baseline)
         return tuple(outcomes), error
     finally:
         kill_descendants()

@@ -1,0 +1,316 @@
+"""The sandboxed executor: outcomes, isolation, caps, hostile programs, cleanup, bad input."""
+import gc, os, re, threading, time
+
+import pytest
+
+from cocos_lib.executor import Executor, Job, TestReport, run_tests
+
+ROOT = os.geteuid() == 0
+
+
+@pytest.fixture(scope="module")
+def ex():
+    with Executor(workers=2) as e:
+        yield e
+
+
+def descendants(pid=None):
+    """Live descendants of this process, by a full /proc scan (ppid links)."""
+    parent = {}
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parent[int(name)] = int(fields[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    out, todo = set(), [pid or os.getpid()]
+    while todo:
+        p = todo.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        out.update(kids)
+        todo += kids
+    return out
+
+
+def procs_with(marker):
+    """Pids whose command line contains `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    found.append(int(name))
+        except OSError:
+            pass
+    return found
+
+
+ADD = "def add(a, b):\n    return a + b if a < 5 else a - b\n"
+
+
+def test_outcomes_in_order_and_first_error(ex):
+    r = ex.run(ADD, ["assert add(1, 2) == 3", "assert add(10, 1) == 11", "add(None, 1)", "assert add(2, 2) == 4"])
+    assert r.outcomes == ("passed", "failed", "error", "passed")
+    assert r.passed == (True, False, False, True) and r.n_passed == 2 and r.fraction == 0.5 and not r.all_passed
+    assert r.error == "AssertionError [test 1]"
+    r = ex.run(ADD, ["assert add(10, 1) == 11, 'ten'", "add(None, 1)"])
+    assert r.error == "AssertionError: ten [test 0]"
+    assert ex.run(ADD, ["add(None, 1)"]).error.startswith("TypeError: '<' not supported")
+    assert TestReport(()).fraction == 0.0 and not TestReport(()).all_passed
+
+
+def test_program_errors_make_every_test_error(ex):
+    r = ex.run("def f(:\n  pass", ["assert True", "assert True"])
+    assert r.outcomes == ("error", "error") and r.error.startswith("SyntaxError")
+    r = ex.run("x = 1 / 0", ["assert True"] * 3)
+    assert r.outcomes == ("error",) * 3 and r.error == "ZeroDivisionError: division by zero"
+    r = ex.run("x = 1", ["assert x ==", "assert x == 1"])  # a broken test errors alone
+    assert r.outcomes == ("error", "passed")
+
+
+def test_setup_runs_before_code(ex):
+    r = ex.run("def g():\n    return helper() + 1", ["assert g() == 3"], setup="def helper():\n    return 2")
+    assert r.outcomes == ("passed",)
+
+
+@pytest.mark.parametrize("exit_code", ["import sys; sys.exit(0)", "import os; os._exit(0)", "raise SystemExit",
+                                       "raise KeyboardInterrupt", "import ctypes; ctypes.string_at(0)",
+                                       "import os, signal; os.kill(os.getpid(), signal.SIGKILL)"])
+def test_early_exits_are_not_passes(ex, exit_code):
+    in_test = ex.run("x = 1", [exit_code, "assert x == 1"])
+    assert in_test.outcomes == ("error", "passed")
+    as_last_test = ex.run("x = 1", ["assert x == 1", exit_code])
+    assert as_last_test.outcomes == ("passed", "error")
+    in_program = ex.run(exit_code, ["assert True", "assert True"])
+    assert in_program.outcomes == ("error", "error")
+
+
+def test_timeout_is_wall_clock_and_ignores_signals(ex):
+    code = "import signal, time\nfor s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)\n"
+    start = time.monotonic()
+    r = ex.run(code, ["while True: pass", "time.sleep(30)", "assert 1"], timeout_s=0.5)
+    assert r.outcomes == ("timeout", "timeout", "passed")
+    assert r.error.startswith("timeout after")
+    assert time.monotonic() - start < 4
+    r = ex.run("while True: pass", ["assert 1", "assert 1"], timeout_s=0.3)  # the program itself loops
+    assert r.outcomes == ("timeout", "timeout")
+
+
+def test_timeout_counts_program_plus_test(ex):
+    r = ex.run("import time\ntime.sleep(0.4)", ["time.sleep(0.4)", "assert 1"], timeout_s=0.6)
+    assert r.outcomes == ("timeout", "passed")
+
+
+def test_each_test_sees_the_program_fresh(ex):
+    code = "L = []\nimport math\ndef push(x):\n    L.append(x)\n    return len(L)\n"
+    tests = ["assert push(1) == 1", "assert push(1) == 1", "import builtins; builtins.len = lambda x: 0",
+             "math.pi = 3; open('f.txt', 'w').write('x')", "assert len([1]) == 1 and math.pi > 3.14",
+             "import os; assert not os.path.exists('f.txt')", "assert push(1) == 1"]
+    assert ex.run(code, tests).outcomes == ("passed",) * 7
+
+
+def test_nothing_leaks_between_candidates():
+    with Executor(workers=1) as ex1:  # one worker: the second job runs where the first ran
+        dirty = ("import builtins, math, os, sys\nbuiltins.abs = lambda x: 42\nmath.sqrt = None\n"
+                 "sys.modules['json'] = None\nopen('leak.txt', 'w').write('x')\nGLOBAL = 1\n")
+        assert ex1.run(dirty, ["assert abs(-1) == 42"]).outcomes == ("passed",)
+        clean = ["assert abs(-1) == 1", "import math; assert math.sqrt(4) == 2", "import json",
+                 "import os; assert os.listdir('.') == []", "assert 'GLOBAL' not in globals()"]
+        assert ex1.run("", clean).outcomes == ("passed",) * 5
+
+
+def test_scratch_dir_is_fresh_private_and_removed(ex):
+    r = ex.run("import os\nCWD = os.getcwd()", ["assert os.listdir('.') == [] and os.environ['HOME'] == CWD",
+                                                 "assert False, CWD"])
+    assert r.outcomes == ("passed", "failed")
+    cwd = r.error.split("AssertionError: ")[1].split(" [test")[0]
+    assert os.path.isabs(cwd) and cwd != os.getcwd() and not os.path.exists(cwd)
+
+
+def test_stdin_closed_and_output_discarded(ex):
+    r = ex.run("import sys\nprint('x' * 10**6)\nsys.stderr.write('y' * 10**6)",
+               ["assert sys.stdin.read() == ''", "input()", "print('z' * 10**7); assert True"])
+    assert r.outcomes == ("passed", "error", "passed") and "EOFError" in r.error
+
+
+def test_minimal_environment_hides_parent_secrets(monkeypatch):
+    monkeypatch.setenv("COCOS_TEST_SECRET", "hunter2")
+    with Executor(workers=1) as ex1:
+        r = ex1.run("import os", ["assert 'COCOS_TEST_SECRET' not in os.environ",
+                                  "assert 'hunter2' not in repr(dict(os.environ))",
+                                  "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'HOME', 'TMPDIR', 'PWD',"
+                                  " 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'}"])
+        assert r.outcomes == ("passed",) * 3
+
+
+def test_resource_caps():
+    with Executor(workers=1, memory_mb=512, file_mb=1, open_files=64, max_procs=16) as ex1:
+        r = ex1.run("import os", ["x = bytearray(1024 ** 3)",
+                                  "open('big', 'wb').write(b'x' * (2 << 20))",
+                                  "fs = [open('f%d' % i, 'w') for i in range(100)]",
+                                  "ps = [os.fork() for _ in range(40)]",
+                                  "assert 1"], timeout_s=5)
+    assert r.outcomes[:4] == ("error",) * 4 and r.outcomes[4] == "passed"
+    assert r.error.startswith("MemoryError")
+
+
+@pytest.mark.skipif(not ROOT, reason="privilege drop applies to root only")
+def test_root_candidate_runs_unprivileged(ex):
+    r = ex.run("import os", ["assert os.getuid() != 0 and os.geteuid() != 0",
+                             "open('/etc/cocos-should-not-exist', 'w')",
+                             "os.kill(1, 0)"])
+    assert r.outcomes == ("passed", "error", "error")
+    assert "PermissionError" in r.error and not os.path.exists("/etc/cocos-should-not-exist")
+
+
+DAEMONS = """import os, subprocess, time
+def spawn(marker):
+    subprocess.Popen(['sleep', marker], start_new_session=True)
+    if os.fork() == 0:          # a double-forked, setsid'd daemon
+        os.setsid()
+        if os.fork() == 0:
+            os.execvp('sleep', ['sleep', marker])
+        os._exit(0)
+    time.sleep(0.2)
+    assert alive(marker)
+
+def alive(marker):
+    n = 0
+    for p in os.listdir('/proc'):
+        try:
+            n += p.isdigit() and marker.encode() in open(f'/proc/{p}/cmdline', 'rb').read()
+        except OSError:
+            pass
+    return n
+"""
+
+
+def test_process_tree_killed_after_each_test_and_on_timeout(ex):
+    m1, m2, m3 = "61.0101", "61.0202", "61.0303"
+    r = ex.run(DAEMONS, [f"spawn('{m1}')", f"assert not alive('{m1}')", f"spawn('{m2}'); time.sleep(30)",
+                         f"assert not alive('{m2}')", f"spawn('{m3}')"], timeout_s=2)
+    assert r.outcomes == ("passed", "passed", "timeout", "passed", "passed")
+    time.sleep(0.1)
+    assert procs_with(m1) == procs_with(m2) == procs_with(m3) == []
+
+
+def test_fake_results_on_every_fd_do_not_pass(ex):
+    forge = ("import os, marshal\n"
+             "def forge():\n"
+             "    fakes = [b'passed\\n', b'@@T ' + b'0' * 32 + b' 0 passed \\n', b'@@C 0 ready\\n',\n"
+             "             b'@@C 0 reaped 0 0\\n', marshal.dumps((1, ('passed',), None))]\n"
+             "    for fd in range(1024):\n"
+             "        for fake in fakes:\n"
+             "            try:\n"
+             "                os.write(fd, fake)\n"
+             "            except OSError:\n"
+             "                pass\n")
+    r = ex.run(forge, ["forge(); os._exit(0)", "forge(); assert False", "forge()", "forge(); os._exit(0)"])
+    assert r.outcomes == ("error", "failed", "passed", "error")
+    assert ex.run(forge + "forge()\nos._exit(0)\n", ["assert 1", "assert 1"]).outcomes == ("error", "error")
+    assert ex.run(ADD, ["assert add(1, 2) == 3"]).outcomes == ("passed",)
+
+
+def test_killing_parent_or_group_voids_only_that_job(ex):
+    cases = [("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"], ("error",) * 3),  # kills C
+             ("import os", ["assert 1", "os.killpg(os.getpgid(0), 9)", "assert 1"], ("passed", "error", "passed")),
+             ("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"], ("error",) * 2)]
+    for code, tests, want in cases:
+        r = ex.run(code, tests)
+        assert r.outcomes == want
+        assert ex.run(ADD, ["assert add(1, 2) == 3"] * 2).outcomes == ("passed",) * 2
+
+
+def test_dead_worker_is_replaced_transparently():
+    with Executor(workers=1, sandbox_uid=None) as ex1:  # no privilege drop: the program can kill W
+        jobs = [Job("import os, signal\nos.kill(os.getppid(), signal.SIGKILL)", ["assert 1"])] + [Job(ADD, ["assert add(1, 2) == 3"])] * 3
+        reports = ex1.run_many(jobs)
+        assert reports[0].outcomes == ("error",)
+        assert [r.outcomes for r in reports[1:]] == [("passed",)] * 3
+
+
+@pytest.mark.parametrize("job, message", [
+    (Job(123, ["assert 1"]), "code must be a str, got int"),
+    (Job("x = 1\0", ["assert 1"]), "code contains a NUL byte at index 5"),
+    (Job("s = '\ud800'", ["assert 1"]), "code is not valid text (lone surrogate at index 5)"),
+    (Job("x = 1", ["assert 1", b"assert 1"]), "tests must be a sequence of str"),
+    (Job("x = 1", "assert 1"), "tests must be a sequence of str"),
+    (Job("x = 1", ["assert 1"], timeout_s=0), "timeout_s must be a positive number, got 0"),
+    (Job("x = 1" + " " * 10_000_000, ["assert 1"]), "source too large: 10000013 characters > max_source_chars=1000000"),
+    ({"code": "x = 1"}, "expected a Job, got dict"),
+])
+def test_bad_input_is_an_error_report_and_executor_keeps_working(ex, job, message):
+    r, ok = ex.run_many([job, Job(ADD, ["assert add(1, 2) == 3"])])
+    assert "passed" not in r.outcomes and r.error == message
+    assert ok.outcomes == ("passed",)
+
+
+def test_huge_messages_are_truncated(ex):
+    r = ex.run("", ["assert False, 'x' * 10 ** 7", "raise ValueError('\\ud800' * 1000)"])
+    assert r.outcomes == ("failed", "error") and len(r.error) < 400
+
+
+def test_run_many_keeps_job_order_and_is_thread_safe(ex):
+    def jobs(k):
+        return [Job(f"def f():\n    return {k * 100 + i}", [f"assert f() == {k * 100 + i}", f"assert f() != {k * 100 + i}"])
+                for i in range(12)]
+
+    results = {}
+    threads = [threading.Thread(target=lambda k=k: results.__setitem__(k, ex.run_many(jobs(k)))) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.outcomes == ("passed", "failed") for k in range(3) for r in results[k])
+    assert ex.run_many([]) == []
+    assert ex.run_many([Job("x = 1", [])]) == [TestReport(())]
+
+
+def test_run_tests_convenience_and_no_process_left_after_close():
+    before = descendants()
+    assert run_tests(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"]) == TestReport(("passed", "failed"), "AssertionError [test 1]")
+    ex1 = Executor(workers=2)
+    assert len(descendants() - before) >= 2
+    ex1.run_many([Job(DAEMONS, ["spawn('61.0404')"])] * 2, progress=True)
+    ex1.close()
+    assert descendants() - before == set() and procs_with("61.0404") == []
+    with pytest.raises(RuntimeError, match="closed"):
+        ex1.run("x = 1", ["assert 1"])
+
+
+def test_garbage_collection_closes_the_pool():
+    before = descendants()
+    ex1 = Executor(workers=1)
+    assert ex1.run("x = 1", ["assert x == 1"]).all_passed
+    del ex1
+    gc.collect()
+    assert descendants() - before == set()
+
+
+@pytest.mark.slow
+def test_every_humaneval_canonical_solution_passes(ex):
+    from cocos_lib.tasks import load_humaneval
+
+    tasks = load_humaneval()
+    reports = ex.run_many([Job(t.reference, t.tests, t.setup) for t in tasks])
+    assert len(tasks) == 164 and sum(len(r.outcomes) for r in reports) > 1000
+    assert [t.task_id for t, r in zip(tasks, reports) if not r.all_passed] == []
+
+
+def test_wrong_humaneval_variants_fail_exactly_the_right_asserts(ex):
+    from cocos_lib.tasks import load_humaneval
+
+    tasks = {t.task_id: t for t in load_humaneval()}
+    cases = {  # task: (wrong code, expected outcomes), worked out by hand from the asserts
+        "HumanEval/0": ("def has_close_elements(numbers, threshold):\n    return True",
+                        ("passed", "failed", "passed", "failed", "passed", "passed", "failed")),
+        "HumanEval/2": ("def truncate_number(number):\n    return number - int(number) if number < 100 else 0.0",
+                        ("passed", "passed", "failed")),
+        "HumanEval/13": ("def greatest_common_divisor(a, b):\n    return min(a, b) if max(a, b) % min(a, b) == 0 else 1",
+                         ("passed", "failed", "failed", "failed")),
+        "HumanEval/2 ": ("def truncate_number(number):\n    return number.frac", ("error",) * 3),
+    }
+    jobs = [Job(code, tasks[k.strip()].tests, tasks[k.strip()].setup) for k, (code, _) in cases.items()]
+    assert [r.outcomes for r in ex.run_many(jobs)] == [want for _, want in cases.values()]
