@@ -215,63 +215,84 @@ def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
     return torch.tensor(list(groups.values()), dtype=torch.long)
 
 
+def _reference_logprobs(policy, ref_model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
+    """log pi_ref on the batch, no grad: `ref_model`, or the policy with its LoRA adapter disabled."""
+    if ref_model is None:
+        with policy.reference():
+            return _logprobs_no_grad(policy.model, batch, micro, temperature)
+    return _logprobs_no_grad(ref_model, batch, micro, temperature)
+
+
 # ------------------------------------------------------------------------------ one update
 
 def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig,
             scaler=None) -> dict:
     """One RLOO update on N trajectories (groups of k); returns metrics.
 
-    1. no-grad passes: log pi_old and log pi_ref on every trained (and KL-only turn-1) row;
+    Rows are (trajectory, turn) pairs for the trained turns (plus turn 1 when beta_1 > 0).
+    1. log pi_theta (= log pi_old: one epoch) and log pi_ref of the rows, per-token k1 d_t;
     2. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages within groups;
     3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
-    4. grad clipping, optimizer and scheduler step.
-    ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
-    The gradients are left in .grad after the step (the caller frees them with zero_grad).
-    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; a step with inf/nan grads is skipped).
+    4. grad clipping (norm over all trainable parameters), optimizer and scheduler step.
+    When whole groups fit in `micro_batch` rows (trajectories ordered by group, as rollout
+    returns them), 1-3 share one forward per micro-batch; else a no-grad pass over all rows
+    comes first. ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter
+    disabled). Gradients stay in .grad after the step (the caller frees them with zero_grad).
+    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
     """
     model, n = policy.model, len(trajectories)
     groups = _group_matrix(trajectories)
     T = min(len(t.turns) for t in trajectories)
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
-    kl1 = cfg.first_turn_kl_coef > 0
     turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    pad = policy.tokenizer.pad_token_id or 0
-    batch = build_batch(trajectories, turns, pad, policy.device)
-    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=batch.mask.device)
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device)
+    dev, B, micro = batch.mask.device, batch.mask.shape[0], cfg.micro_batch
+    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)
+    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)
+    groups = groups.to(dev)
+    G, k = groups.shape
+    per_group = len(turns) * k
+    per = micro // per_group if torch.equal(groups.flatten(), torch.arange(n, device=dev)) else 0
+    chunks = ([(slice(g * per_group, min(G, g + per) * per_group), groups[g:g + per]) for g in range(0, G, per)]
+              if per >= 1 else [(slice(a, a + micro), None) for a in range(0, B, micro)])
+    old_logp, ref_logp = torch.zeros_like(batch.mask), torch.zeros_like(batch.mask)
+    traj_kl, score, adv = torch.zeros(n, device=dev), R.clone(), torch.zeros(n, device=dev)
+
+    def advantages(rows: slice, g: torch.Tensor):  # KL of `rows`, then A_i of the groups g [Gc, k]
+        d = (old_logp[rows] - ref_logp[rows]) * batch.mask[rows]
+        traj_kl.index_add_(0, batch.traj[rows], d.sum(-1) * trained[rows])
+        if cfg.kl == "sequence":
+            score[g] = R[g] - cfg.kl_coef * traj_kl[g]
+        adv[g.flatten()] = rloo_advantages(score[g]).flatten()
+
     was_training = model.training
     model.train()
-    t_lp = time.perf_counter()
-    old_logp = _logprobs_no_grad(model, batch, cfg.micro_batch, cfg.temperature)
-    if ref_model is None:
-        with policy.reference():
-            ref_logp = _logprobs_no_grad(model, batch, cfg.micro_batch, cfg.temperature)
-    else:
-        ref_logp = _logprobs_no_grad(ref_model, batch, cfg.micro_batch, cfg.temperature)
-    d = (old_logp - ref_logp) * batch.mask                       # per-token k1, [B, L-1]
-    row_kl = d.sum(-1)
-    traj_kl = torch.zeros(n, device=d.device).index_add_(0, batch.traj, row_kl * trained)
-    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=d.device)
-    groups = groups.to(d.device)
-    score = R - cfg.kl_coef * traj_kl if cfg.kl == "sequence" else R
-    adv = torch.zeros(n, device=d.device)
-    adv[groups.flatten()] = rloo_advantages(score[groups]).flatten()
-    row_adv = adv[batch.traj]
-
-    t0, total_loss, clipped = time.perf_counter(), 0.0, 0.0
+    sec_lp, total_loss, clipped = 0.0, 0.0, 0.0
+    t0 = time.perf_counter()
+    if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
+        old_logp, ref_logp = (_logprobs_no_grad(model, batch, micro, cfg.temperature),
+                              _reference_logprobs(policy, ref_model, batch, micro, cfg.temperature))
+        advantages(slice(0, B), groups)
+        sec_lp = time.perf_counter() - t0
     optimizer.zero_grad(set_to_none=True)
-    for a in range(0, batch.mask.shape[0], cfg.micro_batch):
-        sl = slice(a, a + cfg.micro_batch)
+    for sl, g in chunks:
         mb = batch.rows(sl)
         Lm = mb.mask.shape[1]
         logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), cfg.temperature)
+        if g is not None:
+            t1 = time.perf_counter()
+            old_logp[sl, :Lm] = logp.detach().float() * mb.mask
+            ref_logp[sl, :Lm] = _reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
+            advantages(sl, g)
+            sec_lp += time.perf_counter() - t1
         mask, old, ref = mb.mask, old_logp[sl, :Lm], ref_logp[sl, :Lm]
         tmask = mask * trained[sl, None]
-        A = row_adv[sl]
+        A = adv[mb.traj]
         if cfg.kl == "token":
-            A = A[:, None] - cfg.kl_coef * d[sl, :Lm]
+            A = A[:, None] - cfg.kl_coef * (old - ref) * mask
         loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
-        if kl1:
+        if cfg.first_turn_kl_coef > 0:
             loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (mb.turn == 1)[:, None])
         loss = loss / n
         if loss.requires_grad:
@@ -299,8 +320,7 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
                    equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),
                    adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / n_rows,
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
-                   sec_logprobs=t0 - t_lp, sec_backward=time.perf_counter() - t0)
+                   sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:
-        first = batch.turn == 1
-        metrics["kl_t1"] = float(row_kl[first].mean())
+        metrics["kl_t1"] = float(((old_logp - ref_logp) * batch.mask).sum(-1)[batch.turn == 1].mean())
     return metrics

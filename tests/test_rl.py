@@ -215,13 +215,23 @@ def test_turn1_tokens_get_no_gradient_when_only_turn2_is_trained(policy):
 
 def test_micro_batches_accumulate_to_the_full_batch_gradient(policy):
     trajs = make_trajs([[(0, 1), (0, 0)], [(1, 1), (0, 0)]], shared=False)
-    seen = []
-    for micro in (1, 8):
+    seen, metrics = [], []
+    ref = frozen_ref(policy)
+    torch.manual_seed(2)
+    with torch.no_grad():  # a reference away from the policy: KL != 0 enters the scores
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    # 4 rows per group: micro 1 and 3 take the two-pass path, 4 and 8 the one-pass (whole groups) path
+    for micro in (1, 3, 4, 8):
         opt = GradCapture(policy.model.parameters())
-        rl_step(policy, None, opt, None, trajs, RLConfig(train_turns=(1, 2), micro_batch=micro))
+        metrics.append(rl_step(policy, ref, opt, None, trajs,
+                               RLConfig(train_turns=(1, 2), micro_batch=micro, kl_coef=0.1)))
         seen.append(opt.seen)
-    for a, b in zip(*seen):
-        assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
+    for other, m in zip(seen[1:], metrics[1:]):
+        assert m["adv_std"] == pytest.approx(metrics[0]["adv_std"], abs=1e-6)
+        assert m["kl"] == pytest.approx(metrics[0]["kl"], abs=1e-5) and abs(m["kl"]) > 1e-3
+        for a, b in zip(seen[0], other):
+            assert torch.allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
 def test_first_turn_kl_pulls_turn1_towards_reference(policy):
