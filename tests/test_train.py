@@ -58,20 +58,12 @@ class HashExecutor:
 
 @pytest.fixture
 def fake_world(monkeypatch):
-    """Swap in the hash executor (and rewards until cocos_lib.rewards exists)."""
+    """Swap in the hash executor: real rollouts, real rewards, test outcomes that vary with the code
+    (the random tiny policy never writes passing code, so the real executor would give A = 0)."""
     ex = types.ModuleType("cocos_lib.executor")
     ex.Executor = HashExecutor
     ex.Job = lambda code, tests, setup="", timeout_s=3.0: types.SimpleNamespace(code=code, tests=tests)
     monkeypatch.setitem(sys.modules, "cocos_lib.executor", ex)
-    try:
-        import cocos_lib.rewards  # noqa: F401
-    except ImportError:
-        rw = types.ModuleType("cocos_lib.rewards")
-        rw.REWARDS = {"binary": lambda r: float(r.all_passed), "progressive": lambda r: r.fraction,
-                      "count": lambda r: float(r.n_passed)}
-        rw.accumulated_reward = lambda rs, g: g ** (len(rs) - 1) * rs[0] + sum(
-            g ** (len(rs) - t) * (rs[t - 1] - rs[t - 2]) for t in range(2, len(rs) + 1))
-        monkeypatch.setitem(sys.modules, "cocos_lib.rewards", rw)
 
 
 def small_config(model, **kw):
