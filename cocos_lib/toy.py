@@ -1,0 +1,332 @@
+"""The toy world of the `tiny` profile: generated MBPP-style tasks, a character-level policy
+and its warm-start (SFT), so that CoCoS can be *seen* learning on a laptop CPU.
+
+Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
+the paper measured in real 1B models (PAPER.md, "small models don't reflect"):
+- turn 1 has a *systematic misconception* on some operations (e.g. `v>=n` for "greater
+  than n", `s[n:]` for "the last n characters"); the task text and tests contradict it;
+- turn 2 mostly *copies* the first attempt: given a wrong attempt it copies with probability
+  1 - repair_rate and repairs with probability repair_rate (0.2), given a right one it copies.
+  Greedy decoding thus copies (Acc@t2 ~ Acc@t1), while sampling at temperature 0.9 sometimes
+  repairs: the signal that RL (rl.py) amplifies. The real phenomenon is measured with real
+  models in the GPU profiles; here it is a stand-in that keeps the same code path.
+
+Disjoint splits by construction: an operation `op` with constant `n` (the solution) is a test
+pair iff (index(op) + n) % 4 == 0; train tasks never share a solution with test tasks.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+SPECIALS = ("<pad>", "<eos>", "<unk>", "[BEGIN]", "[DONE]", "[CORRECT]")
+CHARS = ("\n",) + tuple(chr(i) for i in range(32, 127))
+SPLITS = ("train", "test")
+DEFAULT_N = {"train": 2000, "test": 200}
+
+
+# ------------------------------------------------------------------------------ tasks
+
+@dataclass(frozen=True)
+class Op:
+    """One function family member: text and code templates in the constant {n}; `bug` is the
+    turn-1 misconception (None: the warm-start gets it right); `fn(x, n)` the true semantics."""
+    name: str
+    family: str  # "arith" (arg x: int), "string" (arg s: str), "list" (arg a: list[int])
+    text: str
+    body: str
+    bug: str | None
+    fn: Callable
+
+
+OPS = (
+    Op("add", "arith", "Write a function to add {n} to a number.", "x+{n}", None, lambda x, n: x + n),
+    Op("sub", "arith", "Write a function to subtract {n} from a number.", "x-{n}", "{n}-x", lambda x, n: x - n),
+    Op("mul", "arith", "Write a function to multiply a number by {n}.", "x*{n}", None, lambda x, n: x * n),
+    Op("div", "arith", "Write a function to divide a number by {n}, rounding down.", "x//{n}", "x/{n}",
+       lambda x, n: x // n),
+    Op("mod", "arith", "Write a function to get the remainder of a number divided by {n}.", "x%{n}", None,
+       lambda x, n: x % n),
+    Op("head", "string", "Write a function to get the first {n} characters of a string.", "s[:{n}]", None,
+       lambda s, n: s[:n]),
+    Op("tail", "string", "Write a function to get the last {n} characters of a string.", "s[-{n}:]", "s[{n}:]",
+       lambda s, n: s[-n:]),
+    Op("drop", "string", "Write a function to remove the first {n} characters of a string.", "s[{n}:]", None,
+       lambda s, n: s[n:]),
+    Op("rep", "string", "Write a function to repeat a string {n} times.", "s*{n}", None, lambda s, n: s * n),
+    Op("gt", "list", "Write a function to keep the numbers of a list greater than {n}.",
+       "[v for v in a if v>{n}]", "[v for v in a if v>={n}]", lambda a, n: [v for v in a if v > n]),
+    Op("lt", "list", "Write a function to keep the numbers of a list less than {n}.",
+       "[v for v in a if v<{n}]", "[v for v in a if v<={n}]", lambda a, n: [v for v in a if v < n]),
+    Op("addeach", "list", "Write a function to add {n} to each number of a list.", "[v+{n} for v in a]", None,
+       lambda a, n: [v + n for v in a]),
+    Op("muleach", "list", "Write a function to multiply each number of a list by {n}.", "[v*{n} for v in a]",
+       None, lambda a, n: [v * n for v in a]),
+    Op("count", "list", "Write a function to count how often {n} occurs in a list.", "a.count({n})", None,
+       lambda a, n: a.count(n)),
+)
+OP_BY_NAME = {op.name: op for op in OPS}
+ARG = {"arith": "x", "string": "s", "list": "a"}
+
+
+def constants(op: Op, difficulty: int) -> range:
+    """The constants n of an operation; the difficulty knob widens them (longer numbers, longer
+    inputs: more characters to get right). Strings keep n small so prompts stay short."""
+    if difficulty not in (1, 2, 3):
+        raise ValueError(f"toy_tasks: difficulty={difficulty}: expected 1, 2 or 3")
+    if op.family == "string":
+        return range(1, 4 + 4 * difficulty)
+    return range(2, (20, 100, 1000)[difficulty - 1])
+
+
+def is_test_pair(op: Op, n: int) -> bool:
+    """The split rule: (op, n) is held out iff (index(op) + n) % 4 == 0."""
+    return (OPS.index(op) + n) % 4 == 0
+
+
+def _inputs(op: Op, n: int, difficulty: int, rng: random.Random) -> list:
+    """Three distinct inputs on which the misconception (if any) is visibly wrong."""
+    hi = (50, 500, 5000)[difficulty - 1]
+    out: list = []
+    while len(out) < 3:
+        if op.family == "arith":
+            x = rng.randrange(0, hi)
+        elif op.family == "string":
+            x = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(n + 1, n + 5)))
+        else:
+            vals = range(0, min(hi, 2 * n + 10))
+            x = [rng.choice(vals) for _ in range(rng.randint(3, 5))]
+            if op.name in ("gt", "lt", "count") and n not in x:
+                x[rng.randrange(len(x))] = n
+        if x in out or (op.bug and _bug_agrees(op, n, x)):
+            continue
+        out.append(x)
+    return out
+
+
+def _bug_agrees(op: Op, n: int, x) -> bool:
+    return eval(f"lambda {ARG[op.family]}: {op.bug.format(n=n)}")(x) == op.fn(x, n)  # our template
+
+
+def code_for(op: Op, n: int, body: str | None = None) -> str:
+    """`def {op}_{n}({arg}):\\n    return {body}` (the reference when body is None)."""
+    return f"def {op.name}_{n}({ARG[op.family]}):\n    return {(body or op.body).format(n=n)}"
+
+
+def make_task(op: Op, n: int, inputs: list, task_id: str):
+    from cocos_lib.tasks import Task
+    name = f"{op.name}_{n}"
+    tests = tuple(f"assert {name}({x!r}) == {op.fn(x, n)!r}" for x in inputs)
+    return Task(task_id=task_id, text=op.text.format(n=n), tests=tests, entry_point=name,
+                reference=code_for(op, n), source="toy")
+
+
+def toy_tasks(split: str, n: int | None = None, seed: int = 0, difficulty: int = 1) -> list:
+    """n MBPP-format toy Tasks of `split` ("train" | "test"), deterministic in (split, n, seed,
+    difficulty). The (op, n) pairs of the split are visited in shuffled rounds, so every
+    solution of the split appears about equally often; the test inputs vary per task."""
+    if split not in SPLITS:
+        raise ValueError(f"toy_tasks: split '{split}': expected one of {list(SPLITS)}")
+    count = DEFAULT_N[split] if n is None else n
+    if count < 0:
+        raise ValueError(f"toy_tasks: n={count}: must be >= 0")
+    pairs = [(op, c) for op in OPS for c in constants(op, difficulty) if is_test_pair(op, c) == (split == "test")]
+    rng = random.Random(1_000_003 * seed + 10 * SPLITS.index(split) + difficulty)
+    tasks, order = [], []
+    for i in range(count):
+        if not order:
+            order = rng.sample(pairs, len(pairs))
+        op, c = order.pop()
+        tasks.append(make_task(op, c, _inputs(op, c, difficulty, rng), f"toy-{split}/{i}"))
+    return tasks
+
+
+def parse_task(task) -> tuple[Op, int]:
+    """(op, n) of a toy task, from its entry point `{op}_{n}`."""
+    name, _, c = (task.entry_point or "").rpartition("_")
+    if name not in OP_BY_NAME or not c.isdigit():
+        raise ValueError(f"task '{task.task_id}': entry_point '{task.entry_point}' is not a toy task name")
+    return OP_BY_NAME[name], int(c)
+
+
+def misconception(task) -> str | None:
+    """The warm-start's systematic turn-1 answer when it differs from the reference, else None."""
+    op, c = parse_task(task)
+    return code_for(op, c, op.bug) if op.bug else None
+
+
+# ------------------------------------------------------------------------------ policy
+
+@dataclass(frozen=True)
+class WarmstartConfig:
+    """The tiny policy (a Llama, one token per character) and its SFT. repair_rate: share of
+    turn-2 targets that repair a wrong attempt (the rest copy it); p_prev_wrong: share of
+    turn-2 examples whose previous attempt is wrong (misconception or a corrupted constant).
+    turn2_every: every such step is a turn-2 batch, the others turn 1. prompt_weight: weight of
+    the language-modelling loss on prompt tokens (the repeated names in the asserts teach the
+    model to copy; targets weigh 1). hard_share: share of difficulty-2 train tasks (constants
+    up to 99), so that copying the constant beats memorising the few difficulty-1 ones."""
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    steps: int = 600
+    batch_size: int = 16
+    lr: float = 3e-3
+    warmup: int = 30
+    repair_rate: float = 0.2
+    p_prev_wrong: float = 0.5
+    turn2_every: int = 3
+    prompt_weight: float = 0.3
+    hard_share: float = 0.3
+    n_train_tasks: int = 4000
+    threads: int = 2
+
+
+def char_tokenizer():
+    """PreTrainedTokenizerFast with one token per character ("\\n" and ASCII 32-126); <pad>,
+    <eos>, <unk> and the markers [BEGIN] [DONE] [CORRECT] are single special tokens."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(list(SPECIALS))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>",
+                                   extra_special_tokens=list(SPECIALS[3:]), clean_up_tokenization_spaces=False)
+    fast.padding_side = "left"
+    return fast
+
+
+def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
+    """A random-init LlamaForCausalLM sized by cfg; generation also stops at the [DONE] token."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+                         intermediate_size=3 * cfg.hidden_size, num_hidden_layers=cfg.layers,
+                         num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
+                         max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=None,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("[DONE]")]
+    model.generation_config.bos_token_id = None
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def warmstart_path() -> Path:
+    """The shipped warm-start checkpoint (`load_policy("tiny-warmstart")` resolves to it)."""
+    return Path(__file__).resolve().parent / "assets" / "tiny-warmstart"
+
+
+# ------------------------------------------------------------------------------ warm-start SFT
+
+def corrupt(task, rng: random.Random) -> str:
+    """A wrong attempt: the misconception if the operation has one, else a wrong constant."""
+    op, c = parse_task(task)
+    if op.bug:
+        return code_for(op, c, op.bug)
+    return f"def {op.name}_{c}({ARG[op.family]}):\n    return {op.body.format(n=c + rng.choice((-1, 1, 2)))}"
+
+
+def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tuple[str, str]:
+    """(prompt, target) in prompts.py's exact formats; target = code + "\\n[DONE]".
+    Turn 1: the misconception where one exists, else the reference. Turn 2 ("[CORRECT]"
+    ending): previous attempt right -> copy; wrong -> repair with prob. repair_rate, else copy."""
+    from cocos_lib.prompts import build_prompt
+    ref = task.reference
+    if turn == 1:
+        return build_prompt(task, []), (misconception(task) or ref) + "\n[DONE]"
+    prev = corrupt(task, rng) if rng.random() < cfg.p_prev_wrong else ref
+    target = ref if prev != ref and rng.random() < cfg.repair_rate else prev
+    return build_prompt(task, [prev], ending="correct"), target + "\n[DONE]"
+
+
+def _batch(tokenizer, pairs: list[tuple[str, str]], prompt_weight: float):
+    """Right-padded input ids, attention mask and per-token loss weights for next-token
+    prediction: prompt_weight on prompt tokens, 1 on target tokens, 0 on padding."""
+    import torch
+    rows = [(tokenizer(p, add_special_tokens=False)["input_ids"], tokenizer(t, add_special_tokens=False)["input_ids"])
+            for p, t in pairs]
+    width = max(len(p) + len(t) for p, t in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id)
+    weights = torch.zeros((len(rows), width))
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, (p, t) in enumerate(rows):
+        ids[j, :len(p) + len(t)] = torch.tensor(p + t)
+        weights[j, 1:len(p)] = prompt_weight
+        weights[j, len(p):len(p) + len(t)] = 1.0
+        mask[j, :len(p) + len(t)] = 1
+    return ids, mask, weights
+
+
+def sft_loss(model, ids, mask, weights):
+    """Weighted mean of -log pi(x_t | x_<t) over the batch's tokens."""
+    import torch.nn.functional as F
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
+    w = weights[:, 1:].reshape(-1)
+    return (nll * w).sum() / w.sum()
+
+
+def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: WarmstartConfig = WarmstartConfig(),
+                    progress: bool = True) -> str:
+    """Train the tiny policy by SFT on toy-train tasks (turn-1 and turn-2 batches alternate)
+    and save it with save_pretrained (default: the shipped warmstart_path()). Deterministic
+    in (seed, cfg) on one machine; returns out_dir."""
+    import torch
+    from tqdm.auto import tqdm
+    out_dir = Path(out_dir or warmstart_path())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        rng = random.Random(seed)
+        tok = char_tokenizer()
+        model = tiny_model(tok, cfg, seed)
+        n_hard = int(cfg.hard_share * cfg.n_train_tasks)
+        tasks = (toy_tasks("train", n=cfg.n_train_tasks - n_hard, seed=seed)
+                 + toy_tasks("train", n=n_hard, seed=seed, difficulty=2))
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
+            0.05, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+        model.train()
+        bar = tqdm(range(cfg.steps), desc="warm-start SFT", disable=not progress)
+        t0 = time.time()
+        for step in bar:
+            turn = 2 if step % cfg.turn2_every == cfg.turn2_every - 1 else 1
+            pairs = [sft_example(rng.choice(tasks), turn, cfg, rng) for _ in range(cfg.batch_size)]
+            loss = sft_loss(model, *_batch(tok, pairs, cfg.prompt_weight))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            bar.set_postfix(loss=f"{loss.item():.3f}", turn=turn)
+        model.eval()
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(out_dir)
+        tok.save_pretrained(out_dir)
+        if progress:
+            print(f"warm-start saved to {out_dir} ({time.time() - t0:.0f}s)")
+    finally:
+        torch.set_num_threads(threads)
+    return str(out_dir)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cocos_lib.toy", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build-warmstart", help="rebuild the tiny warm-start checkpoint (deterministic)")
+    b.add_argument("--out", default=None, help=f"output dir (default: {warmstart_path()})")
+    b.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    build_warmstart(args.out, seed=args.seed)
+
+
+if __name__ == "__main__":
+    main()
