@@ -78,6 +78,16 @@ def stop_table(texts: Sequence[str], stop: str) -> torch.Tensor:
     return table
 
 
+def _cached_stop_table(tokenizer, vocab_size: int, stop: str, device) -> torch.Tensor:
+    """stop_table, built once per (tokenizer, stop): decoding a 150k vocabulary takes seconds.
+    Kept on the tokenizer object (`_cocos_stop_tables`), next to the vocabulary it describes."""
+    tables = tokenizer.__dict__.setdefault("_cocos_stop_tables", {})
+    key = (stop, vocab_size, len(tokenizer), str(device))
+    if key not in tables:
+        tables[key] = stop_table(token_strings(tokenizer, vocab_size), stop).to(device)
+    return tables[key]
+
+
 # ---------------------------------------------------------------- sampling on the device
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool,
                 generator: torch.Generator | None) -> torch.Tensor:
@@ -261,7 +271,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     if cfg.stop:
         if tok is None:
             raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
-        table = stop_table(token_strings(tok, vocab), cfg.stop).to(device)
+        table = _cached_stop_table(tok, vocab, cfg.stop, device)
     eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
            else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}

@@ -206,11 +206,22 @@ def test_sample_next_top_p_distribution():
 
 @pytest.mark.slow
 def test_compiled_step_matches_eager(tiny_policy):
-    """The compiled decode step (inductor on CPU; CUDA graphs on a GPU) gives the same tokens."""
+    """The compiled decode step (inductor on CPU; CUDA graphs on a GPU) gives the same tokens,
+    also on a second call that reuses (resets) the cache kept on the model."""
     prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
     cfg = _cfg(greedy=False, temperature=1.0, max_new_tokens=12)
-    assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True) == static_generate(
-        tiny_policy, prompts, cfg, seed=3, compile=False)
+    eager = static_generate(tiny_policy, prompts, cfg, seed=3, compile=False)
+    assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
+    held = tiny_policy.model._cocos_static_cache[1]
+    assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
+    assert tiny_policy.model._cocos_static_cache[1] is held             # reused, not rebuilt
+    fastgen.release_static_cache(tiny_policy.model)
+    assert not hasattr(tiny_policy.model, "_cocos_static_cache")
+    # compaction under compile: new batch shapes recompile the step; greedy tokens unchanged
+    greedy = _cfg(max_new_tokens=12)
+    assert static_generate(tiny_policy, prompts, greedy, compile=True, check_every=2, min_batch=1,
+                           forced_lengths=[2, 12, 4, 7]) == [
+        o[:n] for o, n in zip(static_generate(tiny_policy, prompts, greedy, compile=False), [2, 12, 4, 7])]
 
 
 def test_vllm_backend_missing_is_one_clear_error(monkeypatch):
