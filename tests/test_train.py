@@ -201,6 +201,22 @@ def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_polic
     assert wa.keys() == wb.keys() and all(torch.allclose(wa[k], wb[k], atol=1e-7) for k in wa)
 
 
+def test_sigint_stops_after_the_update_and_saves(tiny_policy_dir, fake_world, tmp_path):
+    import os
+    import signal
+
+    def ctrl_c(m):  # a real SIGINT arriving during update 1's callback (as from a terminal)
+        if m["update"] == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt, match="interrupted after update 1; checkpoint saved"):
+        train(small_config(tiny_policy_dir), tmp_path, callback=ctrl_c, progress=False)
+    assert signal.getsignal(signal.SIGINT) is before  # handler restored
+    assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["update"] == 1
+    assert [r["update"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
+
+
 def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path):
     cfg = small_config(tiny_policy_dir, updates=2, lora_r=4, lr=1e-2)
     full = train(cfg, tmp_path / "a", progress=False)
