@@ -99,7 +99,7 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: 
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     if top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)
-        drop = (sorted_p.cumsum(-1) - sorted_p) > top_p  # keep the smallest set with mass >= top_p
+        drop = (sorted_p.cumsum(-1) - sorted_p) >= top_p  # keep the smallest set with mass >= top_p
         probs = probs.scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
     noise = torch.empty_like(probs).exponential_(1.0, generator=generator)
     return (probs / noise).argmax(-1)

@@ -202,6 +202,9 @@ def test_sample_next_top_p_distribution():
     freq = torch.bincount(draws, minlength=3).float() / len(draws)
     assert abs(freq[0].item() - 25 / 38) < 0.015 and abs(freq[2].item() - 4 / 38) < 0.01
     assert sample_next(logits[:2], 1.0, 1.0, True, None).tolist() == [0, 0]
+    # top_p = 0.8: {0, 1} already holds mass 0.8, so token 2 is dropped (HF's TopP keeps the same set)
+    draws = sample_next(logits, temperature=1.0, top_p=0.8, greedy=False, generator=g)
+    assert int((draws == 2).sum()) == 0
 
 
 @pytest.mark.slow
