@@ -11,11 +11,17 @@ mean over trajectories, as TRL's RLOO); with one epoch the ratio is 1 and the gr
 plain policy gradient -(1/N) sum_i A_i grad sum_t log pi_theta(y_t).
 With a shared turn 1 (as released) gamma r_1 and -r_1 are the same for the k members of a
 group and cancel in A_i: for T = 2, gamma has no effect on the gradient.
+
+kl="token" instead leaves the KL out of the score and penalises each token:
+    A_(i,t) = (R_i - mean_{j != i} R_j) - beta * (log pi_theta - log pi_ref)(y_t),
+whose gradient term beta d_t grad log pi(y_t) estimates grad sum_t KL(pi(.|s_t) || pi_ref(.|s_t)).
+The reported loss is ~0 at every update (sum_i A_i = 0 in each group and rho = 1): watch the
+rewards and the KL, not the loss.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch

@@ -1,6 +1,6 @@
 """RL step: RLOO advantages, losses and gradients against hand computations (CPU, tiny policy)."""
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 import torch

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from cocos_lib.train import (PROFILES, ConfigError, TrainConfig, coerce, find_checkpoint, lr_factor, main,
+from cocos_lib.train import (PROFILES, ConfigError, coerce, find_checkpoint, lr_factor, main,
                              make_config, task_indices, train)
 
 TIMING = ("sec_", "elapsed", "tokens_per_s")
