@@ -221,7 +221,7 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
         cmd = _read_record(cmd_r)
         if cmd[0] == "last":  # C is discarded after the last test: run it here, no fork
             test_main(_int(cmd[1]), compiled[_int(cmd[1])], module.__dict__, cmd_r, res_w)
-        if cmd[0] == "go":
+        elif cmd[0] == "go":
             i = _int(cmd[1])
             pid = _fork()
             if pid == 0:
@@ -229,8 +229,6 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
                 _exit(0)
             _, status = _waitpid(pid, 0)
             say(f"reaped {i} {_wstatus(status)}")
-        elif cmd[0] == "quit":
-            _exit(0)
 
 
 # ------------------------------------------------------------------ W: one candidate, seen from W
@@ -241,7 +239,7 @@ class Candidate:
         self.ctag = f"@@C {os.urandom(8).hex()} ".encode()
         cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so pipes never land on 3 or 4
         self.res_r, res_w = os.pipe()
-        self.buf, self.dead = b"", False
+        self.buf, self.dead, self.eof = b"", False, False
         self.pid = _fork()
         if self.pid == 0:
             try:
@@ -257,19 +255,16 @@ class Candidate:
             os.close(fd)
 
     def _lines(self, wait):
-        """Complete lines that arrived within `wait` seconds (garbage included)."""
-        ready, _, _ = select.select([self.res_r, self.pidfd], [], [], wait)
-        if self.pidfd in ready:
-            self.dead = True  # what C wrote before dying is already in the pipe
-        if self.res_r in ready or self.dead:
-            while select.select([self.res_r], [], [], 0)[0]:
-                data = os.read(self.res_r, 1 << 16)
-                if not data:
-                    self.dead = True
-                    break
-                self.buf += data
-                if len(self.buf) > 1 << 20:
-                    break
+        """Complete lines that arrived within `wait` seconds (garbage included). C is dead only
+        when its pidfd says so: a closed result pipe alone does not end the wait."""
+        ready = select.select([self.pidfd] + [self.res_r] * (not self.eof), [], [], wait)[0]
+        self.dead = self.dead or self.pidfd in ready  # what C wrote before dying is in the pipe
+        if self.dead and not self.eof:
+            ready = select.select([self.res_r], [], [], 0)[0]
+        while not self.eof and self.res_r in ready and len(self.buf) < 1 << 20:
+            data = os.read(self.res_r, 1 << 16)
+            self.eof, self.buf = not data, self.buf + data
+            ready = select.select([self.res_r], [], [], 0)[0]
         *lines, self.buf = self.buf.split(b"\n")
         self.buf = self.buf[-8192:]  # a real line is written at once and is < 4 KiB
         return lines

@@ -314,3 +314,10 @@ def test_wrong_humaneval_variants_fail_exactly_the_right_asserts(ex):
     }
     jobs = [Job(code, tasks[k.strip()].tests, tasks[k.strip()].setup) for k, (code, _) in cases.items()]
     assert [r.outcomes for r in ex.run_many(jobs)] == [want for _, want in cases.values()]
+
+
+def test_closing_the_harness_pipes_does_not_hang(ex):
+    close = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
+    r = ex.run("import time", [close + "time.sleep(30)", close + "time.sleep(30)"], timeout_s=0.5)
+    assert r.outcomes == ("timeout", "timeout")
+    assert ex.run(close, ["assert 1", "assert 1"]).outcomes == ("error", "error")
