@@ -1,29 +1,19 @@
 """The sandbox worker: a pristine, stdlib-only interpreter that runs model-written code.
 
-`cocos_lib.executor` starts one per slot as `python -I sandbox.py CONFIG_JSON` (never as part of
-the package: it imports no project module and never torch). Per job the process tree is
-
-    W  this worker: trusted, never runs candidate code, child subreaper (orphans come back to W)
-    `-- C  candidate (fork of W): scratch cwd, minimal env, rlimits, unprivileged uid;
-        |   runs program = setup + "\\n" + code ONCE
-        `-- T_i  one fork of C per test u_i: runs the test statement in C's state, so every
-                 test behaves as if the program had just been run fresh and then that test.
-
-Result channel: W writes "go i" and a fresh random nonce (16 bytes from os.urandom) into C's
-command pipe; T_i reads the nonce only AFTER its test has finished, and reports
-"@@T <nonce> i outcome msg". W accepts an outcome only with that nonce, and only once C has
-reaped T_i with exit status 0. Text a candidate writes to any file descriptor without the
-nonce is ignored; an early exit (sys.exit, os._exit, a crash) never reports. (Code that reads
-this harness's own pipes or memory from inside its process could forge a result; nothing
-in-process can prevent that, see the executor's docstring.)
-Timeouts are wall-clock, enforced here (no SIGALRM); after every test W kills and reaps every
-descendant except C, and after every job everything.
+Started per slot by cocos_lib.executor as `python -I -S sandbox.py CONFIG_JSON`; it imports no
+project module and never torch. Per job:  W (this worker: trusted, runs no candidate code, child
+subreaper) --fork--> C (the candidate: unprivileged uid, runs program = setup + "\n" + code once)
+--fork--> T_i (one per test, from C's state: every test sees the program as if just run fresh).
+Result channel: W writes "go i" and a fresh nonce into C's command pipe; T_i reads the nonce only
+after its test has finished and reports "@@T <nonce> i outcome msg"; W accepts it only once C has
+reaped T_i with exit status 0. Forged lines (no nonce) are ignored; early exits never report.
+Wall-clock timeouts are enforced by W (no SIGALRM); after every test W SIGKILLs and reaps every
+descendant but C, after every job everything.
 """
 import builtins, ctypes, gc, json, marshal, os, resource, select, shutil, signal, struct, sys, time, types
 
-# Imported once here so that candidates find them loaded. Each module loaded here makes every
-# fork dearer, so only cheap, common ones; never `random` or `tempfile` (random re-seeds itself
-# in every forked child: +0.2 ms CPU per test).
+# Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
+# random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
 PRELOAD = ("typing", "re", "collections", "math", "itertools", "functools", "heapq", "bisect", "string")
 PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 REC = 64  # command records W -> C / T_i have this fixed size (atomic pipe writes, exact reads)
@@ -36,22 +26,23 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def prctl(option, arg):
-    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0) != 0:
+    if _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0):
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
 # ------------------------------------------------------------------ W <-> main process framing
-def read_exact(fd, n):
+def read_exact(fd, n, on_eof=lambda: None):
     buf = b""
-    while len(buf) < n:
-        chunk = os.read(fd, n - len(buf))
+    while _len(buf) < n:
+        chunk = _read(fd, n - _len(buf))
         if not chunk:
-            return None
+            return on_eof()
         buf += chunk
     return buf
 
 
 def read_frame(fd):
+    """One marshal frame (4-byte big-endian length first) from the main process; None at EOF."""
     head = read_exact(fd, 4)
     return None if head is None else marshal.loads(read_exact(fd, struct.unpack(">I", head)[0]))
 
@@ -77,34 +68,27 @@ def children(pid, tids=None):
 
 
 def descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        kids = children(todo.pop())
-        out += kids
-        todo += kids
+    out = children(pid)
+    for p in out:  # the list grows while we walk it: breadth first
+        out += children(p)
     return out
 
 
 def kill_descendants(keep=None):
-    """SIGKILL every descendant of W except `keep` (and keep's subtree), then reap them.
-    W is a child subreaper, so setsid'd / double-forked orphans are re-parented to W and are
-    found on the next pass; loop until only `keep` is left."""
+    """SIGKILL and reap every descendant of W but `keep` and its subtree. W is a child subreaper:
+    setsid'd / double-forked orphans come back to W and are found on the next pass."""
     me = _getpid()
     while True:
         roots = [k for k in children(me, [me]) if k != keep]  # W has a single thread
         if not roots:
             return
-        for pid in roots + [d for r in roots for d in descendants(r)]:
-            for kill in (os.killpg, os.kill):
-                try:
-                    kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-        for pid in roots:
+        for pid, kill in [(p, k) for r in roots for p in [r] + descendants(r) for k in (os.killpg, os.kill)]:
             try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
+                kill(pid, signal.SIGKILL)
+            except OSError:
                 pass
+        for pid in roots:
+            os.waitpid(pid, 0)  # roots are W's own children
 
 
 # ------------------------------------------------------------------ inside C and T_i
@@ -113,13 +97,7 @@ def _record(text):
 
 
 def _read_record(fd):
-    buf = b""
-    while _len(buf) < REC:
-        chunk = _read(fd, REC - _len(buf))
-        if not chunk:
-            _exit(71)
-        buf += chunk
-    return buf.decode().split()
+    return read_exact(fd, REC, lambda: _exit(71)).decode().split()
 
 
 def describe(exc):
@@ -130,6 +108,13 @@ def describe(exc):
         return _str(line)[:300]
     except _BaseException:
         return "exception (unprintable)"
+
+
+def _compile(source, name):
+    try:
+        return compile(source, name, "exec")
+    except _BaseException as e:  # a broken test is an "error" of its own
+        return e
 
 
 def _hex(text):
@@ -184,31 +169,20 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
         _write(res_w, ctag + text.encode() + b"\n")
 
     os.setpgid(0, 0)  # W's fds: 0, 1 and 5 /dev/null, 2 stderr, 3-4 main's pipes, 6.. import dirs
-    os.dup2(5, 2)
-    os.dup2(cmd_r, 3)
-    os.dup2(res_w, 4)
+    for src, dst in ((5, 2), (cmd_r, 3), (res_w, 4)):
+        os.dup2(src, dst)
     cmd_r, res_w = 3, 4
     os.close(5)
     os.closerange(cfg["first_free_fd"], 1 << 16)
+    compiled = [_compile(t, f"<test {i}>") for i, t in enumerate(tests)]
+    module = types.ModuleType("__candidate__")
+    sys.modules["__candidate__"] = sys.modules["__main__"] = module  # hide this harness
     try:  # cwd, environment and rlimits come from W
         if cfg["uid"] is not None:  # root ignores RLIMIT_NPROC and file permissions
             os.setgroups([])
             os.setgid(cfg["gid"])
             os.setuid(cfg["uid"])
-        code = compile(program, "<candidate>", "exec")
-    except _BaseException as e:
-        say(f"codeerror {_hex(describe(e))}")
-        _exit(0)
-    compiled = []
-    for i, t in enumerate(tests):
-        try:
-            compiled.append(compile(t, f"<test {i}>", "exec"))
-        except _BaseException as e:
-            compiled.append(e)
-    module = types.ModuleType("__candidate__")
-    sys.modules["__candidate__"] = sys.modules["__main__"] = module  # hide this harness
-    try:
-        _exec(code, module.__dict__)
+        _exec(compile(program, "<candidate>", "exec"), module.__dict__)
     except _BaseException as e:
         if _getpid() == me:
             say(f"codeerror {_hex(describe(e))}")
@@ -246,13 +220,11 @@ class Candidate:
                 candidate_main(cfg, scratch, program, tests, cmd_r, res_w, self.ctag)
             finally:
                 _exit(70)
-        os.close(cmd_r)
-        os.close(res_w)
+        os.close(cmd_r), os.close(res_w)
         self.pidfd = os.pidfd_open(self.pid)
 
     def close(self):
-        for fd in (self.cmd_w, self.res_r, self.pidfd):
-            os.close(fd)
+        os.close(self.cmd_w), os.close(self.res_r), os.close(self.pidfd)
 
     def _lines(self, wait):
         """Complete lines that arrived within `wait` seconds (garbage included). C is dead only
@@ -270,8 +242,8 @@ class Candidate:
         return lines
 
     def wait_for(self, want, deadline, tag=b"\0"):
-        """Fields of C's first line for which want(fields) holds (plus the payload after `tag`,
-        the test's nonce frame, if it came), or "timeout" / "dead"."""
+        """(fields of C's first line with want(fields), or "timeout" / "dead"; the test's frame
+        after `tag` if it came)."""
         frame = None
         while True:
             left = deadline - time.monotonic()
@@ -288,8 +260,8 @@ class Candidate:
                 return "dead", frame
 
     def run_test(self, i, budget, last):
-        """(outcome, message) of test i, at most `budget` seconds of wall clock. The last test
-        runs in C itself (C is discarded anyway) and W reads C's exit status directly."""
+        """(outcome, message) of test i within `budget` s. The last test runs in C itself (C is
+        discarded anyway): one fork less, and W reads C's exit status directly."""
         nonce = os.urandom(16).hex()
         os.write(self.cmd_w, _record(f"{'last' if last else 'go'} {i}") + _record(f"nonce {nonce}"))
         want = (lambda f: False) if last else (lambda f: f[:2] == ["reaped", str(i)])
@@ -315,23 +287,17 @@ def start_candidate(cfg, scratch, program, tests, timeout):
         return cand, time.monotonic() - start
     kill_descendants()
     cand.close()
-    if got == "timeout":
-        return None, ("timeout", f"timeout after {timeout:.2f} s (running the program)")
-    if got == "dead":
-        return None, ("error", "program ended early (os._exit, a crash or a kill)")
-    return None, ("error", bytes.fromhex(got[1]).decode())
+    why = {"timeout": ("timeout", f"timeout after {timeout:.2f} s (running the program)"),
+           "dead": ("error", "program ended early (os._exit, a crash or a kill)")}
+    return None, why[got] if _isinstance(got, str) else ("error", bytes.fromhex(got[1]).decode())
 
 
 def restore_scratch(scratch, baseline):
-    """Remove what a test added to the scratch dir, so the next test sees the program's files
-    only (files the program itself made are kept as they are, contents included)."""
+    """Remove what a test added to the scratch dir (the program's own files stay as they are)."""
     for name in os.listdir(scratch):
         if name not in baseline:
             path = os.path.join(scratch, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                os.unlink(path)
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
 
 def run_job(cfg, setup, code, tests, timeout):
@@ -360,12 +326,10 @@ def run_job(cfg, setup, code, tests, timeout):
                 error = f"{msg} [test {i}]"
             if cand.dead and not last:  # the whole job is void: report it as an error
                 return ("error",) * len(tests), msg
-            if outcome == "timeout":
-                kill_descendants()
+            kill_descendants(keep=None if outcome == "timeout" else cand.pid)
+            if outcome == "timeout":  # C may be stuck too: a fresh one for the next test
                 cand.close()
                 cand = None
-            else:
-                kill_descendants(keep=cand.pid)
             restore_scratch(scratch, baseline)
         return tuple(outcomes), error
     finally:
@@ -377,11 +341,9 @@ def run_job(cfg, setup, code, tests, timeout):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    req, rsp = os.dup(0), os.dup(1)
-    devnull = os.open(os.devnull, os.O_RDWR)
+    req, rsp, devnull = os.dup(0), os.dup(1), os.open(os.devnull, os.O_RDWR)
     assert (req, rsp, devnull) == (3, 4, 5), "the worker expects fds 0-2 only at start"
-    os.dup2(devnull, 0)
-    os.dup2(devnull, 1)
+    os.dup2(devnull, 0), os.dup2(devnull, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     sys.path += [p for p in cfg["site"] if p not in sys.path]  # started with -S: no .pth code runs
     cfg["first_free_fd"] = confine_worker(cfg)
@@ -391,10 +353,7 @@ def main():
     gc.collect()
     gc.freeze()  # no copy-on-write of the worker's objects by the children's collector
     write_frame(rsp, ("hello", os.getpid()))
-    while True:
-        msg = read_frame(req)
-        if msg is None:
-            break
+    while (msg := read_frame(req)) is not None:
         job_id, setup, code, tests, timeout = msg
         try:
             outcomes, error = run_job(cfg, setup, code, tests, timeout)
