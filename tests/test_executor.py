@@ -70,8 +70,10 @@ def test_program_errors_make_every_test_error(ex):
     assert r.outcomes == ("error", "passed")
 
 
-def test_setup_runs_before_code(ex):
+def test_setup_runs_before_code_and_main_blocks_do_not_run(ex):
     r = ex.run("def g():\n    return helper() + 1", ["assert g() == 3"], setup="def helper():\n    return 2")
+    assert r.outcomes == ("passed",)
+    r = ex.run("if __name__ == '__main__':\n    input()", ["assert __name__ == '__candidate__'"])
     assert r.outcomes == ("passed",)
 
 
