@@ -274,12 +274,26 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     before = descendants()
     assert run_tests(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"]) == TestReport(("passed", "failed"), "AssertionError [test 1]")
     ex1 = Executor(workers=2)
-    assert len(descendants() - before) >= 2
-    ex1.run_many([Job(DAEMONS, ["spawn('61.0404')"])] * 2, progress=True)
+    workers = {w.proc.pid for w in ex1._pool.workers}
+    assert descendants() - before == workers
+    ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
+    assert descendants() - before == workers  # between jobs only the two idle workers exist
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []
     with pytest.raises(RuntimeError, match="closed"):
         ex1.run("x = 1", ["assert 1"])
+
+
+def test_worker_is_stdlib_only(ex):
+    import ast, sys
+    from cocos_lib import sandbox
+
+    tree = ast.parse(open(sandbox.__file__).read())
+    names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert names and names <= set(sys.stdlib_module_names)
+    r = ex.run("import sys", ["assert not {'torch', 'numpy', 'cocos_lib'} & set(sys.modules)"])
+    assert r.outcomes == ("passed",)
 
 
 def test_garbage_collection_closes_the_pool():
