@@ -1,24 +1,21 @@
 """Fast rollout backends: a static-KV-cache decode loop ("static") and an optional vLLM one.
 
-Generation dominates CoCoS's cost: every update samples 128 two-turn rollouts, each turn up to
-512 new tokens. HF `generate` grows a dynamic cache, syncs with the host every step and, in the
-released pipeline, never stops early. `static_generate` instead
+Generation dominates CoCoS's cost (128 two-turn rollouts per update, up to 512 new tokens a
+turn). HF `generate` grows a dynamic cache and syncs with the host every step. `static_generate`
+pre-allocates one `StaticCache` of batch x (prompt + max_new_tokens) slots, runs the prompt once
+(eager prefill), then a one-token decode step compiled with torch.compile(mode="reduce-overhead")
+(CUDA graphs) on CUDA, eager on CPU. It samples on the device with a seeded torch.Generator,
+detects EOS and the stop string on the device (a token-level automaton, exact for any
+tokenisation of the stop text: `stop_table`) with per-row finished flags, and syncs with the
+host only every `check_every` steps: to end once all rows are done and (CPU default) to compact
+the batch so finished rows stop costing.
 
-  * pre-allocates one `StaticCache` of batch x (prompt + max_new_tokens) slots,
-  * runs the prompt once (prefill, eager) and then a one-token decode step that is compiled with
-    `torch.compile(mode="reduce-overhead")` (CUDA graphs) on CUDA and runs eagerly on CPU,
-  * samples on the device (greedy, temperature, top-p) with a seeded `torch.Generator`,
-  * detects the stop string on the device with a token-level automaton (exact for any
-    tokenisation of the stop text, see `stop_table`) and EOS, keeping per-sequence finished flags,
-  * talks to the host only every `check_every` steps: it ends when all sequences are done and
-    compacts the batch (finished rows dropped, power-of-two buckets) so they stop costing.
-
-Output contract (same as the "hf" backend in `cocos_lib.generation`): completion ids per prompt,
-truncated right after the token that completes the stop string (stop text included), or after
-EOS (included), or at `max_new_tokens`; no padding.
+Output contract (as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
+right after the stop string (included), or after EOS (included), or at max_new_tokens.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -30,8 +27,8 @@ class FastGenError(ValueError):
     """Bad input to a fast generation backend."""
 
 
-# ---------------------------------------------------------------- stop detection on the device
 def _kmp_failure(stop: str) -> list[int]:
+    """KMP failure function: fail[i] = longest proper border of stop[:i+1]."""
     fail, k = [0] * len(stop), 0
     for i in range(1, len(stop)):
         while k and stop[i] != stop[k]:
@@ -79,8 +76,7 @@ def stop_table(texts: Sequence[str], stop: str) -> torch.Tensor:
 
 
 def _cached_stop_table(tokenizer, vocab_size: int, stop: str, device) -> torch.Tensor:
-    """stop_table, built once per (tokenizer, stop): decoding a 150k vocabulary takes seconds.
-    Kept on the tokenizer object (`_cocos_stop_tables`), next to the vocabulary it describes."""
+    """stop_table built once per (tokenizer, stop), kept on the tokenizer (150k decodes take s)."""
     tables = tokenizer.__dict__.setdefault("_cocos_stop_tables", {})
     key = (stop, vocab_size, len(tokenizer), str(device))
     if key not in tables:
@@ -88,7 +84,6 @@ def _cached_stop_table(tokenizer, vocab_size: int, stop: str, device) -> torch.T
     return tables[key]
 
 
-# ---------------------------------------------------------------- sampling on the device
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool,
                 generator: torch.Generator | None) -> torch.Tensor:
     """Next token per row from logits [B, V]: argmax if greedy, else softmax(logits / T)
@@ -105,15 +100,24 @@ def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: 
     return (probs / noise).argmax(-1)
 
 
-# ---------------------------------------------------------------- the decode loop
-def _decode_step(model, tokens, positions, mask, cache):
+def _decode_step(model, tokens, positions, mask, cache_kw):
     """One token per row: logits [B, V] of the next token. The function that gets compiled."""
-    out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, cache=cache,
-                use_cache=True)
+    out = model(input_ids=tokens, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kw)
     return out.logits[:, -1, :]
 
 
+def _cache_api(model) -> tuple[str, bool]:
+    """(name of the forward's cache argument, whether it takes `cache_position`): recent
+    transformers (5.2x) take `cache=` and track write positions inside the cache; earlier ones
+    (4.56+ with lazily-initialised StaticCache) `past_key_values=` and `cache_position=`."""
+    import inspect
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    params = inspect.signature(base.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
+
+
 def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded ids [B, P] and the number of pad slots per row."""
     P = max(len(p) for p in prompt_ids)
     ids = torch.full((len(prompt_ids), P), pad_id, dtype=torch.long)
     for b, p in enumerate(prompt_ids):
@@ -123,16 +127,18 @@ def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple
 
 
 def release_static_cache(model) -> None:
-    """Free the KV cache a compiled "static" backend keeps on the model between calls (e.g.
-    before a memory-hungry backward); the next call re-captures its CUDA graph."""
-    if hasattr(model, "_cocos_static_cache"):
-        del model._cocos_static_cache
+    """Free the KV cache the compiled path keeps on the model (e.g. before a big backward)."""
+    model.__dict__.pop("_cocos_static_cache", None)
 
 
 def _static_cache_fresh(model, length: int):
-    """A new StaticCache (compaction replaces its tensors, so it is never shared)."""
-    from transformers import StaticCache
-    return StaticCache(config=model.config, max_cache_len=length)
+    """A new StaticCache (lazily allocated on the first forward)."""
+    import transformers
+    try:
+        return transformers.StaticCache(config=model.config, max_cache_len=length)
+    except TypeError as e:  # transformers < 4.56: eager StaticCache with other arguments
+        raise FastGenError(f"backend 'static' needs transformers >= 4.56 (found {transformers.__version__})"
+                           "; use backend='hf'") from e
 
 
 def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -150,21 +156,18 @@ def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[tor
 
 
 def _bucket(n: int, current: int, min_batch: int) -> int:
-    """Smallest power of two >= n (and >= min_batch), never above the current batch."""
+    """Smallest power of two >= max(n, min_batch), never above the current batch."""
     return min(current, max(min_batch, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
 
 
 def _static_cache(model, batch: int, length: int):
-    """A StaticCache for (batch, length), reused across calls while the shape is unchanged: a new
-    cache means new static addresses, i.e. a new compile / CUDA-graph capture. It is kept on the
-    model object (`_cocos_static_cache`, as HF's own `generate` keeps `_cache`) and reset."""
-    from transformers import StaticCache
-
+    """StaticCache for (batch, length) kept on the model (`_cocos_static_cache`, as HF generate
+    keeps `_cache`) and reset per call: new tensors would mean a new compile / graph capture."""
     held = getattr(model, "_cocos_static_cache", None)
     if held is not None and held[0] == (batch, length):
         held[1].reset()
         return held[1]
-    cache = StaticCache(config=model.config, max_cache_len=length)
+    cache = _static_cache_fresh(model, length)
     model._cocos_static_cache = ((batch, length), cache)
     return cache
 
@@ -180,8 +183,11 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
     cache = _static_cache(model, B, L) if reuse and not compact else _static_cache_fresh(model, L)
     mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache,
-                   use_cache=True, logits_to_keep=1).logits[:, -1, :]
+    cache_name, wants_position = _cache_api(model)
+    kw = {cache_name: cache, **({"cache_position": torch.arange(P, device=device)} if wants_position else {})}
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                   logits_to_keep=1, **kw).logits[:, -1, :]
+    slot = torch.full((1,), P - 1, dtype=torch.long, device=device)  # cache slot of the last token
 
     rows = torch.arange(B, device=device)                  # original row of each current row
     pos = (P - 1 - pad)[:, None]                           # position id of the last token fed
@@ -189,10 +195,8 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
     done = torch.zeros(B, dtype=torch.bool, device=device)
     out = torch.full((B, N), pad_id, dtype=torch.long, device=device)
     lengths = torch.full((B,), N, dtype=torch.long, device=device)
-    limit = (torch.tensor(forced_lengths, dtype=torch.long, device=device)
-             if forced_lengths is not None else None)
+    limit = None if forced_lengths is None else torch.tensor(forced_lengths, dtype=torch.long, device=device)
     eos = torch.tensor(sorted(eos_ids) or [-1], dtype=torch.long, device=device)
-    S = table.shape[0] - 1 if table is not None else None
 
     for i in range(N):
         tok = sample_next(logits, cfg.temperature, cfg.top_p, cfg.greedy, generator)
@@ -201,7 +205,7 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
         stop_now = torch.isin(tok, eos)
         if table is not None:
             state = table[state, tok]
-            stop_now |= state == S
+            stop_now |= state == table.shape[0] - 1       # the absorbing "stop complete" state
         if limit is not None:
             stop_now |= limit.index_select(0, rows) == i + 1
         stop_now &= ~done
@@ -217,22 +221,21 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
             if compact and new_b <= len(rows) // 2:
                 order = torch.argsort(done.to(torch.int8), stable=True)[:new_b]  # active rows first
                 rows, pos, state, done, tok, mask = _compact(cache, order, [rows, pos, state, done, tok, mask])
-        pos = pos + 1
+        pos, slot = pos + 1, slot + 1
+        if wants_position:
+            kw["cache_position"] = slot
         if device.type == "cuda":
             torch.compiler.cudagraph_mark_step_begin()
-        logits = step_fn(model, tok[:, None], pos, mask, cache)
+        logits = step_fn(model, tok[:, None], pos, mask, kw)
 
-    out, lengths = out.cpu(), lengths.cpu()
-    return [out[b, : lengths[b]].tolist() for b in range(B)]
+    return [row[:n] for row, n in zip(out.tolist(), lengths.tolist())]
 
 
 def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> list[list[int]]:
     """Host-side pass through the hf backend's truncation rule (decoded-text stop search), so
     both backends share one definition even for tokenizers whose decode is not a concatenation."""
-    if tokenizer is None:
-        return rows
     from cocos_lib.generation import truncate_completion
-    return [truncate_completion(r, tokenizer, stop, sorted(eos_ids)) for r in rows]
+    return rows if tokenizer is None else [truncate_completion(r, tokenizer, stop, sorted(eos_ids)) for r in rows]
 
 
 def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
@@ -240,38 +243,34 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
                     compile: bool | None = None, compile_mode: str = "reduce-overhead",
                     cache_multiple: int = 64,
                     forced_lengths: Sequence[int] | None = None) -> list[list[int]]:
-    """Backend "static": completion ids per prompt (see module docstring for the contract).
+    """Backend "static": completion ids per prompt (contract in the module docstring).
 
-    policy: anything with `.model` (HF causal LM or peft model) and `.tokenizer` (may be None when
-        cfg.stop is None); cfg: `generation.SamplingConfig` (max_new_tokens, temperature, top_p,
-        greedy, stop, batch_size). seed: seeds the sampling generator (same seed, same output).
-    check_every: steps between host checks (early exit, compaction).
-    compact: drop finished rows at checks, power-of-two batch buckets >= min_batch (default: on
-        CPU only; on a GPU a decode step at batch <= 128 costs about the same at any batch, it
-        reads all weights, while each new batch shape costs a compile and a CUDA-graph capture).
-    compile: compile the decode step (default: on CUDA only); compile_mode: "reduce-overhead"
-        (inductor + CUDA graphs) or "cudagraphs" (CUDA graphs of the eager kernels, fast to build).
-    cache_multiple: the cache length is rounded up to a multiple of it (fewer distinct shapes).
-    forced_lengths: benchmark hook, row b is treated as finished after forced_lengths[b] new
-        tokens (random weights never write the stop text).
-    Prompts are processed in chunks of cfg.batch_size, each left-padded to its longest prompt.
+    policy: `.model` (HF causal LM or peft model), `.tokenizer` (None allowed when cfg.stop is
+    None), optional `.eos_token_ids`; cfg: generation.SamplingConfig; seed: same seed, same output.
+    Prompts go in chunks of cfg.batch_size, each left-padded to its longest prompt.
+    check_every: steps between host checks (early exit, compaction). compact: drop finished rows
+    (power-of-two buckets >= min_batch); default CPU only: on a GPU a decode step at batch <= 128
+    costs about the same at any batch (it reads all weights) and each new shape is a new compile.
+    compile: compile the decode step (default CUDA only); compile_mode "reduce-overhead" (inductor
+    + CUDA graphs) or "cudagraphs" (CUDA graphs of the eager kernels, quick to build).
+    cache_multiple: cache length rounded up to a multiple of it (fewer distinct shapes).
+    forced_lengths: benchmark hook, row b ends after forced_lengths[b] tokens (random weights
+    never write the stop text).
     """
     if not prompt_ids:
         return []
-    if any(len(p) == 0 for p in prompt_ids):
-        raise FastGenError("static_generate: prompt_ids: empty prompt")
-    if cfg.max_new_tokens < 1 or check_every < 1:
-        raise FastGenError("static_generate: max_new_tokens and check_every must be >= 1")
-    if forced_lengths is not None and len(forced_lengths) != len(prompt_ids):
-        raise FastGenError("static_generate: forced_lengths must have one entry per prompt")
+    for bad, what in ((any(len(p) == 0 for p in prompt_ids), "prompt_ids: empty prompt"),
+                      (cfg.max_new_tokens < 1 or check_every < 1, "max_new_tokens and check_every must be >= 1"),
+                      (forced_lengths is not None and len(forced_lengths) != len(prompt_ids),
+                       "forced_lengths must have one entry per prompt")):
+        if bad:
+            raise FastGenError(f"static_generate: {what}")
     model, tok = policy.model, policy.tokenizer
     device = next(model.parameters()).device
     vocab = model.get_output_embeddings().weight.shape[0]
-    table = None
-    if cfg.stop:
-        if tok is None:
-            raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
-        table = _cached_stop_table(tok, vocab, cfg.stop, device)
+    if cfg.stop and tok is None:
+        raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
+    table = _cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
     eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
            else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
@@ -280,16 +279,14 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     compact = device.type != "cuda" if compact is None else compact
     use_compile = device.type == "cuda" if compile is None else compile
     step_fn = _decode_step
-    if use_compile and compile_mode == "cudagraphs":
-        step_fn = torch.compile(_decode_step, backend="cudagraphs")
-    elif use_compile:
-        step_fn = torch.compile(_decode_step, mode=compile_mode if device.type == "cuda" else None)
+    if use_compile:  # "cudagraphs": a backend of its own; "reduce-overhead" only means something on CUDA
+        step_fn = torch.compile(_decode_step, **({"backend": "cudagraphs"} if compile_mode == "cudagraphs" else
+                                                 {"mode": compile_mode if device.type == "cuda" else None}))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-    was_training = model.training
+    was_training, results = model.training, []
     model.eval()
     try:
-        results = []
         for start in range(0, len(prompt_ids), cfg.batch_size):
             chunk = prompt_ids[start:start + cfg.batch_size]
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
@@ -301,20 +298,13 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     return _finalise(results, tok, cfg.stop, eos_ids)
 
 
-# ---------------------------------------------------------------- optional vLLM backend
 class VLLMEngine:
-    """A colocated vLLM engine for one policy. UNTESTED in this repo (vLLM is not installed in CI
-    and no GPU was available when it was written); written against vLLM's documented `LLM`,
-    `SamplingParams` and model `load_weights` API.
+    """A colocated vLLM engine for one policy. UNTESTED here (no vLLM in CI, no GPU when written);
+    follows vLLM's documented `LLM`, `SamplingParams` and model `load_weights` API. The engine
+    runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so that weights can be copied in;
+    gpu_memory_utilization leaves the rest of the card to training."""
 
-    Build once, call `generate` per turn and `refresh_weights(policy)` after every update so the
-    engine samples from the current pi_theta. gpu_memory_utilization leaves room for training.
-    The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so weights can be copied.
-    """
-
-    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048,
-                 seed: int = 0):
-        import os
+    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048, seed: int = 0):
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         try:
             from vllm import LLM
@@ -323,38 +313,39 @@ class VLLMEngine:
         dtype = str(next(policy.model.parameters()).dtype).removeprefix("torch.")
         self.llm = LLM(model=policy.name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
                        max_model_len=max_model_len, enable_prefix_caching=True, seed=seed)
-        self.refresh_weights(policy)
 
     def refresh_weights(self, policy) -> None:
-        """Copy the HF model's current weights into the engine (a LoRA adapter is merged into a
-        copy first; the policy itself is untouched)."""
+        """Copy pi_theta's current weights into the engine (LoRA merged into a copy first)."""
         model = policy.model
         if hasattr(model, "merge_and_unload"):
-            import copy
             model = copy.deepcopy(model).merge_and_unload()
         weights = [(k, v.detach()) for k, v in model.state_dict().items()]
-        if hasattr(self.llm, "apply_model"):  # vLLM V1 (in-process engine core)
+        if hasattr(self.llm, "apply_model"):  # vLLM V1, in-process engine core
             self.llm.apply_model(lambda m: m.load_weights(weights=weights))
         else:  # vLLM V0
             self.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights=weights)
 
     def generate(self, prompt_ids, cfg, seed: int | None = None) -> list[list[int]]:
         from vllm import SamplingParams
-
         params = [SamplingParams(n=1, max_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
                                  temperature=0.0 if cfg.greedy else cfg.temperature,
                                  seed=None if seed is None else seed + i,  # distinct stream per prompt
                                  stop=[cfg.stop] if cfg.stop else None, include_stop_str_in_output=True)
                   for i in range(len(prompt_ids))]
-        prompts = [{"prompt_token_ids": list(p)} for p in prompt_ids]
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
 
 
-def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, engine: VLLMEngine | None = None):
-    """Backend "vllm" (UNTESTED here). Pass a long-lived `engine` and call
-    `engine.refresh_weights(policy)` after each update; without one a fresh engine is built per
-    call (correct, slow). Output truncated with the hf backend's rule."""
-    engine = engine or VLLMEngine(policy)
+def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, refresh: bool = True) -> list[list[int]]:
+    """Backend "vllm" (UNTESTED here). One engine per policy, built on first use and kept on the
+    policy object (`_cocos_vllm_engine`); with `refresh` the current weights are copied in first
+    (a GPU-to-GPU copy), so every call samples from the current pi_theta after an update.
+    Output truncated with the hf backend's rule."""
+    engine = policy.__dict__.get("_cocos_vllm_engine")
+    if engine is None:
+        engine = policy.__dict__["_cocos_vllm_engine"] = VLLMEngine(policy)
+        refresh = True
+    if refresh:
+        engine.refresh_weights(policy)
     rows = engine.generate(prompt_ids, cfg, seed)
     return _finalise(rows, policy.tokenizer, cfg.stop, getattr(policy, "eos_token_ids", []))

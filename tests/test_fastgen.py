@@ -98,6 +98,38 @@ def test_lora_policy_greedy_equals_hf_backend(tiny_policy_dir):
         assert generate(pol, prompts, cfg, backend="static") != ours
 
 
+class OlderAPI(torch.nn.Module):
+    """The forward signature of transformers 4.56-5.1x (`past_key_values=`, `cache_position=`),
+    delegating to a current model; records the cache positions it is handed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner, self.config, self.seen = model, model.config, []
+
+    def get_output_embeddings(self):
+        return self.inner.get_output_embeddings()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
+                cache_position=None, logits_to_keep=0):
+        written = int(past_key_values.layers[0].cumulative_length) if past_key_values.layers[0].is_initialized else 0
+        self.seen.append((cache_position.tolist(), written))
+        return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                          cache=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
+
+
+def test_older_forward_api_gets_past_key_values_and_cache_position(peaky_policy):
+    prompts = [peaky_policy.tokenizer.encode(p) for p in PROMPTS]
+    P = max(len(p) for p in prompts)
+    wrapped = SimpleNamespace(model=OlderAPI(peaky_policy.model), tokenizer=peaky_policy.tokenizer,
+                              eos_token_ids=peaky_policy.eos_token_ids)
+    cfg = _cfg(max_new_tokens=6)
+    assert static_generate(wrapped, prompts, cfg, compact=False) == static_generate(peaky_policy, prompts, cfg)
+    seen = wrapped.model.seen
+    assert seen[0] == (list(range(P)), 0)                               # prefill writes slots 0..P-1
+    assert [s for s, _ in seen[1:]] == [[P + i] for i in range(len(seen) - 1)]
+    assert all(s == [w] for s, w in seen[1:])                           # = the slot the cache writes next
+
+
 class ScriptedLM(torch.nn.Module):
     """Emits script[b] after prompt b whatever the input; counts decode calls and batch sizes."""
 
