@@ -267,15 +267,14 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             raise FastGenError(f"static_generate: {what}")
     model, tok = policy.model, policy.tokenizer
     device = next(model.parameters()).device
-    vocab = model.get_output_embeddings().weight.shape[0]
     if cfg.stop and tok is None:
         raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
+    vocab = model.get_output_embeddings().weight.shape[0]  # = logits width (may exceed len(tok))
     table = _cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
     eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
            else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
     eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
-    pad_id = getattr(tok, "pad_token_id", None) if tok is not None else None
-    pad_id = pad_id if pad_id is not None else (min(eos_ids) if eos_ids else 0)
+    pad_id = next((i for i in (getattr(tok, "pad_token_id", None), *sorted(eos_ids), 0) if i is not None))
     compact = device.type != "cuda" if compact is None else compact
     use_compile = device.type == "cuda" if compile is None else compile
     step_fn = _decode_step
