@@ -121,6 +121,16 @@ def _hex(text):
     return text.encode("utf-8", "backslashreplace").hex()
 
 
+def can_drop_to(uid, gid):
+    """Whether this (root) process may switch to uid/gid: probed in a throwaway child."""
+    if (pid := _fork()) == 0:
+        try:
+            os.setgroups([]), os.setgid(gid), os.setuid(uid)
+        finally:
+            _exit(0 if os.getuid() == uid else 1)
+    return os.waitpid(pid, 0)[1] == 0
+
+
 def confine_worker(cfg):
     """What every candidate inherits, set once in W (W forks C only; doing it per C cost ~0.8 ms)."""
     mib = 1 << 20
@@ -346,6 +356,8 @@ def main():
     os.dup2(devnull, 0), os.dup2(devnull, 1)
     prctl(PR_SET_CHILD_SUBREAPER, 1)
     sys.path += [p for p in cfg["site"] if p not in sys.path]  # started with -S: no .pth code runs
+    if cfg["uid"] is not None and not can_drop_to(cfg["uid"], cfg["gid"]):
+        cfg["uid"] = None  # e.g. a container without CAP_SETUID: run as we are
     cfg["first_free_fd"] = confine_worker(cfg)
     os.close(cfg["first_free_fd"])
     for name in PRELOAD:
