@@ -20,6 +20,13 @@ measured here: no MBPP copy or Qwen tokenizer offline). Override with --len-medi
   python benchmarks/rollout_bench.py              # CPU, tiny policy
   python benchmarks/rollout_bench.py --gpu        # on a lent GPU (~8 min)
   python benchmarks/rollout_bench.py --smoke      # the GPU path on CPU with tiny shapes
+
+On the lent machine (its image has older transformers/peft than this repo's venv), carry the
+repo's versions as wheels, once here:  echo /.whl/ >> .git/info/exclude; .venv/bin/python -m pip
+download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform
+manylinux2014_x86_64 -d .whl transformers==5.24.0 peft==0.21.2   then run there (carry [".whl"]):
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && export
+  PYTHONPATH=/tmp/site; PYTHONUNBUFFERED=1 python3 benchmarks/rollout_bench.py --gpu
 """
 from __future__ import annotations
 
@@ -243,6 +250,25 @@ def train_bench(args, run: Run, arch: str, ctx: dict) -> dict:
     return tr
 
 
+def equality_bench(args, run: Run, ctx: dict) -> None:
+    """Correctness on this device: greedy tokens of the compiled static path vs HF generate, fp32,
+    left-padded prompts of different lengths (Qwen2.5-0.5B shape, random weights)."""
+    policy = random_policy("Qwen/Qwen2.5-0.5B", ctx["device"], torch.float32, args.smoke)
+    vocab, n_new = policy.model.config.vocab_size, 32
+    prompts = [p[: 20 + 2 * i] for i, p in enumerate(random_prompts(8, 34, vocab, seed=7))]
+    ids = torch.tensor([[0] * (34 - len(p)) + p for p in prompts], device=ctx["device"])
+    mask = torch.tensor([[0] * (34 - len(p)) + [1] * len(p) for p in prompts], device=ctx["device"])
+    with torch.inference_mode():
+        ref = policy.model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=n_new,
+                                    min_new_tokens=n_new, eos_token_id=None, pad_token_id=0)[:, 34:].tolist()
+    cfg = SamplingConfig(max_new_tokens=n_new, greedy=True, stop=None, batch_size=8)
+    ours = fastgen.static_generate(policy, prompts, cfg, compile_mode=args.compile_mode)
+    prefix = [next((j for j, (a, b) in enumerate(zip(r, o)) if a != b), n_new) for r, o in zip(ref, ours)]
+    run.emit(dict(section="greedy_equality_vs_hf", device=ctx["name"], dtype="float32", rows=8, new_tokens=n_new,
+                  identical_rows=sum(r == o for r, o in zip(ref, ours)), mean_common_prefix=sum(prefix) / 8))
+    fastgen.release_static_cache(policy.model)
+
+
 def gpu_mode(args, run: Run) -> None:
     """Sections in priority order (each skipped once the time budget is spent): per arch the
     first batch size, its training step and the paper-run estimate; the colab plan; the other
@@ -259,6 +285,7 @@ def gpu_mode(args, run: Run) -> None:
     for arch in args.archs:
         plan += [("gen", arch, batches[0]), ("train", arch, None)]
     plan += [("colab", None, None)] if args.colab else []
+    plan += [("equality", None, None)]
     plan += [("gen", arch, B) for B in batches[1:] for arch in args.archs]
     gen = {}
     for kind, arch, B in plan:
@@ -267,6 +294,8 @@ def gpu_mode(args, run: Run) -> None:
             continue
         if kind == "gen":
             gen[arch, B] = generation_bench(args, run, arch, B, ctx)
+        elif kind == "equality":
+            equality_bench(args, run, ctx)
         elif kind == "train":
             tr = train_bench(args, run, arch, ctx)
             if (arch, batches[0]) in gen:
@@ -372,7 +401,7 @@ def main(argv=None) -> None:
     p.add_argument("--updates", type=int, default=1500)
     p.add_argument("--compile-mode", default="reduce-overhead", choices=["reduce-overhead", "cudagraphs"])
     p.add_argument("--no-colab", dest="colab", action="store_false", help="skip the colab-plan peak")
-    p.add_argument("--budget-s", type=float, default=450.0, help="skip sections once this is spent")
+    p.add_argument("--budget-s", type=float, default=420.0, help="skip sections once this is spent")
     p.add_argument("--rollouts", type=int, default=32, help="CPU mode: toy prompts")
     p.add_argument("--cpu-batch", type=int, default=16)
     p.add_argument("--cpu-new-tokens", type=int, default=128)
@@ -382,6 +411,9 @@ def main(argv=None) -> None:
         p.error("--gpu: no CUDA device here (use --smoke to run the same code path on CPU)")
     out = args.out or (os.path.join(os.environ["OUT"], "rollout_bench.jsonl") if os.environ.get("OUT") else None)
     run = Run(out, args.budget_s)
+    import transformers
+    run.emit(dict(section="env", torch=torch.__version__, transformers=transformers.__version__,
+                  cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None, argv=sys.argv[1:]))
     if args.gpu or args.smoke:
         gpu_mode(args, run)
     else:

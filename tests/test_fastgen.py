@@ -304,6 +304,8 @@ def test_rollout_bench_smoke_and_cpu(tmp_path):
     assert real["mean_new_tokens"] == sum(lens) / 4 and real["steps"] == min(48, -(-max(lens) // 16) * 16)
     base = next(r for r in recs if r["section"] == "baseline_hf_nostop")
     assert base["mean_new_tokens"] == 48 and base["new_tokens_per_s"] > 0
+    eq = next(r for r in recs if r["section"] == "greedy_equality_vs_hf")
+    assert eq["identical_rows"] == 8 and eq["mean_common_prefix"] == 32
     est = next(r for r in recs if r["section"] == "paper_run_estimate")
     assert est["hours"]["baseline"] > 0 and est["hours"]["repo"] > 0
     out2 = tmp_path / "cpu.jsonl"
