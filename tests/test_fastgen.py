@@ -310,7 +310,7 @@ def test_rollout_bench_smoke_and_cpu(tmp_path):
     assert est["hours"]["baseline"] > 0 and est["hours"]["repo"] > 0
     out2 = tmp_path / "cpu.jsonl"
     bench["main"](["--rollouts", "6", "--cpu-new-tokens", "24", "--cpu-batch", "4", "--out", str(out2)])
-    cpu = [json.loads(line) for line in out2.read_text().splitlines()]
+    cpu = [r for r in map(json.loads, out2.read_text().splitlines()) if r["section"] == "cpu_rollouts"]
     assert {(r["backend"], r["stop"]) for r in cpu} == {("hf", "[DONE]"), ("static", "[DONE]"), ("hf", None),
                                                         ("static", None)}
     assert all(r["greedy_identical_hf_static"] and r["rollouts"] == 6 and r["rollouts_per_s"] > 0 for r in cpu)
