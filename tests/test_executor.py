@@ -145,6 +145,12 @@ def test_minimal_environment_hides_parent_secrets(monkeypatch):
                                   "assert set(os.environ) <= {'PATH', 'LANG', 'LC_ALL', 'HOME', 'TMPDIR', 'PWD',"
                                   " 'OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'}"])
         assert r.outcomes == ("passed",) * 3
+        if ROOT:  # the dropped uid cannot read the environment of this process through /proc either
+            peek = ("import os\ndef ancestor(pid, up):\n    for _ in range(up):\n"
+                    "        pid = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])\n    return pid\n")
+            r = ex1.run(peek, [f"assert ancestor(os.getpid(), 3) == {os.getpid()}",
+                               f"open('/proc/{os.getpid()}/environ').read()"])
+            assert r.outcomes == ("passed", "error") and "PermissionError" in r.error
 
 
 def test_resource_caps():
