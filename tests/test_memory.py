@@ -84,3 +84,16 @@ def test_bad_input_one_line():
         plan("x")
     with pytest.raises(MemoryConfigError, match="arch 'gpt5'"):
         arch_config("gpt5")
+
+
+def test_memory_plan_cli(capsys):
+    import json
+    import runpy
+    from pathlib import Path
+    cli = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "memory_plan.py"))
+    cli["main"](["--plan", "colab", "--set", "micro_batch=2", "gradient_checkpointing=false"])
+    rec = json.loads(capsys.readouterr().out.strip())
+    assert rec["profile"] == "colab" and rec["config"]["micro_batch"] == 2
+    assert rec["config"]["gradient_checkpointing"] is False
+    with pytest.raises(SystemExit, match="unknown field 'foo'"):
+        cli["main"](["--set", "foo=1"])
