@@ -2,7 +2,7 @@
 
 Started per slot by cocos_lib.executor as `python -I -S sandbox.py CONFIG_JSON`; it imports no
 project module and never torch. Per job:  W (this worker: trusted, runs no candidate code, child
-subreaper) --fork--> C (the candidate: unprivileged uid, runs program = setup + "\n" + code once)
+subreaper) --fork--> C (the candidate: unprivileged uid, runs program = setup + "\\n" + code once)
 --fork--> T_i (one per test, from C's state: every test sees the program as if just run fresh).
 Result channel: W writes "go i" and a fresh nonce into C's command pipe; T_i reads the nonce only
 after its test has finished and reports "@@T <nonce> i outcome msg"; W accepts it only once C has
