@@ -1,5 +1,5 @@
 """The sandboxed executor: outcomes, isolation, caps, hostile programs, cleanup, bad input."""
-import gc, os, re, threading, time
+import gc, os, threading, time
 
 import pytest
 
