@@ -16,7 +16,6 @@ right after the stop string (included), or after EOS (included), or at max_new_t
 from __future__ import annotations
 
 import copy
-import math
 import os
 from collections.abc import Sequence
 
@@ -107,9 +106,8 @@ def _decode_step(model, tokens, positions, mask, cache_kw):
 
 
 def _cache_api(model) -> tuple[str, bool]:
-    """(name of the forward's cache argument, whether it takes `cache_position`): recent
-    transformers (5.2x) take `cache=` and track write positions inside the cache; earlier ones
-    (4.56+ with lazily-initialised StaticCache) `past_key_values=` and `cache_position=`."""
+    """(cache argument name, takes `cache_position`): recent transformers (5.24) take `cache=` and
+    count positions inside the cache; older ones `past_key_values=` and `cache_position=`."""
     import inspect
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(base.forward).parameters
@@ -127,7 +125,7 @@ def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple
 
 
 def release_static_cache(model) -> None:
-    """Free the KV cache the compiled path keeps on the model (e.g. before a big backward)."""
+    """Free the KV caches the compiled path keeps on the model (e.g. before a big backward)."""
     model.__dict__.pop("_cocos_static_cache", None)
 
 
@@ -157,18 +155,20 @@ def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[tor
 
 def _bucket(n: int, current: int, min_batch: int) -> int:
     """Smallest power of two >= max(n, min_batch), never above the current batch."""
-    return min(current, max(min_batch, 1 << max(0, math.ceil(math.log2(max(n, 1))))))
+    return min(current, max(min_batch, 1 << max(0, (max(n, 1) - 1).bit_length())))
 
 
-def _static_cache(model, batch: int, length: int):
-    """StaticCache for (batch, length) kept on the model (`_cocos_static_cache`, as HF generate
-    keeps `_cache`) and reset per call: new tensors would mean a new compile / graph capture."""
-    held = getattr(model, "_cocos_static_cache", None)
-    if held is not None and held[0] == (batch, length):
-        held[1].reset()
-        return held[1]
-    cache = _static_cache_fresh(model, length)
-    model._cocos_static_cache = ((batch, length), cache)
+def _static_cache(model, batch: int, length: int, keep: int = 4):
+    """StaticCache per (batch, length) for the `keep` latest shapes, kept on the model (as HF keeps
+    `_cache`), reset per call: new cache tensors would mean a new compile / CUDA-graph capture."""
+    held = model.__dict__.setdefault("_cocos_static_cache", {})
+    cache = held.pop((batch, length), None)
+    if cache is None:
+        cache = _static_cache_fresh(model, length)
+    cache.reset()  # zero the write counters (a fresh, unallocated cache ignores it)
+    held[batch, length] = cache  # most recent last
+    while len(held) > keep:
+        held.pop(next(iter(held)))
     return cache
 
 

@@ -266,9 +266,15 @@ def test_compiled_step_matches_eager(tiny_policy):
     cfg = _cfg(greedy=False, temperature=1.0, max_new_tokens=12)
     eager = static_generate(tiny_policy, prompts, cfg, seed=3, compile=False)
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
-    held = tiny_policy.model._cocos_static_cache[1]
+    held = dict(tiny_policy.model._cocos_static_cache)
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
-    assert tiny_policy.model._cocos_static_cache[1] is held             # reused, not rebuilt
+    assert tiny_policy.model._cocos_static_cache == held                   # reused, not rebuilt
+    # another batch shape gets its own cache; going back reuses the first
+    assert static_generate(tiny_policy, prompts[:2], cfg, seed=3, compile=True, compact=False) == \
+        static_generate(tiny_policy, prompts[:2], cfg, seed=3, compile=False)
+    assert len(tiny_policy.model._cocos_static_cache) == 2
+    assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
+    assert all(tiny_policy.model._cocos_static_cache[k] is v for k, v in held.items())
     fastgen.release_static_cache(tiny_policy.model)
     assert not hasattr(tiny_policy.model, "_cocos_static_cache")
     # compaction under compile: new batch shapes recompile the step; greedy tokens unchanged
