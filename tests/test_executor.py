@@ -202,6 +202,9 @@ def test_process_tree_killed_after_each_test_and_on_timeout(ex):
     assert r.outcomes == ("passed", "passed", "timeout", "passed", "passed")
     time.sleep(0.1)
     assert procs_with(m1) == procs_with(m2) == procs_with(m3) == []
+    m4 = "61.0" + "505"  # (not literally in this process's command line)
+    r = ex.run(DAEMONS + f"spawn('{m4}')", [f"assert alive('{m4}')", f"assert alive('{m4}')"])
+    assert r.outcomes == ("passed", "passed") and procs_with(m4) == []  # the program's daemons live for the job only
 
 
 def test_fake_results_on_every_fd_do_not_pass(ex):
