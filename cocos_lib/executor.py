@@ -1,6 +1,6 @@
 """Sandboxed, parallel execution of model-written code against unit tests u_1..u_K.
 
-Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\n" +
+Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\\n" +
 code had just been run in a fresh interpreter, then that ONE test statement, within `timeout_s`
 seconds of wall clock for program + test. Outcome per test: "passed", "failed" (AssertionError),
 "error" (any other exception, an early exit, a crash; a program that does not compile or raises
@@ -26,8 +26,8 @@ tree, the nonce-checked result channel and the cleanup. Safety:
 Limits, stated honestly: code that inspects this harness from inside its own process (its
 pipes, its memory) could forge a result: nothing in-process prevents that (seccomp or a VM
 would). Processes the program starts are children of the candidate process, not of each test's
-(a test cannot wait() for them). Files written outside the scratch dir (e.g. /tmp) are not removed. Without root there
-is no uid to drop to: RLIMIT_NPROC counts all of the user's processes (it is set to their number
+(a test cannot wait() for them). Files written outside the scratch dir (e.g. /tmp) are not
+removed. Without root there is no uid to drop to: RLIMIT_NPROC counts all of the user's processes (it is set to their number
 now + max_procs), and the user's other processes (their /proc/PID/environ, signals) are reachable.
 """
 from __future__ import annotations
