@@ -27,8 +27,9 @@ Limits, stated honestly: code that inspects this harness from inside its own pro
 pipes, its memory) could forge a result: nothing in-process prevents that (seccomp or a VM
 would). Processes the program starts are children of the candidate process, not of each test's
 (a test cannot wait() for them). Files written outside the scratch dir (e.g. /tmp) are not
-removed. Without root there is no uid to drop to: RLIMIT_NPROC counts all of the user's processes (it is set to their number
-now + max_procs), and the user's other processes (their /proc/PID/environ, signals) are reachable.
+removed. Without root there is no uid to drop to: RLIMIT_NPROC counts all of the user's
+processes (it is set to their number now + max_procs), and the user's other processes (their
+/proc/PID/environ, signals) are reachable.
 """
 from __future__ import annotations
 
