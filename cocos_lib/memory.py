@@ -5,6 +5,7 @@ One update holds, at its two peaks:
   training:    persistent + gradients + activations of one micro-batch + its logits (and their grads)
   persistent = weights + fp32 master copy (if any) + Adam states (m, v) + reference policy pi_ref
                (a frozen copy for full fine-tuning; nothing with LoRA: adapter disabled) + overhead
+               (+ the KV cache when the compiled "static" backend keeps it between calls)
 The estimate is an engineering model, not a measurement: activation bytes follow the tensors a
 pre-norm SwiGLU decoder layer saves for backward (list in `activation_bytes`); the CUDA context
 and allocator slack are one constant `overhead_gb`. `benchmarks/rollout_bench.py --gpu` measures
@@ -104,6 +105,7 @@ class MemoryConfig:
     prompt_len: int = 300
     new_tokens: int = 512
     overhead_gb: float = 1.0       # CUDA context + allocator slack
+    keep_kv_cache: bool = False    # the compiled "static" backend keeps its KV cache between calls
 
     def __post_init__(self):
         if self.dtype not in DTYPE_BYTES:
@@ -155,10 +157,11 @@ def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
                    + c.gen_batch * s.vocab * (b + 3 * 4),
     }
     persistent = sum(parts[k] for k in ("weights", "master", "optimizer", "reference", "overhead"))
+    persistent += parts["kv_cache"] if c.keep_kv_cache else 0
     out = {k: v / GiB for k, v in parts.items()}
     out["persistent"] = persistent / GiB
     out["peak_train"] = (persistent + parts["grads"] + parts["activations"] + parts["logits"]) / GiB
-    out["peak_generate"] = (persistent + parts["kv_cache"] + parts["prefill"]) / GiB
+    out["peak_generate"] = (persistent + parts["kv_cache"] * (not c.keep_kv_cache) + parts["prefill"]) / GiB
     out["peak"] = max(out["peak_train"], out["peak_generate"])
     out["trainable_params"] = trainable
     return out
@@ -170,12 +173,16 @@ PLANS: dict[str, dict] = {
     # fp32 (master weights for what is trained); loss scaling advised for fp16 activations' grads.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", device_gb=15.0, config=MemoryConfig(
         dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
-        gen_batch=32, prompt_len=812, new_tokens=512)),
+        gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
+    # the same on the paper's model: Qwen2.5-1.5B also fits a T4 with LoRA
+    "colab-1.5b": dict(model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=MemoryConfig(
+        dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
+        gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
     # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md), frozen reference copy, 128 rollouts
     # generated at once; turn-2 prompts hold the task, the first answer and the instruction.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", device_gb=79.0, config=MemoryConfig(
         dtype="bf16", reference="copy", micro_batch=8, train_seq=1324, logit_tokens=512,
-        gen_batch=128, prompt_len=812, new_tokens=512)),
+        gen_batch=128, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
 }
 
 

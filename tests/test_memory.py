@@ -1,4 +1,6 @@
 """Memory estimator (cocos_lib/memory.py) against numbers computed by hand for Qwen2.5-0.5B."""
+import dataclasses
+
 import pytest
 
 from cocos_lib.memory import (GiB, MemoryConfig, MemoryConfigError, Shape, activation_bytes, arch_config,
@@ -49,6 +51,10 @@ def test_full_bf16_estimate_hand_computed(qwen05):
     assert e["kv_cache"] * GiB == 12_288 * 4 * 30
     assert e["peak_train"] * GiB == pytest.approx(10 * P05 + GiB + 200 * (43_008 + 59_136) + e["logits"] * GiB)
     assert e["peak"] == max(e["peak_train"], e["peak_generate"])
+    # a KV cache kept between calls moves from the generation peak into the persistent part
+    k = estimate(qwen05, dataclasses.replace(c, keep_kv_cache=True))
+    assert k["persistent"] * GiB == pytest.approx(8 * P05 + GiB + 12_288 * 4 * 30)
+    assert k["peak_generate"] == pytest.approx(e["peak_generate"])
     # fp32 master weights: +4P master, Adam states in fp32 (8P), grads fp32 (4P)
     m = estimate(qwen05, MemoryConfig(dtype="bf16", master_fp32=True))
     assert m["master"] * GiB == 4 * P05 and m["optimizer"] * GiB == 8 * P05 and m["grads"] * GiB == 4 * P05
@@ -69,6 +75,7 @@ def test_plans_fit_their_cards():
     colab = plan("colab")
     assert colab["config"]["dtype"] == "fp16" and colab["config"]["lora_r"] > 0   # T4: no bf16
     assert colab["fits"] and colab["peak"] < 15.0 * 0.85                          # >= 15% headroom
+    assert plan("colab-1.5b")["fits"] and plan("colab-1.5b")["peak"] < 15.0 * 0.85
     paper = plan("paper")
     assert paper["model"] == "Qwen/Qwen2.5-1.5B" and paper["config"]["dtype"] == "bf16"
     assert paper["fits"] and paper["peak"] < 79.0
