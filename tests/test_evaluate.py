@@ -228,3 +228,17 @@ def test_self_refine_end_to_end(tiny_policy):
     _check_rows(df, tasks, 2)
     assert (df["method"] == "self-refine").all()
     assert (df[df.turn == 1]["feedback"] == "").all()
+
+
+def test_sampled_k_samples_pass_at_k(tiny_policy):
+    from cocos_lib.generation import SamplingConfig
+    tasks = _e2e_tasks()
+    cfg = SamplingConfig(greedy=False, temperature=1.0, max_new_tokens=12)
+    df = E.evaluate(tiny_policy, tasks, turns=2, k=2, sampling=cfg, progress=False, seed=3)
+    assert len(df) == 3 * 2 * 2 and sorted(df["sample"].unique()) == [0, 1]
+    s = E.summarize(df)
+    assert s["n_problems"] == 6 and s["n_tasks"] == 3
+    for t in (1, 2):
+        per = df[df.turn == t].groupby("task_id")["correct"].sum()
+        assert s[f"pass@1_t{t}"] == pytest.approx(per.mean() / 2)
+        assert s[f"pass@2_t{t}"] == pytest.approx((per > 0).mean())
