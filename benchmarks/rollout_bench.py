@@ -142,7 +142,8 @@ def static_run(policy, prompts, new: int, device, forced: list[int] | None, comp
     B = len(prompts)
 
     def run(f, seed):
-        return fastgen.static_generate(policy, prompts, cfg, seed=seed, forced_lengths=f, compile=None if compile_mode else False,
+        return fastgen.static_generate(policy, prompts, cfg, seed=seed, forced_lengths=f,
+                                       compile=None if compile_mode else False,  # None: on CUDA only
                                        compile_mode=compile_mode or "reduce-overhead")
 
     check = 16                                   # static_generate's default check_every
@@ -413,7 +414,8 @@ def main(argv=None) -> None:
     run = Run(out, args.budget_s)
     import transformers
     run.emit(dict(section="env", torch=torch.__version__, transformers=transformers.__version__,
-                  cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None, argv=sys.argv[1:]))
+                  cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                  argv=sys.argv[1:] if argv is None else list(argv)))
     if args.gpu or args.smoke:
         gpu_mode(args, run)
     else:
