@@ -235,6 +235,18 @@ def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path
     assert (tmp_path / "b" / "final" / "adapter_config.json").is_file()
 
 
+def test_real_executor_run_metrics_are_consistent(tiny_policy_dir, tmp_path):
+    """Real rollout + real sandboxed executor + real rewards on toy tasks: per-update means obey
+    accumulated = gamma r_1 + (r_2 - r_1) (linear, so it holds for the means) and acc_t <= reward_t."""
+    cfg = small_config(tiny_policy_dir, updates=2, prompts_per_update=3, gamma=0.5)
+    for m in train(cfg, tmp_path, progress=False):
+        assert m["accumulated"] == pytest.approx(0.5 * m["reward_t1"] + m["reward_t2"] - m["reward_t1"], abs=1e-9)
+        for t in (1, 2):
+            assert 0.0 <= m[f"acc_t{t}"] <= m[f"reward_t{t}"] + 1e-12 <= 1.0 + 1e-12
+        assert m["sec_execute"] > 0 and m["tokens"] > 0 and m["data_pos"] == 3 * m["update"]
+    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+
+
 def test_find_checkpoint_survives_a_cut_swap(tmp_path):
     old = tmp_path / "checkpoint.old"
     old.mkdir()
