@@ -346,7 +346,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
     resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, scheduler,
     RNG states and data position; metrics.jsonl keeps updates <= the checkpoint's and is appended to.
     Ctrl-C (or a KeyboardInterrupt from `callback`) stops between updates, saves a checkpoint and
-    raises KeyboardInterrupt; a second Ctrl-C aborts at once without saving.
+    raises KeyboardInterrupt; a second Ctrl-C aborts at once without saving. Without resume, a
+    previous run's metrics, checkpoint and final model in out_dir are replaced.
     """
     cfg.validate()
     check_model(cfg)  # before any work
@@ -359,6 +360,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
     rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()
     tasks = load_tasks(cfg.tasks)[:cfg.n_tasks]
     run.mkdir(parents=True, exist_ok=True)
+    for stale in ([] if ckpt else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "final"]):
+        shutil.rmtree(run / stale, ignore_errors=True)  # a fresh run owns its directory
     random.seed(cfg.seed), np.random.seed(cfg.seed % 2**32), torch.manual_seed(cfg.seed)
     policy, ref = load_models(cfg, ckpt)
     optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=cfg.lr,

@@ -173,6 +173,8 @@ def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, 
     assert state["update"] == 3 and state["data_pos"] == 6 and state["config"]["k"] == 2
     assert (tmp_path / "final" / "config.json").is_file() and (tmp_path / "checkpoint" / "state.pt").is_file()
     assert not (tmp_path / "checkpoint.tmp").exists() and not (tmp_path / "checkpoint.old").exists()
+    again = train(small_config(tiny_policy_dir, updates=1, checkpoint_every=0), tmp_path, progress=False)
+    assert [r["update"] for r in again] == [1] and not (tmp_path / "checkpoint").exists()  # a fresh run replaces
 
 
 def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_policy_dir, fake_world, tmp_path):
