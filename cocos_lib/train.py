@@ -82,7 +82,7 @@ class TrainConfig:
     exec_workers: int | None = None
     exec_timeout_s: float = 3.0
     seed: int = 42
-    checkpoint_every: int = 100             # 0 = only at the end / on Ctrl-C
+    checkpoint_every: int = 100             # also at the end; 0 = never (except on Ctrl-C)
 
     def __post_init__(self):
         if isinstance(self.train_turns, (list, range)):
