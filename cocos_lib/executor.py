@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
+ISOLATION = ("test", "program")
 SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
 MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -305,10 +306,13 @@ class Executor:
     open_files; sources above max_source_chars characters are refused with an "error"."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
-                 open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto"):
+                 open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto", isolation: str = "test"):
         n = workers or os.cpu_count() or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
+        if isolation not in ISOLATION:
+            raise ValueError(f"Executor: isolation must be one of {ISOLATION}, got {isolation!r}")
+        self.isolation = isolation
         self.max_source_chars = max_source_chars
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
         tmp = tempfile.mkdtemp(prefix="cocos-exec-", dir=shm)
@@ -328,7 +332,7 @@ class Executor:
             if problem or n == 0:
                 batch.put(i, TestReport(("error",) * n, problem))
             else:
-                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s)), batch, i])
+                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)
         from tqdm.auto import tqdm
 
@@ -352,7 +356,8 @@ class Executor:
         self.close()
 
 
-def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0) -> TestReport:
+def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, *,
+              isolation: str = "test") -> TestReport:
     """One-off convenience: a one-worker Executor for a single program."""
-    with Executor(workers=1) as ex:
+    with Executor(workers=1, isolation=isolation) as ex:
         return ex.run(code, tests, setup, timeout_s)

@@ -10,7 +10,7 @@ reaped T_i with exit status 0. Forged lines (no nonce) are ignored; early exits 
 Wall-clock timeouts are enforced by W (no SIGALRM); after every test W SIGKILLs and reaps every
 descendant but C, after every job everything.
 """
-import builtins, ctypes, gc, json, marshal, os, resource, select, shutil, signal, struct, sys, time, types
+import builtins, collections, ctypes, gc, json, marshal, os, resource, select, shutil, signal, struct, sys, time, types
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
 # random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
@@ -21,7 +21,7 @@ _fork, _exit, _read, _write, _getpid, _waitpid = os.fork, os._exit, os.read, os.
 _setpgid, _wstatus, _freeze = os.setpgid, os.waitstatus_to_exitcode, gc.freeze
 # the harness code that runs after candidate code uses only these (a candidate may patch builtins)
 _exec, _AssertionError, _BaseException = builtins.exec, AssertionError, BaseException
-_len, _int, _str, _type, _isinstance = len, int, str, type, isinstance
+_len, _int, _str, _type, _isinstance, _range = len, int, str, type, isinstance, range
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -150,24 +150,34 @@ def confine_worker(cfg):
     return os.open(os.devnull, os.O_RDONLY)  # the first fd not to keep in C
 
 
-def test_main(i, test, ns, cmd_r, res_w):
-    """T_i: run test i once in the candidate's state, then report with the nonce read now."""
-    me = _getpid()
+def run_one(test, ns):
+    """(outcome, message) of one compiled test statement run in namespace `ns`."""
     try:
-        _setpgid(0, 0)  # (no prctl here: a ctypes call in a fresh fork costs 0.25 ms of COW)
         if _isinstance(test, _BaseException):
             raise test
         _exec(test, ns)
-        outcome, msg = "passed", ""
+        return "passed", ""
     except _AssertionError as e:
-        outcome, msg = "failed", describe(e)
+        return "failed", describe(e)
     except _BaseException as e:
-        outcome, msg = "error", describe(e)
-    if _getpid() != me:  # a fork made by the test itself: never reports
-        _exit(0)
-    kind, nonce = _read_record(cmd_r)[:2]
-    if kind == "nonce":
-        _write(res_w, f"@@T {nonce} {i} {outcome} {_hex(msg)}\n".encode())
+        return "error", describe(e)
+
+
+def test_main(start, stop, compiled, ns, cmd_r, res_w):
+    """T: run tests start..stop-1 one after another in this process (isolation="program" runs
+    them all here; "test" one), each reported with the nonce W sends for it, read only once the
+    test has finished. Between tests T waits for W's "next" record."""
+    me = _getpid()
+    _setpgid(0, 0)  # (no prctl here: a ctypes call in a fresh fork costs 0.25 ms of COW)
+    for i in _range(start, stop):
+        if i > start and _read_record(cmd_r)[0] != "next":
+            _exit(0)
+        outcome, msg = run_one(compiled[i], ns)
+        if _getpid() != me:  # a fork made by the test itself: never reports
+            _exit(0)
+        kind, nonce = _read_record(cmd_r)[:2]
+        if kind == "nonce":
+            _write(res_w, f"@@T {nonce} {i} {outcome} {_hex(msg)}\n".encode())
     _exit(0)
 
 
@@ -203,16 +213,18 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
     say("ready")
     while True:
         cmd = _read_record(cmd_r)
+        if cmd[0] not in ("last", "go", "seq"):
+            continue
+        i = _int(cmd[1])
+        stop = _len(compiled) if cmd[0] == "seq" else i + 1
         if cmd[0] == "last":  # C is discarded after the last test: run it here, no fork
-            test_main(_int(cmd[1]), compiled[_int(cmd[1])], module.__dict__, cmd_r, res_w)
-        elif cmd[0] == "go":
-            i = _int(cmd[1])
-            pid = _fork()
-            if pid == 0:
-                test_main(i, compiled[i], module.__dict__, cmd_r, res_w)
-                _exit(0)
-            _, status = _waitpid(pid, 0)
-            say(f"reaped {i} {_wstatus(status)}")
+            test_main(i, stop, compiled, module.__dict__, cmd_r, res_w)
+        pid = _fork()
+        if pid == 0:
+            test_main(i, stop, compiled, module.__dict__, cmd_r, res_w)
+            _exit(0)
+        _, status = _waitpid(pid, 0)
+        say(f"reaped {i} {_wstatus(status)}")
 
 
 # ------------------------------------------------------------------ W: one candidate, seen from W
@@ -223,7 +235,7 @@ class Candidate:
         self.ctag = f"@@C {os.urandom(8).hex()} ".encode()
         cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so pipes never land on 3 or 4
         self.res_r, res_w = os.pipe()
-        self.buf, self.dead, self.eof = b"", False, False
+        self.buf, self.dead, self.eof, self.lines = b"", False, False, collections.deque()
         self.pid = _fork()
         if self.pid == 0:
             try:
@@ -237,8 +249,9 @@ class Candidate:
         os.close(self.cmd_w), os.close(self.res_r), os.close(self.pidfd)
 
     def _lines(self, wait):
-        """Complete lines that arrived within `wait` seconds (garbage included). C is dead only
-        when its pidfd says so: a closed result pipe alone does not end the wait."""
+        """Complete lines that arrived within `wait` seconds (garbage included), queued in
+        self.lines. C is dead only when its pidfd says so: a closed result pipe alone does not
+        end the wait."""
         ready = select.select([self.pidfd] + [self.res_r] * (not self.eof), [], [], wait)[0]
         self.dead = self.dead or self.pidfd in ready  # what C wrote before dying is in the pipe
         if self.dead and not self.eof:
@@ -249,43 +262,74 @@ class Candidate:
             ready = select.select([self.res_r], [], [], 0)[0]
         *lines, self.buf = self.buf.split(b"\n")
         self.buf = self.buf[-8192:]  # a real line is written at once and is < 4 KiB
-        return lines
+        self.lines += lines
 
-    def wait_for(self, want, deadline, tag=b"\0"):
-        """(fields of C's first line with want(fields), or "timeout" / "dead"; the test's frame
-        after `tag` if it came)."""
+    def wait_for(self, want, deadline, tag=b"\0", early=False):
+        """(fields of C's first line with want(fields), or "timeout" / "dead" / "frame"; the test's
+        frame after `tag` if it came). early: return as soon as the frame came."""
         frame = None
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "timeout", frame
-            for line in self._lines(left):
+            while self.lines:
+                line = self.lines.popleft()
                 if tag in line:
                     frame = line[line.rfind(tag) + len(tag):]
+                    if early:
+                        return "frame", frame
                 elif self.ctag in line:
                     fields = line[line.rfind(self.ctag) + len(self.ctag):].decode(errors="replace").split()
                     if want(fields):
                         return fields, frame
             if self.dead:
                 return "dead", frame
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", frame
+            self._lines(left)
+
+    def _ask(self, head, i, budget, want, early=False):
+        nonce = os.urandom(16).hex()
+        os.write(self.cmd_w, _record(head) + _record(f"nonce {nonce}"))
+        return self.wait_for(want, time.monotonic() + budget, f"@@T {nonce} {i} ".encode(), early)
 
     def run_test(self, i, budget, last):
         """(outcome, message) of test i within `budget` s. The last test runs in C itself (C is
         discarded anyway): one fork less, and W reads C's exit status directly."""
-        nonce = os.urandom(16).hex()
-        os.write(self.cmd_w, _record(f"{'last' if last else 'go'} {i}") + _record(f"nonce {nonce}"))
         want = (lambda f: False) if last else (lambda f: f[:2] == ["reaped", str(i)])
-        got, frame = self.wait_for(want, time.monotonic() + budget, f"@@T {nonce} {i} ".encode())
+        got, frame = self._ask(f"{'last' if last else 'go'} {i}", i, budget, want)
         if got == "timeout":
             return "timeout", f"timeout after {budget:.2f} s"
         if got == "dead" and not last:
-            return "error", "sandbox process died (the candidate killed its parent or process group?)"
+            return "error", DIED
         status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1]) if last else int(got[2])
-        if frame is None or status != 0:
-            how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-            return "error", f"test ended without a result ({how})"
-        outcome, msg = frame.decode().split(" ", 1)
-        return outcome, bytes.fromhex(msg).decode()
+        return (ended(status) if frame is None or status != 0 else parse(frame))
+
+    def run_seq(self, start, n, budget):
+        """isolation="program": [(outcome, message)] of tests start, start+1, ... run one after
+        another in ONE T forked from C, each within `budget` s; the list ends with the first test
+        that timed out or ended its process (the caller goes on from a fresh T or C)."""
+        out, want = [], lambda f: f[:2] == ["reaped", str(start)]
+        for i in range(start, n):
+            got, frame = self._ask(f"seq {i}" if i == start else "next", i, budget, want, early=True)
+            if got == "frame":
+                out.append(parse(frame))
+                continue
+            out.append(("timeout", f"timeout after {budget:.2f} s") if got == "timeout" else
+                       ("error", DIED) if got == "dead" else ended(int(got[2])))
+            break
+        return out
+
+
+DIED = "sandbox process died (the candidate killed its parent or process group?)"
+
+
+def ended(status):
+    how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+    return "error", f"test ended without a result ({how})"
+
+
+def parse(frame):
+    outcome, msg = frame.decode().split(" ", 1)
+    return outcome, bytes.fromhex(msg).decode()
 
 
 def start_candidate(cfg, scratch, program, tests, timeout):
@@ -310,8 +354,9 @@ def restore_scratch(scratch, baseline):
             shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.unlink(path)
 
 
-def run_job(cfg, setup, code, tests, timeout):
-    """Outcomes of every test and the first non-pass message; cleans everything up."""
+def run_job(cfg, setup, code, tests, timeout, isolation="test"):
+    """Outcomes of every test and the first non-pass message; cleans everything up. isolation
+    "test": one T per test (fresh program state each); "program": the tests share one T."""
     scratch = os.path.join(cfg["tmp"], "job-" + os.urandom(8).hex())
     os.mkdir(scratch, 0o700)
     if cfg["uid"] is not None:
@@ -319,23 +364,26 @@ def run_job(cfg, setup, code, tests, timeout):
     os.chdir(scratch)  # C inherits these
     for key in ("HOME", "TMPDIR", "PWD"):
         os.environ[key] = scratch
-    program = setup + "\n" + code
+    program, n = setup + "\n" + code, len(tests)
     outcomes, error, cand = [], None, None
     try:
-        for i in range(len(tests)):
+        while len(outcomes) < n:
+            i = len(outcomes)
             if cand is None:
                 cand, used = start_candidate(cfg, scratch, program, tests, timeout)
                 if cand is None:  # the program itself failed: every remaining test shares it
-                    outcomes += [used[0]] * (len(tests) - i)
+                    outcomes += [used[0]] * (n - i)
                     return tuple(outcomes), error or used[1]
                 baseline = set(os.listdir(scratch))
-            last = i == len(tests) - 1
-            outcome, msg = cand.run_test(i, timeout - used, last)
-            outcomes.append(outcome)
-            if outcome != "passed" and error is None:
-                error = f"{msg} [test {i}]"
-            if cand.dead and not last:  # the whole job is void: report it as an error
-                return ("error",) * len(tests), msg
+            in_c = i == n - 1  # the last test runs in C itself
+            results = (cand.run_seq(i, n, timeout - used) if isolation == "program" and not in_c
+                       else [cand.run_test(i, timeout - used, in_c)])
+            for j, (outcome, msg) in enumerate(results, i):
+                outcomes.append(outcome)
+                if outcome != "passed" and error is None:
+                    error = f"{msg} [test {j}]"
+            if cand.dead and not in_c:  # the whole job is void: report it as an error
+                return ("error",) * n, msg
             kill_descendants(keep=None if outcome == "timeout" else cand.pid)
             if outcome == "timeout":  # C may be stuck too: a fresh one for the next test
                 cand.close()
@@ -362,13 +410,17 @@ def main():
     os.close(cfg["first_free_fd"])
     for name in PRELOAD:
         __import__(name)
+    # the first compile() of a process builds the AST types (~1.3 ms, 2+ ms of copy-on-write in
+    # a fork): pay it once here, not in every C
+    compile("def f(x, *a, **k):\n    return [y for y in x if y], {1: f'{x!r}'}, lambda: (yield)\n"
+            "assert f(1) == 2, 'm'\n", "<warm-up>", "exec")
     gc.collect()
     gc.freeze()  # no copy-on-write of the worker's objects by the children's collector
     write_frame(rsp, ("hello", os.getpid()))
     while (msg := read_frame(req)) is not None:
-        job_id, setup, code, tests, timeout = msg
+        job_id, setup, code, tests, timeout, isolation = msg
         try:
-            outcomes, error = run_job(cfg, setup, code, tests, timeout)
+            outcomes, error = run_job(cfg, setup, code, tests, timeout, isolation)
         except Exception as e:  # a bug here must not take the worker down silently
             outcomes, error = ("error",) * len(tests), f"sandbox worker error: {describe(e)}"
         write_frame(rsp, (job_id, outcomes, error))

@@ -346,3 +346,84 @@ def test_closing_the_harness_pipes_does_not_hang(ex):
     r = ex.run("import time", [close + "time.sleep(30)", close + "time.sleep(30)"], timeout_s=0.5)
     assert r.outcomes == ("timeout", "timeout")
     assert ex.run(close, ["assert 1", "assert 1"]).outcomes == ("error", "error")
+
+
+@pytest.fixture(scope="module")
+def ex_program():
+    with Executor(workers=2, isolation="program") as e:
+        yield e
+
+
+def test_isolation_must_be_test_or_program():
+    with pytest.raises(ValueError, match=r"isolation must be one of \('test', 'program'\), got 'tests'"):
+        Executor(workers=1, isolation="tests")
+
+
+def test_program_isolation_shares_state_between_tests(ex, ex_program):
+    code = "L = []\ndef push(x):\n    L.append(x)\n    return len(L)\n"
+    tests = ["assert push(1) == 1", "assert push(1) == 1", "assert push(1) == 3", "assert len(L) == 3"]
+    # "test": every assert sees the program fresh, so push() always returns 1
+    assert ex.run(code, tests).outcomes == ("passed", "passed", "failed", "failed")
+    # "program": the second assert sees the first's append (L == [1, 1] after it, [1, 1, 1] after the third)
+    assert ex_program.run(code, tests).outcomes == ("passed", "failed", "passed", "passed")
+    r = ex_program.run("import math", ["math.pi = 3", "assert math.pi == 3", "open('f', 'w').write('x')",
+                                       "import os; assert os.path.exists('f')"])
+    assert r.outcomes == ("passed",) * 4  # patched modules and files are visible to later tests too
+
+
+@pytest.mark.parametrize("middle", ["while True: pass", "time.sleep(30)"])
+def test_timeout_in_the_middle_test_costs_only_that_test_in_both_modes(ex, ex_program, middle):
+    for e in (ex, ex_program):
+        start = time.monotonic()
+        r = e.run("import time\nX = 1", ["assert X == 1", middle, "assert X == 1"], timeout_s=0.5)
+        assert r.outcomes == ("passed", "timeout", "passed") and r.error == "timeout after 0.50 s [test 1]"
+        assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize("exit_code", ["import os; os._exit(0)", "import ctypes; ctypes.string_at(0)",
+                                       "import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "raise SystemExit"])
+def test_program_isolation_a_test_that_ends_its_process_is_an_error_the_rest_go_on(ex_program, exit_code):
+    r = ex_program.run("X = []", ["X.append(1)", exit_code, "assert X == []", "X.append(2); assert X == [2]"])
+    # SystemExit is caught like any exception (the process goes on); the others end it, and the
+    # rest run in a fresh fork of the program's state (X == [] again)
+    want = ("passed", "error", "failed", "failed") if exit_code == "raise SystemExit" else ("passed", "error", "passed", "passed")
+    assert r.outcomes == want
+
+
+def test_program_isolation_keeps_the_safety_properties(ex_program):
+    m = "61.0" + "707"
+    r = ex_program.run(DAEMONS, [f"spawn('{m}')", f"assert alive('{m}')", "time.sleep(30)", f"assert not alive('{m}')"],
+                       timeout_s=2)
+    assert r.outcomes == ("passed", "passed", "timeout", "passed")  # daemons live until their process's tests end
+    time.sleep(0.1)
+    assert procs_with(m) == []
+    forge = ("import os\ndef forge():\n    for fd in range(64):\n        try:\n"
+             "            os.write(fd, b'@@T ' + b'0' * 32 + b' 1 passed \\n')\n        except OSError:\n            pass\n")
+    assert ex_program.run(forge, ["forge(); os._exit(0)", "forge(); assert False", "assert 1"]).outcomes == ("error", "failed", "passed")
+    r = ex_program.run("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"])
+    assert r.outcomes == ("error",) * 3  # killing C voids the job, as in "test" mode
+    r = ex_program.run("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"])
+    assert r.outcomes == ("error",) * 2
+
+
+def test_wrong_humaneval_variants_agree_in_both_modes(ex, ex_program):
+    from cocos_lib.tasks import load_humaneval
+
+    tasks = {t.task_id: t for t in load_humaneval()}
+    wrong = {"HumanEval/0": "def has_close_elements(numbers, threshold):\n    return True",
+             "HumanEval/2": "def truncate_number(number):\n    return number - int(number) if number < 100 else 0.0",
+             "HumanEval/13": "def greatest_common_divisor(a, b):\n    return min(a, b) if max(a, b) % min(a, b) == 0 else 1"}
+    jobs = [Job(code, tasks[k].tests, tasks[k].setup) for k, code in wrong.items()]
+    want = [("passed", "failed", "passed", "failed", "passed", "passed", "failed"), ("passed", "passed", "failed"),
+            ("passed", "failed", "failed", "failed")]
+    assert [r.outcomes for r in ex.run_many(jobs)] == [r.outcomes for r in ex_program.run_many(jobs)] == want
+
+
+@pytest.mark.slow
+def test_both_modes_agree_on_every_humaneval_canonical_solution(ex, ex_program):
+    from cocos_lib.tasks import load_humaneval
+
+    jobs = [Job(t.reference, t.tests, t.setup) for t in load_humaneval()]
+    by_test, by_program = ex.run_many(jobs), ex_program.run_many(jobs)
+    assert by_test == by_program and sum(len(r.outcomes) for r in by_program) == 1133
+    assert all(r.all_passed for r in by_program)
