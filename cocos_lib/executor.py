@@ -137,7 +137,8 @@ class _Batch:
         with self.cond:
             self.reports[i] = report
             self.left -= 1
-            self.cond.notify_all()
+            if not self.left:  # run_many polls for the progress bar; wake it once, when done
+                self.cond.notify_all()
 
 
 class _Worker:

@@ -55,13 +55,23 @@ def write_frame(fd, obj):
 
 
 # ------------------------------------------------------------------ process-tree hygiene (in W)
+def read_all(path):
+    """A small /proc file in 3-4 syscalls (open() would add fstat, ioctl, lseek)."""
+    fd, data = os.open(path, os.O_RDONLY | os.O_CLOEXEC), b""
+    try:
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    return data
+
+
 def children(pid, tids=None):
     """Direct children of `pid` (all its threads), via /proc/PID/task/TID/children."""
     kids = []
     try:
         for tid in tids or os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(k) for k in f.read().split()]
+            kids += [int(k) for k in read_all(f"/proc/{pid}/task/{tid}/children").split()]
     except OSError:
         pass
     return kids
@@ -217,7 +227,7 @@ def candidate_main(cfg, scratch, program, tests, cmd_r, res_w, ctag):
             continue
         i = _int(cmd[1])
         stop = _len(compiled) if cmd[0] == "seq" else i + 1
-        if cmd[0] == "last":  # C is discarded after the last test: run it here, no fork
+        if cmd[0] != "go":  # "last", "seq": C is discarded after these: run them here, no fork
             test_main(i, stop, compiled, module.__dict__, cmd_r, res_w)
         pid = _fork()
         if pid == 0:
@@ -232,7 +242,8 @@ class Candidate:
     """W's handle on one C: its pipes, a pidfd to notice its death, and the line parser."""
 
     def __init__(self, cfg, scratch, program, tests):
-        self.ctag = f"@@C {os.urandom(8).hex()} ".encode()
+        rand = os.urandom(16 * len(tests) + 8).hex()  # one getrandom: C's tag, a nonce per test
+        self.ctag, self.nonces = f"@@C {rand[:16]} ".encode(), [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
         cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so pipes never land on 3 or 4
         self.res_r, res_w = os.pipe()
         self.buf, self.dead, self.eof, self.lines = b"", False, False, collections.deque()
@@ -243,6 +254,7 @@ class Candidate:
             finally:
                 _exit(70)
         os.close(cmd_r), os.close(res_w)
+        os.set_blocking(self.res_r, False)
         self.pidfd = os.pidfd_open(self.pid)
 
     def close(self):
@@ -254,12 +266,12 @@ class Candidate:
         end the wait."""
         ready = select.select([self.pidfd] + [self.res_r] * (not self.eof), [], [], wait)[0]
         self.dead = self.dead or self.pidfd in ready  # what C wrote before dying is in the pipe
-        if self.dead and not self.eof:
-            ready = select.select([self.res_r], [], [], 0)[0]
-        while not self.eof and self.res_r in ready and len(self.buf) < 1 << 20:
-            data = os.read(self.res_r, 1 << 16)
+        while not self.eof and (self.dead or self.res_r in ready) and len(self.buf) < 1 << 20:
+            try:  # (res_r is non-blocking)
+                data = os.read(self.res_r, 1 << 16)
+            except BlockingIOError:
+                break
             self.eof, self.buf = not data, self.buf + data
-            ready = select.select([self.res_r], [], [], 0)[0]
         *lines, self.buf = self.buf.split(b"\n")
         self.buf = self.buf[-8192:]  # a real line is written at once and is < 4 KiB
         self.lines += lines
@@ -287,7 +299,7 @@ class Candidate:
             self._lines(left)
 
     def _ask(self, head, i, budget, want, early=False):
-        nonce = os.urandom(16).hex()
+        nonce = self.nonces[i]
         os.write(self.cmd_w, _record(head) + _record(f"nonce {nonce}"))
         return self.wait_for(want, time.monotonic() + budget, f"@@T {nonce} {i} ".encode(), early)
 
@@ -305,17 +317,19 @@ class Candidate:
 
     def run_seq(self, start, n, budget):
         """isolation="program": [(outcome, message)] of tests start, start+1, ... run one after
-        another in ONE T forked from C, each within `budget` s; the list ends with the first test
-        that timed out or ended its process (the caller goes on from a fresh T or C)."""
-        out, want = [], lambda f: f[:2] == ["reaped", str(start)]
+        another in C itself, each within `budget` s; the list ends with the first test that timed
+        out or ended C (the caller goes on in a fresh C)."""
+        out = []
         for i in range(start, n):
-            got, frame = self._ask(f"seq {i}" if i == start else "next", i, budget, want, early=True)
+            got, frame = self._ask(f"seq {i}" if i == start else "next", i, budget, lambda f: False, early=True)
             if got == "frame":
                 out.append(parse(frame))
-                continue
-            out.append(("timeout", f"timeout after {budget:.2f} s") if got == "timeout" else
-                       ("error", DIED) if got == "dead" else ended(int(got[2])))
-            break
+            elif got == "timeout":
+                out.append(("timeout", f"timeout after {budget:.2f} s"))
+                break
+            else:  # C ended without reporting test i
+                out.append(ended(os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])))
+                break
         return out
 
 
@@ -375,8 +389,8 @@ def run_job(cfg, setup, code, tests, timeout, isolation="test"):
                     outcomes += [used[0]] * (n - i)
                     return tuple(outcomes), error or used[1]
                 baseline = set(os.listdir(scratch))
-            in_c = i == n - 1  # the last test runs in C itself
-            results = (cand.run_seq(i, n, timeout - used) if isolation == "program" and not in_c
+            in_c = isolation == "program" or i == n - 1  # runs in C itself: C is discarded after it
+            results = (cand.run_seq(i, n, timeout - used) if isolation == "program"
                        else [cand.run_test(i, timeout - used, in_c)])
             for j, (outcome, msg) in enumerate(results, i):
                 outcomes.append(outcome)
@@ -384,8 +398,10 @@ def run_job(cfg, setup, code, tests, timeout, isolation="test"):
                     error = f"{msg} [test {j}]"
             if cand.dead and not in_c:  # the whole job is void: report it as an error
                 return ("error",) * n, msg
-            kill_descendants(keep=None if outcome == "timeout" else cand.pid)
-            if outcome == "timeout":  # C may be stuck too: a fresh one for the next test
+            if len(outcomes) == n:  # `finally` cleans up
+                break
+            kill_descendants(keep=None if outcome == "timeout" or in_c else cand.pid)
+            if outcome == "timeout" or in_c:  # C is gone, or may be stuck: a fresh one for the next test
                 cand.close()
                 cand = None
             restore_scratch(scratch, baseline)
@@ -394,7 +410,10 @@ def run_job(cfg, setup, code, tests, timeout, isolation="test"):
         kill_descendants()
         if cand is not None:
             cand.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            os.rmdir(scratch)  # usually empty: one syscall
+        except OSError:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def main():

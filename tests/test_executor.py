@@ -400,10 +400,15 @@ def test_program_isolation_keeps_the_safety_properties(ex_program):
     forge = ("import os\ndef forge():\n    for fd in range(64):\n        try:\n"
              "            os.write(fd, b'@@T ' + b'0' * 32 + b' 1 passed \\n')\n        except OSError:\n            pass\n")
     assert ex_program.run(forge, ["forge(); os._exit(0)", "forge(); assert False", "assert 1"]).outcomes == ("error", "failed", "passed")
+    # the tests run in C itself, so their parent is the worker: as root the dropped uid may not
+    # signal it; otherwise the worker dies and is replaced, and the job is void
     r = ex_program.run("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"])
-    assert r.outcomes == ("error",) * 3  # killing C voids the job, as in "test" mode
+    assert r.outcomes == (("passed", "error", "passed") if ROOT else ("error",) * 3)
+    r = ex_program.run("import os", ["assert 1", "os.killpg(os.getpgid(0), 9)", "assert 1"])
+    assert r.outcomes == ("passed", "error", "passed") and "killed by signal 9" in r.error
     r = ex_program.run("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"])
     assert r.outcomes == ("error",) * 2
+    assert ex_program.run(ADD, ["assert add(1, 2) == 3"] * 2).outcomes == ("passed",) * 2
 
 
 def test_wrong_humaneval_variants_agree_in_both_modes(ex, ex_program):
