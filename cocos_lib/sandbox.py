@@ -3,12 +3,17 @@
 Started per slot by cocos_lib.executor as `python -I -S sandbox.py CONFIG_JSON`; it imports no
 project module and never torch. Per job:  W (this worker: trusted, runs no candidate code, child
 subreaper) --fork--> C (the candidate: unprivileged uid, runs program = setup + "\\n" + code once)
---fork--> T_i (one per test, from C's state: every test sees the program as if just run fresh).
+--fork--> T_i (one per test, from C's state: every test sees the program as if just run fresh;
+the last test runs in C itself, which is discarded after it).
 Result channel: W writes "go i" and a fresh nonce into C's command pipe; T_i reads the nonce only
 after its test has finished and reports "@@T <nonce> i outcome msg"; W accepts it only once C has
 reaped T_i with exit status 0. Forged lines (no nonce) are ignored; early exits never report.
 Wall-clock timeouts are enforced by W (no SIGALRM); after every test W SIGKILLs and reaps every
 descendant but C, after every job everything.
+isolation="program": W writes "seq i" + nonce_i; C runs test i itself, reads nonce_i, reports;
+W answers "next" + nonce_i+1 and so on (one nonce per test, read after the test, a timeout per
+test). If test j hangs or ends C, W kills C's tree (as after a timeout in "test" mode), restores
+the scratch dir and starts a fresh C (program run again) for test j+1 on.
 """
 import builtins, collections, ctypes, gc, json, marshal, os, resource, select, shutil, signal, struct, sys, time, types
 
