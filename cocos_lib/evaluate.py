@@ -307,7 +307,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
                   backend=args.backend, seed=args.seed)
     write_rows(df, args.out)
     summary = {"policy": args.policy, "tasks": args.tasks, **summarize(df)}
-    print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}))
+    print(json.dumps({k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
+                      for k, v in summary.items()}))
     return summary
 
 
