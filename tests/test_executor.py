@@ -411,6 +411,22 @@ def test_program_isolation_keeps_the_safety_properties(ex_program):
     assert ex_program.run(ADD, ["assert add(1, 2) == 3"] * 2).outcomes == ("passed",) * 2
 
 
+def test_after_a_hang_the_program_runs_again_in_both_modes(ex, ex_program):
+    code = "import time\nopen('runs', 'a').write('x')"  # the program's own files stay for the job
+    tests = ["assert open('runs').read() == 'x'", "time.sleep(30)", "assert open('runs').read() == 'xx'"]
+    for e in (ex, ex_program):
+        assert e.run(code, tests, timeout_s=0.5).outcomes == ("passed", "timeout", "passed")
+
+
+def test_program_isolation_survives_tests_that_close_the_harness_pipes(ex_program):
+    close = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
+    r = ex_program.run("import time", [close + "time.sleep(30)", close + "time.sleep(30)"], timeout_s=0.5)
+    assert r.outcomes == ("timeout", "timeout")
+    r = ex_program.run("X = 1", ["assert X == 1", close, "assert X == 1"])
+    assert r.outcomes == ("passed", "error", "passed") and "exit status 70" in r.error
+    assert ex_program.run(close, ["assert 1", "assert 1"]).outcomes == ("error", "error")
+
+
 def test_wrong_humaneval_variants_agree_in_both_modes(ex, ex_program):
     from cocos_lib.tasks import load_humaneval
 
