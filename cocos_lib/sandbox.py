@@ -179,9 +179,9 @@ def run_one(test, ns):
 
 
 def test_main(start, stop, compiled, ns, cmd_r, res_w):
-    """T: run tests start..stop-1 one after another in this process (isolation="program" runs
-    them all here; "test" one), each reported with the nonce W sends for it, read only once the
-    test has finished. Between tests T waits for W's "next" record."""
+    """T_i (or C): run tests start..stop-1 one after another in this process ("test" isolation:
+    one; "program": all the rest, in C), each reported with the nonce W sends for it, read only
+    once the test has finished. Between tests it waits for W's "next" record."""
     me = _getpid()
     _setpgid(0, 0)  # (no prctl here: a ctypes call in a fresh fork costs 0.25 ms of COW)
     for i in _range(start, stop):
@@ -375,7 +375,8 @@ def restore_scratch(scratch, baseline):
 
 def run_job(cfg, setup, code, tests, timeout, isolation="test"):
     """Outcomes of every test and the first non-pass message; cleans everything up. isolation
-    "test": one T per test (fresh program state each); "program": the tests share one T."""
+    "test": one T per test (fresh program state each); "program": the tests share C (and a
+    fresh C after a test that hung or ended it)."""
     scratch = os.path.join(cfg["tmp"], "job-" + os.urandom(8).hex())
     os.mkdir(scratch, 0o700)
     if cfg["uid"] is not None:
