@@ -376,7 +376,8 @@ def test_timeout_in_the_middle_test_costs_only_that_test_in_both_modes(ex, ex_pr
     for e in (ex, ex_program):
         start = time.monotonic()
         r = e.run("import time\nX = 1", ["assert X == 1", middle, "assert X == 1"], timeout_s=0.5)
-        assert r.outcomes == ("passed", "timeout", "passed") and r.error == "timeout after 0.50 s [test 1]"
+        assert r.outcomes == ("passed", "timeout", "passed")  # budget: 0.5 s less the program's own time
+        assert r.error.startswith("timeout after 0.") and r.error.endswith(" s [test 1]")
         assert time.monotonic() - start < 3
 
 
