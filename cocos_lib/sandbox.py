@@ -443,7 +443,8 @@ def main():
     gc.freeze()  # no copy-on-write of the worker's objects by the children's collector
     write_frame(rsp, ("hello", os.getpid()))
     while (msg := read_frame(req)) is not None:
-        job_id, setup, code, tests, timeout, isolation = msg
+        job_id, setup, code, tests, timeout, *rest = msg  # (a parent older than isolation sends 5)
+        isolation = rest[0] if rest else "test"
         try:
             outcomes, error = run_job(cfg, setup, code, tests, timeout, isolation)
         except Exception as e:  # a bug here must not take the worker down silently
