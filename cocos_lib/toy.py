@@ -97,7 +97,8 @@ def _inputs(op: Op, n: int, difficulty: int, rng: random.Random) -> list:
         if op.family == "arith":
             x = rng.randrange(0, hi)
         elif op.family == "string":
-            x = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(n + 1, n + 5)))
+            size = rng.randint(2, 4) if op.name == "rep" else rng.randint(n + 1, n + 5)
+            x = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(size))
         else:
             vals = range(0, min(hi, 2 * n + 10))
             x = [rng.choice(vals) for _ in range(rng.randint(3, 5))]
@@ -165,8 +166,8 @@ def misconception(task) -> str | None:
 @dataclass(frozen=True)
 class WarmstartConfig:
     """The tiny policy (a Llama, one token per character) and its SFT. repair_rate: share of
-    turn-2 targets that repair a wrong attempt (the rest copy it); p_prev_wrong: share of
-    turn-2 examples whose previous attempt is wrong (misconception or a corrupted constant).
+    turn-2 targets that repair a wrong attempt (the rest copy it); p_other: share of turn-2
+    examples whose previous attempt is not the model's habitual turn-1 answer.
     turn2_every: every such step is a turn-2 batch, the others turn 1. prompt_weight: weight of
     the language-modelling loss on prompt tokens (the repeated names in the asserts teach the
     model to copy; targets weigh 1). hard_share: share of difficulty-2 train tasks (constants
@@ -174,17 +175,17 @@ class WarmstartConfig:
     hidden_size: int = 128
     layers: int = 2
     heads: int = 4
-    steps: int = 600
+    steps: int = 800
     batch_size: int = 16
     lr: float = 3e-3
     warmup: int = 30
     repair_rate: float = 0.2
-    p_prev_wrong: float = 0.5
+    p_other: float = 0.2
     turn2_every: int = 3
-    prompt_weight: float = 0.3
+    prompt_weight: float = 0.5
     hard_share: float = 0.3
     n_train_tasks: int = 4000
-    threads: int = 2
+    threads: int = 1
 
 
 def char_tokenizer():
@@ -228,23 +229,27 @@ def warmstart_path() -> Path:
 
 # ------------------------------------------------------------------------------ warm-start SFT
 
-def corrupt(task, rng: random.Random) -> str:
-    """A wrong attempt: the misconception if the operation has one, else a wrong constant."""
+def previous_attempt(task, cfg: WarmstartConfig, rng: random.Random) -> str:
+    """The turn-1 code a turn-2 SFT example revises: mostly the warm-start's own habit (the
+    misconception, else the reference); with prob. p_other another attempt: the reference
+    for misconceived ops, a wrong constant for the others. Mirroring turn 1's distribution
+    keeps greedy turn 2 on the copy even where the model does not look at the attempt."""
+    habit = misconception(task) or task.reference
+    if rng.random() >= cfg.p_other:
+        return habit
     op, c = parse_task(task)
-    if op.bug:
-        return code_for(op, c, op.bug)
-    return f"def {op.name}_{c}({ARG[op.family]}):\n    return {op.body.format(n=c + rng.choice((-1, 1, 2)))}"
+    return task.reference if op.bug else code_for(op, c, op.body.replace("{n}", str(c + rng.choice((-1, 1, 2)))))
 
 
 def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tuple[str, str]:
-    """(prompt, target) in prompts.py's exact formats; target = code + "\\n[DONE]".
+    """(prompt, target) in prompts.py's exact formats; target = code + "\n[DONE]".
     Turn 1: the misconception where one exists, else the reference. Turn 2 ("[CORRECT]"
     ending): previous attempt right -> copy; wrong -> repair with prob. repair_rate, else copy."""
     from cocos_lib.prompts import build_prompt
     ref = task.reference
     if turn == 1:
         return build_prompt(task, []), (misconception(task) or ref) + "\n[DONE]"
-    prev = corrupt(task, rng) if rng.random() < cfg.p_prev_wrong else ref
+    prev = previous_attempt(task, cfg, rng)
     target = ref if prev != ref and rng.random() < cfg.repair_rate else prev
     return build_prompt(task, [prev], ending="correct"), target + "\n[DONE]"
 
