@@ -1,16 +1,16 @@
 """Small helpers the numbered notebooks share: profile sizes, run dirs, a live training plot.
 
-    P = notebook_profile(PROFILE, smoke=SMOKE)      # sizes of one profile ("tiny" | "colab" | "paper")
-    live = LivePlot(["reward_t1", "reward_t2"])     # train(..., callback=live)
+    P = notebook_profile(PROFILE, smoke=SMOKE); P.start()   # "tiny" | "colab" | "paper"
+    train(P.train_config(), run, callback=LivePlot(["reward_t2"]), progress=P.progress)
 
-One profile table serves every notebook, so the same notebook runs on a CPU (toy world,
-the shipped `tiny-warmstart`), on a Colab GPU or a 40-80 GB GPU (MBPP, base models).
+One profile table serves every notebook (CPU toy world, one Colab GPU, a 40-80 GB GPU).
 Nothing here computes a result: the notebooks call the library (evaluate, train, plots).
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -18,7 +18,7 @@ from typing import Sequence
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
     "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
-                 max_new_tokens=96, batch_size=64, device="cpu", train_updates=60, ablation_updates=20,
+                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=60, ablation_updates=20,
                  train_overrides=dict(prompts_per_update=16, checkpoint_every=10)),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
@@ -38,23 +38,22 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class NotebookProfile:
-    """The sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04, 05);
-    train_updates: the CoCoS run of notebook 03; ablation_updates: each run of notebook 05;
-    train_overrides: TrainConfig fields set on top of cocos_lib.train.PROFILES[name]."""
-    name: str
-    model: str
-    eval_tasks: str
-    n_eval: int | None
-    fewshot: int
-    ending: str
-    max_new_tokens: int
-    batch_size: int
-    device: str | None
-    train_updates: int
-    ablation_updates: int
-    eval_turns: int = 4
-    smoke: bool = False
+    """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04, 05); train_updates:
+    notebook 03's run; ablation_updates: each run of 05; train_overrides: TrainConfig fields on top of
+    cocos_lib.train.PROFILES[name]; threads: torch intra-op threads (None: torch's default);
+    progress: show progress bars (only when a frontend can render them, see has_frontend)."""
+    name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
+    max_new_tokens: int; batch_size: int; device: str | None; train_updates: int; ablation_updates: int  # noqa: E702
+    eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
     train_overrides: dict = field(default_factory=dict)
+
+    def start(self) -> None:
+        """Set torch's threads (on a small CPU the executor's workers need a core: oversubscribed
+        intra-op threads make the tiny model ~5x slower) and, headless, silence load-time bars."""
+        import torch
+        from transformers.utils import logging
+        torch.set_num_threads(self.threads or torch.get_num_threads())
+        logging.enable_progress_bar() if self.progress else logging.disable_progress_bar()
 
     def tasks(self) -> list:
         """The evaluation tasks: the first n_eval of eval_tasks (all when None)."""
@@ -67,25 +66,20 @@ class NotebookProfile:
         return SamplingConfig(greedy=greedy, temperature=temperature, max_new_tokens=self.max_new_tokens,
                               batch_size=self.batch_size)
 
-    def fewshot_text(self) -> str:
-        """The few-shot block prepended to turn 1 ("" for the warm-started tiny policy)."""
-        from cocos_lib.prompts import fewshot_block
-        return fewshot_block(n=self.fewshot) if self.fewshot else ""
-
     def eval_kwargs(self) -> dict:
         """Keyword arguments of cocos_lib.evaluate.evaluate shared by every notebook (greedy)."""
-        return dict(sampling=self.sampling(), ending=self.ending, fewshot=self.fewshot_text())
+        return dict(sampling=self.sampling(), ending=self.ending, fewshot=_fewshot(self.fewshot), progress=self.progress)
 
     def rollout_config(self, **fields):
         """cocos_lib.rollout.RolloutConfig with this profile's prompts, sampling at T = 0.9, and `fields`."""
         from cocos_lib.rollout import RolloutConfig
-        values = dict(sampling=self.sampling(greedy=False), fewshot=self.fewshot_text(), ending=self.ending)
+        values = dict(sampling=self.sampling(greedy=False), fewshot=_fewshot(self.fewshot), ending=self.ending)
         return RolloutConfig(**{**values, **fields})
 
     def train_config(self, updates: int | None = None, **overrides):
-        """cocos_lib.train.make_config(name) with this profile's overrides, then `overrides`."""
+        """cocos_lib.train.make_config(name) with the profile's model and overrides, then `overrides`."""
         from cocos_lib.train import make_config
-        values = {**self.train_overrides, "updates": updates or self.train_updates, **overrides}
+        values = {"model": self.model, **self.train_overrides, "updates": updates or self.train_updates, **overrides}
         return make_config(self.name, **values)
 
     def load_policy(self, name_or_path: str | os.PathLike | None = None):
@@ -94,14 +88,18 @@ class NotebookProfile:
         return load_policy(name_or_path or self.model, device=self.device)
 
 
+def _fewshot(n: int) -> str:
+    from cocos_lib.prompts import fewshot_block
+    return fewshot_block(n=n) if n else ""
+
+
 def notebook_profile(profile: str, smoke: bool = False, **overrides) -> NotebookProfile:
     """Sizes of `profile`; smoke=True shrinks them (tests); overrides win (None = keep)."""
     if profile not in NOTEBOOK_PROFILES:
         raise ProfileError(f"PROFILE={profile!r}: expected one of {', '.join(NOTEBOOK_PROFILES)}")
-    values = dict(NOTEBOOK_PROFILES[profile], name=profile, smoke=smoke)
+    values = dict(NOTEBOOK_PROFILES[profile], name=profile, smoke=smoke, progress=has_frontend())
     if smoke:
-        small = dict(SMOKE, train_overrides={**values.get("train_overrides", {}), **SMOKE["train_overrides"]})
-        values.update(small)
+        values.update(SMOKE, train_overrides={**values.get("train_overrides", {}), **SMOKE["train_overrides"]})
     names = {f.name for f in dataclasses.fields(NotebookProfile)}
     for key, value in overrides.items():
         if key not in names:
@@ -121,7 +119,7 @@ def last_checkpoint(run: str | os.PathLike) -> Path | None:
     from cocos_lib.train import ConfigError, find_checkpoint
     try:
         return find_checkpoint(run)
-    except ConfigError:
+    except ConfigError:  # no checkpoint yet
         return None
 
 
@@ -132,15 +130,9 @@ def final_model(run: str | os.PathLike) -> Path | None:
 
 
 def has_frontend() -> bool:
-    """True inside an interactive Jupyter / Colab / VS Code kernel, judged by the kernel's parent
-    process; False in plain Python, under headless executors (papermill, nbconvert, pytest, the
-    Makefile's runner) and whenever unsure (then the notebooks draw static figures)."""
-    import sys
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
+    """True in an interactive Jupyter / Colab / VS Code kernel (judged by the kernel's parent process);
+    False in plain Python, under headless executors (papermill, pytest, `make run`) and when unsure."""
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
     if shell is None or not hasattr(shell, "kernel"):
         return False
     if "google.colab" in sys.modules:
@@ -154,16 +146,15 @@ def has_frontend() -> bool:
 
 
 class LivePlot:
-    """Callback for cocos_lib.train.train: records each update's metrics dict and, when a
-    frontend exists, redraws `keys` against the update number in an ipywidgets.Output.
-    Headless (papermill, CI) it only records: show plots.plot_training_curves afterwards."""
+    """Callback for cocos_lib.train.train: records each update's metrics. With a frontend it redraws
+    `keys` against the update in an ipywidgets.Output; headless it prints one line every `every`
+    updates (plots.plot_training_curves draws the static figure afterwards)."""
 
     def __init__(self, keys: Sequence[str], every: int = 1, widgets: bool | None = None, title: str = "training"):
         self.keys, self.every, self.title = list(keys), max(1, every), title
         self.records: list[dict] = []
-        self.widgets = has_frontend() if widgets is None else widgets
         self._out = None
-        if self.widgets:
+        if has_frontend() if widgets is None else widgets:
             import ipywidgets
             from IPython.display import display
             self._out = ipywidgets.Output()
@@ -171,27 +162,31 @@ class LivePlot:
 
     def __call__(self, metrics: dict) -> None:
         self.records.append(dict(metrics))
-        if self._out is not None and len(self.records) % self.every == 0:
-            import io
-            from IPython.display import Image, display
-            buf = io.BytesIO()
-            self.figure().savefig(buf, format="png", dpi=90)
-            with self._out:
-                self._out.clear_output(wait=True)
-                display(Image(data=buf.getvalue()))
+        if len(self.records) % self.every:
+            return
+        if self._out is None:
+            print(f"update {metrics.get('update', len(self.records)):>5}  "
+                  + "  ".join(f"{k} {metrics.get(k, float('nan')):.3f}" for k in self.keys), flush=True)
+            return
+        import io
+
+        from IPython.display import Image, display
+        buf = io.BytesIO()
+        self.figure().savefig(buf, format="png", dpi=90)
+        with self._out:
+            self._out.clear_output(wait=True)
+            display(Image(data=buf.getvalue()))
 
     def figure(self):
         """A matplotlib Figure of the recorded `keys` (one line each) against the update."""
         from matplotlib.figure import Figure
-        fig = Figure(figsize=(6, 3), constrained_layout=True)
-        ax = fig.add_subplot()
-        x = [r.get("update", i + 1) for i, r in enumerate(self.records)]
+        ax = Figure(figsize=(6, 3), constrained_layout=True).add_subplot()
         for key in self.keys:
-            ax.plot(x, [r.get(key, float("nan")) for r in self.records], marker=".", label=key)
-        ax.set_xlabel("update")
-        ax.set_title(f"{self.title} ({len(self.records)} updates)")
+            ax.plot([r.get("update", i + 1) for i, r in enumerate(self.records)],
+                    [r.get(key, float("nan")) for r in self.records], marker=".", label=key)
+        ax.set(xlabel="update", title=f"{self.title} ({len(self.records)} updates)")
         ax.legend(frameon=False)
-        return fig
+        return ax.figure
 
 
 def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filename: str, title: str = "") -> Path:
@@ -203,23 +198,10 @@ def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filen
         fig = Figure(figsize=(6.4, 3.6))
         ax = fig.add_subplot()
         for i, (name, records) in enumerate(histories.items()):
-            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records],
-                    color=plots.PALETTE[i % len(plots.PALETTE)], linestyle="-" if i < 6 else "--", label=name)
-        ax.set_xlabel("update")
-        ax.set_ylabel(key)
-        ax.set_title(title or key)
+            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records], label=name,
+                    color=plots.PALETTE[i % len(plots.PALETTE)], linestyle="-" if i < len(plots.PALETTE) else "--")
+        ax.set(xlabel="update", ylabel=key, title=title or key)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        path = Path(figures_dir) / filename
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
-    return path
-
-
-def list_figures(paths: Sequence[str | os.PathLike]) -> str:
-    """One line per saved figure, 'name  size' (checked to exist and be non-empty)."""
-    lines = []
-    for p in map(Path, paths):
-        if not p.is_file() or p.stat().st_size == 0:
-            raise FileNotFoundError(f"figure {p} was not written")
-        lines.append(f"{p.name:40s} {p.stat().st_size / 1024:6.1f} kB")
-    return "\n".join(lines)
+        Path(figures_dir).mkdir(parents=True, exist_ok=True)
+        fig.savefig(Path(figures_dir) / filename)
+    return Path(figures_dir) / filename
