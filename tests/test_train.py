@@ -237,16 +237,37 @@ def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path
     assert (tmp_path / "b" / "final" / "adapter_config.json").is_file()
 
 
-def test_real_executor_run_metrics_are_consistent(tiny_policy_dir, tmp_path):
-    """Real rollout + real sandboxed executor + real rewards on toy tasks: per-update means obey
-    accumulated = gamma r_1 + (r_2 - r_1) (linear, so it holds for the means) and acc_t <= reward_t."""
-    cfg = small_config(tiny_policy_dir, updates=2, prompts_per_update=3, gamma=0.5)
-    for m in train(cfg, tmp_path, progress=False):
+@pytest.mark.slow
+def test_real_executor_run_metrics_are_consistent(tmp_path):
+    """The shipped tiny-warmstart + real rollout, sandboxed executor and rewards on toy tasks: per-update
+    means obey accumulated = gamma r_1 + (r_2 - r_1) (linear, so it holds for means) and acc_t <= reward_t."""
+    cfg = small_config("tiny-warmstart", updates=2, prompts_per_update=3, gamma=0.5, max_new_tokens=48)
+    hist = train(cfg, tmp_path, progress=False)
+    assert max(m["reward_t1"] + m["reward_t2"] for m in hist) > 0  # the warm-start solves some tasks
+    for m in hist:
         assert m["accumulated"] == pytest.approx(0.5 * m["reward_t1"] + m["reward_t2"] - m["reward_t1"], abs=1e-9)
         for t in (1, 2):
             assert 0.0 <= m[f"acc_t{t}"] <= m[f"reward_t{t}"] + 1e-12 <= 1.0 + 1e-12
         assert m["sec_execute"] > 0 and m["tokens"] > 0 and m["data_pos"] == 3 * m["update"]
     assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 2
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_with_the_real_world(tmp_path):
+    """As the hash-executor test above, with the shipped tiny-warmstart and the real executor."""
+    cfg = small_config("tiny-warmstart", prompts_per_update=4, max_new_tokens=64, seed=1)
+    full = train(cfg, tmp_path / "a", progress=False)
+
+    def interrupt(m):
+        if m["update"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    assert any(m["grad_norm"] > 0 for m in full)  # some group had a learning signal
+    for key, value in strip_timing(full[2]).items():
+        assert resumed[2][key] == pytest.approx(value, abs=1e-6), key
 
 
 def test_find_checkpoint_survives_a_cut_swap(tmp_path):
