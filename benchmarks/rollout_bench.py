@@ -308,10 +308,11 @@ def gpu_mode(args, run: Run) -> None:
 
 def hours(run: Run, arch, dev_name, gen, tr, args) -> None:
     """Full `paper` run (1500 updates; 64 prompts, k=2, shared turn 1 -> 192 rollouts generated and
-    128 turn-2 rows trained per update, 2 no-grad log-prob passes: old and reference). Execution of
+    128 turn-2 rows trained per update, 1 no-grad log-prob pass: the reference; rl_step reuses
+    the policy forward for the old log-probs when a group fits in a micro-batch). Execution of
     the tests (CPU, overlappable) and the longer turn-2 prompts are not included."""
     base, real = gen
-    per_row = tr["train_step_s"] / tr["rows"] + 2 * tr["logprob_pass_s"] / tr["rows"]
+    per_row = tr["train_step_s"] / tr["rows"] + tr["logprob_pass_s"] / tr["rows"]
     train_s = 128 * per_row
     upd = {name: 192 * g["s_per_rollout"] + train_s for name, g in (("baseline", base), ("repo", real))}
     run.emit(dict(arch=arch, device=dev_name, section="paper_run_estimate", updates=args.updates,
