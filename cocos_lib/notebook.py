@@ -18,8 +18,9 @@ from typing import Sequence
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
     "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
-                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=60, ablation_updates=20,
-                 train_overrides=dict(prompts_per_update=16, checkpoint_every=10)),
+                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=60,
+                 train_overrides=dict(prompts_per_update=16, checkpoint_every=10),
+                 ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
                   max_new_tokens=512, batch_size=32, device=None, train_updates=200, ablation_updates=50),
@@ -28,7 +29,7 @@ NOTEBOOK_PROFILES: dict[str, dict] = {
                   max_new_tokens=512, batch_size=64, device=None, train_updates=1500, ablation_updates=300),
 }
 # SMOKE (the notebook tests): same code path, a handful of tasks and updates.
-SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1,
+SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1, ablation_overrides={},
              train_overrides=dict(prompts_per_update=4, checkpoint_every=1, max_new_tokens=64))
 
 
@@ -38,13 +39,15 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class NotebookProfile:
-    """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04, 05); train_updates:
-    notebook 03's run; ablation_updates: each run of 05; train_overrides: TrainConfig fields on top of
-    cocos_lib.train.PROFILES[name]; threads: torch intra-op threads (None: torch's default);
+    """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04); train_updates:
+    notebook 03's run; train_overrides: TrainConfig fields on top of cocos_lib.train.PROFILES[name];
+    ablation_*: each run of notebook 05 (updates, evaluation tasks, extra TrainConfig fields);
+    threads: torch intra-op threads (None: torch's default);
     progress: show progress bars (only when a frontend can render them, see has_frontend)."""
     name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
     max_new_tokens: int; batch_size: int; device: str | None; train_updates: int; ablation_updates: int  # noqa: E702
     eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
+    ablation_eval: int | None = None; ablation_overrides: dict = field(default_factory=dict)  # noqa: E702
     train_overrides: dict = field(default_factory=dict)
 
     def start(self) -> None:
