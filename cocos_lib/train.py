@@ -140,8 +140,8 @@ class TrainConfig:
 
 PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: the toy world and the repo's warm-started char-level policy.
-    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=30, prompts_per_update=16, k=2,
-                 lr=1e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=96, gen_batch_size=32,
+    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=40, prompts_per_update=16, k=4,
+                 lr=2e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=64, gen_batch_size=64,
                  micro_batch=16, dtype="fp32", device="cpu", checkpoint_every=10, exec_workers=2, seed=0),
     # one Colab T4 (16 GB): 0.5B base model, LoRA on fp16 weights, smaller batches.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", tasks="mbpp-train", updates=200, prompts_per_update=16,
