@@ -126,6 +126,18 @@ class TailStopCriteria(StoppingCriteria):
         return self.done.clone()
 
 
+def hf_generation_config(cfg: SamplingConfig, eos: Sequence[int], pad_token_id: int | None):
+    """The GenerationConfig of one hf_generate call. Sampling: softmax(logits / T) with top-p
+    and top_k=0 (off; unset, HF would fill in its default top_k 50). Greedy: no sampling flag
+    at all, so transformers' validate() finds nothing to warn about."""
+    from transformers import GenerationConfig
+
+    sampling = {} if cfg.greedy else dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+    return GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1,
+                            use_cache=True, eos_token_id=list(eos) or None, pad_token_id=pad_token_id,
+                            bos_token_id=None, **sampling)
+
+
 def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 seed: int | None = None) -> list[list[int]]:
     """The "hf" backend: micro-batches of cfg.batch_size prompts (sorted by length to save
@@ -137,10 +149,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
 
     tok, model = policy.tokenizer, policy.model
     eos = policy.eos_token_ids
-    gen_cfg = GenerationConfig(
-        max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1, use_cache=True,
-        temperature=1.0 if cfg.greedy else cfg.temperature, top_p=1.0 if cfg.greedy else cfg.top_p,
-        top_k=0, eos_token_id=eos or None, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    gen_cfg = hf_generation_config(cfg, eos, tok.pad_token_id)
     head = model.get_output_embeddings()
     lut = last_char_table(tok, cfg.stop, head.weight.shape[0] if head is not None else 0) if cfg.stop else None
     lut = lut.to(policy.device) if lut is not None else None

@@ -226,3 +226,33 @@ def test_lora_policy_generates_like_its_base(tiny_policy_dir, tiny_policy):
     cfg = SamplingConfig(max_new_tokens=10, greedy=True, stop=None)
     assert generate(lora, prompts, cfg) == generate(tiny_policy, prompts, cfg)
     assert lora.model.get_base_model().generation_config.eos_token_id == 0  # restored after the swap
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_no_invalid_generation_flags_warning(tiny_policy, greedy):
+    """transformers validates the per-call GenerationConfig: no "generation flags are not
+    valid" warning (e.g. top_k with greedy decoding); sampling keeps top_k=0 (off)."""
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    cfg = SamplingConfig(max_new_tokens=3, greedy=greedy, stop=None)
+    gc = G.hf_generation_config(cfg, [0], 0)
+    gc.validate(strict=True)  # raises ValueError on any minor issue
+    assert (gc.do_sample, gc.top_k) == ((False, None) if greedy else (True, 0))
+    records = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = records.append
+    root = hf_logging.get_logger("transformers")
+    hf_logging.warning_once.cache_clear()  # the warning is logged once per process
+    root.addHandler(handler)
+    try:
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = generate(tiny_policy, [[5, 6, 7]], cfg, seed=0)
+    finally:
+        root.removeHandler(handler)
+    assert len(out[0]) == 3
+    texts = [r.getMessage() for r in records] + [str(w.message) for w in caught]
+    assert not [t for t in texts if "not valid" in t or "top_k" in t], texts
