@@ -98,6 +98,9 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 
     Cheap (reads config.json only), so callers can fail before any heavy work.
     "tiny-warmstart" resolves to the shipped toy checkpoint (cocos_lib.toy.warmstart_path()).
+    A hub name resolves to its local HF-cache snapshot when complete (no network at all);
+    otherwise, with HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set or the hub unreachable (one quick
+    probe, no retries), it fails at once instead of after huggingface_hub's retries.
     """
     name = str(name_or_path)
     if name == TINY_WARMSTART:
@@ -115,10 +118,82 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         return str(path)
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name:
         raise ModelNotFoundError(f"model '{name}': no such local directory")
+    return _resolve_hub(name)
+
+
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+            "pytorch_model.bin.index.json", "adapter_config.json")
+_FIX = "connect to the internet, or pass a local model directory"
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set to a true value (read now, not at import)."""
+    return any(os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def cached_snapshot(name: str) -> str | None:
+    """The local HF-cache snapshot dir of hub model `name` if it holds config (or adapter),
+    tokenizer and every weight file (shards of an index included); else None. No network."""
+    from huggingface_hub import try_to_load_from_cache
+    def cached(f):
+        hit = try_to_load_from_cache(name, f)
+        return hit if isinstance(hit, str) else None
+    config = cached("config.json") or cached("adapter_config.json")
+    if config is None:
+        return None
+    snap = Path(config).parent
+    weights = [f for f in _WEIGHTS if (snap / f).is_file()]
+    if not weights:
+        return None
+    if weights[0].endswith(".index.json"):
+        shards = set(json.loads((snap / weights[0]).read_text()).get("weight_map", {}).values())
+        if not all((snap / f).is_file() for f in shards):
+            return None
+    if not weights[0] == "adapter_config.json" and not any(
+            (snap / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+        return None
+    return str(snap)
+
+
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """One HEAD request to the hub endpoint (HF_ENDPOINT), no retries; DNS included, the
+    probe runs in a daemon thread so the whole check takes at most `timeout_s`."""
+    import threading
+    import urllib.request
+    url = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    ok: list[bool] = []
+
+    def probe():
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s)
+            ok.append(True)
+        except urllib.error.HTTPError:  # the server answered: reachable
+            ok.append(True)
+        except Exception:  # DNS, refused, TLS, timeout
+            pass
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return bool(ok)
+
+
+def _resolve_hub(name: str) -> str:
+    """Hub name -> the cached snapshot dir (no network), else the name once the hub answers a
+    quick probe and has its config; fails fast with one line when offline or unreachable."""
+    snap = cached_snapshot(name)
+    if snap is not None:
+        return snap
+    if hub_offline():
+        raise ModelNotFoundError(f"model '{name}': not in the local Hugging Face cache and HF_HUB_OFFLINE/"
+                                 f"TRANSFORMERS_OFFLINE is set (unset it and {_FIX})")
+    if not hub_reachable():
+        raise ModelNotFoundError(f"model '{name}': not in the local Hugging Face cache and the hub is "
+                                 f"unreachable ({_FIX})")
     from transformers import AutoConfig
     try:
         AutoConfig.from_pretrained(name)
-    except Exception as e:  # offline, typo, gated, ...: one line naming the model
+    except Exception as e:  # typo, gated, ...: one line naming the model
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelNotFoundError(f"model '{name}': not found locally or on the hub ({msg})") from None
     return name

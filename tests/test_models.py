@@ -146,3 +146,79 @@ def test_frozen_reference_is_a_detached_copy(tiny_policy_dir):
     assert torch.equal(_logits(ref, ids), before)
     with p.reference():  # full fine-tuning: a no-op context
         assert not torch.equal(_logits(p.model, ids), before)
+
+
+@pytest.fixture
+def empty_hub_cache(monkeypatch, tmp_path):
+    """An empty HF cache, so what this machine has cached does not matter."""
+    import huggingface_hub.constants as C
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(C, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+@pytest.mark.parametrize("offline", [True, False])
+def test_uncached_hub_name_fails_fast_offline_or_unreachable(monkeypatch, empty_hub_cache, offline):
+    """No network here: a hub name not in the cache fails in one line within 5 s (not after
+    huggingface_hub's ~23 s of retries), naming the model and the fix."""
+    name = "cocos-test/not-cached-model"
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setattr(models, "hub_reachable", lambda *a: pytest.fail("probed while offline"))
+    t = time.perf_counter()
+    with pytest.raises(ModelNotFoundError) as e:
+        load_policy(name)
+    assert time.perf_counter() - t < 5
+    msg = str(e.value)
+    assert msg.startswith(f"model '{name}': ") and "\n" not in msg and "local model directory" in msg
+    if offline:
+        assert "HF_HUB_OFFLINE" in msg
+    else:  # this machine has no route to the hub (any network would answer 404 for this name)
+        assert "unreachable" in msg or "not found locally or on the hub" in msg
+
+
+def test_unreachable_endpoint_is_one_quick_probe(monkeypatch, empty_hub_cache):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused at once
+    assert not models.hub_reachable(timeout_s=2.0)
+    t = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match=r"^model 'org/m': not in the local Hugging Face cache "
+                                                 r"and the hub is unreachable \(connect"):
+        models.resolve_model("org/m")
+    assert time.perf_counter() - t < 3
+
+
+def _fake_cache(cache, name, src, files):
+    """A hub-cache layout: models--org--name/refs/main -> sha, snapshots/sha/<files from src>."""
+    import shutil
+    repo = cache / ("models--" + name.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("abc123")
+    snap = repo / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    for f in files:
+        shutil.copy(f"{src}/{f}", snap / f)
+    return snap
+
+
+def test_cached_hub_model_loads_without_network(monkeypatch, empty_hub_cache, tiny_policy_dir, tiny_policy):
+    """A complete cached snapshot is used as a local dir: no probe, works with the env unset."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(models, "hub_reachable", lambda *a: pytest.fail("probed a cached model"))
+    files = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+    snap = _fake_cache(empty_hub_cache, "cocos/tiny", tiny_policy_dir, files)
+    assert models.cached_snapshot("cocos/tiny") == str(snap)
+    p = load_policy("cocos/tiny", dtype="fp32", device="cpu")
+    assert p.name == "cocos/tiny"
+    assert torch.equal(_logits(p.model, [5, 6, 7]), _logits(tiny_policy.model, [5, 6, 7]))
+    # config only (weights never downloaded): not a usable snapshot -> offline error, not a crash
+    _fake_cache(empty_hub_cache, "cocos/partial", tiny_policy_dir, ["config.json", "tokenizer.json"])
+    assert models.cached_snapshot("cocos/partial") is None
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    with pytest.raises(ModelNotFoundError, match="cocos/partial.*TRANSFORMERS_OFFLINE"):
+        load_policy("cocos/partial")
