@@ -262,7 +262,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=0.9, help="sampling temperature when k > 1")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--fewshot", type=int, default=0, help="prepend N shipped few-shot examples to turn 1 (base models)")
+    p.add_argument("--fewshot", type=int, default=0, help="prepend N solved examples to turn 1 (base models): "
+                   "MBPP prompt split for mbpp-* tasks, else the shipped offline default")
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")
@@ -297,10 +298,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                   greedy=args.k == 1, batch_size=args.batch_size)
     except (ValueError, OSError) as e:
         _fail(f"--policy {args.policy}: {str(e).splitlines()[0]}" if isinstance(e, OSError) else str(e))
-    fewshot = ""
-    if args.fewshot:
-        from cocos_lib.prompts import fewshot_block
-        fewshot = fewshot_block(n=args.fewshot)
+    from cocos_lib.prompts import fewshot_for
+    try:
+        fewshot = fewshot_for(args.tasks, args.fewshot)
+    except (ValueError, OSError) as e:
+        _fail(f"--fewshot {args.fewshot}: {str(e).splitlines()[0]}")
     policy = load_policy(args.policy, dtype=args.dtype, device=args.device)
     df = evaluate(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
                   progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,

@@ -80,6 +80,21 @@ def mbpp_fewshot_block(n: int = 3, path=None) -> str:
     return fewshot_block(load_mbpp("prompt", path=path)[1:1 + n], n)
 
 
+def fewshot_for(task_set: str, n: int, path=None) -> str:
+    """The turn-1 few-shot block for a base model evaluated or trained on `task_set`.
+
+    n == 0: "" (no block). mbpp-* sets: the paper's block, n solved MBPP prompt-split tasks
+    (task_ids 2.., `mbpp_fewshot_block`; `path` is a local MBPP file or folder, the hub when
+    None). Any other set (humaneval, toy-*): the shipped offline default (`fewshot_block`),
+    as no prompt split exists for them and it keeps those runs offline.
+    """
+    if n == 0:
+        return ""
+    if task_set.startswith("mbpp"):
+        return mbpp_fewshot_block(n, path=path)
+    return fewshot_block(n=n)
+
+
 def chat_messages(task: Task, previous_codes: Sequence[str] = ()) -> list[dict]:
     """The same state s_t as chat messages for instruct models (`tokenizer.apply_chat_template`):
     system, user = header; for t >= 2 the most recent attempt as the assistant's answer and the

@@ -242,3 +242,31 @@ def test_sampled_k_samples_pass_at_k(tiny_policy):
         per = df[df.turn == t].groupby("task_id")["correct"].sum()
         assert s[f"pass@1_t{t}"] == pytest.approx(per.mean() / 2)
         assert s[f"pass@2_t{t}"] == pytest.approx((per > 0).mean())
+
+
+@pytest.mark.parametrize("task_set, n, expected", [
+    ("toy-test", 0, ""), ("toy-test", 2, "DEFAULT2"), ("humaneval", 1, "DEFAULT1"), ("mbpp-test", 3, "MBPP3")])
+def test_cli_fewshot_uses_fewshot_for(monkeypatch, tiny_policy_dir, task_set, n, expected):
+    """--fewshot N with --tasks NAME: the block evaluate() gets is prompts.fewshot_for(NAME, N)."""
+    from cocos_lib import models, prompts, tasks
+    monkeypatch.setattr(tasks, "load_tasks", lambda name, **kw: [_task()])
+    monkeypatch.setattr(prompts, "mbpp_fewshot_block", lambda n, path=None: f"MBPP{n}")
+    monkeypatch.setattr(prompts, "fewshot_block", lambda tasks=None, n=3: f"DEFAULT{n}")
+    monkeypatch.setattr(models, "load_policy", lambda *a, **kw: "policy")
+    seen = {}
+
+    def fake_evaluate(policy, tasks, **kw):
+        seen.update(kw, policy=policy)
+        raise KeyboardInterrupt  # stop before writing output
+
+    monkeypatch.setattr(E, "evaluate", fake_evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        E.main(["--policy", tiny_policy_dir, "--tasks", task_set, "--out", "unused.jsonl", "--fewshot", str(n)])
+    assert seen["policy"] == "policy" and seen["fewshot"] == expected
+
+
+def test_cli_fewshot_too_many_is_one_line(tiny_policy_dir):
+    r = _cli("--policy", tiny_policy_dir, "--tasks", "toy-test", "--out", "o.jsonl", "--fewshot", "4")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("cocos_lib.evaluate: error: --fewshot 4: prompts: field 'n': "
+                                "4 few-shot examples requested, 3 available")

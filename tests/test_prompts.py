@@ -144,3 +144,29 @@ def test_extract_code(name, text, want):
 def test_extract_code_round_trip_with_prompts():
     completion = CODE1 + "\n[DONE]"
     assert build_prompt(TASK, [extract_code(completion)]).startswith(HEADER + CODE1 + "\n[DONE]\n\n")
+
+
+def test_fewshot_for_picks_the_source_by_task_set(tmp_path):
+    """mbpp-*: the MBPP prompt split (task_ids 2..n+1); humaneval / toy-*: the offline default; n=0: ""."""
+    import json
+
+    from cocos_lib.prompts import fewshot_for
+
+    rows = [{"text": f"Task {i}.", "code": f"def f{i}():\n    return {i}", "task_id": i, "test_setup_code": "",
+             "test_list": [f"assert f{i}() == {i}"], "challenge_test_list": []} for i in (1, 2, 3, 4)]
+    (tmp_path / "mbpp.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    mbpp2 = "".join(
+        f"You are an expert Python programmer, and here is your task: Task {i}. Your code should pass these tests:"
+        f"\n\nassert f{i}() == {i}\n[BEGIN]\ndef f{i}():\n    return {i}\n[DONE]\n\n" for i in (2, 3))
+    for name in ("mbpp-test", "mbpp-train", "mbpp-validation"):
+        assert fewshot_for(name, 2, path=str(tmp_path)) == mbpp2
+        assert fewshot_for(name, 0, path=str(tmp_path / "missing")) == ""  # n=0 reads nothing
+    default2 = fewshot_block(n=2)
+    assert default2.startswith("You are an expert Python programmer") and default2.count("[DONE]\n\n") == 2
+    for name in ("humaneval", "toy-test", "toy-train"):
+        assert fewshot_for(name, 2, path=str(tmp_path)) == default2  # path is MBPP-only
+        assert fewshot_for(name, 0) == ""
+    with pytest.raises(ValueError, match="4 few-shot examples requested, 3 available"):
+        fewshot_for("toy-test", 4)
+    with pytest.raises(ValueError, match="4 few-shot examples requested, 3 available"):
+        fewshot_for("mbpp-test", 4, path=str(tmp_path))  # prompt split here: ids 2, 3, 4
