@@ -18,15 +18,14 @@ from typing import Sequence
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
     "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
-                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=60,
-                 train_overrides=dict(prompts_per_update=16, checkpoint_every=10),
+                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=None,
                  ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=32, device=None, train_updates=200, ablation_updates=50),
+                  max_new_tokens=512, batch_size=32, device=None, train_updates=None, ablation_updates=50),
     # PAPER.md: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", eval_tasks="mbpp-test", n_eval=None, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=64, device=None, train_updates=1500, ablation_updates=300),
+                  max_new_tokens=512, batch_size=64, device=None, train_updates=None, ablation_updates=300),
 }
 # SMOKE (the notebook tests): same code path, a handful of tasks and updates.
 SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1, ablation_overrides={},
@@ -40,12 +39,14 @@ class ProfileError(ValueError):
 @dataclass(frozen=True)
 class NotebookProfile:
     """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04); train_updates:
-    notebook 03's run; train_overrides: TrainConfig fields on top of cocos_lib.train.PROFILES[name];
+    notebook 03's run (None: the train profile's); train_overrides: TrainConfig fields on top of
+    cocos_lib.train.PROFILES[name];
     ablation_*: each run of notebook 05 (updates, evaluation tasks, extra TrainConfig fields);
     threads: torch intra-op threads (None: torch's default);
     progress: show progress bars (only when a frontend can render them, see has_frontend)."""
     name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
-    max_new_tokens: int; batch_size: int; device: str | None; train_updates: int; ablation_updates: int  # noqa: E702
+    max_new_tokens: int; batch_size: int; device: str | None; train_updates: int | None  # noqa: E702
+    ablation_updates: int
     eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
     ablation_eval: int | None = None; ablation_overrides: dict = field(default_factory=dict)  # noqa: E702
     train_overrides: dict = field(default_factory=dict)
@@ -83,7 +84,7 @@ class NotebookProfile:
         """cocos_lib.train.make_config(name) with the profile's model and overrides, then `overrides`."""
         from cocos_lib.train import make_config
         values = {"model": self.model, **self.train_overrides, "updates": updates or self.train_updates, **overrides}
-        return make_config(self.name, **values)
+        return make_config(self.name, **{k: v for k, v in values.items() if v is not None})
 
     def load_policy(self, name_or_path: str | os.PathLike | None = None):
         """cocos_lib.models.load_policy of `name_or_path` (default: the profile's model)."""
