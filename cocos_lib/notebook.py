@@ -72,12 +72,14 @@ class NotebookProfile:
 
     def eval_kwargs(self) -> dict:
         """Keyword arguments of cocos_lib.evaluate.evaluate shared by every notebook (greedy)."""
-        return dict(sampling=self.sampling(), ending=self.ending, fewshot=_fewshot(self.fewshot), progress=self.progress)
+        return dict(sampling=self.sampling(), ending=self.ending, fewshot=_fewshot(self.eval_tasks, self.fewshot),
+                    progress=self.progress)
 
     def rollout_config(self, **fields):
         """cocos_lib.rollout.RolloutConfig with this profile's prompts, sampling at T = 0.9, and `fields`."""
         from cocos_lib.rollout import RolloutConfig
-        values = dict(sampling=self.sampling(greedy=False), fewshot=_fewshot(self.fewshot), ending=self.ending)
+        values = dict(sampling=self.sampling(greedy=False), ending=self.ending,
+                      fewshot=_fewshot(self.eval_tasks, self.fewshot))
         return RolloutConfig(**{**values, **fields})
 
     def train_config(self, updates: int | None = None, **overrides):
@@ -92,9 +94,9 @@ class NotebookProfile:
         return load_policy(name_or_path or self.model, device=self.device)
 
 
-def _fewshot(n: int) -> str:
-    from cocos_lib.prompts import fewshot_block
-    return fewshot_block(n=n) if n else ""
+def _fewshot(task_set: str, n: int) -> str:
+    from cocos_lib.prompts import fewshot_for
+    return fewshot_for(task_set, n)  # MBPP's prompt split for mbpp-*, the offline block otherwise
 
 
 def notebook_profile(profile: str, smoke: bool = False, **overrides) -> NotebookProfile:
