@@ -135,6 +135,27 @@ def test_unknown_profile_and_missing_model(tmp_path):
     assert not (tmp_path / "run").exists()  # failed before any work
 
 
+def test_rollout_fewshot_is_mbpp_prompt_split_for_mbpp_and_default_otherwise(monkeypatch):
+    """PAPER.md: a base model's few-shot block is MBPP prompt-split tasks (ids 2, 3, 4 for 3-shot)."""
+    from cocos_lib import prompts, tasks
+    from cocos_lib.train import rollout_config
+    calls = []
+    split = [tasks.Task(f"MBPP/{i}", f"Write f{i}.", (f"assert f{i}() == {i}",), reference=f"def f{i}(): return {i}")
+             for i in range(1, 11)]  # the 10 prompt-split tasks, task_ids 1..10
+
+    def fake_load_mbpp(split_name="test", variant="full", path=None, challenge=False):
+        calls.append((split_name, path))
+        return split if split_name == "prompt" else pytest.fail(f"asked for split {split_name!r}")
+    monkeypatch.setattr(tasks, "load_mbpp", fake_load_mbpp)  # no network
+    block = rollout_config(make_config("paper")).fewshot  # paper: tasks=mbpp-train, fewshot=3
+    assert calls == [("prompt", None)]
+    assert block == "".join(f"{prompts.task_header(t)}[BEGIN]\n{t.reference}\n[DONE]\n\n" for t in split[1:4])
+    assert block.count("[BEGIN]") == 3 and "Write f2." in block and "Write f1." not in block
+    toy = rollout_config(make_config("tiny", fewshot=2)).fewshot
+    assert calls == [("prompt", None)] and toy == prompts.fewshot_block(n=2) and toy.count("[DONE]") == 2
+    assert rollout_config(make_config("tiny")).fewshot == "" and make_config("tiny").fewshot == 0
+
+
 # ----------------------------------------------------------------------------- data order, lr
 
 def test_task_indices_are_epoch_shuffled_and_resumable():

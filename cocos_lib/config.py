@@ -1,0 +1,184 @@
+"""Training configuration: `TrainConfig` (every knob of a run, flat, validated), the profiles
+(tiny / colab / paper), `--set key=value` parsing and the cheap model check before any work.
+
+    cfg = make_config("paper", updates=10, gamma="0.25")   # strings are coerced to the field's type
+
+No torch at import: the checks and choices that live elsewhere (cocos_lib.rl, cocos_lib.tasks,
+cocos_lib.models) are imported where they are used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+
+REWARD_NAMES = ("binary", "progressive", "count")
+BACKENDS = ("hf", "static", "vllm")
+SCHEDULES = ("cosine", "linear", "constant")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+ENDINGS = ("correct", "begin")
+
+
+class ConfigError(ValueError):
+    """A bad training configuration; the message is one line naming the field."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md)."""
+    model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
+    tasks: str = "toy-train"                # a name in cocos_lib.tasks.TASK_SETS
+    n_tasks: int | None = None              # use only the first n tasks
+    updates: int = 1500
+    prompts_per_update: int = 64            # rollouts per update = prompts_per_update * k
+    k: int = 2                              # samples per prompt (RLOO group size)
+    turns: int = 2                          # T
+    share_first_turn: bool = True           # one turn-1 sample per prompt, shared by its group
+    train_turns: tuple[int, ...] = (2,)     # turns whose tokens get the reward gradient
+    reward: str = "progressive"             # r_t: binary | progressive (fraction) | count
+    gamma: float = 0.5                      # discount of R
+    kl_coef: float = 0.01                   # beta
+    kl: str = "sequence"                    # sequence (score - beta KL) | token (per-token advantage)
+    first_turn_kl_coef: float = 0.0         # beta_1: SCoRe Stage I direct KL on turn-1 tokens
+    cliprange: float | None = 0.2
+    lr: float = 1e-5
+    schedule: str = "cosine"
+    warmup: int = 0                         # updates of linear warm-up
+    weight_decay: float = 0.0
+    max_grad_norm: float | None = 1.0
+    temperature: float = 0.9
+    top_p: float = 1.0
+    max_new_tokens: int = 512
+    stop_at_done: bool = True               # False = the released no-stop rollouts
+    gen_batch_size: int = 64
+    fewshot: int = 0                        # solved examples before turn 1 (base models)
+    ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
+    dtype: str = "auto"
+    device: str | None = None
+    lora_r: int = 0                         # 0 = full fine-tuning
+    lora_alpha: int = 32
+    gradient_checkpointing: bool = False
+    micro_batch: int = 8
+    backend: str = "hf"
+    exec_workers: int | None = None
+    exec_timeout_s: float = 3.0
+    seed: int = 42
+    checkpoint_every: int = 100             # also at the end; 0 = never (except on Ctrl-C)
+
+    def __post_init__(self):
+        if isinstance(self.train_turns, (list, range)):
+            self.train_turns = tuple(self.train_turns)
+        self.validate()
+
+    def validate(self) -> None:
+        """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
+        from cocos_lib.rl import KL_MODES
+        from cocos_lib.tasks import TASK_SETS
+        for name, kind in typing.get_type_hints(TrainConfig).items():
+            v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
+            kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds
+            ok = {int: (int,), float: (int, float), bool: (bool,), str: (str,), type(None): (type(None),)}
+            allowed = sum((ok.get(k, (tuple,)) for k in kinds), ())
+            if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
+                raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
+        choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
+                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS)
+        checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
+        checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
+                   (bool(self.train_turns) and all(1 <= t <= self.turns for t in self.train_turns), "train_turns",
+                    f"each turn must be in 1..turns={self.turns}"),
+                   (not self.share_first_turn or self.turns >= 2, "share_first_turn",
+                    "needs turns >= 2 (k copies of one answer have equal rewards)"),
+                   (not self.share_first_turn or 1 not in self.train_turns, "train_turns",
+                    "turn 1 is shared by the group, so its RLOO gradient is zero; set share_first_turn=false "
+                    "to train turn 1"),
+                   (0 <= self.gamma <= 1, "gamma", "must be in [0, 1]"),
+                   (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+                   (self.n_tasks is None or self.n_tasks >= 1, "n_tasks", "must be >= 1 or None"),
+                   (self.dtype != "fp16" or self.lora_r > 0, "dtype",
+                    "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")]
+        checks += [(getattr(self, n) >= 0, n, "must be >= 0") for n in ("updates", "warmup", "checkpoint_every",
+                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r")]
+        checks += [(getattr(self, n) >= 1, n, "must be >= 1") for n in ("prompts_per_update", "turns",
+                   "max_new_tokens", "gen_batch_size", "micro_batch")]
+        checks += [(getattr(self, n) > 0, n, "must be > 0") for n in ("lr", "temperature", "exec_timeout_s")]
+        checks += [(getattr(self, n) is None or getattr(self, n) > 0, n, "must be > 0 or None")
+                   for n in ("cliprange", "max_grad_norm")]
+        for ok, name, why in checks:
+            if not ok:
+                raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
+
+    def rl_config(self):
+        """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run."""
+        from cocos_lib.rl import RLConfig
+        return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
+                        train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
+                        micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
+                        temperature=self.temperature)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["train_turns"] = list(self.train_turns)
+        return d
+
+
+PROFILES: dict[str, dict] = {
+    # CPU, offline, minutes: the toy world and the repo's warm-started char-level policy.
+    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=40, prompts_per_update=16, k=4,
+                 lr=2e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=64, gen_batch_size=64,
+                 micro_batch=16, dtype="fp32", device="cpu", checkpoint_every=10, exec_workers=2, seed=0),
+    # one Colab T4 (16 GB): 0.5B base model, LoRA on fp16 weights, smaller batches.
+    "colab": dict(model="Qwen/Qwen2.5-0.5B", tasks="mbpp-train", updates=200, prompts_per_update=16,
+                  lr=1e-4, lora_r=16, lora_alpha=32, dtype="fp16", max_new_tokens=512, gen_batch_size=32,
+                  micro_batch=4, gradient_checkpointing=True, fewshot=3, ending="begin", checkpoint_every=50),
+    # PAPER.md "Optimisation": the released hyperparameters.
+    "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
+                  turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
+                  kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,
+                  weight_decay=0.0, temperature=0.9, top_p=1.0, max_new_tokens=512, dtype="bf16", seed=42,
+                  fewshot=3, ending="begin", gen_batch_size=128, micro_batch=8, gradient_checkpointing=True,
+                  checkpoint_every=100),
+}
+
+
+def coerce(name: str, value):
+    """Parse a `--set name=value` string into the field's type (int, float, bool, None, tuple); non-strings pass."""
+    hints = typing.get_type_hints(TrainConfig)
+    if name not in hints:
+        raise ConfigError(f"unknown config field '{name}' (see TrainConfig)")
+    if not isinstance(value, str):
+        return value
+    kind, t = hints[name], value.strip()
+    args = typing.get_args(kind)
+    if type(None) in args and t.lower() in ("none", "null", ""):
+        return None
+    base = kind if typing.get_origin(kind) is tuple or not args else next(a for a in args if a is not type(None))
+    try:
+        if base is bool:
+            if t.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError("expected true or false")
+            return t.lower() in ("true", "1", "yes")
+        if typing.get_origin(base) is tuple:
+            return tuple(int(x) for x in t.strip("()[] ").split(",") if x.strip())
+        return base(t)
+    except ValueError as e:
+        raise ConfigError(f"config field '{name}': cannot parse {value!r} as "
+                          f"{getattr(base, '__name__', base)} ({e})") from None
+
+
+def make_config(profile: str = "tiny", base: dict | None = None, **overrides) -> TrainConfig:
+    """TrainConfig of a profile (or of `base`, a saved config dict) with overrides; strings are coerced."""
+    if base is None and profile not in PROFILES:
+        raise ConfigError(f"unknown profile '{profile}': expected one of {', '.join(sorted(PROFILES))}")
+    values = dict(PROFILES[profile] if base is None else base)
+    values.update({name: coerce(name, value) for name, value in overrides.items()})
+    return TrainConfig(**values)
+
+
+def check_model(cfg: TrainConfig) -> str:
+    """Resolve cfg.model (local dir, hub name, "tiny-warmstart") or raise ConfigError, before any work."""
+    from cocos_lib.models import resolve_model
+    try:
+        return resolve_model(cfg.model)
+    except (FileNotFoundError, ImportError, ValueError) as e:
+        raise ConfigError(f"config field 'model': {e}") from None
