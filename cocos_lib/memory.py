@@ -167,7 +167,7 @@ def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
     return out
 
 
-# Plans: the profiles' settings (cocos_lib/train.py PROFILES) and the card each must fit.
+# Plans: the profiles' settings (cocos_lib/config.py PROFILES) and the card each must fit.
 PLANS: dict[str, dict] = {
     # Colab T4: 16 GB (15.1 GiB usable after the driver), no bf16 -> fp16 weights, LoRA adapters in
     # fp32 (master weights for what is trained); loss scaling advised for fp16 activations' grads.
