@@ -29,6 +29,8 @@ import torch
 from cocos_lib.config import ConfigError, TrainConfig, PROFILES, make_config, coerce  # noqa: F401  re-exported
 from cocos_lib.config import check_model  # noqa: F401  re-exported
 from cocos_lib.rl import rl_step
+from cocos_lib.hub import HubUnavailableError
+from cocos_lib.tasks import TaskFormatError
 
 
 # ------------------------------------------------------------------------------ data and lr
@@ -275,8 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         if out is None:
             raise ConfigError("--out DIR is required (or --resume DIR)")
         train(cfg, out, resume=str(ckpt) if ckpt else False, progress=not args.no_progress)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ConfigError, TaskFormatError, HubUnavailableError) as e:  # bad config, data file or no hub: one line
+        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"stopped: {e}", file=sys.stderr)
