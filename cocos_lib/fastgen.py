@@ -273,7 +273,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     table = _cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
     eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
            else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
-    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    eos_ids = set() if cfg.ignore_eos else set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
     pad_id = next((i for i in (getattr(tok, "pad_token_id", None), *sorted(eos_ids), 0) if i is not None))
     compact = device.type != "cuda" if compact is None else compact
     use_compile = device.type == "cuda" if compile is None else compile

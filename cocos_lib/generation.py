@@ -23,13 +23,15 @@ BACKENDS = ("hf", "static", "vllm")
 @dataclass(frozen=True)
 class SamplingConfig:
     """Sampling settings. Paper: temperature 0.9, top_p 1.0, 512 new tokens; eval: greedy.
-    stop=None reproduces the released code's no-stop rollouts (only EOS/max_new_tokens end)."""
+    stop=None: no stop string (only EOS or max_new_tokens end a row). ignore_eos=True as well
+    reproduces the released code's rollouts: every row runs max_new_tokens tokens."""
     max_new_tokens: int = 512
     temperature: float = 0.9
     top_p: float = 1.0
     greedy: bool = False
     stop: str | None = "[DONE]"
     batch_size: int = 64
+    ignore_eos: bool = False
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -148,7 +150,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     from transformers import GenerationConfig, StoppingCriteriaList
 
     tok, model = policy.tokenizer, policy.model
-    eos = policy.eos_token_ids
+    eos = [] if cfg.ignore_eos else policy.eos_token_ids
     gen_cfg = hf_generation_config(cfg, eos, tok.pad_token_id)
     head = model.get_output_embeddings()
     lut = last_char_table(tok, cfg.stop, head.weight.shape[0] if head is not None else 0) if cfg.stop else None

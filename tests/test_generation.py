@@ -256,3 +256,25 @@ def test_no_invalid_generation_flags_warning(tiny_policy, greedy):
     assert len(out[0]) == 3
     texts = [r.getMessage() for r in records] + [str(w.message) for w in caught]
     assert not [t for t in texts if "not valid" in t or "top_k" in t], texts
+
+
+def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
+    """The released pipeline's rollouts (no stop, no EOS): every completion has max_new_tokens ids,
+    in both backends, while the default stops at EOS/[DONE] where the model writes them."""
+    from cocos_lib.generation import SamplingConfig, generate
+    prompts = [tiny_policy.tokenizer("def f(x):", add_special_tokens=False)["input_ids"]] * 3
+    eos = tiny_policy.eos_token_ids[0]
+    forced = SamplingConfig(max_new_tokens=7, greedy=True, stop=None, ignore_eos=True, batch_size=3)
+    for backend in ("hf", "static"):
+        out = generate(tiny_policy, prompts, forced, backend=backend)
+        assert [len(o) for o in out] == [7, 7, 7], backend
+    # with the model forced to write EOS first, the default stops at once and ignore_eos does not
+    head = tiny_policy.model.get_output_embeddings()
+    bias = torch.zeros(head.weight.shape[0]); bias[eos] = 1e4
+    hook = head.register_forward_hook(lambda m, i, o: o + bias)
+    try:
+        stopped = generate(tiny_policy, prompts, SamplingConfig(max_new_tokens=7, greedy=True, stop=None), backend="hf")
+        kept = generate(tiny_policy, prompts, forced, backend="hf")
+    finally:
+        hook.remove()
+    assert [len(o) for o in stopped] == [1, 1, 1] and [len(o) for o in kept] == [7, 7, 7]
