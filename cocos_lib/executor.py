@@ -20,7 +20,8 @@ Isolation (`Executor(isolation=...)`), one outcome per test in both:
   not between the tests it ran. ~2.4x less CPU than "test" on HumanEval (one fork per program
   instead of one per assert); outcomes equal "test"'s whenever the tests do not mutate shared
   state (all 164 HumanEval canonical solutions: tested).
-sandbox.py documents the process tree, the nonce-checked result channel and the cleanup. Safety:
+workers.py starts, feeds and replaces the worker processes; sandbox.py (the worker program itself)
+documents the process tree, the nonce-checked result channel and the cleanup. Safety:
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
 - the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
   (setsid'd and double-forked ones too), after every job everything;
@@ -43,17 +44,14 @@ processes (it is set to their number now + max_procs), and the user's other proc
 """
 from __future__ import annotations
 
-import collections, json, marshal, math, os, random, select, shutil, signal, site, struct, subprocess, sys, tempfile
-import threading, time, weakref
+import math, os, site, tempfile, threading, weakref
 from dataclasses import dataclass
 from typing import Sequence
 
+from cocos_lib.workers import MIN_ENV, Pool, sandbox_uids, user_procs
+
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
-SANDBOX = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox.py")
-MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-PIPELINE = 2  # jobs queued per worker, so a worker never waits for this process
 
 
 @dataclass(frozen=True)
@@ -113,199 +111,18 @@ def check_job(job, max_chars: int) -> tuple[int, str | None]:
         return n, f"source too large: {size} characters > max_source_chars={max_chars}"
     return n, None
 
-
-def sandbox_uids(n: int, uid) -> list:
-    """Uid per slot: None (no drop), or an unprivileged uid mapped in this user namespace."""
-    if uid is None or os.geteuid() != 0:
-        return [None] * n
-    if uid != "auto":
-        return [int(uid)] * n
-    with open("/proc/self/uid_map") as f:
-        ranges = [tuple(map(int, line.split())) for line in f]
-    base = 2_000_000_000 + random.SystemRandom().randrange(100_000_000)
-    mapped = all(any(lo <= base + i < lo + cnt for lo, _, cnt in ranges) for i in range(n))
-    return [base + i if mapped else 65534 for i in range(n)]
-
-
-def user_procs() -> int:
-    uid, n = os.getuid(), 0
-    for name in os.listdir("/proc"):
-        try:
-            n += name.isdigit() and os.stat(f"/proc/{name}").st_uid == uid
-        except OSError:
-            pass
-    return n
-
-
 class _Batch:
     """The reports of one run_many call, filled by the dispatcher thread."""
 
     def __init__(self, n):
         self.reports, self.left, self.cond = [None] * n, n, threading.Condition()
 
-    def put(self, i, report):
+    def put(self, i, outcomes, error):
         with self.cond:
-            self.reports[i] = report
+            self.reports[i] = TestReport(tuple(outcomes), error)
             self.left -= 1
             if not self.left:  # run_many polls for the progress bar; wake it once, when done
                 self.cond.notify_all()
-
-
-class _Worker:
-    def __init__(self, cfg: dict):
-        self.proc = subprocess.Popen([sys.executable, "-I", "-S", SANDBOX, json.dumps(cfg)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, env=MIN_ENV, cwd=cfg["tmp"], start_new_session=True)
-        self.fd, self.buf, self.inflight, self.since = self.proc.stdout.fileno(), b"", collections.deque(), 0.0
-        os.set_blocking(self.fd, False)
-
-    def send(self, ticket):
-        if not self.inflight:
-            self.since = time.monotonic()
-        self.inflight.append(ticket)
-        data = marshal.dumps((id(ticket),) + ticket[0])
-        try:
-            self.proc.stdin.write(struct.pack(">I", len(data)) + data)
-            self.proc.stdin.flush()
-        except OSError:  # the worker died: its stdout's EOF tells the dispatcher
-            pass
-
-    def frames(self):
-        """Complete frames read so far; None in the list means the worker is gone."""
-        out = []
-        try:
-            data = os.read(self.fd, 1 << 20)
-        except BlockingIOError:
-            return out
-        self.buf += data
-        while len(self.buf) >= 4 and len(self.buf) >= 4 + struct.unpack(">I", self.buf[:4])[0]:
-            n = struct.unpack(">I", self.buf[:4])[0]
-            out.append(marshal.loads(self.buf[4:4 + n]))
-            self.buf = self.buf[4 + n:]
-        return out + [None] * (not data)
-
-    def kill(self):
-        """Kill the worker and anything left in its session (only needed if it died)."""
-        pid = self.proc.pid
-        for name in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{name}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[3]) == pid:
-                        os.kill(int(name), signal.SIGKILL)
-            except (OSError, ValueError, IndexError):
-                pass
-        self.proc.kill()
-        self.proc.wait()
-        self.proc.stdout.close()
-        try:
-            self.proc.stdin.close()
-        except OSError:  # unflushed bytes to a dead worker
-            pass
-
-
-class _Pool:
-    """Workers plus one dispatcher thread; holds no reference to the Executor (so GC closes it)."""
-
-    def __init__(self, cfgs: list):
-        self.cfgs, self.lock, self.pending, self.closed = cfgs, threading.Lock(), collections.deque(), False
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        self.workers = [_Worker(c) for c in cfgs]
-        self.thread = threading.Thread(target=self._loop, name="cocos-executor", daemon=True)
-        self.thread.start()
-
-    def submit(self, tickets):
-        with self.lock:
-            if self.closed:
-                raise RuntimeError("Executor is closed")
-            self.pending.extend(tickets)
-        os.write(self.wake_w, b"x")
-
-    def _finish(self, ticket, outcomes, error):
-        ticket[1].put(ticket[2], TestReport(tuple(outcomes), error))
-
-    def _replace(self, slot, why):
-        """A worker died or hung: its running job is void, the queued ones go back in line."""
-        w = self.workers[slot]
-        w.kill()
-        if w.inflight:
-            head = w.inflight.popleft()
-            self._finish(head, ("error",) * len(head[0][2]), why)
-        with self.lock:
-            self.pending.extendleft(reversed(w.inflight))
-        self.workers[slot] = _Worker(self.cfgs[slot])
-
-    def _loop(self):
-        try:
-            self._dispatch()
-        except BaseException as e:  # never leave a caller waiting forever
-            with self.lock:
-                self.closed = True
-            print(f"cocos executor: dispatcher crashed: {e!r}", file=sys.stderr)
-        self._shutdown()
-
-    def _dispatch(self):
-        while True:
-            with self.lock:
-                if self.closed:
-                    break
-                for w in self.workers:
-                    while self.pending and len(w.inflight) < PIPELINE:
-                        w.send(self.pending.popleft())
-            now, limit = time.monotonic(), 3600.0
-            for slot, w in enumerate(self.workers):
-                if w.inflight:
-                    job = w.inflight[0][0]
-                    left = w.since + (2 * len(job[2]) + 2) * job[3] + 30 - now
-                    if left <= 0:
-                        self._replace(slot, "sandbox worker hung and was replaced")
-                    limit = min(limit, max(left, 0.0))
-            fds = [w.fd for w in self.workers]
-            ready, _, _ = select.select(fds + [self.wake_r], [], [], limit)
-            if self.wake_r in ready:
-                os.read(self.wake_r, 1 << 16)
-            for slot, w in enumerate(self.workers):
-                if w.fd not in ready:
-                    continue
-                for frame in w.frames():
-                    if frame is None:
-                        self._replace(slot, "sandbox worker died and was replaced (job voided)")
-                        break
-                    if frame[0] == "hello":
-                        continue
-                    ticket = w.inflight.popleft()
-                    w.since = time.monotonic()
-                    self._finish(ticket, frame[1], frame[2])
-
-    def _shutdown(self):
-        with self.lock:
-            left = list(self.pending) + [t for w in self.workers for t in w.inflight]
-            self.pending.clear()
-        for t in left:
-            self._finish(t, ("error",) * len(t[0][2]), "executor closed")
-        for w in self.workers:
-            try:
-                w.proc.stdin.close()  # EOF: the worker kills its descendants and exits
-            except OSError:
-                pass
-        deadline = time.monotonic() + 5
-        for w in self.workers:
-            try:
-                w.proc.wait(max(deadline - time.monotonic(), 0.01))
-            except subprocess.TimeoutExpired:
-                pass
-            w.kill()
-        for fd in (self.wake_r, self.wake_w):
-            os.close(fd)
-        shutil.rmtree(self.cfgs[0]["tmp"], ignore_errors=True)
-
-    def close(self):
-        with self.lock:
-            if self.closed:
-                return
-            self.closed = True
-        os.write(self.wake_w, b"x")
-        if threading.current_thread() is not self.thread:
-            self.thread.join()
 
 
 class Executor:
@@ -332,7 +149,7 @@ class Executor:
         os.chmod(tmp, 0o711)  # the sandbox uid may enter its own job dir, not list the others
         nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
         self.workers = n
-        self._pool = _Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
+        self._pool = Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
                                  open_files=open_files, tmp=tmp, site=site.getsitepackages()) for uid in sandbox_uids(n, sandbox_uid)])
         self._finalizer = weakref.finalize(self, self._pool.close)
 
@@ -343,7 +160,7 @@ class Executor:
         for i, job in enumerate(jobs):
             n, problem = check_job(job, self.max_source_chars)
             if problem or n == 0:
-                batch.put(i, TestReport(("error",) * n, problem))
+                batch.put(i, ("error",) * n, problem)
             else:
                 tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)
