@@ -198,16 +198,20 @@ def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, 
     assert [r["update"] for r in again] == [1] and not (tmp_path / "checkpoint").exists()  # a fresh run replaces
 
 
+def interrupt_after(update: int):
+    """A train() callback that does what Ctrl-C does between updates, after `update`."""
+    def callback(m):
+        if m["update"] == update:
+            raise KeyboardInterrupt
+    return callback
+
+
 def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_policy_dir, fake_world, tmp_path):
     cfg = small_config(tiny_policy_dir)
     full = train(cfg, tmp_path / "a", progress=False)
 
-    def interrupt(m):  # what Ctrl-C does between updates
-        if m["update"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt, match="interrupted after update 2"):
-        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+        train(cfg, tmp_path / "b", callback=interrupt_after(2), progress=False)
     assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["update"] == 2
     assert not (tmp_path / "b" / "final").exists()
     resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
@@ -244,12 +248,8 @@ def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path
     cfg = small_config(tiny_policy_dir, updates=2, lora_r=4, lr=1e-2)
     full = train(cfg, tmp_path / "a", progress=False)
 
-    def interrupt(m):
-        if m["update"] == 1:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+        train(cfg, tmp_path / "b", callback=interrupt_after(1), progress=False)
     assert (tmp_path / "b" / "checkpoint" / "model" / "adapter_config.json").is_file()
     resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
     assert full[0]["kl"] == 0.0 and full[1]["kl"] != 0.0  # reference = adapter disabled
@@ -279,12 +279,8 @@ def test_resume_equals_uninterrupted_with_the_real_world(tmp_path):
     cfg = small_config("tiny-warmstart", prompts_per_update=4, max_new_tokens=64, seed=1)
     full = train(cfg, tmp_path / "a", progress=False)
 
-    def interrupt(m):
-        if m["update"] == 2:
-            raise KeyboardInterrupt
-
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", callback=interrupt, progress=False)
+        train(cfg, tmp_path / "b", callback=interrupt_after(2), progress=False)
     resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
     assert any(m["grad_norm"] > 0 for m in full)  # some group had a learning signal
     for key, value in strip_timing(full[2]).items():
