@@ -50,7 +50,7 @@ def test_structure(name):
             assert n <= MAX_CELL_LINES, f"{name}: code cell {i} has {n} lines (max {MAX_CELL_LINES})"
 
 
-@pytest.mark.parametrize("name", [n for n in FIGURES if n != "00_setup_and_data"])
+@pytest.mark.parametrize("name", list(FIGURES))
 def test_colab_cell_does_nothing_outside_colab(name):
     code = [c.source for c in read(name).cells if c.cell_type == "code"]
     install = [src for src in code if "%pip" in src]
