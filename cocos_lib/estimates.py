@@ -129,9 +129,10 @@ def _gpu_detail(gpu: Gpu, steps: int, s, batch: int) -> str:
 
 # ------------------------------------------------------------------ per notebook cell
 
-def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | None = None) -> Estimate | None:
+def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | None = None,
+               label: str = "evaluation") -> Estimate | None:
     """Greedy evaluation of n_tasks tasks for `turns` turns (Self-Refine: answer, critique, rewrite)."""
-    what = f"{method} evaluation, {n_tasks} tasks x {turns} turns"
+    what = f"{label}, {n_tasks} tasks x {turns} turns"
     if P.name == "tiny" and method == "self-refine":
         return Estimate(what, MEASURED_CPU["self_refine_s_per_task"] * n_tasks * turns / 2, "measured",
                         "the committed tiny run, 2-core CPU")
@@ -192,18 +193,20 @@ def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4, runs
     key = notebook[:2]
     gpu = None if P.name == "tiny" else gpu_for(gpu_name)
     n = len(P.tasks()) if P.name == "tiny" else (P.n_eval or 500)
+    simple, refine = "simple prompting", "Self-Refine"
     if key == "01":
-        items = [evaluation(P, n, P.eval_turns, gpu=gpu), evaluation(P, n, 2, "self-refine", gpu)]
+        items = [evaluation(P, n, P.eval_turns, gpu=gpu, label=simple), evaluation(P, n, 2, "self-refine", gpu, refine)]
     elif key == "02":
-        items = [evaluation(P, n * k, 5, gpu=gpu)]   # one turn, then two 2-turn rollouts, k samples each
+        items = [evaluation(P, n * k, 5, gpu=gpu, label="rollouts")]   # one turn, then two 2-turn runs, k samples
     elif key == "03":
         items = [training(P, P.train_config().updates, gpu)]
     elif key == "04":
-        items = [evaluation(P, n, P.eval_turns, gpu=gpu), evaluation(P, n, 2, "self-refine", gpu),
-                 evaluation(P, n, P.eval_turns, gpu=gpu)]
+        items = [evaluation(P, n, P.eval_turns, gpu=gpu, label=f"base, {simple}"),
+                 evaluation(P, n, 2, "self-refine", gpu, f"base, {refine}"),
+                 evaluation(P, n, P.eval_turns, gpu=gpu, label="the CoCoS policy")]
     elif key == "05":
         train = training(P, P.ablation_updates, gpu, **P.ablation_overrides)
-        ev = evaluation(P, P.ablation_eval or n, 2, gpu=gpu)
+        ev = evaluation(P, P.ablation_eval or n, 2, gpu=gpu, label="evaluation")
         items = [None if train is None or ev is None else
                  Estimate(f"{runs} runs: {train.what} + {ev.what}", runs * (train.seconds + ev.seconds), train.basis,
                           train.detail)]
@@ -212,13 +215,11 @@ def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4, runs
     return [e for e in items if e is not None]
 
 
-def show(estimates: list[Estimate], title: str = "", out=print) -> float:
-    """Print the estimates (one line each) and their total; returns the total seconds."""
-    total = sum(e.seconds for e in estimates)
+def show(estimates: list[Estimate], title: str = "time ahead", out=print) -> None:
+    """Print the estimates, one line each, after a title line with their total."""
     if not estimates:
-        out(f"{title}: no estimate for this profile" if title else "no estimate for this profile")
-        return 0.0
-    out(f"{title or 'time ahead'} (~{duration(total)} in all):")
+        out(f"{title}: no estimate for this profile")
+        return
+    out(f"{title} (~{duration(sum(e.seconds for e in estimates))} in all):")
     for e in estimates:
         out(f"  {e.line()}")
-    return total

@@ -38,6 +38,7 @@ def test_tiny_notebook_estimates_scale_the_measurements():
     (train,) = X.for_notebook("03_training", P)
     assert train.basis == "measured" and train.seconds == pytest.approx(223.4)          # 40 updates x 64 rollouts
     simple, refine = X.for_notebook("01", P)
+    assert (simple.what, refine.what) == ("simple prompting, 200 tasks x 4 turns", "Self-Refine, 200 tasks x 2 turns")
     assert simple.seconds == pytest.approx(26.3) and refine.seconds == pytest.approx(27.6)
     assert X.for_notebook("00", P) == []
     (ablations,) = X.for_notebook("05", P)       # 7 x (6 updates x 8 prompts x k 4 + 100 tasks x 2 turns)
@@ -96,8 +97,8 @@ def test_gpu_estimates_are_labelled_and_use_the_named_card():
 def test_duration_and_show():
     assert [X.duration(s) for s in (0.2, 59, 150, 3 * 3600)] == ["1 s", "59 s", "2 min", "3.0 h"]
     lines = []
-    total = X.show([X.Estimate("a", 30, "measured", "x"), X.Estimate("b", 90, "estimated", "y")], "ahead", lines.append)
-    assert total == 120 and lines == ["ahead (~2 min in all):", "  a: ~30 s (measured; x)", "  b: ~2 min (estimated; y)"]
+    X.show([X.Estimate("a", 30, "measured", "x"), X.Estimate("b", 90, "estimated", "y")], "ahead", lines.append)
+    assert lines == ["ahead (~2 min in all):", "  a: ~30 s (measured; x)", "  b: ~2 min (estimated; y)"]
     lines.clear()
     X.show([], "ahead", lines.append)
     assert lines == ["ahead: no estimate for this profile"]

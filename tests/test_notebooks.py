@@ -57,6 +57,32 @@ def test_colab_cell_does_nothing_outside_colab(name):
     assert len(install) == 1 and 'if IN_COLAB' in install[0] and '"google.colab" in sys.modules' in install[0]
 
 
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_parameters_pick_the_profile_and_paths_at_run_time(name):
+    """PROFILE = None (auto) and paths None (absolute, from WORK_DIR) in the committed copy: no papermill
+    "injected-parameters" cell pins the profile `make run` used (tools/run_notebooks.py strips it)."""
+    nb = read(name)
+    assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for line in ("PROFILE = None", "WORK_DIR = None", "FIGURES_DIR = None"):
+        assert line in params, f"{name}: no {line!r} in the parameters cell"
+    assert "RUN_DIR = None" in params or name == "00_setup_and_data"
+    assert "runtime.choose_profile(PROFILE)" in next(c.source for c in nb.cells if "resolve_dirs(" in c.source)
+
+
+def test_run_notebooks_strips_the_injected_cell(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_notebooks", NOTEBOOKS_DIR.parent / "tools" / "run_notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("PROFILE = None", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell('PROFILE = "tiny"', metadata={"tags": ["injected-parameters"]})])
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    tool.strip_injected(path)
+    assert [c.source for c in nbformat.read(path, as_version=4).cells] == ["PROFILE = None"]
+
+
 @pytest.fixture(scope="module")
 def smoke_dirs(tmp_path_factory):
     root = tmp_path_factory.mktemp("notebooks")
