@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from cocos_lib.release import PAIRS
+
 # committed tiny runs (notebooks/*.ipynb, metadata.papermill.duration of the named cells)
 MEASURED_CPU = {
     "eval_s_per_task_turn": 26.3 / (200 * 4),     # 01 §2: simple prompting, 200 toy tasks x 4 turns, greedy
@@ -46,8 +48,7 @@ UTILISATION = 0.3               # ASSUMED share of the fp16 peak reached by pref
 TRAIN_FLOPS_PER_TOKEN = 12      # x params: policy + reference log-probs (2 + 2), forward + backward (6), recompute (2)
 COMPLETION = dict(median=70, sigma=0.5)   # ASSUMED completion length that ends at [DONE], tokens
 PROMPT_TOKENS = dict(task=130, fewshot=420, turn2=280)  # ASSUMED: MBPP header, a 3-shot block, a turn-2 prompt
-CHECKPOINT_ARCH = {"Jay-Cho/CoCoS-Qwen2.5-1.5B": "Qwen/Qwen2.5-1.5B", "Jay-Cho/CoCoS-Llama-3.2-1B": "meta-llama/Llama-3.2-1B",
-                   "Jay-Cho/CoCoS-deepseek-coder-1.3b-base": "deepseek-ai/deepseek-coder-1.3b-base"}
+CHECKPOINT_ARCH = {p.checkpoint: p.base for p in PAIRS}   # a released checkpoint has its base model's shapes
 
 
 @dataclass(frozen=True)

@@ -317,10 +317,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     tasks = tasks[:args.limit] if args.limit else tasks
     if args.policy.startswith(("/", ".", "~")) and not Path(args.policy).expanduser().exists():
         _fail(f"--policy {args.policy}: no such local directory")  # before the slow torch import
-    from cocos_lib import release_run
+    from cocos_lib import release, release_run
     from cocos_lib.generation import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
-    batch_size = args.batch_size or (release_run.release.BATCH_SIZE if release_format else 64)
+    batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
         resolve_model(release_run.source(args.policy) if release_format else args.policy)
         sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,

@@ -96,7 +96,8 @@ def test_notebook_runs_and_writes_its_figures(name, smoke_dirs):
 
     out = smoke_dirs["out"] / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"SMOKE": True, "FIGURES_DIR": str(smoke_dirs["figures"]), "RUN_DIR": str(smoke_dirs["runs"])}
+    params = {"SMOKE": True, "PROFILE": "tiny", "FIGURES_DIR": str(smoke_dirs["figures"]),  # tiny even on a GPU box
+              "RUN_DIR": str(smoke_dirs["runs"])}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pm.execute_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(out), parameters=params, kernel_name="python3",
                         cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)

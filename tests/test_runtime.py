@@ -42,6 +42,9 @@ def test_precision_follows_compute_capability():
     assert runtime.precision(A100) == runtime.Precision("bf16", False, "sdpa")
     assert runtime.precision(CPU).dtype == "fp32"
     assert runtime.precision(T4).describe() == "fp16 weights + loss scaling, sdpa attention"
+    from cocos_lib.config import make_config
+    colab = make_config("colab")            # what the colab profile trains with on a T4: fp16 weights, LoRA
+    assert colab.dtype == runtime.precision(T4).dtype and colab.lora_r > 0
 
 
 def test_auto_picks_colab_on_a_gpu_in_one_line_and_shows_memory():

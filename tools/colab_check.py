@@ -13,9 +13,9 @@ Per notebook, in a temporary folder that stands in for Colab's /content:
 The kernel's PYTHONPATH is site-NN/ and fake/ only, so `import cocos_lib` after the install cell proves
 the install. One more run puts a notebook inside the copy (content/cocos-main/notebooks/): the install
 cell must then find the copy above it, and WORK_DIR must be the copy's root.
-Checks: no cell errors; the install cell names the copy, without build warnings; cocos_lib comes from site-NN/; PROFILE is "tiny"
-with the Colab hint (no GPU here); WORK_DIR, FIGURES_DIR and RUN_DIR are absolute and under the folder.
-The real notebooks are left unchanged and the temporary folder is removed (--keep keeps it).
+Checks: no cell errors; the install cell names the copy, without build warnings; cocos_lib comes from
+site-NN/; PROFILE is "tiny" with the Colab hint (no GPU here); WORK_DIR, FIGURES_DIR and RUN_DIR are
+absolute and under the folder. The real notebooks are left unchanged and the temporary folder is removed (--keep keeps it).
 """
 from __future__ import annotations
 
@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="only notebooks whose name starts with this prefix, e.g. 03")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = ap.parse_args(argv)
-    notebooks = [p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) if p.name.startswith(args.only or "")]
+    found = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [p for p in found if p.name.startswith(args.only or "")]
     before = {p: p.read_bytes() for p in notebooks}
     tmp = Path(tempfile.mkdtemp(prefix="cocos-colab-check-"))
     failures = 0
