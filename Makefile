@@ -7,11 +7,12 @@ BIN     = $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup run test warmstart bench clean help
+.PHONY: setup run test colab-check warmstart bench clean help
 
 help:
 	@echo "make run   - set up .venv, execute notebooks/00..05 in the tiny profile, write figures/"
 	@echo "make test  - set up .venv, run the whole test suite (notebooks included)"
+	@echo "make colab-check - run every notebook's Colab branch (install cell, auto profile, paths) on this CPU"
 	@echo "make warmstart - rebuild the shipped tiny warm-start checkpoint (deterministic)"
 	@echo "make bench - executor and rollout benchmarks (CPU)"
 
@@ -30,6 +31,9 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+colab-check: setup
+	$(BIN)/python tools/colab_check.py
 
 warmstart: setup
 	$(BIN)/python -m cocos_lib.toy build-warmstart

@@ -23,6 +23,7 @@ import pandas as pd
 from cocos_lib import metrics as M
 
 METHODS = ("cocos", "self-refine")
+PROMPT_FORMATS = ("repo", "release")  # prompts.py (the repo's, as in training) | release.py (the authors' test.py)
 MAX_TURNS = 4
 COLUMNS = ("task_id", "sample", "turn", "method", "code", "outcomes", "n_tests", "n_passed", "pass_fraction",
            "correct", "reward", "edit_distance", "no_edit", "new_tokens", "error", "text", "feedback")
@@ -32,7 +33,7 @@ class EvalConfigError(ValueError):
     """A bad evaluate() argument (turns, k, method ...), one line."""
 
 
-def _check(turns: int, k: int, method: str, greedy: bool) -> None:
+def _check(turns: int, k: int, method: str, greedy: bool, prompt_format: str = "repo") -> None:
     if not 1 <= turns <= MAX_TURNS:
         raise EvalConfigError(f"evaluate: field 'turns': {turns} is outside 1..{MAX_TURNS}")
     if k < 1:
@@ -41,6 +42,11 @@ def _check(turns: int, k: int, method: str, greedy: bool) -> None:
         raise EvalConfigError(f"evaluate: field 'k': k={k} greedy samples would be identical; sample instead")
     if method not in METHODS:
         raise EvalConfigError(f"evaluate: field 'method': unknown method {method!r} (expected one of {', '.join(METHODS)})")
+    if prompt_format not in PROMPT_FORMATS:
+        raise EvalConfigError(f"evaluate: field 'prompt_format': unknown format {prompt_format!r} "
+                              f"(expected one of {', '.join(PROMPT_FORMATS)})")
+    if prompt_format == "release" and method != "cocos":
+        raise EvalConfigError(f"evaluate: field 'method': the release format has no {method!r} prompts (use 'cocos')")
 
 
 def _fingerprint(name: str) -> str:
@@ -63,7 +69,8 @@ def cache_key(policy_name: str, task_ids: Sequence[str], settings: dict) -> str:
 def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool = True, sampling=None,
              executor=None, cache: str | Path | None = None, progress: bool = True, method: str = "cocos",
              fewshot: str = "", ending: str = "correct", backend: str = "hf", reward: str = "progressive",
-             seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> pd.DataFrame:
+             seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD,
+             prompt_format: str = "repo") -> pd.DataFrame:
     """Run ``turns`` turns on every task (k samples each) and return one row per task, sample, turn.
 
     policy: a ``models.Policy``, or a name / dir (loaded only on a cache miss).
@@ -72,33 +79,43 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     chunk: tasks per ``rollout`` call (progress granularity; default sampling.batch_size).
     cache: a directory; the result is stored as ``eval-<key>.jsonl`` keyed by policy, tasks and
     every setting here, and read back instead of re-running.
+    prompt_format: "repo" (prompts.py, `fewshot` and `ending` as given) or "release" (release.py: the
+    authors' evaluation prompts and extraction; `fewshot` is the release's block or "", `ending`
+    follows from it; a policy given by name is loaded by release_run.load, stand-ins included).
     Columns: task_id, sample, turn (1..T), method, code, outcomes (list), n_tests, n_passed,
     pass_fraction, correct (all tests pass), reward (r_t), edit_distance (normalised
     Levenshtein to turn t-1's code; NaN at t=1), no_edit (edit_distance <= threshold),
     new_tokens, error, text (raw completion), feedback (Self-Refine critique, else "").
     """
-    _check(turns, k, method, sampling.greedy if sampling is not None else greedy)
+    _check(turns, k, method, sampling.greedy if sampling is not None else greedy, prompt_format)
     from cocos_lib.generation import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
     tasks, chunk = list(tasks), chunk or cfg.batch_size
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
                     backend=backend, reward=reward, seed=seed, chunk=chunk, threshold=no_edit_threshold)
+    if prompt_format != "repo":  # only then: earlier caches keep their keys
+        from cocos_lib import release_run
+        settings["prompt_format"] = prompt_format
+        name = release_run.source(str(name)) if isinstance(policy, (str, Path)) else name
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
     if path is not None and path.is_file():
         return read_rows(path)
-    if isinstance(policy, (str, Path)):
+    if isinstance(policy, (str, Path)) and prompt_format == "release":
+        from cocos_lib import release_run
+        policy = release_run.load(str(policy))
+    elif isinstance(policy, (str, Path)):
         from cocos_lib.models import load_policy
         policy = load_policy(policy)
     df = _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-              seed, chunk, no_edit_threshold)
+              seed, chunk, no_edit_threshold, prompt_format)
     if path is not None:
         write_rows(df, path)
     return df
 
 
 def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-         seed, chunk, threshold) -> pd.DataFrame:
+         seed, chunk, threshold, prompt_format="repo") -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     from cocos_lib import baselines
@@ -113,7 +130,11 @@ def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, endi
         bar = tqdm(total=len(tasks), desc=f"evaluate {method} ({turns} turns)", disable=not progress, unit="task")
         for start in range(0, len(tasks), chunk):
             part = tasks[start:start + chunk]
-            if method == "self-refine":
+            if prompt_format == "release":
+                from cocos_lib import release_run
+                trajs, fb = release_run.rollout(policy, part, turns, cfg, ex, fewshot, seed=seed + start,
+                                                reward=reward), None
+            elif method == "self-refine":
                 trajs, fb = baselines.self_refine(policy, part, rcfg, ex, seed=seed + start)
             else:
                 trajs, fb = rollout(policy, part, rcfg, ex, seed=seed + start), None
@@ -261,10 +282,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=1, help="samples per task (k > 1 samples at --temperature; pass@k)")
     p.add_argument("--temperature", type=float, default=0.9, help="sampling temperature when k > 1")
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--fewshot", type=int, default=0, help="prepend N solved examples to turn 1 (base models): "
-                   "MBPP prompt split for mbpp-* tasks, else the shipped offline default")
+    p.add_argument("--batch-size", type=int, default=None, help="default 64; 8 with --format release (as released)")
+    p.add_argument("--fewshot", type=int, default=None, help="N solved examples before turn 1 (base models): MBPP "
+                   "prompt split for mbpp-*, else the offline default (0; --format release: 3 for a released base)")
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
+    p.add_argument("--format", choices=PROMPT_FORMATS, default="repo", dest="prompt_format",
+                   help="repo: the repo's prompts (as trained); release: the authors' test.py (cocos_lib/release.py)")
+    p.add_argument("--stop-at-done", action="store_true", help="--format release: stop rows at [DONE] too (same code)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default=None)
@@ -282,6 +306,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         _fail(f"--limit {args.limit}: must be >= 1")
     if args.k < 1:
         _fail(f"--k {args.k}: must be >= 1")
+    release_format = args.prompt_format == "release"
+    if args.stop_at_done and not release_format:
+        _fail("--stop-at-done: only with --format release (the repo format always stops at [DONE])")
     from cocos_lib.tasks import load_tasks
     try:
         tasks = load_tasks(args.tasks)
@@ -290,25 +317,30 @@ def main(argv: Sequence[str] | None = None) -> dict:
     tasks = tasks[:args.limit] if args.limit else tasks
     if args.policy.startswith(("/", ".", "~")) and not Path(args.policy).expanduser().exists():
         _fail(f"--policy {args.policy}: no such local directory")  # before the slow torch import
+    from cocos_lib import release, release_run
     from cocos_lib.generation import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
+    batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
-        resolve_model(args.policy)
+        resolve_model(release_run.source(args.policy) if release_format else args.policy)
         sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                  greedy=args.k == 1, batch_size=args.batch_size)
+                                  greedy=args.k == 1, batch_size=batch_size,
+                                  stop=None if release_format and not args.stop_at_done else "[DONE]")
     except (ValueError, OSError) as e:
         _fail(f"--policy {args.policy}: {str(e).splitlines()[0]}" if isinstance(e, OSError) else str(e))
     from cocos_lib.prompts import fewshot_for
     try:
-        fewshot = fewshot_for(args.tasks, args.fewshot)
+        fewshot = (release_run.fewshot_for(args.policy, args.tasks, args.fewshot) if release_format
+                   else fewshot_for(args.tasks, args.fewshot or 0))
     except (ValueError, OSError) as e:
         _fail(f"--fewshot {args.fewshot}: {str(e).splitlines()[0]}")
-    policy = load_policy(args.policy, dtype=args.dtype, device=args.device)
+    loader = release_run.load if release_format else load_policy  # release: the family's pad token too
+    policy = loader(args.policy, dtype=args.dtype, device=args.device)
     df = evaluate(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
                   progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
-                  backend=args.backend, seed=args.seed)
+                  backend=args.backend, seed=args.seed, prompt_format=args.prompt_format)
     write_rows(df, args.out)
-    summary = {"policy": args.policy, "tasks": args.tasks, **summarize(df)}
+    summary = {"policy": args.policy, "tasks": args.tasks, "format": args.prompt_format, **summarize(df)}
     print(json.dumps({k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
                       for k, v in summary.items()}))
     return summary

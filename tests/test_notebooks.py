@@ -50,11 +50,37 @@ def test_structure(name):
             assert n <= MAX_CELL_LINES, f"{name}: code cell {i} has {n} lines (max {MAX_CELL_LINES})"
 
 
-@pytest.mark.parametrize("name", [n for n in FIGURES if n != "00_setup_and_data"])
+@pytest.mark.parametrize("name", list(FIGURES))
 def test_colab_cell_does_nothing_outside_colab(name):
     code = [c.source for c in read(name).cells if c.cell_type == "code"]
     install = [src for src in code if "%pip" in src]
     assert len(install) == 1 and 'if IN_COLAB' in install[0] and '"google.colab" in sys.modules' in install[0]
+
+
+@pytest.mark.parametrize("name", list(FIGURES))
+def test_parameters_pick_the_profile_and_paths_at_run_time(name):
+    """PROFILE = None (auto) and paths None (absolute, from WORK_DIR) in the committed copy: no papermill
+    "injected-parameters" cell pins the profile `make run` used (tools/run_notebooks.py strips it)."""
+    nb = read(name)
+    assert not [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    params = next(c.source for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    for line in ("PROFILE = None", "WORK_DIR = None", "FIGURES_DIR = None"):
+        assert line in params, f"{name}: no {line!r} in the parameters cell"
+    assert "RUN_DIR = None" in params or name == "00_setup_and_data"
+    assert "runtime.choose_profile(PROFILE)" in next(c.source for c in nb.cells if "resolve_dirs(" in c.source)
+
+
+def test_run_notebooks_strips_the_injected_cell(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_notebooks", NOTEBOOKS_DIR.parent / "tools" / "run_notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("PROFILE = None", metadata={"tags": ["parameters"]}),
+                                         nbformat.v4.new_code_cell('PROFILE = "tiny"', metadata={"tags": ["injected-parameters"]})])
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nb, path)
+    tool.strip_injected(path)
+    assert [c.source for c in nbformat.read(path, as_version=4).cells] == ["PROFILE = None"]
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +96,8 @@ def test_notebook_runs_and_writes_its_figures(name, smoke_dirs):
 
     out = smoke_dirs["out"] / f"{name}.ipynb"
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"SMOKE": True, "FIGURES_DIR": str(smoke_dirs["figures"]), "RUN_DIR": str(smoke_dirs["runs"])}
+    params = {"SMOKE": True, "PROFILE": "tiny", "FIGURES_DIR": str(smoke_dirs["figures"]),  # tiny even on a GPU box
+              "RUN_DIR": str(smoke_dirs["runs"])}
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     pm.execute_notebook(str(NOTEBOOKS_DIR / f"{name}.ipynb"), str(out), parameters=params, kernel_name="python3",
                         cwd=str(NOTEBOOKS_DIR), progress_bar=False, log_output=False)

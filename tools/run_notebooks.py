@@ -10,6 +10,7 @@ and names the notebook and the cell.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +34,16 @@ def run_one(path: Path, out: Path, parameters: dict) -> float:
         str(path), str(out), parameters=parameters, kernel_name="python3",
         cwd=str(NOTEBOOKS), progress_bar=False, log_output=False,
     )
+    strip_injected(out)
     return time.time() - t0
+
+
+def strip_injected(path: Path) -> None:
+    """Drop papermill's "injected-parameters" cell: the notebook keeps its own parameters cell
+    (PROFILE = None, auto), so opening it on Colab does not pin the profile this run used."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:

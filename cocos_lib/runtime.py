@@ -1,0 +1,147 @@
+"""The machine a notebook runs on, and the profile that fits it.
+
+    PROFILE = choose_profile(PROFILE)   # None: "colab" on a CUDA GPU, "tiny" on a CPU; one line says which
+
+Hardware: device, name, CUDA compute capability and total memory (`detect`; tests pass a fake).
+Precision: bf16 needs compute capability >= 8.0. A T4 (7.5) therefore runs the `colab` profile in
+fp16: fp16 frozen weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in
+cocos_lib/train.py), with PyTorch's sdpa attention (transformers' default; nothing here asks for
+FlashAttention-2, which a T4 does not support).
+Memory: a GPU profile's peak from `memory.plan` (an estimate from the model's shapes, not a
+measurement) against the GPU's total memory; a profile that does not fit is said so before any
+model is loaded.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+from typing import Callable
+
+GiB = 1024 ** 3
+HEADROOM = 0.95   # share of a GPU's total memory a plan may use (the driver and allocator keep the rest)
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where the kernel runs."""
+    device: str                              # "cuda" | "cpu"
+    name: str = "cpu"                        # e.g. "Tesla T4"
+    capability: tuple[int, int] | None = None  # CUDA compute capability, (7, 5) on a T4
+    memory_gib: float | None = None          # total GPU memory
+    colab: bool = False                      # inside Google Colab
+
+    @property
+    def cuda(self) -> bool:
+        return self.device == "cuda"
+
+    @property
+    def bf16(self) -> bool:
+        return self.cuda and self.capability is not None and self.capability >= (8, 0)
+
+    def describe(self) -> str:
+        if not self.cuda:
+            return "no CUDA GPU (CPU only)"
+        major, minor = self.capability or (0, 0)
+        return f"CUDA GPU {self.name} (compute {major}.{minor}, {self.memory_gib:.1f} GiB)"
+
+
+def detect(torch_module=None) -> Hardware:
+    """The first CUDA device if there is one, else the CPU (`torch_module`: a stand-in for tests)."""
+    torch = torch_module if torch_module is not None else importlib.import_module("torch")
+    colab = "google.colab" in sys.modules
+    if not torch.cuda.is_available():
+        return Hardware("cpu", colab=colab)
+    props = torch.cuda.get_device_properties(0)
+    return Hardware("cuda", props.name, (props.major, props.minor), props.total_memory / GiB, colab)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a GPU profile computes on this hardware."""
+    dtype: str          # weights' compute dtype: "bf16" | "fp16" | "fp32"
+    loss_scaling: bool  # fp16 gradients need a GradScaler
+    attention: str      # attention kernel: "sdpa" (PyTorch's; never FlashAttention-2 here)
+
+    def describe(self) -> str:
+        scaling = " + loss scaling" if self.loss_scaling else ""
+        return f"{self.dtype} weights{scaling}, {self.attention} attention"
+
+
+def precision(hw: Hardware) -> Precision:
+    """bf16 where supported (compute >= 8.0), fp16 with loss scaling before that (T4, V100), fp32 on CPU."""
+    if not hw.cuda:
+        return Precision("fp32", False, "sdpa")
+    return Precision("bf16", False, "sdpa") if hw.bf16 else Precision("fp16", True, "sdpa")
+
+
+def profile_names() -> tuple[str, ...]:
+    from cocos_lib.notebook import NOTEBOOK_PROFILES
+    return tuple(NOTEBOOK_PROFILES)
+
+
+def gpu_profiles() -> tuple[str, ...]:
+    """Profiles that have a GPU memory plan (memory.PLANS): they expect a CUDA device."""
+    from cocos_lib.memory import PLANS
+    return tuple(p for p in profile_names() if p in PLANS)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A GPU profile's estimated peak against the GPU's memory."""
+    profile: str
+    model: str
+    peak_gib: float
+    gpu_gib: float
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_gib <= HEADROOM * self.gpu_gib
+
+    def describe(self) -> str:
+        if self.fits:
+            return (f"memory: profile {self.profile!r} ({self.model}) peaks at ~{self.peak_gib:.1f} GiB of this GPU's "
+                    f"{self.gpu_gib:.1f} GiB (estimated from the model's shapes, cocos_lib/memory.py)")
+        return (f"warning: profile {self.profile!r} ({self.model}) needs ~{self.peak_gib:.1f} GiB at its peak "
+                f"(memory.plan estimate), more than {HEADROOM:.0%} of this GPU's {self.gpu_gib:.1f} GiB: expect "
+                "out-of-memory; pick a smaller profile (PROFILE='colab') or a larger GPU")
+
+
+def memory_fit(profile: str, hw: Hardware, plan_fn: Callable[[str], dict] | None = None) -> Fit | None:
+    """The Fit of a GPU profile on this GPU; None on a CPU or for a profile without a plan."""
+    if not hw.cuda or profile not in gpu_profiles():
+        return None
+    if plan_fn is None:
+        from cocos_lib.memory import plan as plan_fn
+    est = plan_fn(profile)
+    return Fit(profile, est["model"], float(est["peak"]), float(hw.memory_gib))
+
+
+def choose_profile(requested: str | None = None, hw: Hardware | None = None, out: Callable[[str], None] = print,
+                   plan_fn: Callable[[str], dict] | None = None) -> str:
+    """The profile to run: `requested`, or (None) "colab" on a CUDA GPU and "tiny" on a CPU.
+    Prints one line saying which and why, plus a memory line for a GPU profile on a GPU and a
+    warning when a GPU profile runs without one."""
+    from cocos_lib.notebook import ProfileError
+    names = profile_names()
+    if requested is not None and requested not in names:
+        raise ProfileError(f"PROFILE={requested!r}: expected None (auto) or one of {', '.join(names)}")
+    hw = hw if hw is not None else detect()
+    if requested is None:
+        name = "colab" if hw.cuda else "tiny"
+        if hw.cuda:
+            out(f"PROFILE=None -> 'colab': {hw.describe()}; {precision(hw).describe()} (set PROFILE to choose)")
+        elif hw.colab:
+            out("PROFILE=None -> 'tiny': no CUDA GPU in this runtime (for the 'colab' profile: Runtime > Change "
+                "runtime type > T4 GPU, then run again)")
+        else:
+            out("PROFILE=None -> 'tiny': no CUDA GPU here, the CPU toy world (set PROFILE to choose)")
+    else:
+        name = requested
+        out(f"PROFILE={name!r}: {hw.describe()}" + (f"; {precision(hw).describe()}" if hw.cuda else ""))
+    if name in gpu_profiles() and not hw.cuda:
+        out(f"warning: profile {name!r} expects a CUDA GPU and there is none: it will run on the CPU, very slowly")
+    fit = memory_fit(name, hw, plan_fn)
+    if fit is not None:
+        out(fit.describe())
+    return name
