@@ -293,7 +293,7 @@ def test_first_turn_kl_also_applies_when_turn1_is_trained(policy):
 
 
 def test_token_logprobs_without_logits_to_keep_and_in_bf16(tiny_policy):
-    from cocos_lib.rl import _selective_log_softmax
+    from cocos_lib.logprobs import _selective_log_softmax
 
     class NoKeep(torch.nn.Module):  # a model whose forward has no logits_to_keep (older transformers)
         def __init__(self, m):
