@@ -103,6 +103,20 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     return (loss * weights * has_tokens).sum()
 
 
+def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor, cliprange: float) -> tuple[float, int]:
+    """(count, of) where the clip is active, as TRL's pg_clipfrac: the clipped term
+    -A clip(rho, 1-eps, 1+eps) is the larger one (so that sample's gradient is zero). Rows with
+    |rho - 1| > eps but the unclipped term larger (A < 0 and rho > 1+eps, A > 0 and rho < 1-eps,
+    A = 0) are not counted. Sequence advantages [B]: rows with tokens; token level [B, L]: tokens."""
+    diff = (logp - old_logp) * mask
+    token_level = advantages.dim() == 2
+    ratio = torch.exp(diff) if token_level else torch.exp(diff.sum(-1))
+    active = -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange) > -advantages * ratio
+    counted = mask > 0 if token_level else mask.sum(-1) > 0
+    return float((active & counted).sum()), int(counted.sum())
+
+
 def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sum over rows of sum_t 1/2 (log pi(y_t) - log pi_ref(y_t))^2 (k2 estimator), the turn-1 KL term.
 
@@ -173,7 +187,7 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
 
     was_training = model.training
     model.train()
-    sec_lp, total_loss, clipped = 0.0, 0.0, 0.0
+    sec_lp, total_loss, clipped, clip_of = 0.0, 0.0, 0.0, 0
     t0 = time.perf_counter()
     if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
         old_logp, ref_logp = (logprobs_no_grad(model, batch, micro, cfg.temperature),
@@ -204,8 +218,9 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
         if cfg.cliprange is not None:
-            ratio = torch.exp(((logp.detach() - old) * tmask).sum(-1))
-            clipped += float(((ratio - 1).abs() > cfg.cliprange).float()[tmask.sum(-1) > 0].sum())
+            count, of = clip_fraction(logp.detach(), old, A, tmask, cfg.cliprange)
+            clipped += count
+            clip_of += of
     params = [p for p in model.parameters() if p.requires_grad]
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     if scaler is not None:
@@ -219,11 +234,10 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     if scheduler is not None:
         scheduler.step()
     model.train(was_training)
-    n_rows = max(int((trained & (batch.mask.sum(-1) > 0)).sum()), 1)
     equal = (R[groups] == R[groups][:, :1]).all(1).float().mean()
     metrics = dict(loss=total_loss, kl=float(traj_kl.mean()), score=float(score.mean()),
                    equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),
-                   adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / n_rows,
+                   adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:

@@ -348,3 +348,34 @@ def test_selective_log_softmax_of_bf16_logits_is_fp32_exact_and_its_gradient_too
     zd = logits.double().requires_grad_()
     (torch.log_softmax(zd, -1).gather(-1, idx[..., None])[..., 0] * weights).sum().backward()
     assert torch.allclose(zb.grad.double(), zd.grad, atol=1e-2, rtol=1e-2)  # bf16 grads: 8-bit mantissa
+
+
+class BiasedWhenNoGrad(torch.nn.Module):
+    """The tiny LM, but its no-grad passes (pi_old, pi_ref) add +3 to the logits of `ids`: rho < 1."""
+    def __init__(self, model, ids):
+        super().__init__()
+        self.m, self.ids = model, list(ids)
+
+    def forward(self, input_ids, attention_mask, logits_to_keep=0, use_cache=False):
+        out = self.m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
+                     use_cache=use_cache)
+        if not torch.is_grad_enabled():
+            out.logits[..., self.ids] += 3.0
+        return out
+
+
+def test_clipfrac_counts_only_active_clipping_as_trl(policy):
+    """#15: TRL's pg_clipfrac counts rows whose clipped term is the max; |rho - 1| > eps alone is not enough."""
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 0.5), (1.0, 0.5)]])  # A = +1, -1 | 0, 0
+    biased = copy.copy(policy)
+    biased.model = BiasedWhenNoGrad(policy.model, range(30, 36))  # every turn-2 completion token
+    cfg = RLConfig(kl_coef=0.0, micro_batch=1, max_grad_norm=None)  # micro 1 < k: pi_old from a no-grad pass
+    m = rl_step(biased, None, GradCapture(policy.model.parameters()), None, trajs, cfg)
+    b = build_batch(trajs, [2], policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        new = token_logprobs(policy.model, b.input_ids, b.attention_mask)
+        old = token_logprobs(biased.model, b.input_ids, b.attention_mask)
+    rho = torch.exp(((new - old) * b.mask).sum(-1))
+    assert bool((rho < 0.8).all())  # all four rows are outside [1 - eps, 1 + eps] ...
+    # ... but only the A < 0 row is clipped: A > 0 keeps -A rho (the max), A = 0 has equal terms
+    assert m["clipfrac"] == pytest.approx(1 / 4) and m["adv_abs_max"] == pytest.approx(1.0)
