@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
+from cocos_lib.models import dropout_off, mode
 
 KL_MODES = ("sequence", "token")
 
@@ -158,9 +159,16 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     comes first. ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter
     disabled). Gradients stay in .grad after the step (the caller frees them with zero_grad).
     scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
+    Dropout is off in pi_theta and pi_ref for the whole step (`models.dropout_off`, as TRL's
+    disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
+    groups = _group_matrix(trajectories)  # [G, k]; checked before any model work
+    with mode(policy.model, True), dropout_off(policy.model, ref_model):
+        return _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler)
+
+
+def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler) -> dict:
     model, n = policy.model, len(trajectories)
-    groups = _group_matrix(trajectories)
     T = min(len(t.turns) for t in trajectories)
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
@@ -185,8 +193,6 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
             score[g] = R[g] - cfg.kl_coef * traj_kl[g]
         adv[g.flatten()] = rloo_advantages(score[g]).flatten()
 
-    was_training = model.training
-    model.train()
     sec_lp, total_loss, clipped, clip_of = 0.0, 0.0, 0.0, 0
     t0 = time.perf_counter()
     if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
@@ -233,7 +239,6 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
         optimizer.step()
     if scheduler is not None:
         scheduler.step()
-    model.train(was_training)
     equal = (R[groups] == R[groups][:, :1]).all(1).float().mean()
     metrics = dict(loss=total_loss, kl=float(traj_kl.mean()), score=float(score.mean()),
                    equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),

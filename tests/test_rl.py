@@ -379,3 +379,27 @@ def test_clipfrac_counts_only_active_clipping_as_trl(policy):
     assert bool((rho < 0.8).all())  # all four rows are outside [1 - eps, 1 + eps] ...
     # ... but only the A < 0 row is clipped: A > 0 keeps -A rho (the max), A = 0 has equal terms
     assert m["clipfrac"] == pytest.approx(1 / 4) and m["adv_abs_max"] == pytest.approx(1.0)
+
+
+def test_dropout_is_off_during_the_rl_step(tiny_policy_dir):
+    """#15: a LoRA adapter with dropout gives the gradient of the same weights without dropout, clipfrac 0."""
+    from cocos_lib.models import LoraSpec, load_policy
+    assert LoraSpec().dropout == 0.0
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 0.5), (1.0, 0.0)]])
+    seen, metrics = [], []
+    for dropout in (0.0, 0.5):
+        torch.manual_seed(4)  # the same lora_A init, then the same non-zero lora_B
+        pol = load_policy(tiny_policy_dir, dtype="fp32", device="cpu", lora=LoraSpec(r=4, dropout=dropout))
+        for name, w in pol.model.named_parameters():
+            if "lora_B" in name:
+                w.data.normal_(0, 0.5)
+        pol.model.train()
+        trainable = [w for w in pol.model.parameters() if w.requires_grad]
+        opt = GradCapture(trainable)
+        metrics.append(rl_step(pol, None, opt, None, trajs, RLConfig(micro_batch=1, max_grad_norm=None)))
+        seen.append(opt.seen)
+        drops = [m for m in pol.model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert len(drops) == (14 if dropout else 0) and all(m.training for m in drops)  # modes restored
+    assert metrics[1]["clipfrac"] == 0.0 and metrics[1]["loss"] == pytest.approx(metrics[0]["loss"], abs=1e-7)
+    for a, b in zip(*seen):
+        assert torch.allclose(a, b, atol=1e-7)
