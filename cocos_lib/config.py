@@ -53,7 +53,7 @@ class TrainConfig:
     gen_batch_size: int = 64
     fewshot: int = 0                        # solved examples before turn 1 (base models)
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
-    dtype: str = "auto"
+    dtype: str = "auto"                     # weights' dtype; bf16 full fine-tuning keeps fp32 masters (optim.py)
     device: str | None = None
     lora_r: int = 0                         # 0 = full fine-tuning
     lora_alpha: int = 32

@@ -28,6 +28,7 @@ import torch
 
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.models import dropout_off, mode
+from cocos_lib.optim import trainable
 
 KL_MODES = ("sequence", "token")
 
@@ -153,7 +154,8 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     1. log pi_theta (= log pi_old: one epoch) and log pi_ref of the rows, per-token k1 d_t;
     2. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages within groups;
     3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
-    4. grad clipping (norm over all trainable parameters), optimizer and scheduler step.
+    4. grad clipping (norm over all the optimizer's parameters: the fp32 masters of
+       optim.MasterWeightAdamW), optimizer and scheduler step.
     When whole groups fit in `micro_batch` rows (trajectories ordered by group, as rollout
     returns them), 1-3 share one forward per micro-batch; else a no-grad pass over all rows
     comes first. ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter
@@ -227,7 +229,7 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
             count, of = clip_fraction(logp.detach(), old, A, tmask, cfg.cliprange)
             clipped += count
             clip_of += of
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(optimizer)  # fp32 masters where the optimizer keeps them
     max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
     if scaler is not None:
         scaler.unscale_(optimizer)

@@ -28,6 +28,7 @@ import torch
 
 from cocos_lib.config import ConfigError, TrainConfig, PROFILES, make_config, coerce  # noqa: F401  re-exported
 from cocos_lib.config import check_model  # noqa: F401  re-exported
+from cocos_lib.optim import make_optimizer
 from cocos_lib.rl import rl_step
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.tasks import TaskFormatError
@@ -199,8 +200,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
         shutil.rmtree(run / stale, ignore_errors=True)  # a fresh run owns its directory
     random.seed(cfg.seed), np.random.seed(cfg.seed % 2**32), torch.manual_seed(cfg.seed)
     policy, ref = load_models(cfg, ckpt)
-    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)  # fp32 masters for bf16 weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16
     scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights

@@ -312,3 +312,17 @@ def test_cli_help_and_bad_set_value(capsys, tmp_path):
     assert capsys.readouterr().err.startswith("error: config field 'model': model '/nonexistent/m'")
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "resume: no checkpoint in" in capsys.readouterr().err
+
+
+def test_bf16_run_trains_fp32_master_weights(tiny_policy_dir, fake_world, tmp_path):
+    """#15: bf16 full fine-tuning at lr 1e-5 keeps fp32 masters (optim.py): the norm weights (1.0) move in
+    them although a bf16 step of 1e-5 rounds away; the checkpoint carries them for an exact resume."""
+    train(small_config(tiny_policy_dir, dtype="bf16", lr=1e-5, updates=2, checkpoint_every=2), tmp_path,
+          progress=False)
+    masters = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)["optimizer"]["master_weights"]
+    from safetensors.torch import load_file
+    norms = [w for w in masters if w.dim() == 1]  # the RMSNorm weights, initialised at 1.0
+    assert len(masters) == 20 and all(w.dtype == torch.float32 for w in masters) and len(norms) == 5
+    assert all(bool((w != 1.0).all()) for w in norms)  # every element moved in fp32 ...
+    saved = load_file(str(tmp_path / "final" / "model.safetensors"))
+    assert all(bool((w == 1.0).all()) for k, w in saved.items() if "norm" in k)  # ... not yet in bf16
