@@ -139,19 +139,34 @@ def rollout_config(cfg: TrainConfig):
                          ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
 
 
-def restore_state(ckpt: Path, optimizer, scheduler, scaler=None) -> tuple[int, int]:
-    """Load optimizer, scheduler, loss-scaler and RNG states (python, numpy, torch, cuda); return (update, data_pos)."""
+def restore_state(ckpt: Path, optimizer, scaler=None) -> tuple[int, int]:
+    """Load optimizer (fp32 masters included), loss-scaler and RNG states (python, numpy, torch, cuda);
+    return (update, data_pos). The lr schedule is not restored: `set_schedule` derives it from the config."""
     blob = torch.load(ckpt / "state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
     if scaler is not None and blob.get("scaler"):
         scaler.load_state_dict(blob["scaler"])
     rng = blob["rng"]
-    random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     state = json.loads((ckpt / "state.json").read_text())
     return state["update"], state["data_pos"]
+
+
+def set_schedule(optimizer, scheduler, cfg: TrainConfig, update: int) -> None:
+    """lr, weight decay and schedule position from cfg at update `update` (0-based), whatever a restored
+    optimizer state held: a resume with another `updates` (horizon), `lr`, `warmup` or `schedule` follows the
+    new config from its first update on (lr * lr_factor(cfg)(update)), and an unchanged config gives the
+    same floats as the uninterrupted run."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.lr
+        group["lr"] = cfg.lr * lr_factor(cfg)(update)
+        group["weight_decay"] = cfg.weight_decay
+    scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
+    scheduler.last_epoch = update
 
 
 class StopOnSigint:
@@ -179,8 +194,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
           callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
     """Run updates until cfg.updates into out_dir; returns every update's metrics (all of metrics.jsonl).
 
-    resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, scheduler,
-    RNG states and data position; metrics.jsonl keeps updates <= the checkpoint's and is appended to.
+    resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, RNG states and
+    data position; the lr schedule follows cfg (a changed `updates` or `lr` applies from the next update); metrics.jsonl keeps updates <= the checkpoint's and is appended to.
     Ctrl-C (or a KeyboardInterrupt from `callback`) stops between updates, saves a checkpoint and
     raises KeyboardInterrupt; a second Ctrl-C aborts at once without saving. Without resume, a
     previous run's metrics, checkpoint and final model in out_dir are replaced.
@@ -204,7 +219,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16
     scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
-    update, data_pos = restore_state(ckpt, optimizer, scheduler, scaler) if ckpt else (0, 0)
+    update, data_pos = restore_state(ckpt, optimizer, scaler) if ckpt else (0, 0)
+    set_schedule(optimizer, scheduler, cfg, update)
     history = _read_metrics(run / "metrics.jsonl", update)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))

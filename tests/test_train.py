@@ -326,3 +326,22 @@ def test_bf16_run_trains_fp32_master_weights(tiny_policy_dir, fake_world, tmp_pa
     assert all(bool((w != 1.0).all()) for w in norms)  # every element moved in fp32 ...
     saved = load_file(str(tmp_path / "final" / "model.safetensors"))
     assert all(bool((w == 1.0).all()) for k, w in saved.items() if "norm" in k)  # ... not yet in bf16
+
+
+def test_resume_follows_a_changed_horizon_and_lr(tiny_policy_dir, fake_world, tmp_path):
+    """#15: `--resume RUN --updates 5` (the README's example) and `--set lr=` re-derive the schedule from the
+    config: update 4 runs at lr * 0.5 (1 + cos(pi 3/5)) of the 5-update cosine, not at the old horizon's 0."""
+    import shutil
+    cfg = small_config(tiny_policy_dir, updates=3, checkpoint_every=3)
+    first = train(cfg, tmp_path / "a", progress=False)
+    assert first[2]["lr"] == pytest.approx(1e-3 * 0.25)  # cosine over 3: f(2) = 0.25; f(3) = 0 would be next
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert main(["--resume", str(tmp_path / "a"), "--updates", "5", "--no-progress"]) == 0
+    a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    f = [0.5 * (1 + math.cos(math.pi * u / 5)) for u in range(5)]
+    assert [r["update"] for r in a] == [1, 2, 3, 4, 5]
+    assert a[3]["lr"] == pytest.approx(1e-3 * f[3]) and a[4]["lr"] == pytest.approx(1e-3 * f[4])
+    b = train(small_config(tiny_policy_dir, updates=5, lr=2e-3, checkpoint_every=3), tmp_path / "b",
+              resume=True, progress=False)
+    assert b[3]["lr"] == pytest.approx(2e-3 * f[3]) and b[4]["lr"] == pytest.approx(2e-3 * f[4])
+    assert b[3]["lr"] > 0 and [r["lr"] for r in b[:3]] == [r["lr"] for r in first]
