@@ -49,7 +49,9 @@ class TrainConfig:
     temperature: float = 0.9
     top_p: float = 1.0
     max_new_tokens: int = 512
-    stop_at_done: bool = True               # False = the released no-stop rollouts
+    stop_at_done: bool = True               # False: no [DONE] stop (with ignore_eos: the released no-stop rollouts)
+    ignore_eos: bool = False                # rows run past EOS too: every row max_new_tokens (released); see rl_config
+    pad_token: str = "auto"                 # auto (tokenizer's, else EOS) | released (per family) | a vocab token
     gen_batch_size: int = 64
     fewshot: int = 0                        # solved examples before turn 1 (base models)
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
@@ -109,12 +111,15 @@ class TrainConfig:
                 raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
 
     def rl_config(self):
-        """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run."""
+        """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run. With ignore_eos, completions
+        run past EOS, so their tokens from the first pad-id token on are masked (mask_from_pad), as TRL's
+        RLOO in the release: with pad = EOS (Qwen2.5, deepseek-coder) training stops before the first EOS;
+        with pad_token="released" on Llama-3.2 (pad 128004, never sampled) all max_new_tokens are trained."""
         from cocos_lib.rl import RLConfig
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
                         train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
                         micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
-                        temperature=self.temperature)
+                        temperature=self.temperature, mask_from_pad=self.ignore_eos)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

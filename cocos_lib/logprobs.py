@@ -96,16 +96,24 @@ class Batch:
 
 
 def build_batch(trajectories: Sequence[Any], turns: Sequence[int], pad_id: int,
-                device: str | torch.device = "cpu") -> Batch:
-    """One row per (trajectory, turn in `turns`): prompt_ids + completion_ids, right-padded."""
+                device: str | torch.device = "cpu", mask_from_pad: bool = False) -> Batch:
+    """One row per (trajectory, turn in `turns`): prompt_ids + completion_ids, right-padded.
+
+    mask_from_pad (the release's TRL RLOO padding_mask, for rows that ran past EOS): a completion
+    is cut before its first `pad_id` token, which is dropped with everything after it (no
+    log-prob, KL or gradient; the tokens kept do not see them). Without it every completion
+    token counts, a final EOS included."""
     seqs, comp, tr, tu = [], [], [], []
     for i, traj in enumerate(trajectories):
         for t in sorted(turns):
             if t > len(traj.turns):
                 raise ValueError(f"build_batch: trajectory {i} has {len(traj.turns)} turns, turn {t} requested")
             turn = traj.turns[t - 1]
-            seqs.append(list(turn.prompt_ids) + list(turn.completion_ids))
-            comp.append((len(turn.prompt_ids), len(turn.completion_ids)))
+            completion = list(turn.completion_ids)
+            if mask_from_pad and pad_id in completion:
+                completion = completion[:completion.index(pad_id)]
+            seqs.append(list(turn.prompt_ids) + completion)
+            comp.append((len(turn.prompt_ids), len(completion)))
             tr.append(i)
             tu.append(t)
     L = max(max(len(s) for s in seqs), 2)

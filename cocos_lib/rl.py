@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
-from cocos_lib.models import dropout_off, mode
+from cocos_lib.modes import dropout_off, mode
 from cocos_lib.optim import trainable
 
 KL_MODES = ("sequence", "token")
@@ -45,7 +45,13 @@ class RLConfig:
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
     (None: no clipping). temperature: logits are divided by it before log-softmax, as TRL does,
-    so log-probs are those of the sampling distribution.
+    so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
+    EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
+    pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
+    over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
+    (all of them for Llama-3.2, whose released pad 128004 is never sampled), several times the
+    tokens of a stopped answer, so beta weighs more against R, and the tokens after [DONE], which
+    no reward sees, carry KL and gradient.
     """
     gamma: float = 0.5
     kl_coef: float = 0.01
@@ -56,6 +62,7 @@ class RLConfig:
     micro_batch: int = 8
     max_grad_norm: float | None = 1.0
     temperature: float = 1.0
+    mask_from_pad: bool = False
 
     def __post_init__(self):
         self.train_turns = tuple(int(t) for t in self.train_turns)
@@ -175,7 +182,7 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
     turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device)
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
     dev, B, micro = batch.mask.device, batch.mask.shape[0], cfg.micro_batch
     trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)
     R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)

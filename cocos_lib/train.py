@@ -112,7 +112,8 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     """(pi_theta, pi_ref): pi_ref is always cfg.model (a frozen copy, or None = LoRA adapter disabled);
     pi_theta is cfg.model (+ a fresh LoRA) or, when resuming, the checkpoint's weights / adapter."""
     from cocos_lib.models import LoraSpec, frozen_reference, load_policy
-    kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
+    kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing,
+              pad_token=cfg.pad_token)
     if ckpt is None:
         # no dropout (as TRL's RL trainers): the no-grad and the grad pass must see one network
         lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0) if cfg.lora_r else None
@@ -133,7 +134,8 @@ def rollout_config(cfg: TrainConfig):
     from cocos_lib.prompts import fewshot_for
     from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size)
+                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
+                              ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
                          ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)

@@ -403,3 +403,17 @@ def test_dropout_is_off_during_the_rl_step(tiny_policy_dir):
     assert metrics[1]["clipfrac"] == 0.0 and metrics[1]["loss"] == pytest.approx(metrics[0]["loss"], abs=1e-7)
     for a, b in zip(*seen):
         assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_mask_from_pad_is_the_released_padding_mask():
+    """#15: rows that ran past EOS count up to their first pad-id token (excluded), as TRL's RLOO; a pad id
+    that is never sampled (Llama-3.2's released 128004) trains the whole completion, EOS included."""
+    eos = 9
+    traj = FTraj([FTurn([1, 2, 3], [30, 31, eos, 32, eos, 33])], 0, 0)
+    pad_is_eos = build_batch([traj], [1], pad_id=eos, mask_from_pad=True)
+    assert pad_is_eos.input_ids[0].tolist() == [1, 2, 3, 30, 31]
+    assert pad_is_eos.mask[0].tolist() == [0, 0, 1, 1]  # 30 and 31: the first EOS and all after it are out
+    other_pad = build_batch([traj], [1], pad_id=128, mask_from_pad=True)
+    assert other_pad.mask[0].tolist() == [0, 0] + [1] * 6
+    assert build_batch([traj], [1], pad_id=eos).mask[0].tolist() == [0, 0] + [1] * 6  # default: all tokens
+    assert RLConfig().mask_from_pad is False

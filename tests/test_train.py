@@ -345,3 +345,20 @@ def test_resume_follows_a_changed_horizon_and_lr(tiny_policy_dir, fake_world, tm
               resume=True, progress=False)
     assert b[3]["lr"] == pytest.approx(2e-3 * f[3]) and b[4]["lr"] == pytest.approx(2e-3 * f[4])
     assert b[3]["lr"] > 0 and [r["lr"] for r in b[:3]] == [r["lr"] for r in first]
+
+
+def test_released_no_stop_rollouts_run_max_new_tokens(tiny_policy_dir, fake_world, tmp_path):
+    """#15: stop_at_done=False + ignore_eos=True (the released rollouts): every row runs max_new_tokens, and
+    the RL step masks each completion from its first pad-id token on (mask_from_pad), as TRL's RLOO."""
+    cfg = small_config(tiny_policy_dir, stop_at_done=False, ignore_eos=True, updates=2)
+    sampling = rollout_config_of(cfg).sampling
+    assert sampling.stop is None and sampling.ignore_eos is True and cfg.rl_config().mask_from_pad is True
+    hist = train(cfg, tmp_path, progress=False)
+    assert [m["tokens"] for m in hist] == [(2 + 4) * 6] * 2  # 2 shared turn-1 rows + 4 turn-2 rows, 6 tokens each
+    assert all(m["tokens_trained"] <= 4 * 6 for m in hist)
+    assert make_config("tiny").ignore_eos is False and make_config("tiny").rl_config().mask_from_pad is False
+
+
+def rollout_config_of(cfg):
+    from cocos_lib.train import rollout_config
+    return rollout_config(cfg)
