@@ -50,13 +50,31 @@ def _selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, temperatur
     return _LogSoftmaxPick.apply(logits, index, float(temperature))
 
 
+def _top_k_log_softmax(logits: torch.Tensor, index: torch.Tensor, temperature: float, k: int) -> torch.Tensor:
+    """log of the top-k-renormalised softmax(logits / T) at index, fp32, no grad: [B, L, V] -> [B, L].
+
+    What the release's old log-probs are (generate's processed scores, temperature then HF's
+    top-k warper): the tokens whose u = z / T is below the k-th largest u are dropped (ties kept,
+    as HF's TopKLogitsWarper), the rest renormalised. A token outside the top k (pi_theta's forward
+    may rank it lower than the sampling pass did) keeps u_y - lse_k instead of the release's -inf."""
+    out = []
+    with torch.no_grad():
+        for row, ids in zip(logits, index):
+            u = row.float() / temperature                                           # [L, V]
+            kth = torch.topk(u, min(k, u.shape[-1]), dim=-1).values[:, -1:]         # [L, 1]
+            lse = torch.logsumexp(u.masked_fill(u < kth, float("-inf")), dim=-1)    # [L]
+            out.append(u.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - lse)
+    return torch.stack(out)
+
+
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   start: int = 0, temperature: float = 1.0) -> torch.Tensor:
+                   start: int = 0, temperature: float = 1.0, top_k: int = 0) -> torch.Tensor:
     """log pi(x_t | x_<t) for t = 1..L-1: [B, L-1] (position j holds the log-prob of x_{j+1}).
 
     Logits are computed only for positions >= start (logits_to_keep; prompt positions
     before it are filled with 0), divided by `temperature` and log-softmaxed in fp32 row by row
-    (whatever the model's dtype; see _LogSoftmaxPick).
+    (whatever the model's dtype; see _LogSoftmaxPick). top_k > 0: the top-k-renormalised
+    distribution instead, without gradient (the release's pi_old, see _top_k_log_softmax).
     """
     L = input_ids.shape[1]
     keep = L - start  # logits for positions start..L-1; the last one predicts nothing
@@ -65,7 +83,11 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     except TypeError:  # transformers < 4.48 or a model without logits_to_keep: full logits, then slice
         logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
     logits = logits[:, -keep:-1]                                           # [B, L-1-start, V]
-    lp = _selective_log_softmax(logits, input_ids[:, start + 1:], temperature)  # [B, L-1-start], fp32
+    targets = input_ids[:, start + 1:]                                     # [B, L-1-start]
+    if top_k:
+        lp = _top_k_log_softmax(logits, targets, temperature, top_k)
+    else:
+        lp = _selective_log_softmax(logits, targets, temperature)           # [B, L-1-start], fp32
     if start > 0:
         lp = torch.cat([lp.new_zeros(lp.shape[0], start), lp], dim=1)
     return lp
@@ -128,13 +150,13 @@ def build_batch(trajectories: Sequence[Any], turns: Sequence[int], pad_id: int,
     return Batch(ids.to(dev), am.to(dev), mask.to(dev), torch.tensor(tr, device=dev), torch.tensor(tu, device=dev))
 
 
-def logprobs_no_grad(model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
+def logprobs_no_grad(model, batch: Batch, micro: int, temperature: float, top_k: int = 0) -> torch.Tensor:
     """token_logprobs over all rows in micro-batches, no graph kept: [B, L-1] (0 outside completions)."""
     out = torch.zeros_like(batch.mask)
     with torch.no_grad():
         for a in range(0, batch.mask.shape[0], micro):
             mb = batch.rows(slice(a, a + micro))
-            lp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), temperature)
+            lp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), temperature, top_k)
             out[a:a + micro, :lp.shape[1]] = lp.float() * mb.mask
     return out
 

@@ -51,7 +51,13 @@ class RLConfig:
     over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
     (all of them for Llama-3.2, whose released pad 128004 is never sampled), several times the
     tokens of a stopped answer, so beta weighs more against R, and the tokens after [DONE], which
-    no reward sees, carry KL and gradient.
+    no reward sees, carry KL and gradient. old_top_k > 0 (the release: HF's default top_k 50 in
+    sampling): log pi_old is the top-k-renormalised softmax(logits / T) that sampled y_t, as the
+    release's old log-probs (generate's processed scores), while log pi_theta (in the ratio) and
+    log pi_ref stay the full softmax(logits / T). Then at one epoch log rho_i = sum_t log M_t <= 0,
+    M_t = the top-k mass at step t: over 512 tokens rho_i drops below 1 - eps, so A_i < 0 rows are
+    clipped (no gradient) and A_i > 0 rows get rho_i A_i; and KL_t(i) gains sum_t -log M_t >= 0,
+    non-zero even at pi_theta = pi_ref. Costs one more no-grad forward per micro-batch.
     """
     gamma: float = 0.5
     kl_coef: float = 0.01
@@ -63,6 +69,7 @@ class RLConfig:
     max_grad_norm: float | None = 1.0
     temperature: float = 1.0
     mask_from_pad: bool = False
+    old_top_k: int = 0
 
     def __post_init__(self):
         self.train_turns = tuple(int(t) for t in self.train_turns)
@@ -72,6 +79,8 @@ class RLConfig:
             raise ValueError(f"RLConfig.train_turns={self.train_turns}: need turn indices >= 1")
         if self.micro_batch < 1:
             raise ValueError(f"RLConfig.micro_batch={self.micro_batch}: must be >= 1")
+        if self.old_top_k < 0:
+            raise ValueError(f"RLConfig.old_top_k={self.old_top_k}: must be >= 0 (0: off)")
 
 
 # ------------------------------------------------------------------------- pure tensor math
@@ -205,7 +214,7 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
     sec_lp, total_loss, clipped, clip_of = 0.0, 0.0, 0.0, 0
     t0 = time.perf_counter()
     if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
-        old_logp, ref_logp = (logprobs_no_grad(model, batch, micro, cfg.temperature),
+        old_logp, ref_logp = (logprobs_no_grad(model, batch, micro, cfg.temperature, cfg.old_top_k),
                               reference_logprobs(policy, ref_model, batch, micro, cfg.temperature))
         advantages(slice(0, B), groups)
         sec_lp = time.perf_counter() - t0
@@ -216,7 +225,10 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
         logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), cfg.temperature)
         if g is not None:
             t1 = time.perf_counter()
-            old_logp[sl, :Lm] = logp.detach().float() * mb.mask
+            old = logp.detach()
+            if cfg.old_top_k:  # the release's pi_old: top-k renormalised, one more no-grad forward
+                old = logprobs_no_grad(model, mb, B, cfg.temperature, cfg.old_top_k)
+            old_logp[sl, :Lm] = old.float() * mb.mask
             ref_logp[sl, :Lm] = reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
             advantages(sl, g)
             sec_lp += time.perf_counter() - t1

@@ -134,6 +134,7 @@ def rollout_config(cfg: TrainConfig):
     from cocos_lib.prompts import fewshot_for
     from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                              top_k=cfg.top_k,
                               stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
@@ -275,7 +276,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cocos_lib.train", description="CoCoS RL training (RLOO, multi-turn).")
-    p.add_argument("--profile", choices=sorted(PROFILES), help="tiny (CPU, default), colab (T4), paper (PAPER.md)")
+    p.add_argument("--profile", choices=sorted(PROFILES),
+                   help="tiny (CPU, default), colab (T4), paper (PAPER.md), released (the release's own choices)")
     p.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/, final/)")
     p.add_argument("--updates", type=int, help="number of updates (overrides the profile)")
     p.add_argument("--resume", metavar="DIR", help="run or checkpoint dir to continue (its config unless --profile)")

@@ -91,7 +91,23 @@ def test_paper_profile_matches_paper_md():
     assert c.share_first_turn is True and c.train_turns == (2,) and c.turns == 2
     assert make_config("colab").model == "Qwen/Qwen2.5-0.5B" and make_config("colab").dtype == "fp16"
     assert make_config("tiny").model == "tiny-warmstart" and make_config("tiny").tasks == "toy-train"
-    assert set(PROFILES) == {"tiny", "colab", "paper"}
+    assert set(PROFILES) == {"tiny", "colab", "paper", "released"}
+
+
+def test_released_profile_is_paper_with_the_release_choices():
+    """#15: the 'released' preset = paper + count reward, no clipping, no stop (512 tokens, pad mask),
+    the release's pad token, top_k 50 with top-k pi_old; every other field as the paper profile."""
+    r, p = make_config("released"), make_config("paper")
+    changed = {k: v for k, v in r.to_dict().items() if p.to_dict()[k] != v}
+    assert changed == dict(reward="count", max_grad_norm=None, stop_at_done=False, ignore_eos=True,
+                           pad_token="released", top_k=50)
+    rl = r.rl_config()
+    assert rl.max_grad_norm is None and rl.mask_from_pad and rl.old_top_k == 50
+    from cocos_lib.train import rollout_config
+    s = rollout_config(make_config("released", fewshot=0)).sampling  # fewshot 3 would load MBPP
+    assert (s.stop, s.ignore_eos, s.top_k, s.max_new_tokens, s.temperature) == (None, True, 50, 512, 0.9)
+    with pytest.raises(ConfigError, match="top-k sampling needs backend 'hf'"):
+        make_config("released", backend="static")
 
 
 def test_make_config_coerces_set_strings():
@@ -127,7 +143,7 @@ def test_bad_config_fails_in_one_line(kw, message):
 
 
 def test_unknown_profile_and_missing_model(tmp_path):
-    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, tiny"):
+    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, released, tiny"):
         make_config("huge")
     cfg = make_config("tiny", model=str(tmp_path / "no-such-model"))
     with pytest.raises(ConfigError, match="config field 'model': model '.*no-such-model': no such local directory"):
