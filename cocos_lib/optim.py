@@ -27,6 +27,7 @@ are optimized as they are, with plain AdamW: nothing changes for them.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Iterable
 
 import torch
@@ -104,3 +105,22 @@ def trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     """The tensors the optimizer updates (fp32 masters where it keeps them): clip their .grad."""
     return [p for group in optimizer.param_groups for p in group["params"]]
 
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scheduler=None, scaler=None,
+                   max_norm: float | None = None) -> float:
+    """One step on the accumulated gradients: unscale (fp16 loss scaling), clip the norm over the
+    optimizer's tensors (`trainable`: the fp32 masters where it keeps them; None = no clipping),
+    optimizer step (skipped by the scaler on inf/nan), scheduler step. Returns the norm before clipping."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    limit = max_norm if max_norm is not None else math.inf
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable(optimizer), limit))
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return grad_norm

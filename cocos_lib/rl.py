@@ -2,7 +2,7 @@
 
 Per trajectory i (one task, one of k samples) with turn rewards r_1..r_T the score is
 
-    s_i = R_i - beta * sum_{t in train_turns} KL_t(i),      R_i = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})
+    s_i = R_i - beta * sum_{t in train_turns} KL_t(i),   R_i = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})
     KL_t(i) = sum_{tokens y of turn t} [log pi_theta(y | .) - log pi_ref(y | .)]      (k1 estimator, as TRL's RLOO)
 
 and the RLOO advantage inside each group of k samples of one task is A_i = s_i - mean_{j != i} s_j.
@@ -28,7 +28,7 @@ import torch
 
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
-from cocos_lib.optim import trainable
+from cocos_lib.optim import optimizer_step
 
 KL_MODES = ("sequence", "token")
 
@@ -44,7 +44,7 @@ class RLConfig:
     completion tokens get the reward gradient. first_turn_kl_coef: beta_1 >= 0, SCoRe Stage I's
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
-    (None: no clipping). temperature: logits are divided by it before log-softmax, as TRL does,
+    (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are divided by it before log-softmax, as TRL does,
     so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
     EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
     pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
@@ -160,24 +160,93 @@ def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
     return torch.tensor(list(groups.values()), dtype=torch.long)
 
 
+# --------------------------------------------------------------------- stages of one update
+
+def _rows(policy, trajectories: Sequence[Any], cfg: RLConfig):
+    """Stage 1: the rows (trajectory, turn) of the trained turns (+ turn 1 when beta_1 > 0).
+    Returns (batch, turns, trained [B] bool: the row's turn is in train_turns, R [N])."""
+    T = min(len(t.turns) for t in trajectories)
+    if max(cfg.train_turns) > T:
+        raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
+    turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
+    dev = batch.mask.device
+    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)        # [B]
+    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)  # [N]
+    return batch, turns, trained, R
+
+
+def fused_chunks(groups: torch.Tensor, rows_per_traj: int, micro: int) -> list[tuple[slice, torch.Tensor]] | None:
+    """The fused path's micro-batches: (row slice, its groups [Gc, k]) holding whole groups, so that
+    one forward per micro-batch gives pi_theta with grad, pi_old (= pi_theta detached at one epoch)
+    and, with pi_ref, the groups' scores and advantages before their loss. None when a group's rows
+    (rows_per_traj * k) exceed `micro` or trajectories are not ordered by group (as rollout returns
+    them): then every row's log-probs come first, in a no-grad pass."""
+    G, k = groups.shape
+    per_group = rows_per_traj * k
+    in_order = torch.equal(groups.flatten(), torch.arange(G * k, device=groups.device))
+    per = micro // per_group if in_order else 0  # whole groups per micro-batch
+    if per < 1:
+        return None
+    return [(slice(g * per_group, min(G, g + per) * per_group), groups[g:g + per]) for g in range(0, G, per)]
+
+
+def row_kl(old_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+    """Per row sum_t (log pi_old - log pi_ref)(y_t) on completion tokens, 0 for untrained rows: [B]."""
+    return ((old_logp - ref_logp) * mask).sum(-1) * trained
+
+
+def scores_and_advantages(R: torch.Tensor, kl_rows: torch.Tensor, traj: torch.Tensor, groups: torch.Tensor,
+                          cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stage 3, pure: R [N], row KLs kl_rows [B] of trajectories traj [B], groups [Gc, k] -> (A, KL, s), each
+    [Gc, k]: KL(i) = sum of its rows' KL, s_i = R_i - beta KL(i) ("sequence") or R_i ("token"),
+    A_i = s_i - mean_{j != i} s_j within each group."""
+    kl = torch.zeros_like(R).index_add_(0, traj, kl_rows)[groups]          # [Gc, k]
+    score = R[groups] - cfg.kl_coef * kl if cfg.kl == "sequence" else R[groups]  # [Gc, k]
+    return rloo_advantages(score), kl, score
+
+
+def microbatch_loss(logp: torch.Tensor, old: torch.Tensor, ref: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                    trained: torch.Tensor, turn: torch.Tensor, n: int, cfg: RLConfig) -> tuple[torch.Tensor, dict]:
+    """Stage 4: (1/N)[sum_rows policy_loss + beta_1 first_turn_kl_loss] of one micro-batch and its metrics.
+
+    logp (with grad), old, ref, mask [b, L]; adv [b] (A_i of each row's trajectory); trained, turn [b].
+    kl="token": A_(i,t) = A_i - beta (log pi_old - log pi_ref)(y_t). Metrics: clipped, clip_of (clip_fraction)."""
+    tmask = mask * trained[:, None]                                        # [b, L] tokens with the reward gradient
+    A = adv[:, None] - cfg.kl_coef * (old - ref) * mask if cfg.kl == "token" else adv  # [b, L] or [b]
+    loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
+    if cfg.first_turn_kl_coef > 0:
+        loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (turn == 1)[:, None])
+    metrics = {"clipped": 0.0, "clip_of": 0}
+    if cfg.cliprange is not None:
+        metrics["clipped"], metrics["clip_of"] = clip_fraction(logp.detach(), old, A, tmask, cfg.cliprange)
+    return loss / n, metrics
+
+
+def _assign(targets: tuple[torch.Tensor, ...], groups: torch.Tensor, values: tuple[torch.Tensor, ...]) -> None:
+    """targets[j][groups] = values[j] for [N] targets and [Gc, k] values."""
+    for target, value in zip(targets, values):
+        target[groups.flatten()] = value.flatten()
+
+
 # ------------------------------------------------------------------------------ one update
 
 def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig,
             scaler=None) -> dict:
-    """One RLOO update on N trajectories (groups of k); returns metrics.
+    """One RLOO update on N trajectories (groups of k); returns metrics. Stages:
 
-    Rows are (trajectory, turn) pairs for the trained turns (plus turn 1 when beta_1 > 0).
-    1. log pi_theta (= log pi_old: one epoch) and log pi_ref of the rows, per-token k1 d_t;
-    2. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages within groups;
-    3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
-    4. grad clipping (norm over all the optimizer's parameters: the fp32 masters of
-       optim.MasterWeightAdamW), optimizer and scheduler step.
-    When whole groups fit in `micro_batch` rows (trajectories ordered by group, as rollout
-    returns them), 1-3 share one forward per micro-batch; else a no-grad pass over all rows
-    comes first. ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter
-    disabled). Gradients stay in .grad after the step (the caller frees them with zero_grad).
+    1. rows: (trajectory, turn) pairs of the trained turns (+ turn 1 when beta_1 > 0), R_i;
+    2. log-probs: log pi_old (= log pi_theta detached: one epoch) and log pi_ref of the rows;
+    3. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages A_i within groups;
+    4. loss per micro-batch, (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i], backward;
+    5. optimizer step: grad clipping (norm over the optimizer's tensors: the fp32 masters of
+       optim.MasterWeightAdamW), optimizer and scheduler step (optim.optimizer_step).
+    Fused path (`fused_chunks`): when whole groups fit in `micro_batch` rows, 2-4 share one forward
+    per micro-batch (pi_old is that forward, detached); else 2-3 run first over all rows, no grad.
+    ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
+    Gradients stay in .grad after the step (the caller frees them with zero_grad).
     scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
-    Dropout is off in pi_theta and pi_ref for the whole step (`models.dropout_off`, as TRL's
+    Dropout is off in pi_theta and pi_ref for the whole step (`modes.dropout_off`, as TRL's
     disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
     groups = _group_matrix(trajectories)  # [G, k]; checked before any model work
@@ -186,86 +255,57 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
 
 
 def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler) -> dict:
-    model, n = policy.model, len(trajectories)
-    T = min(len(t.turns) for t in trajectories)
-    if max(cfg.train_turns) > T:
-        raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
-    turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
-    dev, B, micro = batch.mask.device, batch.mask.shape[0], cfg.micro_batch
-    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)
-    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)
-    groups = groups.to(dev)
-    G, k = groups.shape
-    per_group = len(turns) * k
-    per = micro // per_group if torch.equal(groups.flatten(), torch.arange(n, device=dev)) else 0
-    chunks = ([(slice(g * per_group, min(G, g + per) * per_group), groups[g:g + per]) for g in range(0, G, per)]
-              if per >= 1 else [(slice(a, a + micro), None) for a in range(0, B, micro)])
-    old_logp, ref_logp = torch.zeros_like(batch.mask), torch.zeros_like(batch.mask)
-    traj_kl, score, adv = torch.zeros(n, device=dev), R.clone(), torch.zeros(n, device=dev)
-
-    def advantages(rows: slice, g: torch.Tensor):  # KL of `rows`, then A_i of the groups g [Gc, k]
-        d = (old_logp[rows] - ref_logp[rows]) * batch.mask[rows]
-        traj_kl.index_add_(0, batch.traj[rows], d.sum(-1) * trained[rows])
-        if cfg.kl == "sequence":
-            score[g] = R[g] - cfg.kl_coef * traj_kl[g]
-        adv[g.flatten()] = rloo_advantages(score[g]).flatten()
-
-    sec_lp, total_loss, clipped, clip_of = 0.0, 0.0, 0.0, 0
+    model, n, T = policy.model, len(trajectories), cfg.temperature
     t0 = time.perf_counter()
-    if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
-        old_logp, ref_logp = (logprobs_no_grad(model, batch, micro, cfg.temperature, cfg.old_top_k),
-                              reference_logprobs(policy, ref_model, batch, micro, cfg.temperature))
-        advantages(slice(0, B), groups)
-        sec_lp = time.perf_counter() - t0
+    # 1. rows
+    batch, turns, trained, R = _rows(policy, trajectories, cfg)            # B rows, trained [B], R [N]
+    groups = groups.to(R.device)                                           # [G, k]
+    B, micro = batch.mask.shape[0], cfg.micro_batch
+    old_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
+    ref_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
+    adv, kl, score = torch.zeros_like(R), torch.zeros_like(R), R.clone()    # [N] each
+    chunks = fused_chunks(groups, len(turns), micro)
+    if chunks is None:  # a group does not fit in a micro-batch: stages 2-3 first, every row, no grad
+        # 2. log-probs
+        old_logp = logprobs_no_grad(model, batch, micro, T, cfg.old_top_k)  # [B, L-1]
+        ref_logp = reference_logprobs(policy, ref_model, batch, micro, T)   # [B, L-1]
+        # 3. scores and RLOO advantages
+        kl_rows = row_kl(old_logp, ref_logp, batch.mask, trained)           # [B]
+        _assign((adv, kl, score), groups, scores_and_advantages(R, kl_rows, batch.traj, groups, cfg))
+        chunks = [(slice(a, a + micro), None) for a in range(0, B, micro)]
+    sec_lp = time.perf_counter() - t0
     optimizer.zero_grad(set_to_none=True)
-    for sl, g in chunks:
-        mb = batch.rows(sl)
+    total_loss, clipped, clip_of = 0.0, 0.0, 0
+    for rows, g in chunks:
+        mb = batch.rows(rows)
         Lm = mb.mask.shape[1]
-        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), cfg.temperature)
-        if g is not None:
+        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), T)  # [b, Lm], with grad
+        if g is not None:  # fused: stages 2-3 for this micro-batch's whole groups g [Gc, k]
             t1 = time.perf_counter()
             old = logp.detach()
             if cfg.old_top_k:  # the release's pi_old: top-k renormalised, one more no-grad forward
-                old = logprobs_no_grad(model, mb, B, cfg.temperature, cfg.old_top_k)
-            old_logp[sl, :Lm] = old.float() * mb.mask
-            ref_logp[sl, :Lm] = reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
-            advantages(sl, g)
+                old = logprobs_no_grad(model, mb, B, T, cfg.old_top_k)
+            old_logp[rows, :Lm] = old.float() * mb.mask
+            ref_logp[rows, :Lm] = reference_logprobs(policy, ref_model, mb, B, T)
+            kl_rows = row_kl(old_logp[rows], ref_logp[rows], batch.mask[rows], trained[rows])  # [b]
+            _assign((adv, kl, score), g, scores_and_advantages(R, kl_rows, batch.traj[rows], g, cfg))
             sec_lp += time.perf_counter() - t1
-        mask, old, ref = mb.mask, old_logp[sl, :Lm], ref_logp[sl, :Lm]
-        tmask = mask * trained[sl, None]
-        A = adv[mb.traj]
-        if cfg.kl == "token":
-            A = A[:, None] - cfg.kl_coef * (old - ref) * mask
-        loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
-        if cfg.first_turn_kl_coef > 0:
-            loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (mb.turn == 1)[:, None])
-        loss = loss / n
+        # 4. loss of this micro-batch, backward
+        loss, m = microbatch_loss(logp, old_logp[rows, :Lm], ref_logp[rows, :Lm], adv[mb.traj], mb.mask,
+                                  trained[rows], mb.turn, n, cfg)
         if loss.requires_grad:
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
-        if cfg.cliprange is not None:
-            count, of = clip_fraction(logp.detach(), old, A, tmask, cfg.cliprange)
-            clipped += count
-            clip_of += of
-    params = trainable(optimizer)  # fp32 masters where the optimizer keeps them
-    max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    equal = (R[groups] == R[groups][:, :1]).all(1).float().mean()
-    metrics = dict(loss=total_loss, kl=float(traj_kl.mean()), score=float(score.mean()),
-                   equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),
-                   adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
+        clipped += m["clipped"]
+        clip_of += m["clip_of"]
+    # 5. optimizer step
+    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm)
+    metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
+                   equal_groups=float((R[groups] == R[groups][:, :1]).all(1).float().mean()),
+                   adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
+                   grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:
-        metrics["kl_t1"] = float(((old_logp - ref_logp) * batch.mask).sum(-1)[batch.turn == 1].mean())
+        metrics["kl_t1"] = float(row_kl(old_logp, ref_logp, batch.mask, batch.turn == 1)[batch.turn == 1].mean())
     return metrics
