@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from transformers import StoppingCriteria
 
+from cocos_lib.modes import mode
+
 BACKENDS = ("hf", "static", "vllm")
 
 
@@ -165,11 +167,10 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     devices = [policy.device] if policy.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    saved_gen, was_training = hf_model.generation_config, model.training
+    saved_gen = hf_model.generation_config
     hf_model.generation_config = GenerationConfig(eos_token_id=eos or None, pad_token_id=tok.pad_token_id)
-    model.eval()
     try:
-        with rng, torch.inference_mode():
+        with mode(model, False), rng, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             for s in range(0, len(order), cfg.batch_size):
@@ -182,7 +183,6 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                     out[i] = truncate_completion(row, tok, cfg.stop, eos)
     finally:
         hf_model.generation_config = saved_gen
-        model.train(was_training)
     return out  # type: ignore[return-value]
 
 

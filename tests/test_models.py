@@ -243,3 +243,16 @@ def test_released_pad_tokens(tiny_policy_dir, tmp_path):
     assert load_policy(tiny_policy_dir, pad_token="[CORRECT]").tokenizer.pad_token_id == 386
     with pytest.raises(ValueError, match=r"pad_token '<pad>' is not in the vocabulary"):
         load_policy(tiny_policy_dir, pad_token="<pad>")
+
+
+def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
+    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.modes import mode
+    p = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
+    for start in (True, False):
+        p.model.train(start)
+        with mode(p.model, not start) as m:
+            assert m is p.model and all(x.training is (not start) for x in p.model.modules())
+        assert all(x.training is start for x in p.model.modules())
+        generate(p, [[5, 6]], SamplingConfig(max_new_tokens=2, greedy=True, stop=None))  # eval inside, restored
+        assert p.model.training is start
