@@ -24,8 +24,8 @@ import pandas as pd
 from cocos_lib import metrics as M
 from cocos_lib.metrics import transition_metrics
 
-__all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "evaluate", "trajectory_rows", "write_rows",
-           "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
+__all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
+           "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
            "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")

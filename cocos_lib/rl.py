@@ -44,8 +44,8 @@ class RLConfig:
     completion tokens get the reward gradient. first_turn_kl_coef: beta_1 >= 0, SCoRe Stage I's
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
-    (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are divided by it before log-softmax, as TRL does,
-    so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
+    (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are
+    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
     EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
     pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
     over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
