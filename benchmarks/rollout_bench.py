@@ -163,7 +163,7 @@ def static_run(policy, prompts, new: int, device, forced: list[int] | None, comp
 def train_step(policy, rows: int, seq: int, prompt: int, micro: int, device, lora_r: int = 0) -> dict:
     """One policy-gradient update on `rows` x `seq` tokens (loss on the last seq - prompt), gradient
     checkpointing, micro-batches of `micro`, AdamW; plus one no-grad log-prob pass (old / ref)."""
-    from cocos_lib.rl import token_logprobs
+    from cocos_lib.logprobs import token_logprobs
     model = policy.model
     if lora_r:
         from peft import LoraConfig, get_peft_model

@@ -25,7 +25,20 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md)."""
+    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md), except these
+    (each an option; PROFILES["released"] sets the release's values):
+    - max_grad_norm 1.0 (the release: no clipping, PAPER.md): a guard; at lr 1e-5 it rarely binds.
+    - top_k 0 (the release: HF 4.x's implicit top_k 50, and its pi_old is top-k renormalised while
+      pi_theta and pi_ref are not, so rho < 1 at one epoch and the KL starts > 0; see rl.RLConfig).
+    - reward "progressive" = the paper's fraction (1/K) sum_k 1{u_k} (the release: the raw count, K = 3
+      on MBPP). R is then 3x smaller, so beta = 0.01 weighs 3x more against it than in the release.
+    - stop_at_done, no ignore_eos: rows stop at [DONE] or EOS (the release: 512 tokens a row, trained
+      up to the first pad token), so the KL sums over the answer's tokens only (rl.RLConfig).
+    - pad_token "auto" (the tokenizer's, else EOS; the release: RELEASED_PAD_TOKENS in models.py).
+    Not reproduced by any option: the release's rollout decoding (skip_special_tokens, so text after an
+    EOS counts), the embeddings resized to len(tokenizer), prompts truncated at 8,192 tokens, the
+    generate-time (KV-cached) log-probs as pi_old, DeepSpeed ZeRO-2 across GPUs.
+    """
     model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
     tasks: str = "toy-train"                # a name in cocos_lib.tasks.TASK_SETS
     n_tasks: int | None = None              # use only the first n tasks
@@ -48,12 +61,15 @@ class TrainConfig:
     max_grad_norm: float | None = 1.0
     temperature: float = 0.9
     top_p: float = 1.0
+    top_k: int = 0                          # 0: off; 50: the release (HF's default; pi_old top-k, see rl.RLConfig)
     max_new_tokens: int = 512
-    stop_at_done: bool = True               # False = the released no-stop rollouts
+    stop_at_done: bool = True               # False: no [DONE] stop (with ignore_eos: the released no-stop rollouts)
+    ignore_eos: bool = False                # rows run past EOS too: every row max_new_tokens (released); see rl_config
+    pad_token: str = "auto"                 # auto (tokenizer's, else EOS) | released (per family) | a vocab token
     gen_batch_size: int = 64
     fewshot: int = 0                        # solved examples before turn 1 (base models)
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
-    dtype: str = "auto"
+    dtype: str = "auto"                     # weights' dtype; bf16 full fine-tuning keeps fp32 masters (optim.py)
     device: str | None = None
     lora_r: int = 0                         # 0 = full fine-tuning
     lora_alpha: int = 32
@@ -94,11 +110,12 @@ class TrainConfig:
                     "to train turn 1"),
                    (0 <= self.gamma <= 1, "gamma", "must be in [0, 1]"),
                    (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
+                   (self.top_k == 0 or self.backend == "hf", "top_k", "top-k sampling needs backend 'hf'"),
                    (self.n_tasks is None or self.n_tasks >= 1, "n_tasks", "must be >= 1 or None"),
                    (self.dtype != "fp16" or self.lora_r > 0, "dtype",
                     "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")]
         checks += [(getattr(self, n) >= 0, n, "must be >= 0") for n in ("updates", "warmup", "checkpoint_every",
-                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r")]
+                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r", "top_k")]
         checks += [(getattr(self, n) >= 1, n, "must be >= 1") for n in ("prompts_per_update", "turns",
                    "max_new_tokens", "gen_batch_size", "micro_batch")]
         checks += [(getattr(self, n) > 0, n, "must be > 0") for n in ("lr", "temperature", "exec_timeout_s")]
@@ -109,12 +126,15 @@ class TrainConfig:
                 raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
 
     def rl_config(self):
-        """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run."""
+        """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run. With ignore_eos, completions
+        run past EOS, so their tokens from the first pad-id token on are masked (mask_from_pad), as TRL's
+        RLOO in the release: with pad = EOS (Qwen2.5, deepseek-coder) training stops before the first EOS;
+        with pad_token="released" on Llama-3.2 (pad 128004, never sampled) all max_new_tokens are trained."""
         from cocos_lib.rl import RLConfig
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
                         train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
                         micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
-                        temperature=self.temperature)
+                        temperature=self.temperature, mask_from_pad=self.ignore_eos, old_top_k=self.top_k)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -139,6 +159,12 @@ PROFILES: dict[str, dict] = {
                   fewshot=3, ending="begin", gen_batch_size=128, micro_batch=8, gradient_checkpointing=True,
                   checkpoint_every=100),
 }
+# "released": the paper profile with the released code's own choices where this repo chose otherwise
+# (TrainConfig's docstring lists them): count reward, no gradient clipping, no stop (neither [DONE] nor
+# EOS: 512 tokens a row, masked from the first pad token on), the release's pad token, top_k 50 with
+# top-k-renormalised pi_old. What it does not reproduce is listed there too.
+PROFILES["released"] = dict(PROFILES["paper"], reward="count", max_grad_norm=None, stop_at_done=False,
+                            ignore_eos=True, pad_token="released", top_k=50)
 
 
 def coerce(name: str, value):

@@ -6,6 +6,7 @@ with one row per (task, sample, turn); ``summarize`` turns it into every metric 
 paper's tables (fractions in [0, 1]); see ``cocos_lib.metrics`` for the definitions.
 
 CLI: python -m cocos_lib.evaluate --policy DIR_OR_NAME --tasks NAME --turns T --out FILE
+(DIR may be a run directory of cocos_lib.train: its final/ model, else its last checkpoint's).
 """
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ from typing import Sequence
 import pandas as pd
 
 from cocos_lib import metrics as M
+from cocos_lib.metrics import transition_metrics
+
+__all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
+           "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
+           "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")
 PROMPT_FORMATS = ("repo", "release")  # prompts.py (the repo's, as in training) | release.py (the authors' test.py)
@@ -232,7 +238,7 @@ def summarize(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) 
                  "n_problems": len(correct[0]), "turns": len(correct)}
     out.update({f"acc_t{t}": a for t, a in enumerate(M.accuracy_by_turn(correct), start=1)})
     if len(correct) >= 2:
-        out.update(M.transition_metrics(correct[0], correct[1]))
+        out.update(transition_metrics(correct[0], correct[1]))
         passed = [[[o == "passed" for o in outs] for outs in col] for col in by_turn(df, "outcomes")[:2]]
         unit = M.unit_count_transitions(passed[0], passed[1])
         out["unit_i2c"], out["unit_c2i"] = unit["rose"], unit["fell"]
@@ -258,6 +264,19 @@ def summarize(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) 
 
 # ------------------------------------------------------------------------------------ CLI
 
+def run_model_dir(path: str | Path) -> Path | None:
+    """The model of a `cocos_lib.train` run directory (it holds metrics.jsonl, checkpoint/ or final/):
+    RUN/final, else the last checkpoint's RUN/checkpoint/model (RUN/checkpoint.old/model after a cut
+    swap); None for any other path. Raises EvalConfigError for a run directory with neither."""
+    run = Path(path).expanduser()
+    if not run.is_dir() or not any((run / f).exists() for f in ("metrics.jsonl", "checkpoint", "final")):
+        return None
+    for model in (run / "final", run / "checkpoint" / "model", run / "checkpoint.old" / "model"):
+        if (model / "config.json").is_file() or (model / "adapter_config.json").is_file():
+            return model
+    raise EvalConfigError(f"{run} is a training run directory without a model yet (no final/ or checkpoint/model)")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one clear line, exit code 2 (argparse's default prints usage too)
         _fail(message)
@@ -272,7 +291,8 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m cocos_lib.evaluate",
                 description="Multi-turn evaluation: writes one JSON object per task and turn to --out "
                             "and prints the summary metrics as one JSON line on stdout.")
-    p.add_argument("--policy", required=True, help="model dir, HF hub name, or 'tiny-warmstart'")
+    p.add_argument("--policy", required=True, help="model dir, a train run dir (its final/ or last checkpoint), "
+                   "HF hub name, or 'tiny-warmstart'")
     p.add_argument("--tasks", required=True, help="task set: mbpp-test, humaneval, toy-test, ...")
     p.add_argument("--turns", type=int, default=2, help=f"turns per task, 1..{MAX_TURNS} (default 2)")
     p.add_argument("--out", required=True, help="output JSONL file (one object per task, sample and turn)")
@@ -318,11 +338,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if args.policy.startswith(("/", ".", "~")) and not Path(args.policy).expanduser().exists():
         _fail(f"--policy {args.policy}: no such local directory")  # before the slow torch import
     from cocos_lib import release, release_run
+    try:
+        policy_path = str(run_model_dir(args.policy) or args.policy)  # a train run dir: its final/ model
+    except EvalConfigError as e:
+        _fail(f"--policy {args.policy}: {e}")
     from cocos_lib.generation import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
     batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
-        resolve_model(release_run.source(args.policy) if release_format else args.policy)
+        resolve_model(release_run.source(policy_path) if release_format else policy_path)
         sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   greedy=args.k == 1, batch_size=batch_size,
                                   stop=None if release_format and not args.stop_at_done else "[DONE]")
@@ -335,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     except (ValueError, OSError) as e:
         _fail(f"--fewshot {args.fewshot}: {str(e).splitlines()[0]}")
     loader = release_run.load if release_format else load_policy  # release: the family's pad token too
-    policy = loader(args.policy, dtype=args.dtype, device=args.device)
+    policy = loader(policy_path, dtype=args.dtype, device=args.device)
     df = evaluate(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
                   progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
                   backend=args.backend, seed=args.seed, prompt_format=args.prompt_format)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import torch
 
+from cocos_lib.modes import mode
+
 
 class FastGenError(ValueError):
     """Bad input to a fast generation backend."""
@@ -283,17 +285,14 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
                                                  {"mode": compile_mode if device.type == "cuda" else None}))
     generator = torch.Generator(device=device)
     generator.manual_seed(seed if seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
-    was_training, results = model.training, []
-    model.eval()
-    try:
+    results = []
+    with mode(model, False):
         for start in range(0, len(prompt_ids), cfg.batch_size):
             chunk = prompt_ids[start:start + cfg.batch_size]
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
             results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
                                        compact, min_batch, step_fn, forced, cache_multiple,
                                        reuse=use_compile)
-    finally:
-        model.train(was_training)
     return _finalise(results, tok, cfg.stop, eos_ids)
 
 

@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from transformers import StoppingCriteria
 
+from cocos_lib.modes import mode
+
 BACKENDS = ("hf", "static", "vllm")
 
 
@@ -24,7 +26,9 @@ BACKENDS = ("hf", "static", "vllm")
 class SamplingConfig:
     """Sampling settings. Paper: temperature 0.9, top_p 1.0, 512 new tokens; eval: greedy.
     stop=None: no stop string (only EOS or max_new_tokens end a row). ignore_eos=True as well
-    reproduces the released code's rollouts: every row runs max_new_tokens tokens."""
+    reproduces the released code's rollouts: every row runs max_new_tokens tokens.
+    top_k: 0 = off (the default here: pure temperature / top-p sampling); 50 = what the release
+    samples with (its GenerationConfig leaves top_k unset: HF 4.x's default 50). hf backend only."""
     max_new_tokens: int = 512
     temperature: float = 0.9
     top_p: float = 1.0
@@ -32,6 +36,7 @@ class SamplingConfig:
     stop: str | None = "[DONE]"
     batch_size: int = 64
     ignore_eos: bool = False
+    top_k: int = 0
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -44,6 +49,8 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig.top_p={self.top_p}: must be in (0, 1]")
         if self.stop == "":
             raise ValueError("SamplingConfig.stop='': use None for no stop string")
+        if self.top_k < 0:
+            raise ValueError(f"SamplingConfig.top_k={self.top_k}: must be >= 0 (0: off)")
 
 
 def stop_window(tokenizer, stop: str) -> int:
@@ -130,11 +137,11 @@ class TailStopCriteria(StoppingCriteria):
 
 def hf_generation_config(cfg: SamplingConfig, eos: Sequence[int], pad_token_id: int | None):
     """The GenerationConfig of one hf_generate call. Sampling: softmax(logits / T) with top-p
-    and top_k=0 (off; unset, HF would fill in its default top_k 50). Greedy: no sampling flag
-    at all, so transformers' validate() finds nothing to warn about."""
+    and top_k=cfg.top_k (0: off; unset, HF 4.x would fill in its default top_k 50). Greedy: no
+    sampling flag at all, so transformers' validate() finds nothing to warn about."""
     from transformers import GenerationConfig
 
-    sampling = {} if cfg.greedy else dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+    sampling = {} if cfg.greedy else dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1,
                             use_cache=True, eos_token_id=list(eos) or None, pad_token_id=pad_token_id,
                             bos_token_id=None, **sampling)
@@ -160,11 +167,10 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     devices = [policy.device] if policy.device.type == "cuda" else []
     rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
     hf_model = model.get_base_model() if hasattr(model, "get_base_model") else model
-    saved_gen, was_training = hf_model.generation_config, model.training
+    saved_gen = hf_model.generation_config
     hf_model.generation_config = GenerationConfig(eos_token_id=eos or None, pad_token_id=tok.pad_token_id)
-    model.eval()
     try:
-        with rng, torch.inference_mode():
+        with mode(model, False), rng, torch.inference_mode():
             if seed is not None:
                 torch.manual_seed(seed)
             for s in range(0, len(order), cfg.batch_size):
@@ -177,7 +183,6 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                     out[i] = truncate_completion(row, tok, cfg.stop, eos)
     finally:
         hf_model.generation_config = saved_gen
-        model.train(was_training)
     return out  # type: ignore[return-value]
 
 
@@ -202,6 +207,8 @@ def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int
         return []
     if backend == "hf":
         return hf_generate(policy, prompt_ids, cfg, seed)
+    if cfg.top_k and not cfg.greedy:
+        raise ValueError(f"backend '{backend}': SamplingConfig.top_k={cfg.top_k} is implemented by the hf backend only")
     from cocos_lib import fastgen  # lazy: GPU-only code paths
     fn = fastgen.static_generate if backend == "static" else fastgen.vllm_generate
     return fn(policy, prompt_ids, cfg, seed)

@@ -91,7 +91,8 @@ def lora_params(s: Shape, r: int) -> int:
 @dataclass(frozen=True)
 class MemoryConfig:
     """One run's memory-relevant knobs. dtype: the weights' compute dtype; master_fp32: an fp32
-    copy of the trainable weights (mixed precision); lora_r: 0 = full fine-tuning (LoRA adapters
+    copy of the trainable weights with fp32 Adam states and gradients (cocos_lib/optim.py, what
+    train() does for bf16/fp16 full fine-tuning); lora_r: 0 = full fine-tuning (LoRA adapters
     are fp32, peft's default); reference: "copy" | "adapter" (LoRA disabled) | "none"."""
     dtype: str = "bf16"
     master_fp32: bool = False
@@ -178,10 +179,12 @@ PLANS: dict[str, dict] = {
     "colab-1.5b": dict(model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=MemoryConfig(
         dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
         gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
-    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md), frozen reference copy, 128 rollouts
-    # generated at once; turn-2 prompts hold the task, the first answer and the instruction.
+    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md) with fp32 master weights, Adam states
+    # and gradients (cocos_lib/optim.py: 18 bytes per parameter, as the release's DeepSpeed ZeRO),
+    # a frozen bf16 reference copy, 128 rollouts generated at once; turn-2 prompts hold the task,
+    # the first answer and the instruction.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", device_gb=79.0, config=MemoryConfig(
-        dtype="bf16", reference="copy", micro_batch=8, train_seq=1324, logit_tokens=512,
+        dtype="bf16", master_fp32=True, reference="copy", micro_batch=8, train_seq=1324, logit_tokens=512,
         gen_batch=128, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
 }
 

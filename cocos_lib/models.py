@@ -33,10 +33,13 @@ class ModelNotFoundError(FileNotFoundError):
 
 @dataclass
 class LoraSpec:
-    """LoRA adapter settings (peft): rank r, scaling alpha (update = alpha/r * B A), dropout."""
+    """LoRA adapter settings (peft): rank r, scaling alpha (update = alpha/r * B A), dropout.
+
+    dropout defaults to 0: an RL step compares the same network three times (pi_old, pi_theta,
+    pi_ref); rl_step also switches dropout off for its duration (`modes.dropout_off`), as TRL does."""
     r: int = 16
     alpha: int = 32
-    dropout: float = 0.05
+    dropout: float = 0.0
     target_modules: Sequence[str] | str = ("q_proj", "k_proj", "v_proj", "o_proj",
                                            "gate_proj", "up_proj", "down_proj")
 
@@ -180,13 +183,30 @@ def _from_pretrained(cls, path: str, dtype: torch.dtype):
         return cls.from_pretrained(path, torch_dtype=dtype)
 
 
-def setup_tokenizer(tokenizer) -> Any:
-    """Left padding, and a pad token: the existing one (Qwen2.5) else EOS (Llama-3.2, ...).
+# The release's pad token per model family (PAPER.md "Released evaluation"; its train.py picks by model name):
+# Llama-3.2 <|finetune_right_pad_id|> 128004 (not its EOS), deepseek-coder <｜end▁of▁sentence｜> 32014 and
+# Qwen2.5 <|endoftext|> 151643 (their EOS). pad_token="released" takes the first one the vocabulary holds.
+RELEASED_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<｜end▁of▁sentence｜>", "<|endoftext|>")
+
+
+def setup_tokenizer(tokenizer, pad_token: str = "auto") -> Any:
+    """Left padding, and a pad token. pad_token "auto": the existing one (Qwen2.5) else EOS
+    (Llama-3.2, ...); "released": the release's per family (RELEASED_PAD_TOKENS); else that token.
 
     Never adds a new token (that would silently resize the embeddings).
     """
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
+    if pad_token == "released":
+        vocab = tokenizer.get_vocab()
+        pad_token = next((t for t in RELEASED_PAD_TOKENS if t in vocab), None)
+        if pad_token is None:
+            raise ValueError(f"tokenizer '{tokenizer.name_or_path}': pad_token='released' needs one of "
+                             f"{', '.join(RELEASED_PAD_TOKENS)} in the vocabulary")
+    if pad_token != "auto":
+        if pad_token not in tokenizer.get_vocab():
+            raise ValueError(f"tokenizer '{tokenizer.name_or_path}': pad_token {pad_token!r} is not in the vocabulary")
+        tokenizer.pad_token = pad_token
+    elif tokenizer.pad_token_id is None:
         if tokenizer.eos_token is None:
             raise ValueError(f"tokenizer '{tokenizer.name_or_path}': has neither pad nor eos token")
         tokenizer.pad_token = tokenizer.eos_token
@@ -195,11 +215,11 @@ def setup_tokenizer(tokenizer) -> Any:
 
 def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "auto",
                 device: str | torch.device | None = None, lora: LoraSpec | None = None,
-                gradient_checkpointing: bool = False) -> Policy:
+                gradient_checkpointing: bool = False, pad_token: str = "auto") -> Policy:
     """Load pi_theta from a hub name, a local dir (model or saved LoRA adapter) or "tiny-warmstart".
 
     lora: wrap in a fresh trainable LoRA adapter (peft). A dir holding a saved adapter is
-    loaded on its base model with the adapter trainable.
+    loaded on its base model with the adapter trainable. pad_token: see setup_tokenizer.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     name = str(name_or_path)
@@ -218,7 +238,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     else:
         model = _from_pretrained(AutoModelForCausalLM, path, dt)
         tok_src = path
-    tokenizer = setup_tokenizer(AutoTokenizer.from_pretrained(tok_src))
+    tokenizer = setup_tokenizer(AutoTokenizer.from_pretrained(tok_src), pad_token)
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -2,7 +2,7 @@
 
 Per trajectory i (one task, one of k samples) with turn rewards r_1..r_T the score is
 
-    s_i = R_i - beta * sum_{t in train_turns} KL_t(i),      R_i = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})
+    s_i = R_i - beta * sum_{t in train_turns} KL_t(i),   R_i = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})
     KL_t(i) = sum_{tokens y of turn t} [log pi_theta(y | .) - log pi_ref(y | .)]      (k1 estimator, as TRL's RLOO)
 
 and the RLOO advantage inside each group of k samples of one task is A_i = s_i - mean_{j != i} s_j.
@@ -26,6 +26,10 @@ from typing import Any, Sequence
 
 import torch
 
+from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
+from cocos_lib.modes import dropout_off, mode
+from cocos_lib.optim import optimizer_step
+
 KL_MODES = ("sequence", "token")
 
 
@@ -40,8 +44,20 @@ class RLConfig:
     completion tokens get the reward gradient. first_turn_kl_coef: beta_1 >= 0, SCoRe Stage I's
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
-    (None: no clipping). temperature: logits are divided by it before log-softmax, as TRL does,
-    so log-probs are those of the sampling distribution.
+    (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are
+    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
+    EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
+    pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
+    over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
+    (all of them for Llama-3.2, whose released pad 128004 is never sampled), several times the
+    tokens of a stopped answer, so beta weighs more against R, and the tokens after [DONE], which
+    no reward sees, carry KL and gradient. old_top_k > 0 (the release: HF's default top_k 50 in
+    sampling): log pi_old is the top-k-renormalised softmax(logits / T) that sampled y_t, as the
+    release's old log-probs (generate's processed scores), while log pi_theta (in the ratio) and
+    log pi_ref stay the full softmax(logits / T). Then at one epoch log rho_i = sum_t log M_t <= 0,
+    M_t = the top-k mass at step t: over 512 tokens rho_i drops below 1 - eps, so A_i < 0 rows are
+    clipped (no gradient) and A_i > 0 rows get rho_i A_i; and KL_t(i) gains sum_t -log M_t >= 0,
+    non-zero even at pi_theta = pi_ref. Costs one more no-grad forward per micro-batch.
     """
     gamma: float = 0.5
     kl_coef: float = 0.01
@@ -52,6 +68,8 @@ class RLConfig:
     micro_batch: int = 8
     max_grad_norm: float | None = 1.0
     temperature: float = 1.0
+    mask_from_pad: bool = False
+    old_top_k: int = 0
 
     def __post_init__(self):
         self.train_turns = tuple(int(t) for t in self.train_turns)
@@ -61,6 +79,8 @@ class RLConfig:
             raise ValueError(f"RLConfig.train_turns={self.train_turns}: need turn indices >= 1")
         if self.micro_batch < 1:
             raise ValueError(f"RLConfig.micro_batch={self.micro_batch}: must be >= 1")
+        if self.old_top_k < 0:
+            raise ValueError(f"RLConfig.old_top_k={self.old_top_k}: must be >= 0 (0: off)")
 
 
 # ------------------------------------------------------------------------- pure tensor math
@@ -101,6 +121,20 @@ def policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Te
     return (loss * weights * has_tokens).sum()
 
 
+def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
+                  mask: torch.Tensor, cliprange: float) -> tuple[float, int]:
+    """(count, of) where the clip is active, as TRL's pg_clipfrac: the clipped term
+    -A clip(rho, 1-eps, 1+eps) is the larger one (so that sample's gradient is zero). Rows with
+    |rho - 1| > eps but the unclipped term larger (A < 0 and rho > 1+eps, A > 0 and rho < 1-eps,
+    A = 0) are not counted. Sequence advantages [B]: rows with tokens; token level [B, L]: tokens."""
+    diff = (logp - old_logp) * mask
+    token_level = advantages.dim() == 2
+    ratio = torch.exp(diff) if token_level else torch.exp(diff.sum(-1))
+    active = -advantages * torch.clamp(ratio, 1 - cliprange, 1 + cliprange) > -advantages * ratio
+    counted = mask > 0 if token_level else mask.sum(-1) > 0
+    return float((active & counted).sum()), int(counted.sum())
+
+
 def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sum over rows of sum_t 1/2 (log pi(y_t) - log pi_ref(y_t))^2 (k2 estimator), the turn-1 KL term.
 
@@ -115,101 +149,6 @@ def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.T
     return (0.5 * (logp - ref_logp) ** 2 * mask).sum()
 
 
-# ------------------------------------------------------------------------------- log-probs
-
-def _selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[index] row by row, never holding a second [B, L, V] tensor in fp32."""
-    if logits.dtype in (torch.float32, torch.float64):
-        picked = logits.gather(-1, index.unsqueeze(-1)).squeeze(-1)
-        lse = torch.stack([torch.logsumexp(row, dim=-1) for row in logits])
-        return picked - lse
-    rows = [torch.log_softmax(row, -1).gather(-1, ids.unsqueeze(-1)).squeeze(-1)
-            for row, ids in zip(logits, index)]
-    return torch.stack(rows).float()
-
-
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   start: int = 0, temperature: float = 1.0) -> torch.Tensor:
-    """log pi(x_t | x_<t) for t = 1..L-1: [B, L-1] (position j holds the log-prob of x_{j+1}).
-
-    Logits are computed only for positions >= start (logits_to_keep; prompt positions
-    before it are filled with 0), divided by `temperature`, and log-softmaxed row by row.
-    """
-    L = input_ids.shape[1]
-    keep = L - start  # logits for positions start..L-1; the last one predicts nothing
-    try:
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep, use_cache=False).logits
-    except TypeError:  # transformers < 4.48 or a model without logits_to_keep: full logits, then slice
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
-    logits = logits[:, -keep:-1]
-    if temperature != 1.0:
-        logits = logits / temperature
-    lp = _selective_log_softmax(logits, input_ids[:, start + 1:])
-    if start > 0:
-        lp = torch.cat([lp.new_zeros(lp.shape[0], start), lp], dim=1)
-    return lp
-
-
-# ------------------------------------------------------------------------------- batches
-
-@dataclass
-class Batch:
-    """Rows = (trajectory, turn) pairs, right-padded: input_ids [B, L], attention_mask [B, L],
-    mask [B, L-1] (1 on completion tokens, aligned with token_logprobs), traj [B], turn [B]."""
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    mask: torch.Tensor
-    traj: torch.Tensor
-    turn: torch.Tensor
-
-    def rows(self, idx: slice) -> "Batch":
-        """A micro-batch, trimmed to its own longest row."""
-        am = self.attention_mask[idx]
-        L = max(int(am.sum(1).max()), 2)
-        return Batch(self.input_ids[idx, :L], am[:, :L], self.mask[idx, :L - 1], self.traj[idx], self.turn[idx])
-
-    def start(self) -> int:
-        """First position whose logits are needed (the token before the earliest completion token)."""
-        nz = self.mask.any(0).nonzero()
-        return int(nz[0]) if len(nz) else self.mask.shape[1] - 1
-
-
-def build_batch(trajectories: Sequence[Any], turns: Sequence[int], pad_id: int,
-                device: str | torch.device = "cpu") -> Batch:
-    """One row per (trajectory, turn in `turns`): prompt_ids + completion_ids, right-padded."""
-    seqs, comp, tr, tu = [], [], [], []
-    for i, traj in enumerate(trajectories):
-        for t in sorted(turns):
-            if t > len(traj.turns):
-                raise ValueError(f"build_batch: trajectory {i} has {len(traj.turns)} turns, turn {t} requested")
-            turn = traj.turns[t - 1]
-            seqs.append(list(turn.prompt_ids) + list(turn.completion_ids))
-            comp.append((len(turn.prompt_ids), len(turn.completion_ids)))
-            tr.append(i)
-            tu.append(t)
-    L = max(max(len(s) for s in seqs), 2)
-    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
-    am = torch.zeros((len(seqs), L), dtype=torch.long)
-    mask = torch.zeros((len(seqs), L - 1))
-    for r, (s, (p, c)) in enumerate(zip(seqs, comp)):
-        ids[r, :len(s)] = torch.tensor(s, dtype=torch.long)
-        am[r, :len(s)] = 1
-        mask[r, max(p - 1, 0):p - 1 + c] = 1.0  # position j predicts token j+1
-    dev = torch.device(device)
-    return Batch(ids.to(dev), am.to(dev), mask.to(dev), torch.tensor(tr, device=dev), torch.tensor(tu, device=dev))
-
-
-def _logprobs_no_grad(model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
-    """token_logprobs over all rows in micro-batches, no graph kept: [B, L-1] (0 outside completions)."""
-    out = torch.zeros_like(batch.mask)
-    with torch.no_grad():
-        for a in range(0, batch.mask.shape[0], micro):
-            mb = batch.rows(slice(a, a + micro))
-            lp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), temperature)
-            out[a:a + micro, :lp.shape[1]] = lp.float() * mb.mask
-    return out
-
-
 def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
     """Index matrix [G, k] of trajectory positions per group (groups must all have k >= 2 members)."""
     groups: dict[Any, list[int]] = {}
@@ -221,112 +160,152 @@ def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
     return torch.tensor(list(groups.values()), dtype=torch.long)
 
 
-def _reference_logprobs(policy, ref_model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
-    """log pi_ref on the batch, no grad: `ref_model`, or the policy with its LoRA adapter disabled."""
-    if ref_model is None:
-        with policy.reference():
-            return _logprobs_no_grad(policy.model, batch, micro, temperature)
-    return _logprobs_no_grad(ref_model, batch, micro, temperature)
+# --------------------------------------------------------------------- stages of one update
+
+def _rows(policy, trajectories: Sequence[Any], cfg: RLConfig):
+    """Stage 1: the rows (trajectory, turn) of the trained turns (+ turn 1 when beta_1 > 0).
+    Returns (batch, turns, trained [B] bool: the row's turn is in train_turns, R [N])."""
+    T = min(len(t.turns) for t in trajectories)
+    if max(cfg.train_turns) > T:
+        raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
+    turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
+    dev = batch.mask.device
+    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)        # [B]
+    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)  # [N]
+    return batch, turns, trained, R
+
+
+def fused_chunks(groups: torch.Tensor, rows_per_traj: int, micro: int) -> list[tuple[slice, torch.Tensor]] | None:
+    """The fused path's micro-batches: (row slice, its groups [Gc, k]) holding whole groups, so that
+    one forward per micro-batch gives pi_theta with grad, pi_old (= pi_theta detached at one epoch)
+    and, with pi_ref, the groups' scores and advantages before their loss. None when a group's rows
+    (rows_per_traj * k) exceed `micro` or trajectories are not ordered by group (as rollout returns
+    them): then every row's log-probs come first, in a no-grad pass."""
+    G, k = groups.shape
+    per_group = rows_per_traj * k
+    in_order = torch.equal(groups.flatten(), torch.arange(G * k, device=groups.device))
+    per = micro // per_group if in_order else 0  # whole groups per micro-batch
+    if per < 1:
+        return None
+    return [(slice(g * per_group, min(G, g + per) * per_group), groups[g:g + per]) for g in range(0, G, per)]
+
+
+def row_kl(old_logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, trained: torch.Tensor) -> torch.Tensor:
+    """Per row sum_t (log pi_old - log pi_ref)(y_t) on completion tokens, 0 for untrained rows: [B]."""
+    return ((old_logp - ref_logp) * mask).sum(-1) * trained
+
+
+def scores_and_advantages(R: torch.Tensor, kl_rows: torch.Tensor, traj: torch.Tensor, groups: torch.Tensor,
+                          cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Stage 3, pure: R [N], row KLs kl_rows [B] of trajectories traj [B], groups [Gc, k] -> (A, KL, s), each
+    [Gc, k]: KL(i) = sum of its rows' KL, s_i = R_i - beta KL(i) ("sequence") or R_i ("token"),
+    A_i = s_i - mean_{j != i} s_j within each group."""
+    kl = torch.zeros_like(R).index_add_(0, traj, kl_rows)[groups]          # [Gc, k]
+    score = R[groups] - cfg.kl_coef * kl if cfg.kl == "sequence" else R[groups]  # [Gc, k]
+    return rloo_advantages(score), kl, score
+
+
+def microbatch_loss(logp: torch.Tensor, old: torch.Tensor, ref: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                    trained: torch.Tensor, turn: torch.Tensor, n: int, cfg: RLConfig) -> tuple[torch.Tensor, dict]:
+    """Stage 4: (1/N)[sum_rows policy_loss + beta_1 first_turn_kl_loss] of one micro-batch and its metrics.
+
+    logp (with grad), old, ref, mask [b, L]; adv [b] (A_i of each row's trajectory); trained, turn [b].
+    kl="token": A_(i,t) = A_i - beta (log pi_old - log pi_ref)(y_t). Metrics: clipped, clip_of (clip_fraction)."""
+    tmask = mask * trained[:, None]                                        # [b, L] tokens with the reward gradient
+    A = adv[:, None] - cfg.kl_coef * (old - ref) * mask if cfg.kl == "token" else adv  # [b, L] or [b]
+    loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
+    if cfg.first_turn_kl_coef > 0:
+        loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (turn == 1)[:, None])
+    metrics = {"clipped": 0.0, "clip_of": 0}
+    if cfg.cliprange is not None:
+        metrics["clipped"], metrics["clip_of"] = clip_fraction(logp.detach(), old, A, tmask, cfg.cliprange)
+    return loss / n, metrics
+
+
+def _assign(targets: tuple[torch.Tensor, ...], groups: torch.Tensor, values: tuple[torch.Tensor, ...]) -> None:
+    """targets[j][groups] = values[j] for [N] targets and [Gc, k] values."""
+    for target, value in zip(targets, values):
+        target[groups.flatten()] = value.flatten()
 
 
 # ------------------------------------------------------------------------------ one update
 
 def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig,
             scaler=None) -> dict:
-    """One RLOO update on N trajectories (groups of k); returns metrics.
+    """One RLOO update on N trajectories (groups of k); returns metrics. Stages:
 
-    Rows are (trajectory, turn) pairs for the trained turns (plus turn 1 when beta_1 > 0).
-    1. log pi_theta (= log pi_old: one epoch) and log pi_ref of the rows, per-token k1 d_t;
-    2. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages within groups;
-    3. micro-batched backward of (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i];
-    4. grad clipping (norm over all trainable parameters), optimizer and scheduler step.
-    When whole groups fit in `micro_batch` rows (trajectories ordered by group, as rollout
-    returns them), 1-3 share one forward per micro-batch; else a no-grad pass over all rows
-    comes first. ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter
-    disabled). Gradients stay in .grad after the step (the caller frees them with zero_grad).
+    1. rows: (trajectory, turn) pairs of the trained turns (+ turn 1 when beta_1 > 0), R_i;
+    2. log-probs: log pi_old (= log pi_theta detached: one epoch) and log pi_ref of the rows;
+    3. scores s_i = R_i - beta KL(i) (sequence) or R_i (token), RLOO advantages A_i within groups;
+    4. loss per micro-batch, (1/N)[sum_i policy_loss_i + beta_1 sum_i first_turn_kl_loss_i], backward;
+    5. optimizer step: grad clipping (norm over the optimizer's tensors: the fp32 masters of
+       optim.MasterWeightAdamW), optimizer and scheduler step (optim.optimizer_step).
+    Fused path (`fused_chunks`): when whole groups fit in `micro_batch` rows, 2-4 share one forward
+    per micro-batch (pi_old is that forward, detached); else 2-3 run first over all rows, no grad.
+    ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
+    Gradients stay in .grad after the step (the caller frees them with zero_grad).
     scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
+    Dropout is off in pi_theta and pi_ref for the whole step (`modes.dropout_off`, as TRL's
+    disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
-    model, n = policy.model, len(trajectories)
-    groups = _group_matrix(trajectories)
-    T = min(len(t.turns) for t in trajectories)
-    if max(cfg.train_turns) > T:
-        raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
-    turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device)
-    dev, B, micro = batch.mask.device, batch.mask.shape[0], cfg.micro_batch
-    trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)
-    R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)
-    groups = groups.to(dev)
-    G, k = groups.shape
-    per_group = len(turns) * k
-    per = micro // per_group if torch.equal(groups.flatten(), torch.arange(n, device=dev)) else 0
-    chunks = ([(slice(g * per_group, min(G, g + per) * per_group), groups[g:g + per]) for g in range(0, G, per)]
-              if per >= 1 else [(slice(a, a + micro), None) for a in range(0, B, micro)])
-    old_logp, ref_logp = torch.zeros_like(batch.mask), torch.zeros_like(batch.mask)
-    traj_kl, score, adv = torch.zeros(n, device=dev), R.clone(), torch.zeros(n, device=dev)
+    groups = _group_matrix(trajectories)  # [G, k]; checked before any model work
+    with mode(policy.model, True), dropout_off(policy.model, ref_model):
+        return _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler)
 
-    def advantages(rows: slice, g: torch.Tensor):  # KL of `rows`, then A_i of the groups g [Gc, k]
-        d = (old_logp[rows] - ref_logp[rows]) * batch.mask[rows]
-        traj_kl.index_add_(0, batch.traj[rows], d.sum(-1) * trained[rows])
-        if cfg.kl == "sequence":
-            score[g] = R[g] - cfg.kl_coef * traj_kl[g]
-        adv[g.flatten()] = rloo_advantages(score[g]).flatten()
 
-    was_training = model.training
-    model.train()
-    sec_lp, total_loss, clipped = 0.0, 0.0, 0.0
+def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler) -> dict:
+    model, n, T = policy.model, len(trajectories), cfg.temperature
     t0 = time.perf_counter()
-    if per < 1:  # a group does not fit in a micro-batch: every row's log-probs first, no grad
-        old_logp, ref_logp = (_logprobs_no_grad(model, batch, micro, cfg.temperature),
-                              _reference_logprobs(policy, ref_model, batch, micro, cfg.temperature))
-        advantages(slice(0, B), groups)
-        sec_lp = time.perf_counter() - t0
+    # 1. rows
+    batch, turns, trained, R = _rows(policy, trajectories, cfg)            # B rows, trained [B], R [N]
+    groups = groups.to(R.device)                                           # [G, k]
+    B, micro = batch.mask.shape[0], cfg.micro_batch
+    old_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
+    ref_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
+    adv, kl, score = torch.zeros_like(R), torch.zeros_like(R), R.clone()    # [N] each
+    chunks = fused_chunks(groups, len(turns), micro)
+    if chunks is None:  # a group does not fit in a micro-batch: stages 2-3 first, every row, no grad
+        # 2. log-probs
+        old_logp = logprobs_no_grad(model, batch, micro, T, cfg.old_top_k)  # [B, L-1]
+        ref_logp = reference_logprobs(policy, ref_model, batch, micro, T)   # [B, L-1]
+        # 3. scores and RLOO advantages
+        kl_rows = row_kl(old_logp, ref_logp, batch.mask, trained)           # [B]
+        _assign((adv, kl, score), groups, scores_and_advantages(R, kl_rows, batch.traj, groups, cfg))
+        chunks = [(slice(a, a + micro), None) for a in range(0, B, micro)]
+    sec_lp = time.perf_counter() - t0
     optimizer.zero_grad(set_to_none=True)
-    for sl, g in chunks:
-        mb = batch.rows(sl)
+    total_loss, clipped, clip_of = 0.0, 0.0, 0
+    for rows, g in chunks:
+        mb = batch.rows(rows)
         Lm = mb.mask.shape[1]
-        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), cfg.temperature)
-        if g is not None:
+        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), T)  # [b, Lm], with grad
+        if g is not None:  # fused: stages 2-3 for this micro-batch's whole groups g [Gc, k]
             t1 = time.perf_counter()
-            old_logp[sl, :Lm] = logp.detach().float() * mb.mask
-            ref_logp[sl, :Lm] = _reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
-            advantages(sl, g)
+            old = logp.detach()
+            if cfg.old_top_k:  # the release's pi_old: top-k renormalised, one more no-grad forward
+                old = logprobs_no_grad(model, mb, B, T, cfg.old_top_k)
+            old_logp[rows, :Lm] = old.float() * mb.mask
+            ref_logp[rows, :Lm] = reference_logprobs(policy, ref_model, mb, B, T)
+            kl_rows = row_kl(old_logp[rows], ref_logp[rows], batch.mask[rows], trained[rows])  # [b]
+            _assign((adv, kl, score), g, scores_and_advantages(R, kl_rows, batch.traj[rows], g, cfg))
             sec_lp += time.perf_counter() - t1
-        mask, old, ref = mb.mask, old_logp[sl, :Lm], ref_logp[sl, :Lm]
-        tmask = mask * trained[sl, None]
-        A = adv[mb.traj]
-        if cfg.kl == "token":
-            A = A[:, None] - cfg.kl_coef * (old - ref) * mask
-        loss = policy_loss(logp, old, A, tmask, cfg.cliprange)
-        if cfg.first_turn_kl_coef > 0:
-            loss = loss + cfg.first_turn_kl_coef * first_turn_kl_loss(logp, ref, mask * (mb.turn == 1)[:, None])
-        loss = loss / n
+        # 4. loss of this micro-batch, backward
+        loss, m = microbatch_loss(logp, old_logp[rows, :Lm], ref_logp[rows, :Lm], adv[mb.traj], mb.mask,
+                                  trained[rows], mb.turn, n, cfg)
         if loss.requires_grad:
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
-        if cfg.cliprange is not None:
-            ratio = torch.exp(((logp.detach() - old) * tmask).sum(-1))
-            clipped += float(((ratio - 1).abs() > cfg.cliprange).float()[tmask.sum(-1) > 0].sum())
-    params = [p for p in model.parameters() if p.requires_grad]
-    max_norm = cfg.max_grad_norm if cfg.max_grad_norm is not None else float("inf")
-    if scaler is not None:
-        scaler.unscale_(optimizer)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-    if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        optimizer.step()
-    if scheduler is not None:
-        scheduler.step()
-    model.train(was_training)
-    n_rows = max(int((trained & (batch.mask.sum(-1) > 0)).sum()), 1)
-    equal = (R[groups] == R[groups][:, :1]).all(1).float().mean()
-    metrics = dict(loss=total_loss, kl=float(traj_kl.mean()), score=float(score.mean()),
-                   equal_groups=float(equal), adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)),
-                   adv_abs_max=float(adv.abs().max()), grad_norm=grad_norm, clipfrac=clipped / n_rows,
+        clipped += m["clipped"]
+        clip_of += m["clip_of"]
+    # 5. optimizer step
+    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm)
+    metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
+                   equal_groups=float((R[groups] == R[groups][:, :1]).all(1).float().mean()),
+                   adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
+                   grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:
-        metrics["kl_t1"] = float(((old_logp - ref_logp) * batch.mask).sum(-1)[batch.turn == 1].mean())
+        metrics["kl_t1"] = float(row_kl(old_logp, ref_logp, batch.mask, batch.turn == 1)[batch.turn == 1].mean())
     return metrics

@@ -11,6 +11,7 @@ to OUT/metrics.jsonl; OUT/checkpoint/ holds everything needed to resume bit for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -26,10 +27,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cocos_lib.config import ConfigError, TrainConfig, PROFILES, make_config, coerce  # noqa: F401  re-exported
-from cocos_lib.config import check_model  # noqa: F401  re-exported
-from cocos_lib.rl import rl_step
+from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
+from cocos_lib.executor import Executor
 from cocos_lib.hub import HubUnavailableError
+from cocos_lib.optim import make_optimizer
+from cocos_lib.rl import rl_step
 from cocos_lib.tasks import TaskFormatError
 
 
@@ -111,7 +113,8 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     """(pi_theta, pi_ref): pi_ref is always cfg.model (a frozen copy, or None = LoRA adapter disabled);
     pi_theta is cfg.model (+ a fresh LoRA) or, when resuming, the checkpoint's weights / adapter."""
     from cocos_lib.models import LoraSpec, frozen_reference, load_policy
-    kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing)
+    kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing,
+              pad_token=cfg.pad_token)
     if ckpt is None:
         # no dropout (as TRL's RL trainers): the no-grad and the grad pass must see one network
         lora = LoraSpec(r=cfg.lora_r, alpha=cfg.lora_alpha, dropout=0.0) if cfg.lora_r else None
@@ -132,25 +135,42 @@ def rollout_config(cfg: TrainConfig):
     from cocos_lib.prompts import fewshot_for
     from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size)
+                              top_k=cfg.top_k,
+                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
+                              ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
                          ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
 
 
-def restore_state(ckpt: Path, optimizer, scheduler, scaler=None) -> tuple[int, int]:
-    """Load optimizer, scheduler, loss-scaler and RNG states (python, numpy, torch, cuda); return (update, data_pos)."""
+def restore_state(ckpt: Path, optimizer, scaler=None) -> tuple[int, int]:
+    """Load optimizer (fp32 masters included), loss-scaler and RNG states (python, numpy, torch, cuda);
+    return (update, data_pos). The lr schedule is not restored: `set_schedule` derives it from the config."""
     blob = torch.load(ckpt / "state.pt", weights_only=False)
     optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
     if scaler is not None and blob.get("scaler"):
         scaler.load_state_dict(blob["scaler"])
     rng = blob["rng"]
-    random.setstate(rng["python"]), np.random.set_state(rng["numpy"]), torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
     if rng["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     state = json.loads((ckpt / "state.json").read_text())
     return state["update"], state["data_pos"]
+
+
+def set_schedule(optimizer, scheduler, cfg: TrainConfig, update: int) -> None:
+    """lr, weight decay and schedule position from cfg at update `update` (0-based), whatever a restored
+    optimizer state held: a resume with another `updates` (horizon), `lr`, `warmup` or `schedule` follows the
+    new config from its first update on (lr * lr_factor(cfg)(update)), and an unchanged config gives the
+    same floats as the uninterrupted run."""
+    for group in optimizer.param_groups:
+        group["initial_lr"] = cfg.lr
+        group["lr"] = cfg.lr * lr_factor(cfg)(update)
+        group["weight_decay"] = cfg.weight_decay
+    scheduler.base_lrs = [cfg.lr for _ in optimizer.param_groups]
+    scheduler.last_epoch = update
 
 
 class StopOnSigint:
@@ -174,20 +194,39 @@ class StopOnSigint:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = False,
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs (a run's start; a resume restores them instead)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def update_metrics(update: int, trajs, step: dict, cfg: TrainConfig, lr: float, stats: dict, sec_rollout: float,
+                   sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
+    """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings."""
+    return {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
+            "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
+            "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout, "sec_update": sec_update,
+            "elapsed": elapsed, "data_pos": data_pos, "epoch": data_pos // n_tasks}
+
+
+def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: bool | str = False,
           callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
     """Run updates until cfg.updates into out_dir; returns every update's metrics (all of metrics.jsonl).
 
-    resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, scheduler,
-    RNG states and data position; metrics.jsonl keeps updates <= the checkpoint's and is appended to.
+    executor: runs the unit tests (`run_many(jobs)`, as executor.Executor); None: an Executor with
+    cfg.exec_workers workers for this call, closed at the end.
+    resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, RNG states and
+    data position; the lr schedule follows cfg (a changed `updates` or `lr` applies from the next update);
+    metrics.jsonl keeps updates <= the checkpoint's and is appended to.
     Ctrl-C (or a KeyboardInterrupt from `callback`) stops between updates, saves a checkpoint and
     raises KeyboardInterrupt; a second Ctrl-C aborts at once without saving. Without resume, a
     previous run's metrics, checkpoint and final model in out_dir are replaced.
     """
+    # ---------------------------------------------------------------- set-up
     cfg.validate()
     check_model(cfg)  # before any work
     from tqdm.auto import tqdm
-    from cocos_lib.executor import Executor
     from cocos_lib.rollout import rollout
     from cocos_lib.tasks import load_tasks
     run = Path(out_dir)
@@ -197,54 +236,67 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
     run.mkdir(parents=True, exist_ok=True)
     for stale in ([] if ckpt else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "final"]):
         shutil.rmtree(run / stale, ignore_errors=True)  # a fresh run owns its directory
-    random.seed(cfg.seed), np.random.seed(cfg.seed % 2**32), torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     policy, ref = load_models(cfg, ckpt)
-    optimizer = torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)  # fp32 masters for bf16 weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16
     scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
-    update, data_pos = restore_state(ckpt, optimizer, scheduler, scaler) if ckpt else (0, 0)
+    update, data_pos = restore_state(ckpt, optimizer, scaler) if ckpt else (0, 0)
+    set_schedule(optimizer, scheduler, cfg, update)
     history = _read_metrics(run / "metrics.jsonl", update)
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
-    save = lambda: save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos, scaler)  # noqa: E731
+
+    def save() -> None:
+        save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos, scaler)
+
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
-    with StopOnSigint() as stop:
+    own = Executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
+
+    # ---------------------------------------------------------------- loop
+    with StopOnSigint() as stop, own as executor:
         try:
-            with Executor(workers=cfg.exec_workers) as executor:
-                while update < cfg.updates and not stop.requested:
-                    idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
-                    t0, stats, consistent = time.perf_counter(), {}, False
-                    trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
-                                    seed=cfg.seed * 100_003 + update, stats=stats)
-                    sec_rollout, lr = time.perf_counter() - t0, optimizer.param_groups[0]["lr"]
-                    step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg, scaler)
-                    optimizer.zero_grad(set_to_none=True)
-                    update, data_pos = update + 1, data_pos + len(idx)
-                    m = {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
-                         "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
-                         "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout,
-                         "sec_update": time.perf_counter() - t0, "elapsed": time.time() - t_start,
-                         "data_pos": data_pos, "epoch": data_pos // len(tasks)}
-                    with open(run / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(m) + "\n")
-                    history.append(m)
-                    consistent = True
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", kl=f"{m['kl']:.4f}")
-                    if cfg.checkpoint_every and update % cfg.checkpoint_every == 0:
-                        save()
-                        saved_at = update
-                    if callback is not None:
-                        callback(m)
+            while update < cfg.updates and not stop.requested:
+                # rollout: prompts_per_update tasks x k trajectories, scored by the executor
+                consistent = False
+                t0 = time.perf_counter()
+                idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
+                stats: dict = {}
+                trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
+                                seed=cfg.seed * 100_003 + update, stats=stats)
+                sec_rollout = time.perf_counter() - t0
+                # update: one RLOO step
+                lr = optimizer.param_groups[0]["lr"]
+                step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg, scaler)
+                optimizer.zero_grad(set_to_none=True)
+                update += 1
+                data_pos += len(idx)
+                # log
+                m = update_metrics(update, trajs, step, cfg, lr, stats, sec_rollout, time.perf_counter() - t0,
+                                   time.time() - t_start, data_pos, len(tasks))
+                with open(run / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(m) + "\n")
+                history.append(m)
+                consistent = True
+                bar.update(1)
+                bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", kl=f"{m['kl']:.4f}")
+                # checkpoint
+                if cfg.checkpoint_every and update % cfg.checkpoint_every == 0:
+                    save()
+                    saved_at = update
+                # stop? (the callback may raise KeyboardInterrupt, as Ctrl-C)
+                if callback is not None:
+                    callback(m)
         except KeyboardInterrupt:
             if not consistent:
                 raise
             stop.requested = True
         finally:
             bar.close()
+
+    # ---------------------------------------------------------------- finish
     if (cfg.checkpoint_every or stop.requested) and (saved_at != update or not (run / "checkpoint").exists()):
         save()
     if stop.requested:
@@ -257,7 +309,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, resume: bool | str = Fal
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cocos_lib.train", description="CoCoS RL training (RLOO, multi-turn).")
-    p.add_argument("--profile", choices=sorted(PROFILES), help="tiny (CPU, default), colab (T4), paper (PAPER.md)")
+    p.add_argument("--profile", choices=sorted(PROFILES),
+                   help="tiny (CPU, default), colab (T4), paper (PAPER.md), released (the release's own choices)")
     p.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/, final/)")
     p.add_argument("--updates", type=int, help="number of updates (overrides the profile)")
     p.add_argument("--resume", metavar="DIR", help="run or checkpoint dir to continue (its config unless --profile)")

@@ -270,3 +270,49 @@ def test_cli_fewshot_too_many_is_one_line(tiny_policy_dir):
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip() == ("cocos_lib.evaluate: error: --fewshot 4: prompts: field 'n': "
                                 "4 few-shot examples requested, 3 available")
+
+
+def test_cli_accepts_a_train_run_directory(monkeypatch, tiny_policy_dir, tmp_path):
+    """#15: --policy RUN_DIR (what train wrote: config.json = a TrainConfig, final/, checkpoint/model) loads
+    final/, else the last checkpoint's model; a run dir with neither is one line."""
+    import shutil
+    from cocos_lib import models, tasks
+    monkeypatch.setattr(tasks, "load_tasks", lambda name, **kw: [_task()])
+    loaded = []
+    monkeypatch.setattr(models, "load_policy", lambda path, **kw: loaded.append(path) or "policy")
+
+    def fake_evaluate(policy, tasks, **kw):
+        raise KeyboardInterrupt  # stop before writing output
+
+    monkeypatch.setattr(E, "evaluate", fake_evaluate)
+    run = tmp_path / "run"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"model": "tiny-warmstart", "updates": 3}))  # not a model config
+    (run / "metrics.jsonl").write_text("")
+    args = ["--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl")]
+    with pytest.raises(SystemExit) as e:
+        E.main(args)
+    assert e.value.code == 2 and loaded == []
+    shutil.copytree(tiny_policy_dir, run / "checkpoint" / "model")
+    with pytest.raises(KeyboardInterrupt):
+        E.main(args)
+    shutil.copytree(tiny_policy_dir, run / "final")
+    with pytest.raises(KeyboardInterrupt):
+        E.main(args)
+    assert loaded == [str(run / "checkpoint" / "model"), str(run / "final")]
+    assert E.run_model_dir(tiny_policy_dir) is None and E.run_model_dir("Qwen/Qwen2.5-1.5B") is None
+
+
+def test_run_dir_without_model_is_one_line(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    r = _cli("--policy", str(tmp_path), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "is a training run directory without a model yet" in r.stderr
+
+
+def test_transition_metrics_is_importable_from_evaluate():
+    """DESIGN.md contract: transition_metrics lives in metrics.py and is importable from evaluate."""
+    from cocos_lib.evaluate import transition_metrics
+    assert transition_metrics is M.transition_metrics and "transition_metrics" in E.__all__
+    assert transition_metrics([True, False, False], [True, True, False]) == pytest.approx(
+        {"acc_t1": 1 / 3, "acc_t2": 2 / 3, "delta": 1 / 3, "i2c": 1 / 3, "c2i": 0.0})

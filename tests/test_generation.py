@@ -278,3 +278,20 @@ def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
     finally:
         hook.remove()
     assert [len(o) for o in stopped] == [1, 1, 1] and [len(o) for o in kept] == [7, 7, 7]
+
+
+def test_top_k_option_hf_only():
+    """#15: top_k 0 (off) by default; 50 is the release's (HF 4.x's unset default); other backends refuse it."""
+    assert G.hf_generation_config(SamplingConfig(), [0], 0).top_k == 0
+    assert G.hf_generation_config(SamplingConfig(top_k=50), [0], 0).top_k == 50
+    with pytest.raises(ValueError, match="top_k=50 is implemented by the hf backend only"):
+        generate(None, [[1]], SamplingConfig(top_k=50), backend="static")
+    with pytest.raises(ValueError, match="top_k=-1"):
+        SamplingConfig(top_k=-1)
+
+
+def test_top_k_sampling_draws_only_top_k_tokens(tiny_policy):
+    out = generate(tiny_policy, [[5, 6, 7]] * 4, SamplingConfig(max_new_tokens=1, top_k=1, stop=None,
+                                                                 temperature=5.0), seed=0)
+    greedy = generate(tiny_policy, [[5, 6, 7]], SamplingConfig(max_new_tokens=1, greedy=True, stop=None))
+    assert out == greedy * 4  # top_k 1 at any temperature is the argmax

@@ -104,3 +104,13 @@ def test_memory_plan_cli(capsys):
     assert rec["config"]["gradient_checkpointing"] is False
     with pytest.raises(SystemExit, match="unknown field 'foo'"):
         cli["main"](["--set", "foo=1"])
+
+
+def test_paper_plan_keeps_fp32_master_weights():
+    """#15: the paper profile trains bf16 weights through fp32 masters (cocos_lib/optim.py): 18 bytes a weight."""
+    paper = plan("paper")
+    P = paper["trainable_params"]
+    assert paper["config"]["master_fp32"] is True
+    assert paper["master"] * GiB == 4 * P and paper["optimizer"] * GiB == 8 * P and paper["grads"] * GiB == 4 * P
+    assert (paper["weights"] + paper["master"] + paper["optimizer"] + paper["grads"]) * GiB == 18 * P
+    assert paper["fits"] and paper["peak"] < 79.0 * 0.6  # ~39 GiB on an 80 GB card

@@ -222,3 +222,37 @@ def test_cached_hub_model_loads_without_network(monkeypatch, empty_hub_cache, ti
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     with pytest.raises(ModelNotFoundError, match="cocos/partial.*TRANSFORMERS_OFFLINE"):
         load_policy("cocos/partial")
+
+
+def test_released_pad_tokens(tiny_policy_dir, tmp_path):
+    """#15: pad_token="released" is the release's per family: Llama-3.2's <|finetune_right_pad_id|> (not its
+    EOS) when the vocabulary has it, else <|endoftext|> (Qwen2.5: its EOS); an unknown token is one line."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+    tok = models.train_tiny_tokenizer(vocab_size=300)
+    tok.add_tokens(["<|finetune_right_pad_id|>"], special_tokens=True)  # as in Llama-3's vocabulary
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "llama")
+    tok.save_pretrained(tmp_path / "llama")
+    llama = load_policy(tmp_path / "llama", pad_token="released")
+    pad = llama.tokenizer.convert_tokens_to_ids("<|finetune_right_pad_id|>")
+    assert llama.tokenizer.pad_token_id == llama.model.config.pad_token_id == pad != llama.tokenizer.eos_token_id
+    assert load_policy(tmp_path / "llama").tokenizer.pad_token_id == llama.tokenizer.eos_token_id  # auto: EOS
+    qwen_like = load_policy(tiny_policy_dir, pad_token="released")
+    assert qwen_like.tokenizer.pad_token == "<|endoftext|>" == qwen_like.tokenizer.eos_token
+    assert load_policy(tiny_policy_dir, pad_token="[CORRECT]").tokenizer.pad_token_id == 386
+    with pytest.raises(ValueError, match=r"pad_token '<pad>' is not in the vocabulary"):
+        load_policy(tiny_policy_dir, pad_token="<pad>")
+
+
+def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
+    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.modes import mode
+    p = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
+    for start in (True, False):
+        p.model.train(start)
+        with mode(p.model, not start) as m:
+            assert m is p.model and all(x.training is (not start) for x in p.model.modules())
+        assert all(x.training is start for x in p.model.modules())
+        generate(p, [[5, 6]], SamplingConfig(max_new_tokens=2, greedy=True, stop=None))  # eval inside, restored
+        assert p.model.training is start

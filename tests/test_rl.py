@@ -293,7 +293,7 @@ def test_first_turn_kl_also_applies_when_turn1_is_trained(policy):
 
 
 def test_token_logprobs_without_logits_to_keep_and_in_bf16(tiny_policy):
-    from cocos_lib.rl import _selective_log_softmax
+    from cocos_lib.logprobs import _selective_log_softmax
 
     class NoKeep(torch.nn.Module):  # a model whose forward has no logits_to_keep (older transformers)
         def __init__(self, m):
@@ -325,3 +325,116 @@ def test_grad_scaler_gives_the_unscaled_gradient(policy):
         seen.append(opt.seen)
     for a, b in zip(*seen):
         assert torch.allclose(a, b, atol=1e-7, rtol=1e-4)
+
+
+def test_selective_log_softmax_of_bf16_logits_is_fp32_exact_and_its_gradient_too():
+    """#15: log-softmax of bf16 logits computed in fp32 (bf16 rounding cost up to ~0.06 nats a token)."""
+    from cocos_lib.logprobs import _selective_log_softmax
+    torch.manual_seed(0)
+    logits = (torch.randn(2, 7, 5000) * 8).bfloat16()  # wide logits, as a trained LM's
+    idx = torch.randint(0, 5000, (2, 7))
+    exact = torch.log_softmax(logits.double(), -1).gather(-1, idx[..., None])[..., 0]
+    got = _selective_log_softmax(logits, idx)
+    assert got.dtype == torch.float32 and float((got.double() - exact).abs().max()) < 1e-5
+    exact_t = torch.log_softmax(logits.double() / 0.9, -1).gather(-1, idx[..., None])[..., 0]
+    assert float((_selective_log_softmax(logits, idx, 0.9).double() - exact_t).abs().max()) < 1e-5
+    # the hand-written backward: d/dz_v = (g / T)(1{v = y} - softmax(z / T)_v), checked in fp64
+    z = torch.randn(2, 3, 11, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 11, (2, 3))
+    assert torch.autograd.gradcheck(lambda t: _selective_log_softmax(t, y, 0.7), (z,))
+    weights = torch.arange(14.0).view(2, 7)
+    zb = logits.float().requires_grad_()
+    (_selective_log_softmax(zb.bfloat16(), idx) * weights).sum().backward()
+    zd = logits.double().requires_grad_()
+    (torch.log_softmax(zd, -1).gather(-1, idx[..., None])[..., 0] * weights).sum().backward()
+    assert torch.allclose(zb.grad.double(), zd.grad, atol=1e-2, rtol=1e-2)  # bf16 grads: 8-bit mantissa
+
+
+class BiasedWhenNoGrad(torch.nn.Module):
+    """The tiny LM, but its no-grad passes (pi_old, pi_ref) add +3 to the logits of `ids`: rho < 1."""
+    def __init__(self, model, ids):
+        super().__init__()
+        self.m, self.ids = model, list(ids)
+
+    def forward(self, input_ids, attention_mask, logits_to_keep=0, use_cache=False):
+        out = self.m(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=logits_to_keep,
+                     use_cache=use_cache)
+        if not torch.is_grad_enabled():
+            out.logits[..., self.ids] += 3.0
+        return out
+
+
+def test_clipfrac_counts_only_active_clipping_as_trl(policy):
+    """#15: TRL's pg_clipfrac counts rows whose clipped term is the max; |rho - 1| > eps alone is not enough."""
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 0.5), (1.0, 0.5)]])  # A = +1, -1 | 0, 0
+    biased = copy.copy(policy)
+    biased.model = BiasedWhenNoGrad(policy.model, range(30, 36))  # every turn-2 completion token
+    cfg = RLConfig(kl_coef=0.0, micro_batch=1, max_grad_norm=None)  # micro 1 < k: pi_old from a no-grad pass
+    m = rl_step(biased, None, GradCapture(policy.model.parameters()), None, trajs, cfg)
+    b = build_batch(trajs, [2], policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        new = token_logprobs(policy.model, b.input_ids, b.attention_mask)
+        old = token_logprobs(biased.model, b.input_ids, b.attention_mask)
+    rho = torch.exp(((new - old) * b.mask).sum(-1))
+    assert bool((rho < 0.8).all())  # all four rows are outside [1 - eps, 1 + eps] ...
+    # ... but only the A < 0 row is clipped: A > 0 keeps -A rho (the max), A = 0 has equal terms
+    assert m["clipfrac"] == pytest.approx(1 / 4) and m["adv_abs_max"] == pytest.approx(1.0)
+
+
+def test_dropout_is_off_during_the_rl_step(tiny_policy_dir):
+    """#15: a LoRA adapter with dropout gives the gradient of the same weights without dropout, clipfrac 0."""
+    from cocos_lib.models import LoraSpec, load_policy
+    assert LoraSpec().dropout == 0.0
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 0.5), (1.0, 0.0)]])
+    seen, metrics = [], []
+    for dropout in (0.0, 0.5):
+        torch.manual_seed(4)  # the same lora_A init, then the same non-zero lora_B
+        pol = load_policy(tiny_policy_dir, dtype="fp32", device="cpu", lora=LoraSpec(r=4, dropout=dropout))
+        for name, w in pol.model.named_parameters():
+            if "lora_B" in name:
+                w.data.normal_(0, 0.5)
+        pol.model.train()
+        trainable = [w for w in pol.model.parameters() if w.requires_grad]
+        opt = GradCapture(trainable)
+        metrics.append(rl_step(pol, None, opt, None, trajs, RLConfig(micro_batch=1, max_grad_norm=None)))
+        seen.append(opt.seen)
+        drops = [m for m in pol.model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert len(drops) == (14 if dropout else 0) and all(m.training for m in drops)  # modes restored
+    assert metrics[1]["clipfrac"] == 0.0 and metrics[1]["loss"] == pytest.approx(metrics[0]["loss"], abs=1e-7)
+    for a, b in zip(*seen):
+        assert torch.allclose(a, b, atol=1e-7)
+
+
+def test_mask_from_pad_is_the_released_padding_mask():
+    """#15: rows that ran past EOS count up to their first pad-id token (excluded), as TRL's RLOO; a pad id
+    that is never sampled (Llama-3.2's released 128004) trains the whole completion, EOS included."""
+    eos = 9
+    traj = FTraj([FTurn([1, 2, 3], [30, 31, eos, 32, eos, 33])], 0, 0)
+    pad_is_eos = build_batch([traj], [1], pad_id=eos, mask_from_pad=True)
+    assert pad_is_eos.input_ids[0].tolist() == [1, 2, 3, 30, 31]
+    assert pad_is_eos.mask[0].tolist() == [0, 0, 1, 1]  # 30 and 31: the first EOS and all after it are out
+    other_pad = build_batch([traj], [1], pad_id=128, mask_from_pad=True)
+    assert other_pad.mask[0].tolist() == [0, 0] + [1] * 6
+    assert build_batch([traj], [1], pad_id=eos).mask[0].tolist() == [0, 0] + [1] * 6  # default: all tokens
+    assert RLConfig().mask_from_pad is False
+
+
+def test_old_top_k_is_the_release_top_k_renormalised_pi_old(policy):
+    """#15: old_top_k=k: log pi_old = log of softmax(z / T) renormalised on the top k (HF's warper, as the
+    release's generate scores); pi_theta and pi_ref stay full, so at pi_theta = pi_ref the KL is sum -log M_t."""
+    from cocos_lib.logprobs import _top_k_log_softmax
+    z = torch.tensor([[[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 0.0, 5.0]]])
+    got = _top_k_log_softmax(z, torch.tensor([[0, 1]]), temperature=0.5, k=2)
+    e = torch.exp(torch.tensor([4.0, 2.0]))  # row 1: u = (4, 2, 0, -2); row 2: u = (0, 0, 0, 10), ties kept
+    row2 = -torch.log(3 + torch.exp(torch.tensor(10.0)))
+    assert torch.allclose(got, torch.stack([torch.log(e[0] / e.sum()), row2])[None])
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)]])
+    k, T = 5, 0.9
+    m = rl_step(policy, frozen_ref(policy), GradCapture(policy.model.parameters()), None, trajs,
+                RLConfig(old_top_k=k, temperature=T, kl_coef=0.0, micro_batch=4))
+    b = build_batch(trajs, [2], policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        u = policy.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1] / T
+    top_mass = torch.softmax(u, -1).topk(k, -1).values.sum(-1)  # M_t
+    assert m["kl"] == pytest.approx(float((-torch.log(top_mass) * b.mask).sum(-1).mean()), rel=1e-4)
+    assert m["kl"] > 0 and RLConfig().old_top_k == 0

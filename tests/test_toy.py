@@ -112,7 +112,8 @@ def test_short_cocos_run_improves_greedy_turn2_on_held_out_tasks(tmp_path):
     (Measured: 16 updates took Acc@t2 from 0.63 to 0.90; the full 40-update profile to 0.92.)"""
     import torch
     from cocos_lib.models import load_policy
-    from cocos_lib.train import make_config, train
+    from cocos_lib.config import make_config
+    from cocos_lib.train import train
     torch.manual_seed(0)
     before = greedy_summary(load_policy("tiny-warmstart", dtype="fp32", device="cpu"))
     history = train(make_config("tiny", updates=SHORT_UPDATES), tmp_path, progress=False)

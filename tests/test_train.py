@@ -4,47 +4,21 @@ import json
 import math
 import subprocess
 import sys
-import types
-from dataclasses import dataclass
 
 import pytest
 import torch
 
-from cocos_lib.train import (PROFILES, ConfigError, coerce, find_checkpoint, lr_factor, main,
-                             make_config, task_indices, train)
+from cocos_lib.config import PROFILES, ConfigError, coerce, make_config
+from cocos_lib.executor import TestReport
+from cocos_lib.train import find_checkpoint, lr_factor, main, task_indices, train
 
 TIMING = ("sec_", "elapsed", "tokens_per_s")
 
 
 # ------------------------------------------------------------------ a deterministic fake executor
 
-@dataclass(frozen=True)
-class FakeReport:
-    outcomes: tuple
-    error: str | None = None
-
-    @property
-    def passed(self):
-        return tuple(o == "passed" for o in self.outcomes)
-
-    @property
-    def n_passed(self):
-        return sum(self.passed)
-
-    @property
-    def fraction(self):
-        return self.n_passed / len(self.outcomes) if self.outcomes else 0.0
-
-    @property
-    def all_passed(self):
-        return bool(self.outcomes) and all(self.passed)
-
-
 class HashExecutor:
     """Test u_k 'passes' iff a hash of (code, k) is even: rewards vary, so advantages are non-zero."""
-    def __init__(self, workers=None):
-        pass
-
     def __enter__(self):
         return self
 
@@ -52,18 +26,15 @@ class HashExecutor:
         return False
 
     def run_many(self, jobs, progress=False):
-        return [FakeReport(tuple("passed" if hashlib.sha256(f"{j.code}|{i}".encode()).digest()[0] % 2 == 0
+        return [TestReport(tuple("passed" if hashlib.sha256(f"{j.code}|{i}".encode()).digest()[0] % 2 == 0
                                  else "failed" for i in range(len(j.tests)))) for j in jobs]
 
 
 @pytest.fixture
-def fake_world(monkeypatch):
-    """Swap in the hash executor: real rollouts, real rewards, test outcomes that vary with the code
-    (the random tiny policy never writes passing code, so the real executor would give A = 0)."""
-    ex = types.ModuleType("cocos_lib.executor")
-    ex.Executor = HashExecutor
-    ex.Job = lambda code, tests, setup="", timeout_s=3.0: types.SimpleNamespace(code=code, tests=tests)
-    monkeypatch.setitem(sys.modules, "cocos_lib.executor", ex)
+def fake_world():
+    """The hash executor, passed to train(executor=...): real rollouts, real rewards, test outcomes that vary
+    with the code (the random tiny policy never writes passing code, so the real executor would give A = 0)."""
+    return HashExecutor()
 
 
 def small_config(model, **kw):
@@ -91,7 +62,23 @@ def test_paper_profile_matches_paper_md():
     assert c.share_first_turn is True and c.train_turns == (2,) and c.turns == 2
     assert make_config("colab").model == "Qwen/Qwen2.5-0.5B" and make_config("colab").dtype == "fp16"
     assert make_config("tiny").model == "tiny-warmstart" and make_config("tiny").tasks == "toy-train"
-    assert set(PROFILES) == {"tiny", "colab", "paper"}
+    assert set(PROFILES) == {"tiny", "colab", "paper", "released"}
+
+
+def test_released_profile_is_paper_with_the_release_choices():
+    """#15: the 'released' preset = paper + count reward, no clipping, no stop (512 tokens, pad mask),
+    the release's pad token, top_k 50 with top-k pi_old; every other field as the paper profile."""
+    r, p = make_config("released"), make_config("paper")
+    changed = {k: v for k, v in r.to_dict().items() if p.to_dict()[k] != v}
+    assert changed == dict(reward="count", max_grad_norm=None, stop_at_done=False, ignore_eos=True,
+                           pad_token="released", top_k=50)
+    rl = r.rl_config()
+    assert rl.max_grad_norm is None and rl.mask_from_pad and rl.old_top_k == 50
+    from cocos_lib.train import rollout_config
+    s = rollout_config(make_config("released", fewshot=0)).sampling  # fewshot 3 would load MBPP
+    assert (s.stop, s.ignore_eos, s.top_k, s.max_new_tokens, s.temperature) == (None, True, 50, 512, 0.9)
+    with pytest.raises(ConfigError, match="top-k sampling needs backend 'hf'"):
+        make_config("released", backend="static")
 
 
 def test_make_config_coerces_set_strings():
@@ -127,7 +114,7 @@ def test_bad_config_fails_in_one_line(kw, message):
 
 
 def test_unknown_profile_and_missing_model(tmp_path):
-    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, tiny"):
+    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, released, tiny"):
         make_config("huge")
     cfg = make_config("tiny", model=str(tmp_path / "no-such-model"))
     with pytest.raises(ConfigError, match="config field 'model': model '.*no-such-model': no such local directory"):
@@ -181,7 +168,7 @@ def test_lr_schedule_cosine_no_warmup_and_warmup():
 def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, tmp_path):
     seen = []
     cfg = small_config(tiny_policy_dir, checkpoint_every=2)
-    hist = train(cfg, tmp_path, callback=seen.append, progress=False)
+    hist = train(cfg, tmp_path, executor=fake_world, callback=seen.append, progress=False)
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["update"] for r in rows] == [1, 2, 3] and [r["update"] for r in seen] == [1, 2, 3] and hist == rows
     keys = {"update", "reward_t1", "reward_t2", "acc_t1", "acc_t2", "accumulated", "kl", "loss", "equal_groups",
@@ -194,7 +181,8 @@ def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, 
     assert state["update"] == 3 and state["data_pos"] == 6 and state["config"]["k"] == 2
     assert (tmp_path / "final" / "config.json").is_file() and (tmp_path / "checkpoint" / "state.pt").is_file()
     assert not (tmp_path / "checkpoint.tmp").exists() and not (tmp_path / "checkpoint.old").exists()
-    again = train(small_config(tiny_policy_dir, updates=1, checkpoint_every=0), tmp_path, progress=False)
+    again = train(small_config(tiny_policy_dir, updates=1, checkpoint_every=0), tmp_path, executor=fake_world,
+                  progress=False)
     assert [r["update"] for r in again] == [1] and not (tmp_path / "checkpoint").exists()  # a fresh run replaces
 
 
@@ -208,13 +196,13 @@ def interrupt_after(update: int):
 
 def test_interrupt_after_update_2_and_resume_equals_uninterrupted_run(tiny_policy_dir, fake_world, tmp_path):
     cfg = small_config(tiny_policy_dir)
-    full = train(cfg, tmp_path / "a", progress=False)
+    full = train(cfg, tmp_path / "a", executor=fake_world, progress=False)
 
     with pytest.raises(KeyboardInterrupt, match="interrupted after update 2"):
-        train(cfg, tmp_path / "b", callback=interrupt_after(2), progress=False)
+        train(cfg, tmp_path / "b", executor=fake_world, callback=interrupt_after(2), progress=False)
     assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["update"] == 2
     assert not (tmp_path / "b" / "final").exists()
-    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    resumed = train(cfg, tmp_path / "b", executor=fake_world, resume=True, progress=False)
     assert [r["update"] for r in read_jsonl(tmp_path / "b" / "metrics.jsonl")] == [1, 2, 3]
     assert [r["update"] for r in resumed] == [1, 2, 3]
     a, b = strip_timing(full[2]), strip_timing(resumed[2])
@@ -238,7 +226,7 @@ def test_sigint_stops_after_the_update_and_saves(tiny_policy_dir, fake_world, tm
 
     before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt, match="interrupted after update 1; checkpoint saved"):
-        train(small_config(tiny_policy_dir), tmp_path, callback=ctrl_c, progress=False)
+        train(small_config(tiny_policy_dir), tmp_path, executor=fake_world, callback=ctrl_c, progress=False)
     assert signal.getsignal(signal.SIGINT) is before  # handler restored
     assert json.loads((tmp_path / "checkpoint" / "state.json").read_text())["update"] == 1
     assert [r["update"] for r in read_jsonl(tmp_path / "metrics.jsonl")] == [1]
@@ -246,12 +234,12 @@ def test_sigint_stops_after_the_update_and_saves(tiny_policy_dir, fake_world, tm
 
 def test_lora_run_resumes_from_its_adapter(tiny_policy_dir, fake_world, tmp_path):
     cfg = small_config(tiny_policy_dir, updates=2, lora_r=4, lr=1e-2)
-    full = train(cfg, tmp_path / "a", progress=False)
+    full = train(cfg, tmp_path / "a", executor=fake_world, progress=False)
 
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, tmp_path / "b", callback=interrupt_after(1), progress=False)
+        train(cfg, tmp_path / "b", executor=fake_world, callback=interrupt_after(1), progress=False)
     assert (tmp_path / "b" / "checkpoint" / "model" / "adapter_config.json").is_file()
-    resumed = train(cfg, tmp_path / "b", resume=True, progress=False)
+    resumed = train(cfg, tmp_path / "b", executor=fake_world, resume=True, progress=False)
     assert full[0]["kl"] == 0.0 and full[1]["kl"] != 0.0  # reference = adapter disabled
     for key, value in strip_timing(full[1]).items():
         assert resumed[1][key] == pytest.approx(value, abs=1e-6), key
@@ -312,3 +300,55 @@ def test_cli_help_and_bad_set_value(capsys, tmp_path):
     assert capsys.readouterr().err.startswith("error: config field 'model': model '/nonexistent/m'")
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
     assert "resume: no checkpoint in" in capsys.readouterr().err
+
+
+def test_bf16_run_trains_fp32_master_weights(tiny_policy_dir, fake_world, tmp_path):
+    """#15: bf16 full fine-tuning at lr 1e-5 keeps fp32 masters (optim.py): the norm weights (1.0) move in
+    them although a bf16 step of 1e-5 rounds away; the checkpoint carries them for an exact resume."""
+    train(small_config(tiny_policy_dir, dtype="bf16", lr=1e-5, updates=2, checkpoint_every=2), tmp_path,
+          executor=fake_world, progress=False)
+    masters = torch.load(tmp_path / "checkpoint" / "state.pt", weights_only=False)["optimizer"]["master_weights"]
+    from safetensors.torch import load_file
+    norms = [w for w in masters if w.dim() == 1]  # the RMSNorm weights, initialised at 1.0
+    assert len(masters) == 20 and all(w.dtype == torch.float32 for w in masters) and len(norms) == 5
+    assert all(bool((w != 1.0).all()) for w in norms)  # every element moved in fp32 ...
+    saved = load_file(str(tmp_path / "final" / "model.safetensors"))
+    assert all(bool((w == 1.0).all()) for k, w in saved.items() if "norm" in k)  # ... not yet in bf16
+
+
+def test_resume_follows_a_changed_horizon_and_lr(tiny_policy_dir, fake_world, tmp_path, monkeypatch):
+    """#15: `--resume RUN --updates 5` (the README's example) and `--set lr=` re-derive the schedule from the
+    config: update 4 runs at lr * 0.5 (1 + cos(pi 3/5)) of the 5-update cosine, not at the old horizon's 0."""
+    import shutil
+    cfg = small_config(tiny_policy_dir, updates=3, checkpoint_every=3)
+    first = train(cfg, tmp_path / "a", executor=fake_world, progress=False)
+    assert first[2]["lr"] == pytest.approx(1e-3 * 0.25)  # cosine over 3: f(2) = 0.25; f(3) = 0 would be next
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    from cocos_lib import train as train_module
+    monkeypatch.setattr(train_module, "Executor", lambda workers=None: fake_world)  # the CLI's executor
+    assert main(["--resume", str(tmp_path / "a"), "--updates", "5", "--no-progress"]) == 0
+    a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
+    f = [0.5 * (1 + math.cos(math.pi * u / 5)) for u in range(5)]
+    assert [r["update"] for r in a] == [1, 2, 3, 4, 5]
+    assert a[3]["lr"] == pytest.approx(1e-3 * f[3]) and a[4]["lr"] == pytest.approx(1e-3 * f[4])
+    b = train(small_config(tiny_policy_dir, updates=5, lr=2e-3, checkpoint_every=3), tmp_path / "b",
+              executor=fake_world, resume=True, progress=False)
+    assert b[3]["lr"] == pytest.approx(2e-3 * f[3]) and b[4]["lr"] == pytest.approx(2e-3 * f[4])
+    assert b[3]["lr"] > 0 and [r["lr"] for r in b[:3]] == [r["lr"] for r in first]
+
+
+def test_released_no_stop_rollouts_run_max_new_tokens(tiny_policy_dir, fake_world, tmp_path):
+    """#15: stop_at_done=False + ignore_eos=True (the released rollouts): every row runs max_new_tokens, and
+    the RL step masks each completion from its first pad-id token on (mask_from_pad), as TRL's RLOO."""
+    cfg = small_config(tiny_policy_dir, stop_at_done=False, ignore_eos=True, updates=2)
+    sampling = rollout_config_of(cfg).sampling
+    assert sampling.stop is None and sampling.ignore_eos is True and cfg.rl_config().mask_from_pad is True
+    hist = train(cfg, tmp_path, executor=fake_world, progress=False)
+    assert [m["tokens"] for m in hist] == [(2 + 4) * 6] * 2  # 2 shared turn-1 rows + 4 turn-2 rows, 6 tokens each
+    assert all(m["tokens_trained"] <= 4 * 6 for m in hist)
+    assert make_config("tiny").ignore_eos is False and make_config("tiny").rl_config().mask_from_pad is False
+
+
+def rollout_config_of(cfg):
+    from cocos_lib.train import rollout_config
+    return rollout_config(cfg)
