@@ -44,23 +44,35 @@ processes (it is set to their number now + max_procs), and the user's other proc
 """
 from __future__ import annotations
 
-import math, os, site, tempfile, threading, weakref
-from dataclasses import dataclass
+import math, os, tempfile, threading, warnings, weakref
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.workers import MIN_ENV, Pool, sandbox_uids, user_procs
+from cocos_lib.sandbox.confine import LAYERS, REQUIRED
+from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
+ALLOW_ENV = "COCOS_EXECUTOR_ALLOW_UNCONFINED"
+_warned = set()
 
 
 @dataclass(frozen=True)
 class TestReport:
-    """One outcome per test u_k, in order; `error` is the first non-pass's first exception line."""
+    """One outcome per test u_k, in order; `error` is the first non-pass's first exception line.
+    trusted[k]: the outcome was decided outside the candidate (by the judge, or by the worker:
+    timeouts, crashes, a program that does not run); False for a test the judge could not run
+    (it ran inside the candidate, which could have forged it) and for hand-made reports.
+    Equality compares outcomes and error only."""
     __test__ = False  # not a pytest class
 
     outcomes: tuple[str, ...]
     error: str | None = None
+    trusted: tuple[bool, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if len(self.trusted) != len(self.outcomes):
+            object.__setattr__(self, "trusted", (False,) * len(self.outcomes))
 
     @property
     def passed(self) -> tuple[bool, ...]:
@@ -77,6 +89,11 @@ class TestReport:
     @property
     def all_passed(self) -> bool:
         return bool(self.outcomes) and all(self.passed)
+
+    @property
+    def all_trusted(self) -> bool:
+        """Every outcome was decided outside the candidate."""
+        return all(self.trusted)
 
 
 @dataclass(frozen=True)
@@ -115,11 +132,13 @@ class _Batch:
     """The reports of one run_many call, filled by the dispatcher thread."""
 
     def __init__(self, n):
-        self.reports, self.left, self.cond = [None] * n, n, threading.Condition()
+        self.reports = [None] * n
+        self.left = n
+        self.cond = threading.Condition()
 
-    def put(self, i, outcomes, error):
+    def put(self, i, outcomes, error, trusted):
         with self.cond:
-            self.reports[i] = TestReport(tuple(outcomes), error)
+            self.reports[i] = TestReport(tuple(outcomes), error, tuple(trusted))
             self.left -= 1
             if not self.left:  # run_many polls for the progress bar; wake it once, when done
                 self.cond.notify_all()
@@ -130,37 +149,71 @@ class Executor:
 
     Thread-safe (calls from several threads interleave on the same workers) and usable in
     notebooks; closes on close(), on leaving the `with`, on garbage collection and at exit.
-    workers=None uses os.cpu_count(). Per-candidate caps: memory_mb, max_procs, file_mb,
-    open_files; sources above max_source_chars characters are refused with an "error".
-    isolation: "test" (each test sees the program fresh) or "program" (the tests share one
-    process, see the module docstring)."""
+    workers=None uses os.cpu_count(). Per-job caps: memory_mb (per process, and for the job's
+    whole tree with its /tmp where a cgroup is available), max_procs, file_mb, open_files,
+    scratch_mb (the size of its /tmp); sources above max_source_chars characters are refused
+    with an "error". isolation: "test" (each test sees the program fresh) or "program" (the tests
+    share one process, see the module docstring).
+    Where a REQUIRED confinement layer is missing (describe() says which and why), the
+    constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once and runs with what it has.
+    disable: layer names to leave off, as if missing (to test the fail-closed paths)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
-                 open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto", isolation: str = "test"):
+                 open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,
+                 isolation: str = "test", allow_unconfined: bool | None = None, disable: Sequence[str] = ()):
         n = workers or os.cpu_count() or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
         if isolation not in ISOLATION:
             raise ValueError(f"Executor: isolation must be one of {ISOLATION}, got {isolation!r}")
+        unknown = sorted(set(disable) - set(LAYERS))
+        if unknown:
+            raise ValueError(f"Executor: disable: unknown layer(s) {unknown} (known: {', '.join(LAYERS)})")
+        if allow_unconfined is None:
+            allow_unconfined = os.environ.get(ALLOW_ENV, "") == "1"
         self.isolation = isolation
         self.max_source_chars = max_source_chars
+        self.allow_unconfined = bool(allow_unconfined)
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
         tmp = tempfile.mkdtemp(prefix="cocos-exec-", dir=shm)
         os.chmod(tmp, 0o711)  # the sandbox uid may enter its own job dir, not list the others
         nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
+        cfg = dict(memory_mb=memory_mb, max_procs=max_procs, nproc=nproc, file_mb=file_mb, open_files=open_files,
+                   scratch_mb=scratch_mb, tmp=tmp, libs=list(shared_libs(interpreter())), disable=sorted(disable),
+                   allow_unconfined=self.allow_unconfined)
         self.workers = n
-        self._pool = Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
-                                 open_files=open_files, tmp=tmp, site=site.getsitepackages()) for uid in sandbox_uids(n, sandbox_uid)])
+        self._pool = Pool(cfg, n)
         self._finalizer = weakref.finalize(self, self._pool.close)
+        missing = {k: v for k, v in self.describe()["missing"].items() if k in REQUIRED}
+        if missing and not self.allow_unconfined:
+            self.close()
+            why = "; ".join(f"{k}: {v}" for k, v in missing.items())
+            raise RuntimeError(f"Executor: cannot confine candidates here ({why}); pass allow_unconfined=True "
+                               f"or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
+        if missing and tuple(missing) not in _warned:
+            _warned.add(tuple(missing))
+            warnings.warn(f"cocos executor: running candidates WITHOUT {', '.join(missing)} "
+                          f"(see Executor.describe())", RuntimeWarning, stacklevel=2)
+
+    def describe(self) -> dict:
+        """Which confinement layers the workers have ("active"), which not and why ("missing")."""
+        layers = self._pool.layers or {k: "the worker did not start" for k in LAYERS}
+        missing = {k: v for k, v in layers.items() if v is not None}
+        return {"active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
+                "required": list(REQUIRED), "allow_unconfined": self.allow_unconfined,
+                "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
+                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
         """One TestReport per job, in job order."""
         jobs = list(jobs)
-        batch, tickets = _Batch(len(jobs)), []
+        batch = _Batch(len(jobs))
+        tickets = []
         for i, job in enumerate(jobs):
             n, problem = check_job(job, self.max_source_chars)
             if problem or n == 0:
-                batch.put(i, ("error",) * n, problem)
+                batch.put(i, ("error",) * n, problem, (True,) * n)
             else:
                 tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)

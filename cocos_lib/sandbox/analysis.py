@@ -1,0 +1,113 @@
+"""A static look at a test before the judge runs it (in W, trusted; cached by source).
+
+Per test a Plan:
+  code      the compiled statement, or the SyntaxError (that test errors alone)
+  free      the names it reads and never binds, in any scope: builtins, names setup defines,
+            or names the candidate must define (the judge tells which once setup ran)
+  values    of those, the ones also read as a value, not only called (`X == 1`,
+            `sorted(key=f)`): the judge fetches those from the candidate when first read
+  touched   free names the test reaches into: `NAME.attr` (read, call or assignment),
+            `NAME[k] = v`, `del NAME[k]`, `NAME += ...`; a candidate's object used this way may
+            be changed by the test (`X.append(1)`, `math.pi = 3`), which a copy in the judge
+            would not show the candidate
+  local_ok  False when the test changes or inspects state the judge cannot stand in for:
+            assigning or deleting an attribute (`math.pi = 3`, `builtins.len = f`),
+            `global` / `nonlocal`, a namespace or code-from-text builtin (globals, locals,
+            vars, dir, eval, exec, compile, __import__, breakpoint)
+The judge runs a test itself ("trusted") when local_ok and no name in `touched` is the
+candidate's: the candidate's names are only called (`f(x)`) or read whole (`X == 1`,
+`sorted(xs, key=f)`); any other test runs inside the candidate as before ("untrusted",
+TestReport.trusted says so). Only the test's text and setup decide this, never the candidate.
+"""
+import ast
+
+INTROSPECTION = frozenset({"globals", "locals", "vars", "dir", "eval", "exec", "compile", "__import__", "breakpoint"})
+CACHE_MAX = 16384
+_plans = {}
+_setups = {}
+
+
+class Plan:
+    __slots__ = ("code", "free", "values", "touched", "local_ok")
+
+    def __init__(self, code, free=frozenset(), values=frozenset(), touched=frozenset(), local_ok=True):
+        self.code = code
+        self.free = free
+        self.values = values
+        self.touched = touched
+        self.local_ok = local_ok
+
+
+def _scan(tree):
+    """(free names, names read as values, names reached into, local_ok) of a parsed module."""
+    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    augmented = {id(n.target) for n in ast.walk(tree) if isinstance(n, ast.AugAssign)}
+    bound, loads, values, touched = set(), set(), set(), set()
+    ok = True
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name):
+            if isinstance(n.ctx, ast.Load) or id(n) in augmented:
+                loads.add(n.id)
+                if id(n) not in called:
+                    values.add(n.id)
+                if id(n) in augmented:
+                    touched.add(n.id)
+            else:
+                bound.add(n.id)
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(n.name)
+        elif isinstance(n, ast.arg):
+            bound.add(n.arg)
+        elif isinstance(n, (ast.Import, ast.ImportFrom)):
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names if a.name != "*")
+        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
+            bound.add(n.name)
+        elif isinstance(n, ast.MatchMapping) and n.rest:
+            bound.add(n.rest)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            ok = False
+        elif isinstance(n, ast.Attribute):
+            if not isinstance(n.ctx, ast.Load):
+                ok = False
+            if isinstance(n.value, ast.Name):
+                touched.add(n.value.id)
+        elif isinstance(n, ast.Subscript) and not isinstance(n.ctx, ast.Load):
+            base = n.value
+            while isinstance(base, (ast.Subscript, ast.Attribute)):
+                base = base.value
+            if isinstance(base, ast.Name):
+                touched.add(base.id)
+    free = loads - bound
+    if free & INTROSPECTION:
+        ok = False
+    return frozenset(free), frozenset(values & free), frozenset(touched & free), ok
+
+
+def plan(source, index):
+    """The Plan of test `index` (its source); compile errors are kept, not raised."""
+    key = (index, source)
+    got = _plans.get(key)
+    if got is None:
+        if len(_plans) >= CACHE_MAX:
+            _plans.clear()
+        try:
+            tree = ast.parse(source, f"<test {index}>")
+            got = Plan(compile(tree, f"<test {index}>", "exec"), *_scan(tree))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            got = Plan(e)
+        _plans[key] = got
+    return got
+
+
+def setup_reads(source):
+    """Names setup reads but does not bind (what its functions may look up at call time)."""
+    got = _setups.get(source)
+    if got is None:
+        if len(_setups) >= CACHE_MAX:
+            _setups.clear()
+        try:
+            got = _scan(ast.parse(source))[0]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            got = frozenset()
+        _setups[source] = got
+    return got

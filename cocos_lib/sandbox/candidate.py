@@ -1,0 +1,225 @@
+"""W's handle on one incarnation of a job: the candidate process C and its judge J.
+
+W forks both (C runs the program, J runs setup) and connects them with a socket pair; W keeps
+a copy of both ends, to drain what a killed process left unread and to tell J that the
+process serving its test has ended ("gone"). Everything C says is untrusted and used only for
+progress (ready, reaped) and for the fallback tests' nonce-tagged reports; J's messages
+(frames of codec tuples) carry the trusted verdicts. Every wait has a deadline.
+"""
+import collections, os, select, socket, time
+
+from . import child, codec, frames, judge, proctree
+
+DIED = "sandbox process died (the candidate killed its parent or process group?)"
+
+
+def how(status):
+    return f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+
+
+def ended(status):
+    return "error", f"test ended without a result ({how(status)})"
+
+
+class Incarnation:
+    """C and J for one job (a fresh pair after a timeout or a crash: the program runs again)."""
+
+    def __init__(self, cfg, program, tests, plans, setup, program_mode):
+        rand = os.urandom(16 * len(tests) + 8).hex()  # one getrandom: C's tag, a nonce per test
+        self.ctag = f"@@C {rand[:16]} ".encode()
+        self.nonces = [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
+        self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # a: J's end, b: C's
+        cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so these never land on 3-5
+        self.res_r, res_w = os.pipe()
+        jcmd_r, self.jcmd_w = os.pipe()
+        self.jout_r, jout_w = os.pipe()
+        self.c = os.fork()
+        if self.c == 0:
+            try:
+                child.candidate_main(cfg, program, tests, (cmd_r, res_w, self.b.fileno()), self.ctag)
+            finally:
+                os._exit(70)
+        self.j = os.fork()
+        if self.j == 0:
+            try:
+                judge.main(cfg, setup, plans, program_mode, (jcmd_r, jout_w, self.a.fileno()))
+            finally:
+                os._exit(70)
+        for fd in (cmd_r, res_w, jcmd_r, jout_w):
+            os.close(fd)
+        for fd in (self.res_r, self.jout_r, self.cmd_w, self.jcmd_w):
+            os.set_blocking(fd, False)
+        self.c_fd = os.pidfd_open(self.c)
+        self.j_fd = os.pidfd_open(self.j)
+        self.jreader = frames.Reader(self.jout_r)
+        self.buf = b""
+        self.lines = collections.deque()
+        self.jmsgs = collections.deque()
+        self.reaped = {}
+        self.c_dead = self.j_dead = self.res_eof = False
+        self.trusted = self.needs = None
+        self.setup_error = None
+        self.status = {}
+        self.program_kids = set()
+
+    def reap(self, pid, wait_s):
+        """Exit status of C or J once it ended (-9 if it could not be reaped in time)."""
+        if pid not in self.status:
+            got = proctree.reap(pid, wait_s)
+            if got is None:
+                return -9
+            self.status[pid] = got
+        return self.status[pid]
+
+    def close(self):
+        for fd in (self.cmd_w, self.res_r, self.jcmd_w, self.jout_r, self.c_fd, self.j_fd):
+            os.close(fd)
+        self.a.close()
+        self.b.close()
+
+    # ------------------------------------------------------------------ events
+    def pump(self, wait):
+        """Take in what arrived within `wait` seconds: C's lines, J's messages, deaths."""
+        fds = [self.c_fd, self.j_fd, self.jout_r] + [self.res_r] * (not self.res_eof)
+        ready = select.select(fds, [], [], max(wait, 0))[0]
+        self.c_dead = self.c_dead or self.c_fd in ready
+        self.j_dead = self.j_dead or self.j_fd in ready
+        if self.jout_r in ready or self.j_dead:
+            try:
+                for payload in self.jreader.poll():
+                    if payload is not None:
+                        self.jmsgs.append(codec.decode(payload))
+            except (codec.CodecError, frames.FrameError):
+                self.j_dead = True
+        while not self.res_eof and (self.c_dead or self.res_r in ready) and len(self.buf) < 1 << 20:
+            try:
+                data = os.read(self.res_r, 1 << 16)
+            except BlockingIOError:
+                break
+            self.res_eof = not data
+            self.buf += data
+        *lines, self.buf = self.buf.split(b"\n")
+        self.buf = self.buf[-8192:]  # a real line is written at once and is < 4 KiB
+        for line in lines:
+            if self.ctag in line:
+                fields = line[line.rfind(self.ctag) + len(self.ctag):].decode(errors="replace").split()
+                if len(fields) == 3 and fields[0] == "reaped" and fields[1].isdigit():
+                    self.reaped[int(fields[1])] = int(fields[2]) if fields[2].lstrip("-").isdigit() else -9
+                else:
+                    self.lines.append(fields)
+            else:
+                self.lines.append(line)
+
+    def command(self, *records):
+        """Fixed-size records to C; False if C does not take them (dead, or its pipe is full)."""
+        try:
+            os.write(self.cmd_w, b"".join(r.encode().ljust(child.REC, b" ") for r in records))
+            return True
+        except OSError:
+            return False
+
+    def tell_judge(self, message):
+        try:
+            os.write(self.jcmd_w, frames.pack(codec.encode(message)))
+        except OSError:
+            pass
+
+    def gone(self, why):
+        """Make J's pending call (and any later one in this test) raise CandidateEnded."""
+        try:
+            self.b.send(frames.pack_marked(codec.encode(("gone", why))), socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+
+    def drain(self):
+        """Drop what a killed process left unread in the socket, both ways."""
+        for sock in (self.a, self.b):
+            try:
+                while sock.recv(1 << 16, socket.MSG_DONTWAIT):
+                    pass
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ phases
+    def start(self, deadline):
+        """None once C ran the program and J ran setup; else (outcome, message) for the job."""
+        c_ready = False
+        while True:
+            while self.lines:
+                fields = self.lines.popleft()
+                if type(fields) is list and fields[:1] == ["ready"]:
+                    c_ready = True
+                elif type(fields) is list and fields[:1] == ["codeerror"] and len(fields) == 2:
+                    return "error", bytes.fromhex(fields[1]).decode(errors="replace")
+            while self.jmsgs and self.trusted is None:
+                msg = self.jmsgs.popleft()
+                if type(msg) is tuple and len(msg) == 4 and msg[0] == "ready":
+                    self.setup_error, self.trusted, self.needs = msg[1:]
+            if c_ready and (self.trusted is not None or self.j_dead):
+                return None
+            if self.c_dead:
+                return "error", "program ended early (os._exit, a crash or a kill)"
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", None
+            self.pump(left)
+
+    def trusted_test(self, i, budget, in_c):
+        """(outcome, message) of test i, decided by J."""
+        deadline = time.monotonic() + budget
+        if self.needs[i] and not self.command(f"{'sserve' if in_c else 'serve'} {i}"):
+            return "error", DIED
+        self.tell_judge(("test", i))
+        told = False
+        while True:
+            while self.jmsgs:
+                msg = self.jmsgs.popleft()
+                if type(msg) is tuple and len(msg) == 4 and msg[:2] == ("verdict", i):
+                    return msg[2], msg[3]
+            if self.j_dead:  # the test itself ended the judge's process (os._exit, a crash)
+                return ended(self.reap(self.j, 1.0))
+            if self.needs[i] and not told:  # (C gone under a forked test: T_i may still answer)
+                ended_here = self.c_dead if in_c else i in self.reaped
+                if ended_here:
+                    status = self.reaped.get(i, -9) if not in_c else None
+                    self.gone("the candidate's process ended during the test" + (f" ({how(status)})" if status is not None else ""))
+                    told = True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", f"timeout after {budget:.2f} s"
+            self.pump(left)
+
+    def fallback_test(self, i, budget, in_c):
+        """(outcome, message) of test i run inside the candidate (untrusted, as before); "void"
+        if C died under a forked test (its report cannot be accepted: the job is void)."""
+        deadline = time.monotonic() + budget
+        tag = f"@@T {self.nonces[i]} {i} ".encode()
+        if not self.command(f"{'run' if in_c else 'go'} {i}", f"nonce {self.nonces[i]}"):
+            return "error", DIED
+        frame = None
+        while True:
+            while self.lines:
+                line = self.lines.popleft()
+                if type(line) is bytes and tag in line:
+                    frame = line[line.rfind(tag) + len(tag):]
+            if frame is not None and (in_c or i in self.reaped):
+                status = 0 if in_c else self.reaped[i]
+                return ended(status) if status != 0 else parse(frame)
+            if not in_c and i in self.reaped:
+                return ended(self.reaped[i])
+            if self.c_dead:
+                return ended(self.reap(self.c, 1.0)) if in_c else ("void", DIED)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return "timeout", f"timeout after {budget:.2f} s"
+            self.pump(left)
+
+
+def parse(frame):
+    try:
+        outcome, msg = frame.decode().split(" ", 1)
+        if outcome in ("passed", "failed", "error"):
+            return outcome, bytes.fromhex(msg.strip()).decode(errors="replace")
+    except ValueError:
+        pass
+    return "error", "malformed report"
