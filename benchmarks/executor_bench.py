@@ -23,13 +23,25 @@ from cocos_lib.executor import Executor, Job  # noqa: E402
 from cocos_lib.tasks import load_humaneval  # noqa: E402
 
 
+def children(pid):
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
 def process_cpu(pids=()):
-    """CPU seconds (user + system) of this process, its reaped children and `pids` with theirs."""
+    """CPU seconds (user + system) of this process, its reaped children, and `pids` and their
+    live children (a worker's judge and namespace init) with what each of those reaped."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    for pid in pids:  # live workers: their own time and that of the candidates they reaped
-        with open(f"/proc/{pid}/stat") as f:
-            total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")
+    for pid in [p for w in pids for p in [w] + children(w)]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")
+        except FileNotFoundError:  # a judge replaced meanwhile: its time is in its worker's
+            pass
     return total
 
 

@@ -314,7 +314,9 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     inits = {p for w in workers for p in descendants(w)}  # each worker's pid-namespace init
     assert descendants() - before == workers | inits and len(inits) == 2
     ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
-    assert descendants() - before == workers | inits  # between jobs only the idle workers and inits exist
+    kids = {p for w in workers for p in descendants(w)}  # per worker: its init and its judge, idle
+    assert descendants() - before == workers | kids and len(kids) == 4 and inits < kids
+    assert procs_with("61.0404") == []
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []
     with pytest.raises(RuntimeError, match="closed"):

@@ -25,6 +25,7 @@ INTROSPECTION = frozenset({"globals", "locals", "vars", "dir", "eval", "exec", "
 CACHE_MAX = 16384
 _plans = {}
 _setups = {}
+_codes = {}
 
 
 class Plan:
@@ -96,6 +97,20 @@ def plan(source, index):
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
             got = Plan(e)
         _plans[key] = got
+    return got
+
+
+def setup_code(source):
+    """The compiled setup (cached); a compile error is raised when it runs, as in the program."""
+    got = _codes.get(source)
+    if got is None:
+        if len(_codes) >= CACHE_MAX:
+            _codes.clear()
+        try:
+            got = compile(source, "<setup>", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            got = compile(f"raise {type(e).__name__}({str(e)!r})", "<setup>", "exec")
+        _codes[source] = got
     return got
 
 

@@ -21,76 +21,118 @@ def ended(status):
     return "error", f"test ended without a result ({how(status)})"
 
 
-class Incarnation:
-    """C and J for one job (a fresh pair after a timeout or a crash: the program runs again)."""
+class Judge:
+    """W's handle on the judge J: one process per worker generation, forked when first needed
+    and again after a timeout or its own end; `a` is its end of the candidate socket."""
 
-    def __init__(self, cfg, program, tests, plans, setup, program_mode):
+    def __init__(self, cfg, a):
+        cmd_r, self.cmd_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            try:
+                judge.main(cfg, (cmd_r, out_w, a.fileno()))
+            finally:
+                os._exit(70)
+        os.close(cmd_r)
+        os.close(out_w)
+        os.set_blocking(self.cmd_w, False)
+        os.set_blocking(self.out_r, False)
+        self.fd = os.pidfd_open(self.pid)
+        self.reader = frames.Reader(self.out_r)
+        self.msgs = collections.deque()
+        self.dead = False
+        self.eof = False
+        self.status = None
+
+    def tell(self, message):
+        try:
+            os.write(self.cmd_w, frames.pack(codec.encode(message)))
+        except OSError:
+            pass
+
+    def take(self):
+        try:
+            for payload in self.reader.poll():
+                if payload is None:
+                    self.eof = True
+                else:
+                    self.msgs.append(codec.decode(payload))
+        except (codec.CodecError, frames.FrameError):
+            self.dead = True
+
+    def exit_status(self, wait_s):
+        """J's exit status once it ended (None if it could not be reaped in time)."""
+        if self.status is None:
+            self.status = proctree.reap(self.pid, wait_s)
+        return self.status
+
+    def end(self):
+        """Kill and reap J (bounded); False if it could not be reaped."""
+        proctree.kill(self.pid)
+        ok = self.exit_status(3.0) is not None
+        for fd in (self.cmd_w, self.out_r, self.fd):
+            os.close(fd)
+        return ok
+
+
+class Incarnation:
+    """C for one job, and the judge's view of it (a fresh C after a timeout or a crash: the
+    program runs again, and J runs setup again)."""
+
+    def __init__(self, cfg, program, tests, setup, program_mode, judge_, b, serial, path):
         rand = os.urandom(16 * len(tests) + 8).hex()  # one getrandom: C's tag, a nonce per test
         self.ctag = f"@@C {rand[:16]} ".encode()
         self.nonces = [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
-        self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # a: J's end, b: C's
+        self.judge = judge_
+        self.b = b
+        self.serial = serial
         cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so these never land on 3-5
         self.res_r, res_w = os.pipe()
-        jcmd_r, self.jcmd_w = os.pipe()
-        self.jout_r, jout_w = os.pipe()
         self.c = os.fork()
         if self.c == 0:
             try:
-                child.candidate_main(cfg, program, tests, (cmd_r, res_w, self.b.fileno()), self.ctag)
+                child.candidate_main(cfg, program, tests, (cmd_r, res_w, b.fileno()), self.ctag)
             finally:
                 os._exit(70)
-        self.j = os.fork()
-        if self.j == 0:
-            try:
-                judge.main(cfg, setup, plans, program_mode, (jcmd_r, jout_w, self.a.fileno()))
-            finally:
-                os._exit(70)
-        for fd in (cmd_r, res_w, jcmd_r, jout_w):
-            os.close(fd)
-        for fd in (self.res_r, self.jout_r, self.cmd_w, self.jcmd_w):
-            os.set_blocking(fd, False)
+        os.close(cmd_r)
+        os.close(res_w)
+        os.set_blocking(self.res_r, False)
+        os.set_blocking(self.cmd_w, False)
         self.c_fd = os.pidfd_open(self.c)
-        self.j_fd = os.pidfd_open(self.j)
-        self.jreader = frames.Reader(self.jout_r)
+        self.judge.tell(("job", serial, path, setup, tuple(tests), program_mode))
         self.buf = b""
         self.lines = collections.deque()
-        self.jmsgs = collections.deque()
         self.reaped = {}
-        self.c_dead = self.j_dead = self.res_eof = False
+        self.c_dead = self.res_eof = False
         self.trusted = self.needs = None
         self.setup_error = None
         self.status = {}
         self.program_kids = set()
 
-    def reap(self, pid, wait_s):
-        """Exit status of C or J once it ended (-9 if it could not be reaped in time)."""
-        if pid not in self.status:
-            got = proctree.reap(pid, wait_s)
+    def reap_c(self, wait_s):
+        """C's exit status once it ended (-9 if it could not be reaped in time)."""
+        if self.c not in self.status:
+            got = proctree.reap(self.c, wait_s)
             if got is None:
                 return -9
-            self.status[pid] = got
-        return self.status[pid]
+            self.status[self.c] = got
+        return self.status[self.c]
 
     def close(self):
-        for fd in (self.cmd_w, self.res_r, self.jcmd_w, self.jout_r, self.c_fd, self.j_fd):
+        for fd in (self.cmd_w, self.res_r, self.c_fd):
             os.close(fd)
-        self.a.close()
-        self.b.close()
 
     # ------------------------------------------------------------------ events
     def pump(self, wait):
         """Take in what arrived within `wait` seconds: C's lines, J's messages, deaths."""
-        fds = [self.c_fd, self.j_fd, self.jout_r] + [self.res_r] * (not self.res_eof)
-        ready = select.select(fds, [], [], max(wait, 0))[0]
+        j = self.judge
+        fds = [self.c_fd] * (not self.c_dead) + [j.fd] * (not j.dead) + [j.out_r] * (not j.eof)
+        ready = select.select(fds + [self.res_r] * (not self.res_eof), [], [], max(wait, 0))[0]
         self.c_dead = self.c_dead or self.c_fd in ready
-        self.j_dead = self.j_dead or self.j_fd in ready
-        if self.jout_r in ready or self.j_dead:
-            try:
-                for payload in self.jreader.poll():
-                    if payload is not None:
-                        self.jmsgs.append(codec.decode(payload))
-            except (codec.CodecError, frames.FrameError):
-                self.j_dead = True
+        j.dead = j.dead or j.fd in ready
+        if j.out_r in ready or (j.dead and not j.eof):
+            j.take()
         while not self.res_eof and (self.c_dead or self.res_r in ready) and len(self.buf) < 1 << 20:
             try:
                 data = os.read(self.res_r, 1 << 16)
@@ -118,12 +160,6 @@ class Incarnation:
         except OSError:
             return False
 
-    def tell_judge(self, message):
-        try:
-            os.write(self.jcmd_w, frames.pack(codec.encode(message)))
-        except OSError:
-            pass
-
     def gone(self, why):
         """Make J's pending call (and any later one in this test) raise CandidateEnded."""
         try:
@@ -131,9 +167,9 @@ class Incarnation:
         except OSError:
             pass
 
-    def drain(self):
+    def drain(self, a):
         """Drop what a killed process left unread in the socket, both ways."""
-        for sock in (self.a, self.b):
+        for sock in (a, self.b):
             try:
                 while sock.recv(1 << 16, socket.MSG_DONTWAIT):
                     pass
@@ -151,11 +187,11 @@ class Incarnation:
                     c_ready = True
                 elif type(fields) is list and fields[:1] == ["codeerror"] and len(fields) == 2:
                     return "error", bytes.fromhex(fields[1]).decode(errors="replace")
-            while self.jmsgs and self.trusted is None:
-                msg = self.jmsgs.popleft()
-                if type(msg) is tuple and len(msg) == 4 and msg[0] == "ready":
-                    self.setup_error, self.trusted, self.needs = msg[1:]
-            if c_ready and (self.trusted is not None or self.j_dead):
+            while self.judge.msgs and self.trusted is None:
+                msg = self.judge.msgs.popleft()
+                if type(msg) is tuple and len(msg) == 5 and msg[:2] == ("ready", self.serial):
+                    self.setup_error, self.trusted, self.needs = msg[2:]
+            if c_ready and (self.trusted is not None or self.judge.dead):
                 return None
             if self.c_dead:
                 return "error", "program ended early (os._exit, a crash or a kill)"
@@ -169,15 +205,16 @@ class Incarnation:
         deadline = time.monotonic() + budget
         if self.needs[i] and not self.command(f"{'sserve' if in_c else 'serve'} {i}"):
             return "error", DIED
-        self.tell_judge(("test", i))
+        self.judge.tell(("test", self.serial, i))
         told = False
         while True:
-            while self.jmsgs:
-                msg = self.jmsgs.popleft()
-                if type(msg) is tuple and len(msg) == 4 and msg[:2] == ("verdict", i):
-                    return msg[2], msg[3]
-            if self.j_dead:  # the test itself ended the judge's process (os._exit, a crash)
-                return ended(self.reap(self.j, 1.0))
+            while self.judge.msgs:
+                msg = self.judge.msgs.popleft()
+                if type(msg) is tuple and len(msg) == 5 and msg[:3] == ("verdict", self.serial, i):
+                    return msg[3], msg[4]
+            if self.judge.dead:  # the test itself ended the judge's process (os._exit, a crash)
+                status = self.judge.exit_status(1.0)
+                return ended(-9 if status is None else status)
             if self.needs[i] and not told:  # (C gone under a forked test: T_i may still answer)
                 ended_here = self.c_dead if in_c else i in self.reaped
                 if ended_here:
@@ -208,7 +245,7 @@ class Incarnation:
             if not in_c and i in self.reaped:
                 return ended(self.reaped[i])
             if self.c_dead:
-                return ended(self.reap(self.c, 1.0)) if in_c else ("void", DIED)
+                return ended(self.reap_c(1.0)) if in_c else ("void", DIED)
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout", f"timeout after {budget:.2f} s"

@@ -7,9 +7,10 @@ own tests. Only the fallback tests (those the judge cannot run, judge.py) are st
 reported from in here, through the old nonce-checked channel, and flagged untrusted.
 
 C, forked by W: fds 0-2 /dev/null, 3 W's commands (fixed-size records), 4 lines to W, 5 the
-socket to the judge. It takes its own IPC namespace and uid (confine.py), runs program =
+socket to the judge (W gave it a fresh IPC namespace). It drops to the candidates' uid, runs program =
 setup + "\\n" + code as module __candidate__, says "ready", then obeys:
-  serve i   fork T_i, which answers the judge's requests until "E"; then "reaped i status"
+  serve i   read the judge's first request, fork T_i to answer it and the next ones until "E";
+            then "reaped i status"
   sserve i  answer them in C itself (the last test in "test" isolation, any in "program")
   go i      fork T_i, which runs fallback test i and reports "@@T nonce i outcome msg" with the
             nonce W sends once the test has finished; then "reaped i status"
@@ -106,32 +107,53 @@ def answer(req, ns):
     raise ValueError(f"unknown request {op!r}")
 
 
-def serve(reader, ns, table):
-    """Answer the judge's requests (from `reader`, a Resync on fd 5: kept across calls, it
-    may hold the next test's request already) until it says "E" (then return)."""
+END = codec.encode(("E",))
+
+
+def decoded(data, ns, table):
+    """A request decoded here (names resolved in `ns`), or the exception to answer with."""
 
     def lookup(name):
         if name not in ns:
             raise NameError(f"name {name!r} is not defined")
         return ns[name]
 
+    try:
+        return codec.decode(data, handle=table.get, name=lookup)
+    except _BaseException as e:
+        return e
+
+
+def reply(fd, req, ns, table):
+    """Run one decoded request and send the answer."""
+    try:
+        if _isinstance(req, _BaseException):
+            raise req
+        value, mutated = answer(req, ns)
+        out = ("R", value, mutated)
+    except _BaseException as e:
+        out = ("X", _type(e).__name__, builtin_base(e), describe(e))
+    try:
+        payload = codec.encode(out, ref=table.ref, loose=True)
+    except _BaseException as e:
+        payload = codec.encode(("X", "ValueError", "ValueError", f"ValueError: result not sendable: {describe(e)}"))
+    frames.write_all(fd, frames.pack_marked(payload))
+
+
+def serve(reader, ns, table, first=None):
+    """Answer the judge's requests (from `reader`, a Resync on fd 5: kept across calls, it
+    may hold the next test's request already) until it says "E" (then return). `first`: a
+    request C already read and decoded before forking this T_i (a fresh fork pays for every
+    page it writes: decoding in C, whose pages are its own by then, is cheaper)."""
+    if first is not None:
+        reply(reader.fd, first, ns, table)
     while True:
         data = reader.next()
         if data is None:
             _exit(0)
-        try:
-            req = codec.decode(data, handle=table.get, name=lookup)
-            if req == ("E",):
-                return
-            value, mutated = answer(req, ns)
-            reply = ("R", value, mutated)
-        except _BaseException as e:
-            reply = ("X", _type(e).__name__, builtin_base(e), describe(e))
-        try:
-            payload = codec.encode(reply, ref=table.ref, loose=True)
-        except _BaseException as e:
-            payload = codec.encode(("X", "ValueError", "ValueError", f"ValueError: result not sendable: {describe(e)}"))
-        frames.write_all(reader.fd, frames.pack_marked(payload))
+        if data == END:
+            return
+        reply(reader.fd, decoded(data, ns, table), ns, table)
 
 
 def run_fallback(test, ns):
@@ -166,9 +188,7 @@ def candidate_main(cfg, program, tests, fds, ctag):
     os.setpgid(0, 0)
     for src, dst in _zip((5,) + fds, (2, 3, 4, 5)):  # W's fd 5 is /dev/null
         os.dup2(src, dst)
-    os.closerange(6, 1 << 16)
-    if "ipcns" in cfg["active"]:
-        confine.unshare(confine.CLONE_NEWIPC)
+    os.closerange(cfg["first_free_fd"], 1 << 16)
     if "uid" in cfg["active"]:
         confine.drop_uid(cfg["uid"], cfg["uid"])
     module = types.ModuleType("__candidate__")
@@ -197,11 +217,19 @@ def candidate_main(cfg, program, tests, fds, ctag):
         if cmd[0] == "run":
             report_fallback(i, tests[i], ns)
             continue
+        first = None
+        if cmd[0] == "serve":
+            data = reader.next()
+            if data is None:
+                _exit(0)
+            if data == END:  # the test made no call
+                continue
+            first = decoded(data, ns, Table())
         pid = _fork()
         if pid == 0:
             _setpgid(0, 0)  # killpg(getpgid(0)) ends this test, not C
             if cmd[0] == "serve":
-                serve(reader, ns, Table())
+                serve(reader, ns, Table(), first)
             else:
                 report_fallback(i, tests[i], ns)
             _exit(0)

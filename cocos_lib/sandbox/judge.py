@@ -240,49 +240,80 @@ def run_one(code, ns, chan):
     return ("fallback", "") if chan.fallback else result
 
 
-def main(cfg, setup_source, plans, program_mode, fds):
-    """J's whole life: fds = (commands from W, messages to W, socket to the candidate side)."""
+class Judgement:
+    """One incarnation of a job as J sees it: setup run here, which tests it can judge, and
+    the channel to the candidate's side (a fresh reader and handle table)."""
+
+    def __init__(self, setup, tests, program_mode, fd):
+        self.chan = Channel(fd)
+        self.program_mode = program_mode
+        self.plans = [analysis.plan(t, i) for i, t in enumerate(tests)]
+        ns0 = {"__name__": "__candidate__"}
+        self.error = None
+        try:
+            exec(analysis.setup_code(setup), ns0)
+        except BaseException as e:
+            self.error = describe(e)
+        for name in analysis.setup_reads(setup) - ns0.keys() - BUILTIN_NAMES:
+            ns0[name] = Handle(self.chan, ("n", name), f"name {name!r}")
+        self.cands = [p.free - ns0.keys() - BUILTIN_NAMES for p in self.plans]
+        self.trusted = tuple(isinstance(p.code, BaseException) or (p.local_ok and not p.touched & c)
+                             for p, c in zip(self.plans, self.cands))
+        calls_out = any(type(v) is Handle for v in ns0.values())
+        self.needs = tuple(bool(c) or calls_out for c in self.cands)
+        self.ns0 = ns0
+        self.shared = dict(ns0)
+
+    def test(self, i):
+        """(outcome, message) of test i; the serving process is told the test is over."""
+        self.chan.reset(keep_handles=self.program_mode)
+        if self.error is not None:
+            return "error", self.error
+        plan = self.plans[i]
+        ns = self.shared if self.program_mode else dict(self.ns0)
+        lazy = plan.values & self.cands[i]
+        for name in self.cands[i] - lazy:
+            ns[name] = Handle(self.chan, ("n", name), f"function {name!r}")
+        if lazy:
+            ns = LazyNamespace(ns)
+            ns.lazy = lazy
+            ns.chan = self.chan
+        outcome = run_one(plan.code, ns, self.chan)
+        if self.program_mode and lazy:
+            self.shared.update((k, v) for k, v in ns.items() if k not in lazy)
+        self.chan.end()
+        return outcome
+
+
+def main(cfg, fds):
+    """J's life (one per worker generation, replaced after a timeout or its own end): fds =
+    (commands from W, messages to W, its end of the socket to the candidate side). Messages:
+    ("job", serial, dir, setup, tests, program_mode) -> ("ready", serial, setup error, trusted
+    flags, needs-a-server flags); ("test", serial, i) -> ("verdict", serial, i, outcome, msg)."""
     for src, dst in zip(fds, (3, 4, 5)):
         os.dup2(src, dst)
-    os.closerange(6, 1 << 16)
+    os.closerange(cfg["first_free_fd"], 1 << 16)
     if "uid" in cfg["active"]:
-        confine.drop_uid(cfg["judge_uid"], cfg["judge_uid"])
-    confine.prctl(confine.PR_SET_DUMPABLE, 0)  # no same-uid ptrace, no /proc/PID/mem
-    chan = Channel(5)
-    ns0 = {"__name__": "__candidate__"}
-    error = None
-    try:
-        exec(compile(setup_source, "<setup>", "exec"), ns0)
-    except BaseException as e:
-        error = describe(e)
-    for name in analysis.setup_reads(setup_source) - ns0.keys() - BUILTIN_NAMES:
-        ns0[name] = Handle(chan, ("n", name), f"name {name!r}")
-    cands = [p.free - ns0.keys() - BUILTIN_NAMES for p in plans]
-    trusted = tuple(isinstance(p.code, BaseException) or (p.local_ok and not p.touched & c) for p, c in zip(plans, cands))
-    setup_calls_out = any(type(v) is Handle for v in ns0.values())
-    needs = tuple(bool(c) or setup_calls_out for c in cands)
-    frames.write_frame(4, codec.encode(("ready", error, trusted, needs)))
-    shared = dict(ns0)
+        confine.drop_uid(cfg["judge_uid"], cfg["judge_uid"])  # (a uid change also clears "dumpable")
+    else:
+        confine.prctl(confine.PR_SET_DUMPABLE, 0)  # no same-uid ptrace, no /proc/PID/mem
+    job = None
     while True:
         msg = frames.read_frame(3)
         if msg is None:
             os._exit(0)
-        _, i = codec.decode(msg)
-        chan.reset(keep_handles=program_mode)
-        plan = plans[i]
-        ns = shared if program_mode else dict(ns0)
-        if error is not None:
-            outcome = ("error", error)
+        msg = codec.decode(msg)
+        if msg[0] == "job":
+            _, serial, path, setup, tests, program_mode = msg
+            try:
+                os.chdir(path)
+            except OSError:  # the candidate made its dir unreadable: relative paths fail
+                os.chdir("/")
+            for key in ("HOME", "TMPDIR", "PWD"):
+                os.environ[key] = path
+            job = Judgement(setup, tests, program_mode, 5)
+            reply = ("ready", serial, job.error, job.trusted, job.needs)
         else:
-            lazy = plan.values & cands[i]
-            for name in cands[i] - lazy:
-                ns[name] = Handle(chan, ("n", name), f"function {name!r}")
-            if lazy:
-                ns = LazyNamespace(ns)
-                ns.lazy = lazy
-                ns.chan = chan
-            outcome = run_one(plan.code, ns, chan)
-            if program_mode and lazy:
-                shared.update((k, v) for k, v in ns.items() if k not in lazy)
-        chan.end()
-        frames.write_frame(4, codec.encode(("verdict", i, outcome[0], outcome[1])))
+            _, serial, i = msg
+            reply = ("verdict", serial, i) + job.test(i)
+        frames.write_frame(4, codec.encode(reply))

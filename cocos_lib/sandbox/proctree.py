@@ -65,21 +65,26 @@ class Proc:
     def live(self, pids):
         return [p for p in pids if self.state(p) not in (None, "Z", "X")]
 
-    def sweep(self, roots, keep=(), wait_s=2.0):
-        """SIGKILL every live process in the trees of `roots` (but `keep`) until none is left;
-        False if some still run after `wait_s` seconds (the caller gives the worker up)."""
+    def sweep(self, roots, keep=(), wait_s=2.0, until_dead=True):
+        """SIGKILL every live process in the trees of `roots` (but `keep`) until none is left
+        that was not killed already (a killed process runs no more code: not until_dead, that is
+        enough) or, until_dead, none is left alive; False if some still run after `wait_s` s
+        (the caller gives the worker up)."""
         end = time.monotonic() + wait_s
         pause = 0.0002
+        killed = set()
         while True:
             live = self.live(self.tree(roots, keep))
-            if not live:
+            if not live or not until_dead and killed.issuperset(live):
                 return True
             for pid in live:
                 kill(pid)
             if time.monotonic() > end:
                 return False
-            time.sleep(pause)
-            pause = min(2 * pause, 0.02)
+            if killed.issuperset(live):
+                time.sleep(pause)
+                pause = min(2 * pause, 0.02)
+            killed.update(live)
 
     def owned_by(self, uids):
         """Pids whose real or effective uid is in `uids` (a whole-/proc scan)."""

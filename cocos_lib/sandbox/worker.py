@@ -15,10 +15,10 @@ crash C and J are replaced (the program runs again); after the job everything is
 /tmp is a fresh tmpfs. A process that will not die within a few seconds makes W finish the job
 and exit: the parent starts a new worker (new uids), and the kernel kills the old namespace.
 """
-import gc, json, os, shutil, sys, time
+import gc, json, os, shutil, socket, sys, time
 
-from . import analysis, cgroups, confine, frames, judge, proctree, rootfs
-from .candidate import DIED, Incarnation
+from . import cgroups, confine, frames, judge, proctree, rootfs
+from .candidate import DIED, Incarnation, Judge
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
 # random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
@@ -34,33 +34,55 @@ def fd_paths():
     (/root/.pyenv): keep each import dir open and import via /proc/self/fd/N (no ancestor
     check), for sys.path and for the packages already imported (encodings: 'a'.encode('idna'))."""
     opened = {}
+    top = 5
     for p in sys.path:
         if os.path.isdir(p):
-            opened[p] = f"/proc/self/fd/{os.open(p, os.O_PATH | os.O_DIRECTORY)}"
+            top = os.open(p, os.O_PATH | os.O_DIRECTORY)
+            opened[p] = f"/proc/self/fd/{top}"
     sys.path[:] = [opened.get(p, p) for p in sys.path]
     for mod in list(sys.modules.values()):
         paths = getattr(mod, "__path__", None)
         if type(paths) is list:
             paths[:] = [next((v + p[len(k):] for k, v in opened.items() if p.startswith(k + "/")), p) for p in paths]
+    return top + 1  # the first fd C and J close: these stay open in them
 
 
 class Worker:
-    """W's state: config, its /proc view, the pid of its namespace init (or None)."""
+    """W's state: config, its /proc view, its namespace init (or None), the judge, the socket
+    pair between the judge (end a) and the candidates (end b)."""
 
     def __init__(self, cfg, proc, init_pid):
         self.cfg = cfg
         self.proc = proc
         self.init = init_pid
         self.mountns = "mountns" in cfg["active"]
+        self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.judge = None
+        self.serial = 0
+        self.dirty = True
+
+    def ensure_judge(self):
+        if self.judge is not None and self.judge.dead:
+            self.end_judge()
+        if self.judge is None:
+            self.judge = Judge(self.cfg, self.a)
+        return self.judge
+
+    def end_judge(self):
+        judge_, self.judge = self.judge, None
+        if judge_ is not None and not judge_.end():
+            raise Wedged("the judge could not be reaped")
 
     def scratch(self):
         """A fresh, empty job directory (cwd, HOME, TMPDIR of the job's processes)."""
         if self.mountns:
-            rootfs.fresh_tmp(self.cfg["scratch_mb"])
+            if self.dirty or os.listdir("/tmp"):
+                rootfs.fresh_tmp(self.cfg["scratch_mb"])  # what the last job left is gone with the old tmpfs
+                self.dirty = False
             path = "/tmp"
         else:
             path = os.path.join(self.cfg["tmp"], "job-" + os.urandom(8).hex())
-            os.mkdir(path, 0o700)
+            os.mkdir(path, 0o755)  # (the judge, another uid, reads and runs in it too)
             if "uid" in self.cfg["active"]:
                 os.chown(path, self.cfg["uid"], self.cfg["uid"])
         os.chdir(path)
@@ -76,24 +98,27 @@ class Worker:
     def sweep(self, inc, keep_c):
         """Kill every process of the job but J and, if keep_c, C and the children the program
         itself started (they live for the job, as in a fresh run); reap W's own zombies."""
-        keep = {inc.c, inc.j} | inc.program_kids if keep_c else {inc.j}
+        judge_pid = self.judge.pid if self.judge is not None else None
+        keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
         mine = [p for p in self.proc.children(inc.c) if p not in keep] if keep_c else [inc.c]
-        roots = mine + [p for p in self.orphans() if p not in (inc.c, inc.j)]
-        if not self.proc.sweep(roots, keep):
+        roots = mine + [p for p in self.orphans() if p not in (inc.c, judge_pid)]
+        if not self.proc.sweep(roots, keep, until_dead=not keep_c):
             raise Wedged("a process of the job would not die")
-        for pid in self.proc.children(os.getpid()):
-            if pid not in (inc.c, inc.j, self.init) and self.proc.state(pid) in ("Z", None):
-                proctree.reap(pid, 0)
+        if self.init is None:  # without a pid namespace, orphans are W's children: reap them
+            for pid in self.proc.children(os.getpid()):
+                if pid not in (inc.c, judge_pid) and self.proc.state(pid) in ("Z", None):
+                    proctree.reap(pid, 0)
 
-    def discard(self, inc):
-        """Kill and reap C, J and everything else of this incarnation."""
-        proctree.kill(inc.j)
+    def discard(self, inc, judge_too=False):
+        """Kill and reap C and everything else of this incarnation (and J if judge_too)."""
         self.sweep(inc, keep_c=False)
-        for pid in (inc.c, inc.j):
-            inc.reap(pid, 3.0)
-            if pid not in inc.status:
-                raise Wedged(f"process {pid} could not be reaped")
+        inc.reap_c(3.0)
         inc.close()
+        if inc.c not in inc.status:
+            raise Wedged(f"process {inc.c} could not be reaped")
+        if judge_too:
+            self.end_judge()
+        inc.drain(self.a)
 
     def restore(self, path, baseline):
         """Remove what a test added to the job dir (the program's own files stay)."""
@@ -113,7 +138,6 @@ class Worker:
         """(outcomes, first non-pass message, trusted flags); cleans everything up."""
         path = self.scratch()
         program, n = setup + "\n" + code, len(tests)
-        plans = [analysis.plan(t, i) for i, t in enumerate(tests)]
         program_mode = isolation == "program"
         outcomes, trusted, error, inc = [], [], None, None
         try:
@@ -121,7 +145,11 @@ class Worker:
                 i = len(outcomes)
                 if inc is None:
                     begun = time.monotonic()
-                    inc = Incarnation(self.cfg, program, tests, plans, setup, program_mode)
+                    if "ipcns" in self.cfg["active"]:
+                        confine.unshare(confine.CLONE_NEWIPC)  # C inherits a fresh IPC namespace
+                    self.serial += 1
+                    inc = Incarnation(self.cfg, program, tests, setup, program_mode, self.ensure_judge(), self.b,
+                                      self.serial, path)
                     bad = inc.start(begun + timeout)
                     if bad is not None:
                         kind, msg = bad
@@ -140,19 +168,20 @@ class Worker:
                     error = f"{msg} [test {i}]"
                 if len(outcomes) == n:
                     break
-                if outcome == "timeout" or inc.j_dead or inc.c_dead:
-                    self.discard(inc)
+                if outcome == "timeout" or self.judge.dead or inc.c_dead:
+                    self.discard(inc, judge_too=outcome == "timeout" or self.judge.dead)
                     inc = None
                 elif not program_mode:
                     self.sweep(inc, keep_c=True)
-                    inc.drain()
+                    inc.drain(self.a)
                     if not self.restore(path, baseline):
                         self.discard(inc)
+                        self.dirty = True
                         inc = None
             return tuple(outcomes), error, tuple(trusted)
         finally:
             if inc is not None:
-                self.discard(inc)
+                self.discard(inc, judge_too=self.judge is not None and self.judge.dead)
             if not self.mountns:
                 os.chdir("/")
                 shutil.rmtree(path, ignore_errors=True)
@@ -167,7 +196,7 @@ class Worker:
                 return outcome, msg, True
             if not in_c:
                 self.sweep(inc, keep_c=True)
-                inc.drain()
+                inc.drain(self.a)
         outcome, msg = inc.fallback_test(i, budget, in_c)
         return outcome, msg, outcome in ("void", "timeout")
 
@@ -198,8 +227,11 @@ def start(cfg):
         except OSError as e:
             layers["mountns"] = f"building the root failed: {e}"
     cfg["active"] = sorted(k for k, v in layers.items() if v is None)
+    cfg["first_free_fd"] = 6
     if "uid" in cfg["active"] and "mountns" not in cfg["active"]:
-        fd_paths()
+        proc.close()
+        cfg["first_free_fd"] = fd_paths()
+        proc = proctree.Proc()  # above the import dirs: C and J close it
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
     init_pid = None
     if "pidns" in cfg["active"]:
