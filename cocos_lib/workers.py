@@ -13,7 +13,7 @@ then its cgroup. Results go to `ticket[1].put(index, outcomes, error, trusted)`.
 """
 from __future__ import annotations
 
-import collections, functools, glob, json, marshal, os, random, select, shutil, subprocess, sys, sysconfig, threading, time
+import collections, functools, glob, json, marshal, os, random, select, shutil, subprocess, sys, threading, time
 
 from cocos_lib.sandbox import cgroups, frames, proctree
 
@@ -34,8 +34,8 @@ def interpreter() -> str:
 @functools.lru_cache(maxsize=None)
 def shared_libs(python: str) -> tuple:
     """Shared libraries the interpreter and its lib-dynload extensions load (ldd), for the root."""
-    dynload = sysconfig.get_path("platstdlib")
-    files = [python] + sorted(glob.glob(os.path.join(dynload, "lib-dynload", "*.so")))
+    stdlib = os.path.dirname(os.__file__)  # (a venv's sysconfig paths point into the venv)
+    files = [python] + sorted(glob.glob(os.path.join(stdlib, "lib-dynload", "*.so")))
     try:
         out = subprocess.run(["ldd", *files], capture_output=True, text=True, timeout=60, env=MIN_ENV).stdout
     except (OSError, subprocess.SubprocessError):
@@ -250,7 +250,11 @@ class Pool:
             w.kill()
         for fd in (self.wake_r, self.wake_w):
             os.close(fd)
-        shutil.rmtree(self.cfg["tmp"], ignore_errors=True)
+        end = time.monotonic() + 5  # a worker's root dir stays busy until its namespace is gone
+        while os.path.exists(self.cfg["tmp"]) and time.monotonic() < end:
+            shutil.rmtree(self.cfg["tmp"], ignore_errors=True)
+            if os.path.exists(self.cfg["tmp"]):
+                time.sleep(0.02)
 
     def close(self):
         with self.lock:
