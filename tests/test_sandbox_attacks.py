@@ -210,6 +210,17 @@ def test_no_process_outlives_its_test_its_job_or_the_executor():
     assert all(not os.path.exists(f"/proc/{p}") or open(f"/proc/{p}/stat").read().split()[2] == "Z" for p in pids)
 
 
+def test_a_daemon_forked_just_before_the_answer_is_caught_too(executor):
+    m = marker()
+    quick = ("import os, sys\ndef add(a, b):\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n"
+             f"            os.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(60)', {m!r}])\n"
+             "        os._exit(0)\n    return a + b\n")
+    reports = executor.run_many([Job(quick, ["assert add(1, 2) == 3", "assert add(2, 2) == 4"])] * 6)
+    assert all(r.outcomes == ("passed", "passed") for r in reports)
+    time.sleep(0.2)
+    assert procs_with(m) == []
+
+
 def test_killing_the_worker_takes_its_candidates_along():
     m = marker()
     with Executor(workers=1) as ex1:

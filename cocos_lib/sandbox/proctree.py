@@ -66,16 +66,23 @@ class Proc:
         return [p for p in pids if self.state(p) not in (None, "Z", "X")]
 
     def sweep(self, roots, keep=(), wait_s=2.0):
-        """SIGKILL every live process in the trees of `roots` (but `keep`) until none is left
-        alive (zombies are fine: their parent or the namespace's init reaps them); False if
-        some still run after `wait_s` seconds (the caller gives the worker up)."""
+        """SIGKILL every live process in the trees of roots() (asked again on every pass: a
+        killed parent's children become orphans elsewhere) but `keep`, until none is left alive
+        (zombies are fine: their parent or the namespace's init reaps them); False if some still
+        run after `wait_s` seconds (the caller gives the worker up)."""
         end = time.monotonic() + wait_s
         pause = 0.0002
         killed = set()
+        settled = False
         while True:
-            live = self.live(self.tree(roots, keep))
+            live = self.live(self.tree(roots(), keep))
             if not live:
-                return True
+                if not killed or settled:  # after a kill, one more look: an orphan may be in transit
+                    return True
+                settled = True
+                time.sleep(pause)
+                continue
+            settled = False
             for pid in live:
                 kill(pid)
             if time.monotonic() > end:

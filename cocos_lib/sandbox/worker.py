@@ -102,8 +102,11 @@ class Worker:
         itself started (they live for the job, as in a fresh run); reap W's own zombies."""
         judge_pid = self.judge.pid if self.judge is not None else None
         keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
-        mine = [p for p in self.proc.children(inc.c) if p not in keep] if keep_c else [inc.c]
-        roots = mine + [p for p in self.orphans() if p not in (inc.c, judge_pid)]
+
+        def roots():
+            mine = [p for p in self.proc.children(inc.c) if p not in keep] if keep_c else [inc.c]
+            return mine + [p for p in self.orphans() if p not in (inc.c, judge_pid)]
+
         if not self.proc.sweep(roots, keep):
             raise Wedged("a process of the job would not die")
         if self.init is None:  # without a pid namespace, orphans are W's children: reap them
