@@ -8,11 +8,13 @@
                  program run one after another in one fork (a hang or crash costs one test).
 
 Prints one JSON line per measurement: programs/s, verdicts/s (the harness gives one verdict per
-program, the executor one per assert), CPU ms per program (all processes involved) and, for the
-executor, the ratio of each to the harness's (for CPU: harness's / ours, higher is better).
-The harness is latency-bound, the executor CPU-bound (floor: one fork, ~0.35 ms CPU, per assert
-in "test" mode, per program in "program" mode), so the ratio falls as the machine's load rises:
-each line carries the 1-minute load average.
+program, the executor one per assert), CPU ms per program (all processes involved: the workers,
+their judges and everything they forked) and, for the executor, the share of asserts judged
+outside the candidate ("trusted_share") and the ratio of each to the harness's (for CPU:
+harness's / ours, higher is better). The harness is latency-bound, the executor CPU-bound
+(floor: one fork per assert in "test" mode, per program in "program" mode, plus the judge's
+round trips), so the ratio falls as the machine's load rises: each line carries the 1-minute
+load average.
     python benchmarks/executor_bench.py [--workers N] [--rounds R]
 """
 import argparse, json, os, resource, sys, time
@@ -53,8 +55,10 @@ def bench_cocos(tasks, workers, isolation):
         cpu0, start = process_cpu(pids), time.perf_counter()
         reports = ex.run_many(jobs)
         sec, cpu = time.perf_counter() - start, process_cpu(pids) - cpu0
-    return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=sum(len(r.outcomes) for r in reports),
-                programs_passed=sum(r.all_passed for r in reports), seconds=round(sec, 3),
+    n_tests = sum(len(r.outcomes) for r in reports)
+    return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=n_tests,
+                programs_passed=sum(r.all_passed for r in reports),
+                trusted_share=round(sum(sum(r.trusted) for r in reports) / n_tests, 4), seconds=round(sec, 3),
                 cpu_ms_per_program=round(cpu / len(jobs) * 1e3, 2),
                 programs_per_s=round(len(jobs) / sec, 1), verdicts_per_s=round(sum(len(t.tests) for t in tasks) / sec, 1))
 
