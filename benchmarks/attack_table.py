@@ -11,7 +11,7 @@ a markdown table. Run as root to see the executor's full confinement (`Executor.
 import ctypes, os, signal, socket, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from cocos_lib.executor import Executor, Job  # noqa: E402
+from cocos_lib.executor import Executor  # noqa: E402
 from cocos_lib.tasks import load_humaneval  # noqa: E402
 
 TAG = "cocos-attack-" + os.urandom(3).hex()

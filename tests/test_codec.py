@@ -56,7 +56,8 @@ def test_loose_encoding_sends_subclasses_as_their_base_type():
     (b"i1_0;", "bad int"), (b"i 10;", "bad int"), (b"iff", "malformed"), (b"s5:ab", "truncated string"),
     (b"l99999:", "count larger than the data"), (b"x", "unknown tag"), (b"N N", "bytes after the value"),
     (b"S1:l0:", "malformed"), (b"d1:l0:N", "malformed"), (b"h1;i1;", "bad handle type name"), (b"n1:a", "name reference"),
-    (b"s-1:", "bad length"), (b"f\x00", "malformed"), (b"", "malformed"), (b"t2:N", "count larger"), (b"t1:", "count larger"), (b"l1:i", "malformed"),
+    (b"s-1:", "bad length"), (b"f\x00", "malformed"), (b"", "malformed"), (b"t2:N", "count larger"),
+    (b"t1:", "count larger"), (b"l1:i", "malformed"),
     (b"l1:" * 101 + b"N", "nested deeper"),
 ])
 def test_malformed_bytes_are_refused(data, why):

@@ -4,55 +4,9 @@ import gc, os, signal, threading, time
 import pytest
 
 from cocos_lib.executor import Executor, Job, TestReport, run_tests
+from sandbox_helpers import descendants, procs_with, uid_procs
 
 ROOT = os.geteuid() == 0
-
-
-def descendants(pid=None):
-    """Live descendants of this process, by a full /proc scan (ppid links)."""
-    parent = {}
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                parent[int(name)] = int(fields[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    out, todo = set(), [pid or os.getpid()]
-    while todo:
-        p = todo.pop()
-        kids = [c for c, pp in parent.items() if pp == p]
-        out.update(kids)
-        todo += kids
-    return out
-
-
-def uid_procs(uids):
-    """Live (not zombie) pids whose real uid is one of `uids`."""
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        if "Uid" in fields and int(fields["Uid"].split()[0]) in uids and not fields["State"].strip().startswith("Z"):
-            found.append(int(name))
-    return found
-
-
-def procs_with(marker):
-    """Pids whose command line contains `marker`."""
-    found = []
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    found.append(int(name))
-        except OSError:
-            pass
-    return found
 
 
 ADD = "def add(a, b):\n    return a + b if a < 5 else a - b\n"

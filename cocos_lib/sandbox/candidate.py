@@ -221,7 +221,8 @@ class Incarnation:
                 ended_here = self.c_dead if in_c else i in self.reaped
                 if ended_here:
                     status = self.reaped.get(i, -9) if not in_c else None
-                    self.gone("the candidate's process ended during the test" + (f" ({how(status)})" if status is not None else ""))
+                    why = "the candidate's process ended during the test"
+                    self.gone(why if status is None else f"{why} ({how(status)})")
                     told = True
             left = deadline - time.monotonic()
             if left <= 0:

@@ -23,7 +23,9 @@ instance of a subclass of a plain type (a namedtuple, an OrderedDict, an IntEnum
 type's plain value.
 """
 import re, struct
-from builtins import all, bytes, complex, dict, float, frozenset, int, isinstance, len, list, range, set, slice, str, tuple, type, zip  # noqa: A004  (bound now: see frames.py)
+# bound now, so that a program that patches builtins keeps its channel (see frames.py)
+from builtins import (all, bytes, complex, dict, float, frozenset, int, isinstance, len, list, range, set,  # noqa: A004
+                      slice, str, tuple, type, zip)
 
 MAX_DEPTH = 100
 MAX_INT_HEX = 1 << 17  # 512 Kbit ints at most

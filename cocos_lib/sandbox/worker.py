@@ -20,7 +20,7 @@ exit: the parent starts a new worker (new uids), and the kernel kills the old pi
 import gc, json, os, shutil, socket, sys, time
 
 from . import cgroups, confine, frames, judge, proctree, rootfs
-from .candidate import DIED, Incarnation, Judge
+from .candidate import Incarnation, Judge
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
 # random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
