@@ -85,11 +85,13 @@ class Worker:
     def __init__(self, base_cfg: dict, slot: int):
         cfg = dict(base_cfg)
         uids = fresh_uids(2) if os.geteuid() == 0 else None
-        cfg["uid"], cfg["judge_uid"] = uids or (os.getuid(), os.getuid())
+        cfg["uid"], cfg["judge_uid"] = uids or (None, None)
+        cfg["uid_missing"] = ("not root: no uid to drop candidates to" if os.geteuid() != 0
+                              else "the uid map has no room for fresh unprivileged uids")
         self.uids = uids or []
         cfg["cgroup"], cfg["cgroup_missing"] = [], "disabled by the configuration"
         if "cgroup" not in cfg["disable"]:
-            name = f"cocos-{os.getpid()}-{slot}-{cfg['uid']}"
+            name = f"cocos-{os.getpid()}-{slot}-{os.urandom(4).hex()}"
             cfg["cgroup"], cfg["cgroup_missing"] = cgroups.create(name, (cfg["memory_mb"] << 20) + cgroups.HEADROOM,
                                                                   cfg["max_procs"] + 16)
         self.cgroup = cfg["cgroup"]

@@ -142,6 +142,15 @@ def test_missing_layers_refuse_without_opt_in(monkeypatch):
     assert [str(w.message) for w in caught] == ["cocos executor: running candidates WITHOUT uid (see Executor.describe())"]
 
 
+def test_no_room_for_fresh_uids_refuses_instead_of_running_as_root(monkeypatch):
+    from cocos_lib import workers
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setattr(workers, "fresh_uids", lambda n=2: None)  # a uid map without room
+    with pytest.raises(RuntimeError, match=r"\(uid: the uid map has no room for fresh unprivileged uids\)"):
+        Executor(workers=1)
+
+
 def test_fully_unconfined_opt_in_still_judges_outside_the_candidate(monkeypatch):
     from cocos_lib.tasks import load_humaneval
 

@@ -86,6 +86,8 @@ def probe_uid(uid, gid):
     """None if this root process may become uid/gid (tried in a throwaway child), else why not."""
     if os.geteuid() != 0:
         return "not root: no uid to drop candidates to"
+    if not 0 < uid < 2 ** 32 - 1 or not 0 < gid < 2 ** 32 - 1:
+        return f"uid {uid} is not an unprivileged uid"
     pid = os.fork()
     if pid == 0:
         code = 1

@@ -219,7 +219,8 @@ def start(cfg):
                 layers["cgroup"] = f"joining the cgroup failed: {e.strerror}"
     confine.write_oom_adj(-1000)
     if "uid" not in skip:
-        layers["uid"] = confine.probe_uid(cfg["uid"], cfg["uid"]) or confine.probe_uid(cfg["judge_uid"], cfg["judge_uid"])
+        layers["uid"] = cfg["uid_missing"] if cfg["uid"] is None else (
+            confine.probe_uid(cfg["uid"], cfg["uid"]) or confine.probe_uid(cfg["judge_uid"], cfg["judge_uid"]))
     if "ipcns" not in skip:
         layers["ipcns"] = confine.probe_ipcns()
     proc = proctree.Proc()  # the host's view, opened before the root changes
