@@ -101,10 +101,14 @@ class Worker:
         self.reader = frames.Reader(self.fd)
         self.inflight = collections.deque()
         self.since = 0.0
+        self.layers = None
+
+    def hello(self) -> dict:
+        """The layers the worker reports once it confined itself ({} if it died first)."""
         self.layers = self._hello()
+        return self.layers
 
     def _hello(self) -> dict:
-        """The layers the worker reports once it confined itself ({} if it died first)."""
         end = time.monotonic() + HELLO_S
         while time.monotonic() < end:
             ready = select.select([self.fd], [], [], end - time.monotonic())[0]
@@ -162,6 +166,8 @@ class Pool:
         self.workers = []
         for slot in range(n):
             self.workers.append(Worker(cfg, slot))
+        for w in self.workers:  # (they confine themselves in parallel)
+            w.hello()
         self.layers = self.workers[0].layers
         self.thread = threading.Thread(target=self._loop, name="cocos-executor", daemon=True)
         self.thread.start()
@@ -187,6 +193,7 @@ class Pool:
         with self.lock:
             self.pending.extendleft(reversed(w.inflight))
         self.workers[slot] = Worker(self.cfg, slot)
+        self.workers[slot].hello()
 
     def _loop(self):
         try:
