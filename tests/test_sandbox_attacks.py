@@ -186,6 +186,16 @@ def test_a_daemon_forked_just_before_the_answer_is_caught_too(executor):
     assert procs_with(m) == []
 
 
+def test_junk_on_the_judge_socket_is_skipped_and_costs_nothing_else(executor):
+    junk = ("import os\nif os.fork() == 0:  # the program's own child floods the judge's socket, then goes\n"
+            "    for _ in range(32):\n        os.write(5, b'\\xfeCo' + os.urandom(65536))\n    os._exit(0)\n"
+            "def add(a, b):\n    os.write(5, b'\\xfeCoS\\x00\\x00\\x00\\x03t0:' + os.urandom(4096))\n    return a + b\n")
+    start = time.monotonic()
+    reports = executor.run_many([Job(junk, ["assert add(1, 2) == 3", "assert add(2, 2) == 5"], timeout_s=5)] * 2)
+    assert [r.outcomes for r in reports] == [("passed", "failed")] * 2 and time.monotonic() - start < 10
+    assert executor.run("def f():\n    return 1\n", ["assert f() == 1"] * 2).outcomes == ("passed", "passed")
+
+
 def test_killing_the_worker_takes_its_candidates_along():
     m = marker()
     with Executor(workers=1) as ex1:

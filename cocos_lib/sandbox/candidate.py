@@ -168,13 +168,15 @@ class Incarnation:
             pass
 
     def drain(self, a):
-        """Drop what a killed process left unread in the socket, both ways."""
+        """Drop what a killed process left unread in the socket, both ways (bounded: a program's
+        daemon that keeps writing cannot hold W here; it only garbles its own job's answers)."""
         for sock in (a, self.b):
-            try:
-                while sock.recv(1 << 16, socket.MSG_DONTWAIT):
-                    pass
-            except OSError:
-                pass
+            for _ in range(64):
+                try:
+                    if not sock.recv(1 << 16, socket.MSG_DONTWAIT):
+                        break
+                except OSError:
+                    break
 
     # ------------------------------------------------------------------ phases
     def start(self, deadline):
