@@ -109,6 +109,7 @@ class Incarnation:
         self.setup_error = None
         self.status = {}
         self.program_kids = set()
+        self.ns_pids = None
 
     def reap_c(self, wait_s):
         """C's exit status once it ended (-9 if it could not be reaped in time)."""

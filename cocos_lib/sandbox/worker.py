@@ -100,6 +100,8 @@ class Worker:
     def sweep(self, inc, keep_c):
         """Kill every process of the job but J and, if keep_c, C and the children the program
         itself started (they live for the job, as in a fresh run); reap W's own zombies."""
+        if keep_c and inc.ns_pids is not None and self.ns_pids() == inc.ns_pids:
+            return  # the candidates' pid namespace holds exactly what it held after the program ran
         judge_pid = self.judge.pid if self.judge is not None else None
         keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
 
@@ -113,6 +115,12 @@ class Worker:
             for pid in self.proc.children(os.getpid()):
                 if pid not in (inc.c, judge_pid) and self.proc.state(pid) in ("Z", None):
                     proctree.reap(pid, 0)
+
+    def ns_pids(self):
+        """The pids of the candidates' pid namespace (W's /proc is that namespace's), or None."""
+        if self.init is None or not self.mountns:
+            return None
+        return {name for name in os.listdir("/proc") if name.isdigit()}
 
     def discard(self, inc, judge_too=False):
         """Kill and reap C and everything else of this incarnation (and J if judge_too)."""
@@ -163,6 +171,7 @@ class Worker:
                     used = time.monotonic() - begun
                     baseline = set(os.listdir(path))
                     inc.program_kids = set(self.proc.children(inc.c))
+                    inc.ns_pids = self.ns_pids()
                 in_c = program_mode or i == n - 1
                 outcome, msg, judged = self.one_test(inc, i, timeout - used, in_c)
                 if outcome == "void":  # C died under a forked test: the whole job is void
