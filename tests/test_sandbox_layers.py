@@ -179,3 +179,17 @@ def test_stdlib_corners_work_for_correct_code(executor):
     r = executor.run(code, ["assert enc() == (b'a', b'\\xe9', 'nop')",
                             "assert misc() == ('9dd4e4', 5, '3.3', '1', '{\"a\": [1]}', '/tmp', '42', True)"])
     assert r.outcomes == ("passed", "passed") and r.all_trusted, r.error
+
+
+def test_a_dead_judge_is_replaced_before_the_next_job():
+    with Executor(workers=1) as ex1:
+        w = ex1._pool.workers[0]
+        job = Job("def f():\n    return 1\n", ["assert f() == 1", "assert f() == 2"])
+        assert ex1.run_many([job])[0].outcomes == ("passed", "failed")
+        judges = uid_procs([w.uids[1]])  # the judge runs as the worker's second uid
+        assert len(judges) == 1
+        os.kill(judges[0], signal.SIGKILL)
+        time.sleep(0.1)
+        r = ex1.run_many([job])[0]
+        assert r.outcomes == ("passed", "failed") and r.all_trusted
+        assert len(uid_procs([w.uids[1]])) == 1 and uid_procs([w.uids[1]]) != judges

@@ -17,7 +17,7 @@ a timeout or its own end); after the job everything but J is killed, and /tmp is
 unless it is empty. A process that will not die within a few seconds makes W finish the job and
 exit: the parent starts a new worker (new uids), and the kernel kills the old pid namespace.
 """
-import gc, json, os, shutil, socket, sys, time
+import gc, json, os, select, shutil, socket, sys, time
 
 from . import cgroups, confine, frames, judge, proctree, rootfs
 from .candidate import Incarnation, Judge
@@ -64,7 +64,8 @@ class Worker:
         self.dirty = True
 
     def ensure_judge(self):
-        if self.judge is not None and self.judge.dead:
+        """The judge, forked anew if it is gone (its pidfd is readable once it ended)."""
+        if self.judge is not None and (self.judge.dead or select.select([self.judge.fd], [], [], 0)[0]):
             self.end_judge()
         if self.judge is None:
             self.judge = Judge(self.cfg, self.a)
@@ -265,7 +266,9 @@ def start(cfg):
 
 def main():
     cfg = json.loads(sys.argv[1])
-    req, rsp, devnull = os.dup(0), os.dup(1), os.open(os.devnull, os.O_RDWR)
+    req = os.dup(0)
+    rsp = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
     assert (req, rsp, devnull) == (3, 4, 5), "the worker expects fds 0-2 only at start"
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
