@@ -8,11 +8,13 @@
                  program run one after another in one fork (a hang or crash costs one test).
 
 Prints one JSON line per measurement: programs/s, verdicts/s (the harness gives one verdict per
-program, the executor one per assert), CPU ms per program (all processes involved) and, for the
-executor, the ratio of each to the harness's (for CPU: harness's / ours, higher is better).
-The harness is latency-bound, the executor CPU-bound (floor: one fork, ~0.35 ms CPU, per assert
-in "test" mode, per program in "program" mode), so the ratio falls as the machine's load rises:
-each line carries the 1-minute load average.
+program, the executor one per assert), CPU ms per program (all processes involved: the workers,
+their judges and everything they forked) and, for the executor, the share of asserts judged
+outside the candidate ("trusted_share") and the ratio of each to the harness's (for CPU:
+harness's / ours, higher is better). The harness is latency-bound, the executor CPU-bound
+(floor: one fork per assert in "test" mode, per program in "program" mode, plus the judge's
+round trips), so the ratio falls as the machine's load rises: each line carries the 1-minute
+load average.
     python benchmarks/executor_bench.py [--workers N] [--rounds R]
 """
 import argparse, json, os, resource, sys, time
@@ -23,13 +25,25 @@ from cocos_lib.executor import Executor, Job  # noqa: E402
 from cocos_lib.tasks import load_humaneval  # noqa: E402
 
 
+def children(pid):
+    kids = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/children") as f:
+            kids += [int(k) for k in f.read().split()]
+    return kids
+
+
 def process_cpu(pids=()):
-    """CPU seconds (user + system) of this process, its reaped children and `pids` with theirs."""
+    """CPU seconds (user + system) of this process, its reaped children, and `pids` and their
+    live children (a worker's judge and namespace init) with what each of those reaped."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    for pid in pids:  # live workers: their own time and that of the candidates they reaped
-        with open(f"/proc/{pid}/stat") as f:
-            total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")
+    for pid in [p for w in pids for p in [w] + children(w)]:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")
+        except FileNotFoundError:  # a judge replaced meanwhile: its time is in its worker's
+            pass
     return total
 
 
@@ -41,8 +55,10 @@ def bench_cocos(tasks, workers, isolation):
         cpu0, start = process_cpu(pids), time.perf_counter()
         reports = ex.run_many(jobs)
         sec, cpu = time.perf_counter() - start, process_cpu(pids) - cpu0
-    return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=sum(len(r.outcomes) for r in reports),
-                programs_passed=sum(r.all_passed for r in reports), seconds=round(sec, 3),
+    n_tests = sum(len(r.outcomes) for r in reports)
+    return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=n_tests,
+                programs_passed=sum(r.all_passed for r in reports),
+                trusted_share=round(sum(sum(r.trusted) for r in reports) / n_tests, 4), seconds=round(sec, 3),
                 cpu_ms_per_program=round(cpu / len(jobs) * 1e3, 2),
                 programs_per_s=round(len(jobs) / sec, 1), verdicts_per_s=round(sum(len(t.tests) for t in tasks) / sec, 1))
 

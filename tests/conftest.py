@@ -27,6 +27,14 @@ def tiny_policy_dir_multitoken(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def executor():
+    """One sandboxed Executor(workers=2) shared by the test files (closed at the end)."""
+    from cocos_lib.executor import Executor
+    with Executor(workers=2) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="session")
 def tiny_policy(tiny_policy_dir):
     """The tiny policy loaded through load_policy (fp32, CPU). Shared: do not train it in place."""
     import torch

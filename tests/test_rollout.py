@@ -2,7 +2,6 @@
 import pytest
 
 from cocos_lib import rollout as R
-from cocos_lib.executor import Executor
 from cocos_lib.generation import SamplingConfig
 from cocos_lib.prompts import build_prompt
 from cocos_lib.rewards import REWARDS
@@ -23,12 +22,6 @@ class CountingExecutor:
     def run_many(self, jobs, progress=False):
         self.batches.append(list(jobs))
         return self.ex.run_many(jobs, progress=progress)
-
-
-@pytest.fixture(scope="module")
-def executor():
-    with Executor(workers=2) as ex:
-        yield ex
 
 
 def scripted(policy, log):

@@ -1,0 +1,7 @@
+"""The sandbox worker and its parts: stdlib only, no cocos_lib import (see worker.py).
+
+frames (length-prefixed frames), codec (plain data + strict parser), proctree (find/kill/reap),
+confine (namespaces, uids, rlimits), rootfs (the stdlib-only root), cgroups (memory/pids caps),
+analysis (what a test reads), judge (J: the trusted verdict), child (C and T_i: candidate
+side), candidate (W's handle on C + J), worker (W: run_job, main), launch (the entry script).
+"""

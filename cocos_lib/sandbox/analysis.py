@@ -1,0 +1,144 @@
+"""A static look at a test before the judge runs it (in W, trusted; cached by source).
+
+Per test a Plan:
+  code      the compiled statement, or the SyntaxError (that test errors alone)
+  free      the names it reads and never binds, in any scope: builtins, names setup defines,
+            or names the candidate must define (the judge tells which once setup ran)
+  values    of those, the ones also read as a value, not only called (`X == 1`,
+            `sorted(key=f)`): the judge fetches those from the candidate when first read
+  touched   free names the test reaches into: `NAME.attr` (read, call or assignment),
+            `NAME[k] = v`, `del NAME[k]`, `NAME += ...`; a candidate's object used this way may
+            be changed by the test (`X.append(1)`, `math.pi = 3`), which a copy in the judge
+            would not show the candidate
+  local_ok  False when the test changes or inspects state the judge cannot stand in for:
+            assigning or deleting an attribute (`math.pi = 3`, `builtins.len = f`),
+            `global` / `nonlocal`, a namespace or code-from-text builtin (globals, locals,
+            vars, dir, eval, exec, compile, __import__, breakpoint)
+The judge runs a test itself ("trusted") when local_ok and no name in `touched` is the
+candidate's: the candidate's names are only called (`f(x)`) or read whole (`X == 1`,
+`sorted(xs, key=f)`); any other test runs inside the candidate as before ("untrusted",
+TestReport.trusted says so). Only the test's text and setup decide this, never the candidate.
+"""
+import ast
+
+INTROSPECTION = frozenset({"globals", "locals", "vars", "dir", "eval", "exec", "compile", "__import__", "breakpoint"})
+CACHE_MAX = 16384
+_plans = {}
+_setups = {}
+_codes = {}
+
+
+class Plan:
+    __slots__ = ("code", "free", "values", "touched", "local_ok")
+
+    def __init__(self, code, free=frozenset(), values=frozenset(), touched=frozenset(), local_ok=True):
+        self.code = code
+        self.free = free
+        self.values = values
+        self.touched = touched
+        self.local_ok = local_ok
+
+
+_BINDS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_IMPORTS = (ast.Import, ast.ImportFrom)
+_NAMED = (ast.ExceptHandler, ast.MatchAs, ast.MatchStar)
+
+
+def _scan(tree):
+    """(free names, names read as values, names reached into, local_ok) of a parsed module.
+    One breadth-first walk: a node's parent comes before it, so a Call is seen before its
+    func and an AugAssign before its target."""
+    called, augmented = set(), set()
+    bound, loads, values, touched = set(), set(), set(), set()
+    ok = True
+    Name, Load, Call, Attribute, Subscript = ast.Name, ast.Load, ast.Call, ast.Attribute, ast.Subscript
+    for n in ast.walk(tree):
+        t = type(n)
+        if t is Name:
+            if type(n.ctx) is Load or id(n) in augmented:
+                loads.add(n.id)
+                if id(n) not in called:
+                    values.add(n.id)
+                if id(n) in augmented:
+                    touched.add(n.id)
+            else:
+                bound.add(n.id)
+        elif t is Call:
+            if type(n.func) is Name:
+                called.add(id(n.func))
+        elif t is Attribute:
+            if type(n.ctx) is not Load:
+                ok = False
+            if type(n.value) is Name:
+                touched.add(n.value.id)
+        elif t is ast.AugAssign:
+            augmented.add(id(n.target))
+        elif t is ast.arg:
+            bound.add(n.arg)
+        elif t is Subscript:
+            if type(n.ctx) is not Load:
+                base = n.value
+                while type(base) in (Subscript, Attribute):
+                    base = base.value
+                if type(base) is Name:
+                    touched.add(base.id)
+        elif t in _BINDS:
+            bound.add(n.name)
+        elif t in _IMPORTS:
+            bound.update((a.asname or a.name).split(".")[0] for a in n.names if a.name != "*")
+        elif t in _NAMED:
+            if n.name:
+                bound.add(n.name)
+        elif t is ast.MatchMapping:
+            if n.rest:
+                bound.add(n.rest)
+        elif t is ast.Global or t is ast.Nonlocal:
+            ok = False
+    free = loads - bound
+    if free & INTROSPECTION:
+        ok = False
+    return frozenset(free), frozenset(values & free), frozenset(touched & free), ok
+
+
+def plan(source, index):
+    """The Plan of test `index` (its source); compile errors are kept, not raised."""
+    key = (index, source)
+    got = _plans.get(key)
+    if got is None:
+        if len(_plans) >= CACHE_MAX:
+            _plans.clear()
+        try:
+            tree = ast.parse(source, f"<test {index}>")
+            got = Plan(compile(tree, f"<test {index}>", "exec"), *_scan(tree))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            got = Plan(e)
+        _plans[key] = got
+    return got
+
+
+def setup_code(source):
+    """The compiled setup (cached); a compile error is raised when it runs, as in the program."""
+    got = _codes.get(source)
+    if got is None:
+        if len(_codes) >= CACHE_MAX:
+            _codes.clear()
+        try:
+            got = compile(source, "<setup>", "exec")
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+            got = compile(f"raise {type(e).__name__}({str(e)!r})", "<setup>", "exec")
+        _codes[source] = got
+    return got
+
+
+def setup_reads(source):
+    """Names setup reads but does not bind (what its functions may look up at call time)."""
+    got = _setups.get(source)
+    if got is None:
+        if len(_setups) >= CACHE_MAX:
+            _setups.clear()
+        try:
+            got = _scan(ast.parse(source))[0]
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            got = frozenset()
+        _setups[source] = got
+    return got

@@ -1,0 +1,238 @@
+"""The code that runs in the candidate's processes: C (runs the program once) and T_i (one fork
+of C's state per test, so every test sees the program as if just run).
+
+Nothing here is trusted: a candidate can patch, read or bypass all of it. That is fine for the
+trusted tests, decided by the judge: what C and T_i say can only fail or stall the candidate's
+own tests. Only the fallback tests (those the judge cannot run, judge.py) are still run and
+reported from in here, through the old nonce-checked channel, and flagged untrusted.
+
+C, forked by W: fds 0-2 /dev/null, 3 W's commands (fixed-size records), 4 lines to W, 5 the
+socket to the judge (W gave it a fresh IPC namespace). It drops to the candidates' uid, runs program =
+setup + "\\n" + code as module __candidate__, says "ready", then obeys:
+  serve i   read the judge's first request, fork T_i to answer it and the next ones until "E";
+            then "reaped i status"
+  sserve i  answer them in C itself (the last test in "test" isolation, any in "program")
+  go i      fork T_i, which runs fallback test i and reports "@@T nonce i outcome msg" with the
+            nonce W sends once the test has finished; then "reaped i status"
+  run i     run fallback test i in C itself, likewise
+Requests (codec tuples): ("C", f, args, kwargs) call, ("G", obj, name) attribute, ("I", obj)
+list(obj), ("L", obj) len, ("B", obj) bool, ("[", obj, key) item, ("V", name) a global, ("E",)
+end. Answers: ("R", value, mutated) with the post-call contents of list/dict/set arguments,
+or ("X", type name, builtin base name, "Type: message").
+"""
+import builtins, gc, os, sys, types
+
+from . import codec, confine, frames
+
+REC = 64  # W -> C command records have this fixed size (atomic pipe writes, exact reads)
+_fork, _exit, _read, _write, _getpid, _waitpid = os.fork, os._exit, os.read, os.write, os.getpid, os.waitpid
+_setpgid, _wstatus, _freeze = os.setpgid, os.waitstatus_to_exitcode, gc.freeze
+# the harness code that runs after candidate code uses only these (a candidate may patch builtins)
+_exec, _compile, _AssertionError, _BaseException = builtins.exec, builtins.compile, AssertionError, BaseException
+_len, _int, _str, _type, _isinstance, _getattr = len, int, str, type, isinstance, getattr
+_any, _bool, _id, _list, _tuple, _zip = any, bool, id, list, tuple, zip
+MUTABLE = (list, dict, set)
+
+
+def describe(exc):
+    """First line of an exception as 'Type: message', at most 300 characters."""
+    try:
+        text = _str(exc).strip()
+        line = f"{_type(exc).__name__}: {text.splitlines()[0]}" if text else _type(exc).__name__
+        return _str(line)[:300]
+    except _BaseException:
+        return "exception (unprintable)"
+
+
+def builtin_base(exc):
+    """Name of the first builtin class in the exception's MRO (what the judge raises)."""
+    for cls in _type(exc).__mro__:
+        if _getattr(builtins, cls.__name__, None) is cls:
+            return cls.__name__
+    return "BaseException"
+
+
+def _hex(text):
+    return text.encode("utf-8", "backslashreplace").hex()
+
+
+def _read_record(fd):
+    data = frames.read_exact(fd, REC)
+    if data is None:
+        _exit(71)
+    return data.decode().split()
+
+
+class Table:
+    """The objects this process handed the judge as handles, by handle id."""
+
+    def __init__(self):
+        self.objs = []
+        self.ids = {}
+
+    def ref(self, obj):
+        hid = self.ids.get(_id(obj))
+        if hid is None:
+            hid = self.ids[_id(obj)] = _len(self.objs)
+            self.objs.append(obj)
+        return "h", hid, _type(obj).__name__
+
+    def get(self, hid, kind):
+        return self.objs[hid]
+
+
+def answer(req, ns):
+    """(value, mutated) for one decoded request."""
+    op = req[0]
+    if op == "C":
+        _, fn, args, kwargs = req
+        value = fn(*args, **kwargs)
+        mut_args = _tuple(a if _type(a) in MUTABLE else None for a in args)
+        mut_kwargs = {k: v for k, v in kwargs.items() if _type(v) in MUTABLE}
+        return value, (mut_args, mut_kwargs) if mut_kwargs or _any(a is not None for a in mut_args) else None
+    if op == "G":
+        return _getattr(req[1], req[2]), None
+    if op == "I":
+        return _list(req[1]), None
+    if op == "L":
+        return _len(req[1]), None
+    if op == "B":
+        return _bool(req[1]), None
+    if op == "[":
+        return req[1][req[2]], None
+    if op == "V":
+        if req[1] not in ns:
+            raise NameError(f"name {req[1]!r} is not defined")
+        return ns[req[1]], None
+    raise ValueError(f"unknown request {op!r}")
+
+
+END = codec.encode(("E",))
+
+
+def decoded(data, ns, table):
+    """A request decoded here (names resolved in `ns`), or the exception to answer with."""
+
+    def lookup(name):
+        if name not in ns:
+            raise NameError(f"name {name!r} is not defined")
+        return ns[name]
+
+    try:
+        return codec.decode(data, handle=table.get, name=lookup)
+    except _BaseException as e:
+        return e
+
+
+def reply(fd, req, ns, table):
+    """Run one decoded request and send the answer."""
+    try:
+        if _isinstance(req, _BaseException):
+            raise req
+        value, mutated = answer(req, ns)
+        out = ("R", value, mutated)
+    except _BaseException as e:
+        out = ("X", _type(e).__name__, builtin_base(e), describe(e))
+    try:
+        payload = codec.encode(out, ref=table.ref, loose=True)
+    except _BaseException as e:
+        payload = codec.encode(("X", "ValueError", "ValueError", f"ValueError: result not sendable: {describe(e)}"))
+    frames.write_all(fd, frames.pack_marked(payload))
+
+
+def serve(reader, ns, table, first=None):
+    """Answer the judge's requests (from `reader`, a Resync on fd 5: kept across calls, it
+    may hold the next test's request already) until it says "E" (then return). `first`: a
+    request C already read and decoded before forking this T_i (a fresh fork pays for every
+    page it writes: decoding in C, whose pages are its own by then, is cheaper)."""
+    if first is not None:
+        reply(reader.fd, first, ns, table)
+    while True:
+        data = reader.next()
+        if data is None:
+            _exit(0)
+        if data == END:
+            return
+        reply(reader.fd, decoded(data, ns, table), ns, table)
+
+
+def run_fallback(test, ns):
+    """(outcome, message) of one fallback test statement run in namespace `ns`."""
+    try:
+        _exec(_compile(test, "<test>", "exec"), ns)
+        return "passed", ""
+    except _AssertionError as e:
+        return "failed", describe(e)
+    except _BaseException as e:
+        return "error", describe(e)
+
+
+def report_fallback(i, test, ns):
+    """Run fallback test i, then read its nonce (only now) and report it on fd 4."""
+    me = _getpid()
+    outcome, msg = run_fallback(test, ns)
+    if _getpid() != me:  # a fork made by the test itself: never reports
+        _exit(0)
+    kind, nonce = _read_record(3)[:2]
+    if kind == "nonce":
+        _write(4, f"@@T {nonce} {i} {outcome} {_hex(msg)}\n".encode())
+
+
+def candidate_main(cfg, program, tests, fds, ctag):
+    """C: confine, run setup + code once, then obey W's commands (see the module docstring)."""
+    me = _getpid()
+
+    def say(text):
+        _write(4, ctag + text.encode() + b"\n")
+
+    os.setpgid(0, 0)
+    for src, dst in _zip((5,) + fds, (2, 3, 4, 5)):  # W's fd 5 is /dev/null
+        os.dup2(src, dst)
+    os.closerange(cfg["first_free_fd"], 1 << 16)
+    if "uid" in cfg["active"]:
+        confine.drop_uid(cfg["uid"], cfg["uid"])
+    module = types.ModuleType("__candidate__")
+    sys.modules["__candidate__"] = sys.modules["__main__"] = module  # hide this harness
+    ns = module.__dict__
+    try:
+        _exec(_compile(program, "<candidate>", "exec"), ns)
+    except _BaseException as e:
+        if _getpid() == me:
+            say(f"codeerror {_hex(describe(e))}")
+        _exit(0)
+    if _getpid() != me:
+        _exit(0)
+    _freeze()  # the tests' collector never walks (and copies) the program's objects
+    say("ready")
+    table = Table()
+    reader = frames.Resync(5)
+    while True:
+        cmd = _read_record(3)
+        if cmd[0] not in ("serve", "sserve", "go", "run"):
+            continue
+        i = _int(cmd[1])
+        if cmd[0] == "sserve":
+            serve(reader, ns, table)
+            continue
+        if cmd[0] == "run":
+            report_fallback(i, tests[i], ns)
+            continue
+        first = None
+        if cmd[0] == "serve":
+            data = reader.next()
+            if data is None:
+                _exit(0)
+            if data == END:  # the test made no call
+                say(f"reaped {i} 0")
+                continue
+            first = decoded(data, ns, Table())
+        pid = _fork()
+        if pid == 0:
+            _setpgid(0, 0)  # killpg(getpgid(0)) ends this test, not C
+            if cmd[0] == "serve":
+                serve(reader, ns, Table(), first)
+            else:
+                report_fallback(i, tests[i], ns)
+            _exit(0)
+        _, status = _waitpid(pid, 0)
+        say(f"reaped {i} {_wstatus(status)}")

@@ -1,0 +1,303 @@
+"""The sandbox worker W: a pristine, stdlib-only interpreter that runs model-written code.
+
+Started per slot by cocos_lib/workers.py as `python -I -S launch.py CONFIG_JSON` (the base
+interpreter, no venv); it imports no project module and never torch. At start it confines
+itself (cgroups.py; confine.py: namespaces; rootfs.py: a root with the stdlib only; a pid
+namespace init Z), says hello with the layers it got, then serves jobs:
+  W (trusted: runs neither candidate nor test code) --fork--> J (judge.py: one per generation,
+                                                                 setup + the trusted verdicts)
+                                                    --fork--> C (child.py: the program, once per job)
+  C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
+Per test W sends C "serve i" and J ("test", serial, i), and takes J's verdict within the
+timeout. A test J cannot judge runs inside the candidate as before ("untrusted"). Wall-clock
+timeouts are W's (no SIGALRM). After every test ("test" isolation) every process of the job but
+C, J and the program's own children is killed, the J<->C socket drained and what the test added
+to /tmp removed; after a timeout or a crash C is replaced (the program runs again; J too after
+a timeout or its own end); after the job everything but J is killed, and /tmp is a fresh tmpfs
+unless it is empty. A process that will not die within a few seconds makes W finish the job and
+exit: the parent starts a new worker (new uids), and the kernel kills the old pid namespace.
+"""
+import gc, json, os, select, shutil, socket, sys, time
+
+from . import cgroups, confine, frames, judge, proctree, rootfs
+from .candidate import Incarnation, Judge
+
+# Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
+# random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
+PRELOAD = ("typing", "re", "collections", "math", "itertools", "functools", "heapq", "bisect", "string")
+
+
+class Wedged(Exception):
+    """A process of the job would not die: the worker must be replaced."""
+
+
+def fd_paths():
+    """Without a root of its own, a dropped uid may be unable to enter the interpreter's dirs
+    (/root/.pyenv): keep each import dir open and import via /proc/self/fd/N (no ancestor
+    check), for sys.path and for the packages already imported (encodings: 'a'.encode('idna'))."""
+    opened = {}
+    top = 5
+    for p in sys.path:
+        if os.path.isdir(p):
+            top = os.open(p, os.O_PATH | os.O_DIRECTORY)
+            opened[p] = f"/proc/self/fd/{top}"
+    sys.path[:] = [opened.get(p, p) for p in sys.path]
+    for mod in list(sys.modules.values()):
+        paths = getattr(mod, "__path__", None)
+        if type(paths) is list:
+            paths[:] = [next((v + p[len(k):] for k, v in opened.items() if p.startswith(k + "/")), p) for p in paths]
+    return top + 1  # the first fd C and J close: these stay open in them
+
+
+class Worker:
+    """W's state: config, its /proc view, its namespace init (or None), the judge, the socket
+    pair between the judge (end a) and the candidates (end b)."""
+
+    def __init__(self, cfg, proc, init_pid):
+        self.cfg = cfg
+        self.proc = proc
+        self.init = init_pid
+        self.mountns = "mountns" in cfg["active"]
+        self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.judge = None
+        self.serial = 0
+        self.dirty = True
+
+    def ensure_judge(self):
+        """The judge, forked anew if it is gone (its pidfd is readable once it ended)."""
+        if self.judge is not None and (self.judge.dead or select.select([self.judge.fd], [], [], 0)[0]):
+            self.end_judge()
+        if self.judge is None:
+            self.judge = Judge(self.cfg, self.a)
+        return self.judge
+
+    def end_judge(self):
+        judge_, self.judge = self.judge, None
+        if judge_ is not None and not judge_.end():
+            raise Wedged("the judge could not be reaped")
+
+    def scratch(self):
+        """A fresh, empty job directory (cwd, HOME, TMPDIR of the job's processes)."""
+        if self.mountns:
+            if self.dirty or os.listdir("/tmp"):
+                rootfs.fresh_tmp(self.cfg["scratch_mb"])  # what the last job left is gone with the old tmpfs
+                self.dirty = False
+            path = "/tmp"
+        else:
+            path = os.path.join(self.cfg["tmp"], "job-" + os.urandom(8).hex())
+            os.mkdir(path, 0o755)  # (the judge, another uid, reads and runs in it too)
+            if "uid" in self.cfg["active"]:
+                os.chown(path, self.cfg["uid"], self.cfg["uid"])
+        os.chdir(path)
+        for key in ("HOME", "TMPDIR", "PWD"):
+            os.environ[key] = path
+        return path
+
+    def orphans(self):
+        """Processes the job started that are no longer in C's tree (the init's or W's children)."""
+        root = self.init if self.init is not None else os.getpid()
+        return [p for p in self.proc.children(root) if p != self.init]
+
+    def sweep(self, inc, keep_c):
+        """Kill every process of the job but J and, if keep_c, C and the children the program
+        itself started (they live for the job, as in a fresh run); reap W's own zombies."""
+        if keep_c and inc.ns_pids is not None and self.ns_pids() == inc.ns_pids:
+            return  # the candidates' pid namespace holds exactly what it held after the program ran
+        judge_pid = self.judge.pid if self.judge is not None else None
+        keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
+
+        def roots():
+            mine = [p for p in self.proc.children(inc.c) if p not in keep] if keep_c else [inc.c]
+            return mine + [p for p in self.orphans() if p not in (inc.c, judge_pid)]
+
+        if not self.proc.sweep(roots, keep):
+            raise Wedged("a process of the job would not die")
+        if self.init is None:  # without a pid namespace, orphans are W's children: reap them
+            for pid in self.proc.children(os.getpid()):
+                if pid not in (inc.c, judge_pid) and self.proc.state(pid) in ("Z", None):
+                    proctree.reap(pid, 0)
+
+    def ns_pids(self):
+        """The pids of the candidates' pid namespace (W's /proc is that namespace's), or None."""
+        if self.init is None or not self.mountns:
+            return None
+        return {name for name in os.listdir("/proc") if name.isdigit()}
+
+    def discard(self, inc, judge_too=False):
+        """Kill and reap C and everything else of this incarnation (and J if judge_too)."""
+        self.sweep(inc, keep_c=False)
+        inc.reap_c(3.0)
+        inc.close()
+        if inc.c not in inc.status:
+            raise Wedged(f"process {inc.c} could not be reaped")
+        if judge_too:
+            self.end_judge()
+        inc.drain(self.a)
+
+    def restore(self, path, baseline):
+        """Remove what a test added to the job dir (the program's own files stay)."""
+        for name in os.listdir(path):
+            if name not in baseline:
+                full = os.path.join(path, name)
+                try:
+                    if os.path.isdir(full) and not os.path.islink(full):
+                        shutil.rmtree(full)
+                    else:
+                        os.unlink(full)
+                except (OSError, RecursionError):
+                    return False
+        return True
+
+    def run_job(self, setup, code, tests, timeout, isolation="test"):
+        """(outcomes, first non-pass message, trusted flags); cleans everything up."""
+        path = self.scratch()
+        program, n = setup + "\n" + code, len(tests)
+        program_mode = isolation == "program"
+        outcomes, trusted, error, inc = [], [], None, None
+        try:
+            while len(outcomes) < n:
+                i = len(outcomes)
+                if inc is None:
+                    begun = time.monotonic()
+                    if "ipcns" in self.cfg["active"]:
+                        confine.unshare(confine.CLONE_NEWIPC)  # C inherits a fresh IPC namespace
+                    self.serial += 1
+                    inc = Incarnation(self.cfg, program, tests, setup, program_mode, self.ensure_judge(), self.b,
+                                      self.serial, path)
+                    bad = inc.start(begun + timeout)
+                    if bad is not None:
+                        kind, msg = bad
+                        msg = msg or f"timeout after {timeout:.2f} s (running the program)"
+                        return tuple(outcomes + [kind] * (n - i)), error or msg, tuple(trusted + [True] * (n - i))
+                    used = time.monotonic() - begun
+                    baseline = set(os.listdir(path))
+                    inc.program_kids = set(self.proc.children(inc.c))
+                    inc.ns_pids = self.ns_pids()
+                in_c = program_mode or i == n - 1
+                outcome, msg, judged = self.one_test(inc, i, timeout - used, in_c)
+                if outcome == "void":  # C died under a forked test: the whole job is void
+                    return ("error",) * n, msg, (True,) * n
+                outcomes.append(outcome)
+                trusted.append(judged)
+                if outcome != "passed" and error is None:
+                    error = f"{msg} [test {i}]"
+                if len(outcomes) == n:
+                    break
+                if outcome == "timeout" or self.judge.dead or inc.c_dead or inc.stuck:
+                    self.discard(inc, judge_too=outcome == "timeout" or self.judge.dead)
+                    inc = None
+                elif not program_mode:
+                    self.sweep(inc, keep_c=True)
+                    inc.drain(self.a)
+                    if not self.restore(path, baseline):
+                        self.discard(inc)
+                        self.dirty = True
+                        inc = None
+            return tuple(outcomes), error, tuple(trusted)
+        finally:
+            if inc is not None:
+                self.discard(inc, judge_too=self.judge is not None and self.judge.dead)
+            if not self.mountns:
+                os.chdir("/")
+                shutil.rmtree(path, ignore_errors=True)
+
+    def one_test(self, inc, i, budget, in_c):
+        """(outcome, message, trusted) of test i."""
+        if inc.trusted is None:  # J ended while running setup
+            return "error", "the judge ended while running setup", True
+        if inc.trusted[i]:
+            outcome, msg = inc.trusted_test(i, budget, in_c)
+            if outcome != "fallback":
+                return outcome, msg, True
+            if not in_c:
+                self.sweep(inc, keep_c=True)
+                inc.drain(self.a)
+        outcome, msg = inc.fallback_test(i, budget, in_c)
+        return outcome, msg, outcome in ("void", "timeout")
+
+
+def start(cfg):
+    """Confine this process (see the module docstring); (Worker, layers)."""
+    skip = set(cfg["disable"])
+    layers = {name: "disabled by the configuration" for name in confine.LAYERS if name in skip}
+    if "cgroup" not in skip:
+        layers["cgroup"] = cfg["cgroup_missing"]
+        if cfg["cgroup"]:
+            try:
+                cgroups.join(cfg["cgroup"])
+            except OSError as e:
+                layers["cgroup"] = f"joining the cgroup failed: {e.strerror}"
+    confine.write_oom_adj(-1000)
+    if "uid" not in skip:
+        layers["uid"] = cfg["uid_missing"] if cfg["uid"] is None else (
+            confine.probe_uid(cfg["uid"], cfg["uid"]) or confine.probe_uid(cfg["judge_uid"], cfg["judge_uid"]))
+    if "ipcns" not in skip:
+        layers["ipcns"] = confine.probe_ipcns()
+    proc = proctree.Proc()  # the host's view, opened before the root changes
+    confine.enter_namespaces(layers, skip)
+    if layers["mountns"] is None:
+        try:
+            root = os.path.join(cfg["tmp"], f"root-{os.getpid()}")
+            os.mkdir(root, 0o755)
+            rootfs.build(root, cfg["libs"], cfg["scratch_mb"])
+        except OSError as e:
+            layers["mountns"] = f"building the root failed: {e}"
+    cfg["active"] = sorted(k for k, v in layers.items() if v is None)
+    cfg["first_free_fd"] = 6
+    if "uid" in cfg["active"] and "mountns" not in cfg["active"]:
+        proc.close()
+        cfg["first_free_fd"] = fd_paths()
+        proc = proctree.Proc()  # above the import dirs: C and J close it
+    confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
+    init_pid = None
+    if "pidns" in cfg["active"]:
+        r, w = os.pipe()
+        init_pid = os.fork()
+        if init_pid == 0:
+            if "mountns" in cfg["active"]:
+                rootfs.mount_proc()
+            confine.write_oom_adj(-1000)
+            confine.init_main(r)
+        os.close(r)
+        cfg["init_pipe"] = w  # never written: the init sees EOF when W is gone
+    confine.set_rlimits(cfg)
+    return Worker(cfg, proc, init_pid), layers
+
+
+def main():
+    cfg = json.loads(sys.argv[1])
+    req = os.dup(0)
+    rsp = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    assert (req, rsp, devnull) == (3, 4, 5), "the worker expects fds 0-2 only at start"
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    worker, layers = start(cfg)
+    for name in PRELOAD:
+        __import__(name)
+    # the first compile() of a process builds the AST types (~1.3 ms, 2+ ms of copy-on-write in
+    # a fork): pay it once here, not in every C
+    compile("def f(x, *a, **k):\n    return [y for y in x if y], {1: f'{x!r}'}, lambda: (yield)\n"
+            "assert f(1) == 2, 'm'\n", "<warm-up>", "exec")
+    gc.collect()
+    gc.freeze()  # no copy-on-write of the worker's objects by the children's collector
+    missing = [k for k in confine.REQUIRED if layers.get(k) is not None]
+    refuse = missing and not cfg["allow_unconfined"]
+    frames.write_obj(rsp, ("hello", os.getpid(), layers))
+    while (msg := frames.read_obj(req)) is not None:
+        job_id, setup, code, tests, timeout, isolation = msg
+        wedged = False
+        if refuse:
+            result = (("error",) * len(tests), f"sandbox layers missing: {', '.join(missing)}", (True,) * len(tests))
+        else:
+            try:
+                result = worker.run_job(setup, code, tests, timeout, isolation)
+            except Wedged as e:
+                result = (("error",) * len(tests), f"sandbox worker gave up: {e}", (True,) * len(tests))
+                wedged = True
+            except Exception as e:  # a bug here must not take the worker down silently
+                result = (("error",) * len(tests), f"sandbox worker error: {judge.describe(e)}", (True,) * len(tests))
+        frames.write_obj(rsp, (job_id,) + result)
+        if wedged:
+            break
+    os._exit(0)  # the init's pipe closes: the kernel kills whatever is left in the namespace
