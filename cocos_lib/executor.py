@@ -67,11 +67,11 @@ RLIMIT_NPROC counts all of the caller's processes.
 """
 from __future__ import annotations
 
-import math, os, tempfile, threading, warnings, weakref
+import math, os, sys, tempfile, threading, warnings, weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.sandbox.confine import LAYERS, REQUIRED
+from cocos_lib.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS
 from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
@@ -208,23 +208,31 @@ class Executor:
         self.workers = n
         self._pool = Pool(cfg, n)
         self._finalizer = weakref.finalize(self, self._pool.close)
-        missing = {k: v for k, v in self.describe()["missing"].items() if k in REQUIRED}
+        d = self.describe()
+        missing = {k: v for k, v in d["missing"].items() if k in d["required"]}
         if missing and not self.allow_unconfined:
             self.close()
             why = "; ".join(f"{k}: {v}" for k, v in missing.items())
+            if "userns" in missing:  # the others follow from it: say only how to get it
+                why = f"userns: {missing['userns']}"
             raise RuntimeError(f"Executor: cannot confine candidates here ({why}); pass allow_unconfined=True "
                                f"or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
         if missing and tuple(missing) not in _warned:
             _warned.add(tuple(missing))
-            warnings.warn(f"cocos executor: running candidates WITHOUT {', '.join(missing)} "
-                          f"(see Executor.describe())", RuntimeWarning, stacklevel=2)
+            warnings.warn(unconfined_warning(d), RuntimeWarning, stacklevel=2)
 
     def describe(self) -> dict:
-        """Which confinement layers the workers have ("active"), which not and why ("missing")."""
-        layers = self._pool.layers or {k: "the worker did not start" for k in LAYERS}
+        """The confinement: its mode ("root": fresh uids; "userns": a user namespace, see
+        sandbox/confine.py), how candidates are kept apart from the judge and the worker
+        ("separation"), which layers the workers have ("active"), which not and why ("missing"),
+        which the constructor insists on ("required") and what each one stops ("stops")."""
+        mode = self._pool.mode or ("root" if os.geteuid() == 0 else "userns")
+        layers = self._pool.layers or {k: "the worker did not start" for k in MODE_LAYERS[mode]}
         missing = {k: v for k, v in layers.items() if v is not None}
-        return {"active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
-                "required": list(REQUIRED), "allow_unconfined": self.allow_unconfined,
+        return {"mode": mode, "separation": SEPARATION[mode],
+                "active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
+                "required": list(REQUIRED[mode]), "stops": {k: STOPS[k] for k in LAYERS if k in layers},
+                "allow_unconfined": self.allow_unconfined,
                 "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
                 else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
 
@@ -240,9 +248,14 @@ class Executor:
             else:
                 tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)
+        if not progress:
+            with batch.cond:
+                while batch.left:
+                    batch.cond.wait(1.0)
+            return batch.reports
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(jobs), disable=not progress, desc="executing", unit="prog") as bar, batch.cond:
+        with tqdm(total=len(jobs), desc="executing", unit="prog") as bar, batch.cond:
             while batch.left:
                 batch.cond.wait(0.2)
                 bar.update(len(jobs) - batch.left - bar.n)
@@ -260,6 +273,37 @@ class Executor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def unconfined_warning(described: dict) -> str:
+    """The loud warning for an executor that runs without some required layers (from describe())."""
+    missing = {k: v for k, v in described["missing"].items() if k in described["required"]}
+    lines = [f"cocos executor: running candidates WITHOUT {', '.join(missing)} (see Executor.describe())",
+             "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable",
+             "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have",
+             "  !! stopped:"]
+    for k, why in missing.items():
+        lines.append(f"  - {k} ({why}): {described['stops'][k]}")
+    return "\n".join(lines)
+
+
+def in_colab() -> bool:
+    """Inside a Google Colab runtime (a disposable VM)."""
+    return "google.colab" in sys.modules
+
+
+def open_executor(workers: int | None = None, *, allow_unconfined: bool | None = None, **kwargs) -> Executor:
+    """The executor for this machine: what the library and the notebooks use to make one.
+
+    Fully confined where the required layers exist (root, or a user namespace: describe()).
+    Where some are missing it runs without them only if allowed, warning loudly once (the
+    layers and what each would have stopped); else it raises RuntimeError in one line that
+    says how to opt in. allow_unconfined=None allows it inside a Colab runtime (a disposable
+    VM, often a container without CAP_SYS_ADMIN or user namespaces) or where
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1, and refuses elsewhere. Other arguments: Executor's."""
+    if allow_unconfined is None:
+        allow_unconfined = in_colab() or os.environ.get(ALLOW_ENV, "") == "1"
+    return Executor(workers, allow_unconfined=allow_unconfined, **kwargs)
 
 
 def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, *,

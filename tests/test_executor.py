@@ -265,11 +265,11 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     assert run_tests(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"]) == TestReport(("passed", "failed"), "AssertionError [test 1]")
     ex1 = Executor(workers=2)
     workers = {w.proc.pid for w in ex1._pool.workers}
-    inits = {p for w in workers for p in descendants(w)}  # each worker's pid-namespace init
-    assert descendants() - before == workers | inits and len(inits) == 2
+    inits = {p for w in workers for p in descendants(w)}  # each worker's two pid-namespace inits
+    assert descendants() - before == workers | inits and len(inits) == 4
     ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
-    kids = {p for w in workers for p in descendants(w)}  # per worker: its init and its judge, idle
-    assert descendants() - before == workers | kids and len(kids) == 4 and inits < kids
+    kids = {p for w in workers for p in descendants(w)}  # per worker: its inits and its judge, idle
+    assert descendants() - before == workers | kids and len(kids) == 6 and inits < kids
     assert procs_with("61.0404") == []
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []
