@@ -48,6 +48,8 @@ def start(cfg):
     if mode == "root" and "uid" not in skip:
         layers["uid"] = cfg["uid_missing"] if cfg["uid"] is None else (
             confine.probe_uid(cfg["uid"], cfg["uid"]) or confine.probe_uid(cfg["judge_uid"], cfg["judge_uid"]))
+    if mode == "userns" and "userns" in skip:
+        layers["userns"] += f"; {userns.hint()}"  # (as a refusal would say it)
     if mode == "userns" and "userns" not in skip:
         layers["userns"] = userns.enter()
         cfg["nproc"] = cfg["max_procs"] + userns.OWN_PROCS  # counted per uid in this user namespace
@@ -64,7 +66,7 @@ def start(cfg):
         userns.without_caps(layers)
     root = None
     if layers["mountns"] is None:
-        root = os.path.join(cfg["tmp"], f"root-{os.getpid()}")
+        root = os.path.join(cfg["tmp"], f"root-{os.urandom(6).hex()}")
         try:
             os.mkdir(root, 0o755)
             rootfs.fill(root, cfg["libs"])
@@ -113,7 +115,7 @@ def rebirth(cfg, layers):
         os.waitpid(pid, 0)
         os._exit(0)
     confine.prctl(confine.PR_SET_PDEATHSIG, 9)
-    view = os.path.join(cfg["tmp"], f"proc-{os.getpid()}-{os.urandom(4).hex()}")
+    view = os.path.join(cfg["tmp"], f"proc-{os.urandom(6).hex()}")
     os.mkdir(view, 0o700)
     confine.mount("proc", view, "proc", confine.PROC_FLAGS)  # (gone with the host's tree at pivot_root)
     return proctree.Proc(view)
