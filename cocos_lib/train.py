@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
-from cocos_lib.executor import Executor
+from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.optim import make_optimizer
 from cocos_lib.rl import rl_step
@@ -214,8 +214,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
           callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
     """Run updates until cfg.updates into out_dir; returns every update's metrics (all of metrics.jsonl).
 
-    executor: runs the unit tests (`run_many(jobs)`, as executor.Executor); None: an Executor with
-    cfg.exec_workers workers for this call, closed at the end.
+    executor: runs the unit tests (`run_many(jobs)`, as executor.Executor); None: executor.open_executor
+    with cfg.exec_workers workers for this call, closed at the end.
     resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, RNG states and
     data position; the lr schedule follows cfg (a changed `updates` or `lr` applies from the next update);
     metrics.jsonl keeps updates <= the checkpoint's and is appended to.
@@ -253,7 +253,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
 
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
-    own = Executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
+    own = open_executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
 
     # ---------------------------------------------------------------- loop
     with StopOnSigint() as stop, own as executor:

@@ -1,9 +1,9 @@
 """The sandboxed executor: outcomes, isolation, caps, hostile programs, cleanup, bad input."""
-import gc, os, signal, threading, time
+import gc, os, signal, sys, threading, time, types, warnings
 
 import pytest
 
-from cocos_lib.executor import Executor, Job, TestReport, run_tests
+from cocos_lib.executor import ALLOW_ENV, Executor, Job, TestReport, open_executor, run_tests
 from sandbox_helpers import descendants, procs_with, uid_procs
 
 ROOT = os.geteuid() == 0
@@ -439,3 +439,66 @@ def test_both_modes_agree_on_every_humaneval_canonical_solution(executor, ex_pro
     by_test, by_program = executor.run_many(jobs), ex_program.run_many(jobs)
     assert by_test == by_program and sum(len(r.outcomes) for r in by_program) == 1133
     assert all(r.all_passed for r in by_program)
+
+
+# ------------------------------------------------------------------ open_executor (Colab and containers)
+LOUD_NETNS = ("cocos executor: running candidates WITHOUT netns (see Executor.describe())\n"
+              "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable\n"
+              "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have\n"
+              "  !! stopped:\n"
+              "  - netns (disabled by the configuration): network access (the internet, listeners on the host's "
+              "127.0.0.1, its abstract unix sockets)")
+
+
+@pytest.fixture
+def no_opt_in(monkeypatch):
+    from cocos_lib import executor as executor_mod
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(executor_mod, "_warned", set())
+    return monkeypatch
+
+
+def fake_colab(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+
+
+def test_open_executor_is_fully_confined_where_it_can_be(no_opt_in):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        with open_executor(workers=1, isolation="program") as ex1:
+            d = ex1.describe()
+            assert set(d["required"]) <= set(d["active"]) and set(d["missing"]) <= {"cgroup"}  # (cgroup: optional)
+            assert ex1.allow_unconfined is False and d["isolation"] == "program"
+            assert ex1.run(ADD, ["assert add(1, 2) == 3"]).outcomes == ("passed",)
+
+
+def test_open_executor_refuses_outside_colab_in_one_line(no_opt_in):
+    with pytest.raises(RuntimeError) as e:
+        open_executor(workers=1, disable=("netns",))
+    assert str(e.value) == ("Executor: cannot confine candidates here (netns: disabled by the configuration); pass "
+                            f"allow_unconfined=True or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
+    fake_colab(no_opt_in)
+    with pytest.raises(RuntimeError, match=r"^Executor: cannot confine candidates here \(netns: "):
+        open_executor(workers=1, disable=("netns",), allow_unconfined=False)  # an explicit no wins in Colab too
+
+
+@pytest.mark.parametrize("how", ["colab", "env", "argument"])
+def test_open_executor_runs_unconfined_only_when_allowed_and_says_so_loudly_once(no_opt_in, how):
+    if how == "colab":
+        fake_colab(no_opt_in)  # a Colab runtime: a disposable VM, allowed by default
+    if how == "env":
+        no_opt_in.setenv(ALLOW_ENV, "1")
+    kw = {"allow_unconfined": True} if how == "argument" else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ex2 = open_executor(workers=1, disable=("netns",), **kw)  # (a second one does not warn again)
+        with open_executor(workers=1, disable=("netns",), **kw) as ex1, ex2:
+            assert ex1.allow_unconfined is True
+            assert ex1.describe()["missing"].get("netns") == "disabled by the configuration"
+            r = ex1.run(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"])
+            assert r.outcomes == ("passed", "failed") and r.all_trusted  # the judge still decides
+    assert [str(w.message) for w in caught] == [LOUD_NETNS] and caught[0].category is RuntimeWarning
+
