@@ -55,9 +55,12 @@ open_executor() is how the library and the notebooks make one (see there: Colab)
 - a dead worker is replaced (new uids or user namespace, new namespaces), jobs queued behind it
   are re-run.
 Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
-candidate. The kernel is the boundary: there is no seccomp filter, so a kernel bug reachable
-by syscalls is reachable by candidates; CPU time is capped only by the wall-clock timeout;
-timing and load side channels exist. Names the candidate defines never shadow a builtin or a
+candidate. Rewards count their passes all the same (dropping them would change what a correct
+program scores); rollout's stats and train's metrics report `untrusted_tests`, the share of the
+test outcomes behind the rewards that were not trusted (untrusted_share), so that a run where it
+is not ~0 shows (0 on HumanEval and the toy world). The kernel is the boundary: there is no
+seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; CPU time is
+capped only by the wall-clock timeout; timing and load side channels exist. Names the candidate defines never shadow a builtin or a
 setup name in the judge (a task whose function is called `sum` would need a rename). A list,
 dict or set argument the candidate mutates is copied back into the judge's object (contents
 only; nested objects become equal copies, aliasing between arguments is lost). Processes and
@@ -283,6 +286,12 @@ class Executor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def untrusted_share(reports: Sequence[TestReport]) -> float:
+    """Share of the test outcomes in `reports` not decided outside the candidate (0.0 if none)."""
+    n = sum(len(r.trusted) for r in reports)
+    return sum(len(r.trusted) - sum(r.trusted) for r in reports) / n if n else 0.0
 
 
 def unconfined_warning(described: dict) -> str:

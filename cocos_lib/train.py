@@ -203,10 +203,12 @@ def seed_everything(seed: int) -> None:
 
 def update_metrics(update: int, trajs, step: dict, cfg: TrainConfig, lr: float, stats: dict, sec_rollout: float,
                    sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
-    """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings."""
+    """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings,
+    untrusted_tests (share of test outcomes not decided outside the candidate, see rollout)."""
     return {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
             "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
-            "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout, "sec_update": sec_update,
+            "sec_execute": stats.get("sec_execute", 0.0), "untrusted_tests": stats.get("untrusted_tests", 0.0),
+            "sec_rollout": sec_rollout, "sec_update": sec_update,
             "elapsed": elapsed, "data_pos": data_pos, "epoch": data_pos // n_tasks}
 
 

@@ -502,3 +502,31 @@ def test_open_executor_runs_unconfined_only_when_allowed_and_says_so_loudly_once
             assert r.outcomes == ("passed", "failed") and r.all_trusted  # the judge still decides
     assert [str(w.message) for w in caught] == [LOUD_NETNS] and caught[0].category is RuntimeWarning
 
+
+# ------------------------------------------------------------------ untrusted outcomes are visible
+def test_untrusted_share_counts_the_outcomes_decided_inside_the_candidate(executor):
+    from cocos_lib.executor import untrusted_share
+
+    reaches_in = "assert add(1, 2) == 3 and add.__name__ == 'add'"  # reads an attribute of the candidate's add
+    reports = executor.run_many([Job(ADD, ["assert add(1, 2) == 3", reaches_in]), Job(ADD, ["assert add(7, 1) == 8"])])
+    assert [r.outcomes for r in reports] == [("passed", "passed"), ("failed",)]
+    assert [r.trusted for r in reports] == [(True, False), (True,)]
+    assert untrusted_share(reports) == 1 / 3 and untrusted_share([]) == 0.0
+    assert untrusted_share([TestReport(("passed", "failed"))]) == 1.0  # a hand-made report is not trusted
+
+
+def test_rollout_stats_carry_the_untrusted_share(tiny_policy, executor, monkeypatch):
+    from cocos_lib import rollout as R
+    from cocos_lib.rollout import RolloutConfig, rollout
+    from cocos_lib.tasks import Task
+
+    tok = tiny_policy.tokenizer
+    code = tok(ADD + "\n[DONE]", add_special_tokens=False)["input_ids"]
+    monkeypatch.setattr(R, "generate", lambda pol, prompt_ids, cfg, seed=None, backend="hf": [code] * len(prompt_ids))
+    task = Task("t/0", "Write a function to add two numbers.",
+                ("assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(1, 1) == 2 and add.__name__ == 'add'"))
+    stats = {}
+    trajs = rollout(tiny_policy, [task], RolloutConfig(turns=2, k=2, share_first_turn=True), executor, stats=stats)
+    # turn 1 runs once for the group (3 tests), turn 2 once per sample (6): one of 3 is untrusted each time
+    assert [t.turns[1].report.trusted for t in trajs] == [(True, True, False)] * 2
+    assert stats["untrusted_tests"] == 3 / 9
