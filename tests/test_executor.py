@@ -98,6 +98,16 @@ def test_scratch_dir_is_fresh_private_and_removed(executor):
     assert executor.run("import os", ["assert os.listdir('.') == [] == os.listdir('/tmp')"] * 2).outcomes == ("passed",) * 2
 
 
+def test_the_judge_sees_each_jobs_fresh_scratch_dir(executor):
+    # the judge has a mount namespace of its own (its own /proc): each job's fresh /tmp reaches it
+    # by mount propagation, so a trusted test reads what this job's program wrote, nothing older
+    jobs = [Job(f"open('f{i}', 'w').write('{i}')",
+                [f"import os\nassert os.listdir('/tmp') == ['f{i}'] and open('f{i}').read() == '{i}', os.listdir('.')"])
+            for i in range(6)]
+    reports = executor.run_many(jobs)
+    assert [r.outcomes for r in reports] == [("passed",)] * 6 and all(r.all_trusted for r in reports)
+
+
 def test_stdin_closed_and_output_discarded(executor):
     r = executor.run("import sys\nprint('x' * 10**6)\nsys.stderr.write('y' * 10**6)",
                ["assert sys.stdin.read() == ''", "input()", "print('z' * 10**7); assert True"])

@@ -122,6 +122,9 @@ def main():
                  "import os\nps = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\n"
                  "assert False, (len(ps), ps[0])"]  # (the judge's own view: no candidate name in it)
         out["procs"] = [r.error for r in ex.run_many([Job(PROCS, [t]) for t in tests])]
+        fresh = [Job(f"open('f{i}', 'w').write('{i}')", [f"import os\nassert os.listdir('/tmp') == ['f{i}']"])
+                 for i in range(4)]  # (a trusted test: the judge sees each job's fresh /tmp)
+        out["judge_tmp"] = [r.outcomes + r.trusted for r in ex.run_many(fresh)]
         r = ex.run(f"MARK = {spec['mark']!r}\n" + DAEMON, ["assert add(1, 2) == 3", "assert add(2, 2) == 4"])
         out["daemon"] = [r.outcomes, host_marked(spec["mark"])]
     out["left"] = [host_marked(spec["mark"]), os.path.exists(out["tmp"])]
