@@ -30,7 +30,6 @@ def fd_paths():
     return top + 1  # the first fd C and J close: these stay open in them
 
 
-
 def start(cfg):
     """Confine this process; (host /proc view, inits, judge's and candidates' pid namespace fds,
     layers, mode)."""
@@ -117,6 +116,8 @@ def rebirth(cfg, layers):
     confine.prctl(confine.PR_SET_PDEATHSIG, 9)
     view = os.path.join(cfg["tmp"], f"proc-{os.urandom(6).hex()}")
     os.mkdir(view, 0o700)
+    # (W's pids are this namespace's now: without this view it cannot find its processes; if a
+    # container hides parts of the host's /proc the mount fails, and the worker with it)
     confine.mount("proc", view, "proc", confine.PROC_FLAGS)  # (gone with the host's tree at pivot_root)
     return proctree.Proc(view)
 
