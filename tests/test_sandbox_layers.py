@@ -139,7 +139,13 @@ def test_missing_layers_refuse_without_opt_in(monkeypatch):
         with Executor(workers=1, disable=("uid", "cgroup")) as ex2:  # the env var opts in; cgroup is not required
             r = ex2.run("import os", ["assert os.getuid() == 0"])  # without the uid layer: root, as warned
             assert r.outcomes == ("passed",) and ex2.describe()["memory_cap"].startswith("RLIMIT_AS")
-    assert [str(w.message) for w in caught] == ["cocos executor: running candidates WITHOUT uid (see Executor.describe())"]
+    assert [str(w.message) for w in caught] == [
+        "cocos executor: running candidates WITHOUT uid (see Executor.describe())\n"
+        "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable\n"
+        "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have\n"
+        "  !! stopped:\n"
+        "  - uid (disabled by the configuration): signalling or ptracing the judge and the worker, reading the "
+        "caller's files, outliving a dead worker"]
 
 
 def test_no_room_for_fresh_uids_refuses_instead_of_running_as_root(monkeypatch):

@@ -325,7 +325,7 @@ def test_resume_follows_a_changed_horizon_and_lr(tiny_policy_dir, fake_world, tm
     assert first[2]["lr"] == pytest.approx(1e-3 * 0.25)  # cosine over 3: f(2) = 0.25; f(3) = 0 would be next
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     from cocos_lib import train as train_module
-    monkeypatch.setattr(train_module, "Executor", lambda workers=None: fake_world)  # the CLI's executor
+    monkeypatch.setattr(train_module, "open_executor", lambda workers=None: fake_world)  # the CLI's executor
     assert main(["--resume", str(tmp_path / "a"), "--updates", "5", "--no-progress"]) == 0
     a = read_jsonl(tmp_path / "a" / "metrics.jsonl")
     f = [0.5 * (1 + math.cos(math.pi * u / 5)) for u in range(5)]

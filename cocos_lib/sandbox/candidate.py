@@ -141,6 +141,8 @@ class Incarnation:
                 break
             self.res_eof = not data
             self.buf += data
+            if len(data) < 1 << 16 and not self.c_dead:
+                break  # a short read emptied the pipe: select tells when more comes
         *lines, self.buf = self.buf.split(b"\n")
         self.buf = self.buf[-8192:]  # a real line is written at once and is < 4 KiB
         for line in lines:

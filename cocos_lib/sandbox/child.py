@@ -7,7 +7,8 @@ own tests. Only the fallback tests (those the judge cannot run, judge.py) are st
 reported from in here, through the old nonce-checked channel, and flagged untrusted.
 
 C, forked by W: fds 0-2 /dev/null, 3 W's commands (fixed-size records), 4 lines to W, 5 the
-socket to the judge (W gave it a fresh IPC namespace). It drops to the candidates' uid, runs program =
+socket to the judge (W gave it a fresh IPC namespace). It drops to the candidates' uid (or, in a
+user namespace, every capability), runs program =
 setup + "\\n" + code as module __candidate__, says "ready", then obeys:
   serve i   read the judge's first request, fork T_i to answer it and the next ones until "E";
             then "reaped i status"
@@ -191,6 +192,8 @@ def candidate_main(cfg, program, tests, fds, ctag):
     os.closerange(cfg["first_free_fd"], 1 << 16)
     if "uid" in cfg["active"]:
         confine.drop_uid(cfg["uid"], cfg["uid"])
+    if "userns" in cfg["active"]:
+        confine.drop_caps()  # (the uid is the worker's: no capability is left to candidate code)
     module = types.ModuleType("__candidate__")
     sys.modules["__candidate__"] = sys.modules["__main__"] = module  # hide this harness
     ns = module.__dict__

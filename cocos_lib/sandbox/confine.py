@@ -1,18 +1,30 @@
 """Confinement of one worker's process tree: namespaces, fresh uids, rlimits, privileges.
 
-LAYERS, each active or missing (with the reason) in the worker's hello to the parent:
-  uid      candidates run as a fresh unprivileged uid per worker generation, the judge as a
-           second one (needs root with CAP_SETUID and a uid map that covers both)
+Two modes (userns.py decides which at start):
+  root    the worker runs as root (with CAP_SYS_ADMIN and CAP_SETUID): candidates and judge get
+          fresh unprivileged uids per worker generation, the worker creates the namespaces;
+  userns  any other caller: the worker first enters a user namespace of its own (one uid, the
+          caller's, mapped to itself), whose capabilities let it create the same namespaces and
+          root. No second uid exists there; the candidates and the judge drop every capability
+          and live in pid and mount namespaces apart (neither sees, signals or ptraces the other
+          or the worker; the namespaces' inits are not dumpable and hold no capability).
+LAYERS, each active or missing (with the reason) in the worker's hello to the parent (the
+layers of its mode only; STOPS says what each one stops):
+  uid      (root) candidates run as a fresh unprivileged uid per worker generation, the judge as
+           a second one (needs root with CAP_SETUID and a uid map that covers both)
+  userns   (userns) the worker's own user namespace: the namespaces below without root; the
+           candidates and the judge keep no capability, and are separated by namespaces
   netns    a network namespace per worker: one loopback, down (no network, no listener on
            the host's 127.0.0.1, no abstract unix socket of the host)
   mountns  a mount namespace per worker whose root holds only what the stdlib needs and a
-           size-limited tmpfs /tmp (rootfs.py)
-  pidns    a pid namespace per worker: candidates see their own processes only; when the
-           worker dies the kernel kills every process in it
-  ipcns    an IPC namespace per candidate process: its SysV objects die with it
+           size-limited tmpfs /tmp (rootfs.py); the judge has one of its own (a slave of it)
+  pidns    two pid namespaces per worker, one for the candidates, one for the judge, each with
+           its own /proc: a candidate sees its own processes only; when the worker dies the
+           kernel kills every process in them
+  ipcns    an IPC namespace per candidate process (and per judge): its SysV objects die with it
   cgroup   memory (tmpfs included) and process-count caps on the worker's whole tree
            (cgroups.py); without it: RLIMIT_AS per process, RLIMIT_NPROC, tmpfs size
-REQUIRED layers missing => the parent refuses to run candidates unless allowed explicitly.
+REQUIRED[mode] layers missing => the parent refuses to run candidates unless allowed explicitly.
 Always set: rlimits (AS, NPROC, FSIZE, NOFILE, CORE=0) and no_new_privs (no set-uid binary
 gives a candidate privileges back). Not defended: the kernel itself (no seccomp filter:
 a kernel bug reachable by syscalls is reachable by candidates), CPU time beyond the wall
@@ -20,13 +32,31 @@ clock timeout of the running test, side channels (timing, /proc/meminfo, load).
 """
 import ctypes, os, resource, signal
 
-LAYERS = ("uid", "netns", "mountns", "pidns", "ipcns", "cgroup")
-REQUIRED = ("uid", "netns", "mountns", "pidns", "ipcns")
-CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x4000000, 0x8000000
+LAYERS = ("uid", "userns", "netns", "mountns", "pidns", "ipcns", "cgroup")
+REQUIRED = {"root": ("uid", "netns", "mountns", "pidns", "ipcns"),
+            "userns": ("userns", "netns", "mountns", "pidns", "ipcns")}
+MODE_LAYERS = {mode: req + ("cgroup",) for mode, req in REQUIRED.items()}
+SEPARATION = {"root": "fresh unprivileged uids per worker generation (one for the candidates, one for the judge)",
+              "userns": "namespaces: one uid (the caller's, in a user namespace of the worker's own); candidates "
+                        "and judge hold no capability and live in pid and mount namespaces apart"}
+STOPS = {  # what each layer stops a candidate from doing (Executor.describe(), the unconfined warning)
+    "uid": "signalling or ptracing the judge and the worker, reading the caller's files, outliving a dead worker",
+    "userns": "creating the namespaces below without root; without it nothing below exists",
+    "netns": "network access (the internet, listeners on the host's 127.0.0.1, its abstract unix sockets)",
+    "mountns": "reading files outside its scratch dir (the answer key, site-packages, the repo, $HOME) and "
+               "leaving files behind outside it",
+    "pidns": "seeing, signalling or ptracing the judge, the worker and the host's processes; outliving a dead worker",
+    "ipcns": "SysV shared memory and semaphores that outlive the candidate or reach the host's",
+    "cgroup": "a job's processes together using more memory (tmpfs included) than memory_mb",
+}
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER = 0x20000, 0x4000000, 0x8000000, 0x10000000
 CLONE_NEWNET, CLONE_NEWPID = 0x40000000, 0x20000000
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 1, 4, 36, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_READ, PR_CAPBSET_DROP = 1, 4, 23, 24
+PR_SET_CHILD_SUBREAPER, PR_SET_NO_NEW_PRIVS = 36, 38
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_SLAVE, MS_SHARED = 1 << 19, 1 << 20
+PROC_FLAGS = MS_NOSUID | MS_NODEV | MS_NOEXEC
 MNT_DETACH = 2
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -44,6 +74,10 @@ def prctl(option, arg):
 
 def unshare(flags):
     _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
+
+
+def setns(fd, nstype):
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 def mount(source, target, fstype, flags, data=None):
@@ -108,23 +142,21 @@ def write_oom_adj(value):
         pass
 
 
-def enter_namespaces(layers, skip):
-    """Unshare the worker's namespaces; returns {layer: None | reason it is missing}.
-    Order: the mount namespace comes with netns/UTS in one call; pidns applies to children."""
-    got = {}
-    for layer, flags in (("mountns", CLONE_NEWNS | CLONE_NEWUTS), ("netns", CLONE_NEWNET), ("pidns", CLONE_NEWPID)):
+def enter_namespaces(layers, skip, names):
+    """Unshare the worker's namespaces `names` (of mountns, netns, pidns), each one's layer None
+    or why it is missing. The mount namespace comes with UTS; pidns applies to children."""
+    flags = {"mountns": CLONE_NEWNS | CLONE_NEWUTS, "netns": CLONE_NEWNET, "pidns": CLONE_NEWPID}
+    for layer in names:
         if layer in skip:
-            got[layer] = "disabled by the configuration"
+            layers[layer] = "disabled by the configuration"
             continue
         try:
-            unshare(flags)
-            got[layer] = None
+            unshare(flags[layer])
+            layers[layer] = None
         except OSError as e:
-            got[layer] = f"unshare failed: {e.strerror} (needs CAP_SYS_ADMIN)"
-    if got["mountns"] is None:
-        mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount goes back to the host
-    layers.update(got)
-    return got
+            layers[layer] = f"unshare failed: {e.strerror} (needs CAP_SYS_ADMIN)"
+        if layer == "mountns" and layers[layer] is None:
+            mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount goes back to the host
 
 
 def probe_ipcns():
@@ -141,13 +173,57 @@ def probe_ipcns():
     return None if ok else "unshare(CLONE_NEWIPC) failed (needs CAP_SYS_ADMIN)"
 
 
-def init_main(fd):
-    """Z: pid 1 of the worker's pid namespace. Mounts the namespace's /proc, then only reaps
-    (SIGCHLD ignored: orphans vanish at once) until the worker goes: when W dies, its death
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_caps():
+    """Give up every capability for good: the bounding set (nothing an exec could regain) and
+    the effective, permitted, inheritable (and so ambient) sets; checked, else exit."""
+    cap = 0
+    while _libc.prctl(PR_CAPBSET_READ, ctypes.c_ulong(cap), 0, 0, 0) >= 0:
+        prctl(PR_CAPBSET_DROP, cap)
+        cap += 1
+    header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+    _check(_libc.capset(ctypes.byref(header), (_CapData * 2)()), "capset")
+    got = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), got), "capget")
+    if any(d.effective or d.permitted or d.inheritable for d in got) or _libc.prctl(PR_CAPBSET_READ, 0, 0, 0, 0):
+        os._exit(73)
+
+
+def judge_view():
+    """The judge's own mount and IPC namespaces (it is in the judge's pid namespace already): a
+    slave of the worker's mounts (each job's fresh /tmp reaches it), its /proc shows that pid
+    namespace only (mounted over the candidates' one, which stays hidden under it)."""
+    unshare(CLONE_NEWNS | CLONE_NEWIPC)
+    mount(None, "/", None, MS_REC | MS_SLAVE)
+    mount("proc", "/proc", "proc", PROC_FLAGS)
+
+
+def init_main(fd, proc_at=None, ready=None):
+    """Z: pid 1 of one of the worker's pid namespaces. Mounts that namespace's /proc at
+    `proc_at` (if given; before the worker's pivot_root: a user namespace may mount a proc only
+    where a full one is visible) and says so on `ready`, then gives up its privileges and only
+    reaps (SIGCHLD ignored: orphans vanish at once) until the worker goes: when W dies, its death
     signal kills Z, and the kernel then kills every process in the namespace."""
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if ready is not None:
+        word = b"ok"
+        try:
+            os.chdir(os.path.dirname(proc_at))  # (the new root: pivot_root moves this cwd along)
+            mount("proc", proc_at, "proc", PROC_FLAGS)
+        except OSError as e:
+            word = f"mounting /proc failed: {e.strerror}".encode()
+        os.write(ready, word)
+    prctl(PR_SET_DUMPABLE, 0)  # same-uid candidates (userns mode) may not ptrace it
+    drop_caps()
     os.closerange(0, fd)
     os.closerange(fd + 1, 1 << 16)
     while os.read(fd, 64):  # EOF when W is gone

@@ -12,6 +12,7 @@ from builtins import len, memoryview, min  # bound now: a program that patches b
 HEAD = struct.Struct(">I")
 MAX_FRAME = 64 << 20
 MARK = b"\xfeCoS"
+CHUNK = 1 << 16  # per read: a pipe's size; a bigger buffer is an mmap + mremap + munmap per read
 
 
 class FrameError(ValueError):
@@ -32,7 +33,7 @@ def read_exact(fd, n):
     """Exactly n bytes from a blocking fd, or None at end of file."""
     parts, left = [], n
     while left:
-        chunk = os.read(fd, min(left, 1 << 20))
+        chunk = os.read(fd, min(left, CHUNK))
         if not chunk:
             return None
         parts.append(chunk)
@@ -120,7 +121,7 @@ class Reader:
 
     def poll(self):
         try:
-            data = os.read(self.fd, 1 << 20)
+            data = os.read(self.fd, CHUNK)
         except BlockingIOError:
             return []
         self.buf += data

@@ -297,10 +297,14 @@ def main(cfg, fds):
     for src, dst in zip(fds, (3, 4, 5)):
         os.dup2(src, dst)
     os.closerange(cfg["first_free_fd"], 1 << 16)
+    if cfg["judge_view"]:
+        confine.judge_view()  # its own /proc, IPC and mount namespaces
     if "uid" in cfg["active"]:
         confine.drop_uid(cfg["judge_uid"], cfg["judge_uid"])  # (a uid change also clears "dumpable")
     else:
         confine.prctl(confine.PR_SET_DUMPABLE, 0)  # no same-uid ptrace, no /proc/PID/mem
+    if "userns" in cfg["active"]:
+        confine.drop_caps()
     job = None
     while True:
         msg = frames.read_frame(3)

@@ -44,9 +44,13 @@ class Proc:
             os.close(fd)
 
     def children(self, pid):
-        """Direct children of `pid`, over all its threads."""
+        """Direct children of `pid`, over all its threads (a single-threaded one: its own list,
+        without listing its threads, which costs 8 syscalls more)."""
+        stat = self.read(f"{pid}/stat")
+        fields = stat.rsplit(b")", 1)[1].split() if b")" in stat else ()
+        tids = [pid] if fields[17:18] == [b"1"] else self.tasks(pid)  # (field 20: num_threads)
         kids = []
-        for tid in self.tasks(pid):
+        for tid in tids:
             kids += [int(k) for k in self.read(f"{pid}/task/{tid}/children").split()]
         return kids
 

@@ -1,14 +1,17 @@
 """The candidates' filesystem view: a root that holds only what the stdlib needs.
 
-Built once per worker, inside its own mount namespace (confine.enter_namespaces), then made
-the root with pivot_root (the host's tree is detached, not just hidden). It is a tmpfs,
+Built once per worker, inside its own mount namespace (confine.enter_namespaces): fill(), then
+the candidates' pid namespace init mounts its /proc there, then enter() makes it the root with
+pivot_root (the host's tree is detached, not just hidden) and a shared mount, of which the
+judge's mount namespace is a slave (each job's fresh /tmp reaches it). It is a tmpfs,
 read-only once built, holding (read-only, nosuid):
   - the stdlib directories on sys.path (lib/pythonX.Y with lib-dynload; site-packages and
     dist-packages inside them masked by empty read-only tmpfs mounts),
   - the interpreter binary, the shared libraries it and lib-dynload link to (`libs`, found by
     the parent with ldd), /etc/ld.so.cache,
   - /dev: null, zero, full, random, urandom, tty-less; fd -> /proc/self/fd, shm -> /tmp,
-  - /proc: the worker's pid namespace's own (mounted by its init, confine.init_main),
+  - /proc: the candidates' pid namespace's own (mounted by its init, confine.init_main; the
+    judge mounts its own pid namespace's over it in its mount namespace, confine.judge_view),
   - /tmp: a tmpfs of `scratch_mb`, mode 1777, remounted fresh for every job: the only writable
     place (also HOME, TMPDIR and the cwd); /var/tmp -> /tmp.
 Paths keep their host names (every module's __file__ stays valid) and every directory on the
@@ -63,8 +66,8 @@ def stdlib_dirs():
     return [p for p in paths if not any(p != q and p.startswith(q + "/") for q in paths)]
 
 
-def build(root, libs, scratch_mb):
-    """Fill the (empty, existing) directory `root` with the view above and pivot into it."""
+def fill(root, libs):
+    """Fill the (empty, existing) directory `root` with the view above (/proc still empty)."""
     confine.mount("tmpfs", root, "tmpfs", confine.MS_NOSUID | confine.MS_NODEV, "size=4m,mode=0755")
     for path in stdlib_dirs():
         bind(root, path)
@@ -79,12 +82,17 @@ def build(root, libs, scratch_mb):
         os.mkdir(os.path.join(root, name), 0o755)
     os.symlink("/tmp", os.path.join(root, "var", "tmp"))
     os.mkdir(os.path.join(root, ".old"), 0o700)
+
+
+def enter(root, scratch_mb):
+    """Pivot into the filled `root`, detach the host's tree, make it read-only and shared."""
     os.chdir(root)
     confine.pivot_root(".", ".old")
     os.chdir("/")
     confine.umount("/.old")
     os.rmdir("/.old")
     confine.mount(None, "/", None, confine.MS_REMOUNT | confine.MS_RDONLY | confine.MS_NOSUID | confine.MS_NODEV)
+    confine.mount(None, "/", None, confine.MS_SHARED)
     fresh_tmp(scratch_mb)
 
 
@@ -112,7 +120,3 @@ def fresh_tmp(scratch_mb):
     confine.mount("tmpfs", "/tmp", "tmpfs", confine.MS_NOSUID | confine.MS_NODEV,
                   f"size={scratch_mb}m,nr_inodes=16384,mode=1777")
 
-
-def mount_proc():
-    """/proc of the calling process's pid namespace (run by the namespace's init)."""
-    confine.mount("proc", "/proc", "proc", confine.MS_NOSUID | confine.MS_NODEV | confine.MS_NOEXEC)

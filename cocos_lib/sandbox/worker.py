@@ -2,11 +2,14 @@
 
 Started per slot by cocos_lib/workers.py as `python -I -S launch.py CONFIG_JSON` (the base
 interpreter, no venv); it imports no project module and never torch. At start it confines
-itself (cgroups.py; confine.py: namespaces; rootfs.py: a root with the stdlib only; a pid
-namespace init Z), says hello with the layers it got, then serves jobs:
+itself (cgroups.py; userns.py: a user namespace where it is not root; confine.py: namespaces;
+rootfs.py: a root with the stdlib only; two pid namespaces with an init Z each), says hello with
+the layers it got and its mode, then serves jobs:
   W (trusted: runs neither candidate nor test code) --fork--> J (judge.py: one per generation,
-                                                                 setup + the trusted verdicts)
-                                                    --fork--> C (child.py: the program, once per job)
+                                                                 setup + the trusted verdicts;
+                                                                 in the judge's pid namespace)
+                                                    --fork--> C (child.py: the program, once per
+                                                                 job; in the candidates' one)
   C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
 Per test W sends C "serve i" and J ("test", serial, i), and takes J's verdict within the
 timeout. A test J cannot judge runs inside the candidate as before ("untrusted"). Wall-clock
@@ -19,7 +22,7 @@ exit: the parent starts a new worker (new uids), and the kernel kills the old pi
 """
 import gc, json, os, select, shutil, socket, sys, time
 
-from . import cgroups, confine, frames, judge, proctree, rootfs
+from . import confine, frames, judge, proctree, rootfs, startup
 from .candidate import Incarnation, Judge
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
@@ -31,32 +34,17 @@ class Wedged(Exception):
     """A process of the job would not die: the worker must be replaced."""
 
 
-def fd_paths():
-    """Without a root of its own, a dropped uid may be unable to enter the interpreter's dirs
-    (/root/.pyenv): keep each import dir open and import via /proc/self/fd/N (no ancestor
-    check), for sys.path and for the packages already imported (encodings: 'a'.encode('idna'))."""
-    opened = {}
-    top = 5
-    for p in sys.path:
-        if os.path.isdir(p):
-            top = os.open(p, os.O_PATH | os.O_DIRECTORY)
-            opened[p] = f"/proc/self/fd/{top}"
-    sys.path[:] = [opened.get(p, p) for p in sys.path]
-    for mod in list(sys.modules.values()):
-        paths = getattr(mod, "__path__", None)
-        if type(paths) is list:
-            paths[:] = [next((v + p[len(k):] for k, v in opened.items() if p.startswith(k + "/")), p) for p in paths]
-    return top + 1  # the first fd C and J close: these stay open in them
-
-
 class Worker:
-    """W's state: config, its /proc view, its namespace init (or None), the judge, the socket
-    pair between the judge (end a) and the candidates (end b)."""
+    """W's state: config, its /proc view, its pid namespaces' inits (candidates', judge's; none
+    without pid namespaces) and the fds of those namespaces, the judge, the socket pair between
+    the judge (end a) and the candidates (end b)."""
 
-    def __init__(self, cfg, proc, init_pid):
+    def __init__(self, cfg, proc, inits, judge_ns):
         self.cfg = cfg
         self.proc = proc
-        self.init = init_pid
+        self.inits = inits
+        self.init = inits[0] if inits else None
+        self.judge_ns = judge_ns
         self.mountns = "mountns" in cfg["active"]
         self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.judge = None
@@ -67,8 +55,14 @@ class Worker:
         """The judge, forked anew if it is gone (its pidfd is readable once it ended)."""
         if self.judge is not None and (self.judge.dead or select.select([self.judge.fd], [], [], 0)[0]):
             self.end_judge()
-        if self.judge is None:
+        if self.judge is None and self.judge_ns is None:
             self.judge = Judge(self.cfg, self.a)
+        elif self.judge is None:  # forked into the judge's pid namespace
+            confine.setns(self.judge_ns[0], confine.CLONE_NEWPID)
+            try:
+                self.judge = Judge(self.cfg, self.a)
+            finally:
+                confine.setns(self.judge_ns[1], confine.CLONE_NEWPID)
         return self.judge
 
     def end_judge(self):
@@ -94,9 +88,9 @@ class Worker:
         return path
 
     def orphans(self):
-        """Processes the job started that are no longer in C's tree (the init's or W's children)."""
-        root = self.init if self.init is not None else os.getpid()
-        return [p for p in self.proc.children(root) if p != self.init]
+        """Processes the job started that are no longer in C's tree (the inits' or W's children)."""
+        roots = self.inits or [os.getpid()]
+        return [p for r in roots for p in self.proc.children(r) if p not in self.inits]
 
     def sweep(self, inc, keep_c):
         """Kill every process of the job but J and, if keep_c, C and the children the program
@@ -216,54 +210,6 @@ class Worker:
         return outcome, msg, outcome in ("void", "timeout")
 
 
-def start(cfg):
-    """Confine this process (see the module docstring); (Worker, layers)."""
-    skip = set(cfg["disable"])
-    layers = {name: "disabled by the configuration" for name in confine.LAYERS if name in skip}
-    if "cgroup" not in skip:
-        layers["cgroup"] = cfg["cgroup_missing"]
-        if cfg["cgroup"]:
-            try:
-                cgroups.join(cfg["cgroup"])
-            except OSError as e:
-                layers["cgroup"] = f"joining the cgroup failed: {e.strerror}"
-    confine.write_oom_adj(-1000)
-    if "uid" not in skip:
-        layers["uid"] = cfg["uid_missing"] if cfg["uid"] is None else (
-            confine.probe_uid(cfg["uid"], cfg["uid"]) or confine.probe_uid(cfg["judge_uid"], cfg["judge_uid"]))
-    if "ipcns" not in skip:
-        layers["ipcns"] = confine.probe_ipcns()
-    proc = proctree.Proc()  # the host's view, opened before the root changes
-    confine.enter_namespaces(layers, skip)
-    if layers["mountns"] is None:
-        try:
-            root = os.path.join(cfg["tmp"], f"root-{os.getpid()}")
-            os.mkdir(root, 0o755)
-            rootfs.build(root, cfg["libs"], cfg["scratch_mb"])
-        except OSError as e:
-            layers["mountns"] = f"building the root failed: {e}"
-    cfg["active"] = sorted(k for k, v in layers.items() if v is None)
-    cfg["first_free_fd"] = 6
-    if "uid" in cfg["active"] and "mountns" not in cfg["active"]:
-        proc.close()
-        cfg["first_free_fd"] = fd_paths()
-        proc = proctree.Proc()  # above the import dirs: C and J close it
-    confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
-    init_pid = None
-    if "pidns" in cfg["active"]:
-        r, w = os.pipe()
-        init_pid = os.fork()
-        if init_pid == 0:
-            if "mountns" in cfg["active"]:
-                rootfs.mount_proc()
-            confine.write_oom_adj(-1000)
-            confine.init_main(r)
-        os.close(r)
-        cfg["init_pipe"] = w  # never written: the init sees EOF when W is gone
-    confine.set_rlimits(cfg)
-    return Worker(cfg, proc, init_pid), layers
-
-
 def main():
     cfg = json.loads(sys.argv[1])
     req = os.dup(0)
@@ -272,7 +218,8 @@ def main():
     assert (req, rsp, devnull) == (3, 4, 5), "the worker expects fds 0-2 only at start"
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    worker, layers = start(cfg)
+    proc, inits, judge_ns, layers, mode = startup.start(cfg)
+    worker = Worker(cfg, proc, inits, judge_ns)
     for name in PRELOAD:
         __import__(name)
     # the first compile() of a process builds the AST types (~1.3 ms, 2+ ms of copy-on-write in
@@ -281,9 +228,9 @@ def main():
             "assert f(1) == 2, 'm'\n", "<warm-up>", "exec")
     gc.collect()
     gc.freeze()  # no copy-on-write of the worker's objects by the children's collector
-    missing = [k for k in confine.REQUIRED if layers.get(k) is not None]
+    missing = [k for k in confine.REQUIRED[mode] if layers.get(k) is not None]
     refuse = missing and not cfg["allow_unconfined"]
-    frames.write_obj(rsp, ("hello", os.getpid(), layers))
+    frames.write_obj(rsp, ("hello", os.getpid(), layers, mode))
     while (msg := frames.read_obj(req)) is not None:
         job_id, setup, code, tests, timeout, isolation = msg
         wedged = False
