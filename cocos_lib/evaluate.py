@@ -21,6 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from cocos_lib import metrics as M
+from cocos_lib import registry_models
 
 METHODS = ("cocos", "self-refine")
 MAX_TURNS = 4
@@ -48,6 +49,8 @@ def _fingerprint(name: str) -> str:
     if name == "tiny-warmstart":
         from cocos_lib.toy import warmstart_path
         name = str(warmstart_path())
+    if name in registry_models.REGISTRY:
+        name = str(registry_models.model_dir(name))
     p = Path(name).expanduser()
     if p.is_dir():
         return f"{p.resolve()}@{max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)}"
@@ -63,13 +66,16 @@ def cache_key(policy_name: str, task_ids: Sequence[str], settings: dict) -> str:
 def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool = True, sampling=None,
              executor=None, cache: str | Path | None = None, progress: bool = True, method: str = "cocos",
              fewshot: str = "", ending: str = "correct", backend: str = "hf", reward: str = "progressive",
-             seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> pd.DataFrame:
+             seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD,
+             prompt_format: str = "completion") -> pd.DataFrame:
     """Run ``turns`` turns on every task (k samples each) and return one row per task, sample, turn.
 
     policy: a ``models.Policy``, or a name / dir (loaded only on a cache miss).
     sampling: a ``generation.SamplingConfig``; it wins over ``greedy``. Default: greedy, 512 tokens.
     k > 1 samples are independent at every turn (share_first_turn=False), as pass@k needs.
     chunk: tasks per ``rollout`` call (progress granularity; default sampling.batch_size).
+    prompt_format: "completion" (the paper's prompts) or "chat" (instruct models: chat template,
+    answer pre-filled with "```python\n" and stopped at "```"; see cocos_lib.prompts).
     cache: a directory; the result is stored as ``eval-<key>.jsonl`` keyed by policy, tasks and
     every setting here, and read back instead of re-running.
     Columns: task_id, sample, turn (1..T), method, code, outcomes (list), n_tests, n_passed,
@@ -80,32 +86,41 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy)
     from cocos_lib.generation import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
+    rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format)
     tasks, chunk = list(tasks), chunk or cfg.batch_size
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
                     backend=backend, reward=reward, seed=seed, chunk=chunk, threshold=no_edit_threshold)
+    if prompt_format != "completion":  # keeps the keys of earlier completion-format caches valid
+        settings["prompt_format"] = prompt_format
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
     if path is not None and path.is_file():
         return read_rows(path)
     if isinstance(policy, (str, Path)):
         from cocos_lib.models import load_policy
         policy = load_policy(policy)
-    df = _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-              seed, chunk, no_edit_threshold)
+    df = _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, no_edit_threshold)
     if path is not None:
         write_rows(df, path)
     return df
 
 
-def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-         seed, chunk, threshold) -> pd.DataFrame:
+def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format):
+    from cocos_lib.rollout import RolloutConfig
+    try:
+        return RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg, fewshot=fewshot,
+                             ending=ending, backend=backend, prompt_format=prompt_format)
+    except ValueError as e:
+        raise EvalConfigError(f"evaluate: {e}") from None
+
+
+def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     from cocos_lib import baselines
     from cocos_lib.executor import Executor
-    from cocos_lib.rollout import RolloutConfig, rollout
-    rcfg = RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg,
-                         fewshot=fewshot, ending=ending, backend=backend)
+    from cocos_lib.rollout import rollout
+    turns = rcfg.turns
     own = executor is None
     ex = Executor() if own else executor
     rows: list[dict] = []
@@ -132,18 +147,24 @@ def trajectory_rows(traj, method: str = "cocos", threshold: float = M.DEFAULT_NO
     """One row dict per turn of a ``rollout.Trajectory`` (see ``evaluate`` for the columns)."""
     rows, prev = [], None
     for t, turn in enumerate(traj.turns, start=1):
-        fb_text, fb_tokens = feedback[t - 2] if feedback and t >= 2 else ("", 0)
-        ed = math.nan if prev is None else M.normalized_edit_distance(prev, turn.code)
-        rows.append(dict(task_id=traj.task.task_id, sample=traj.sample, turn=t, method=method, code=turn.code,
-                         outcomes=list(turn.report.outcomes), n_tests=len(turn.report.outcomes),
-                         n_passed=sum(o == "passed" for o in turn.report.outcomes),
-                         pass_fraction=turn.report.fraction, correct=bool(turn.report.all_passed),
-                         reward=float(turn.reward), edit_distance=ed,
-                         no_edit=None if prev is None else bool(ed <= threshold),
-                         new_tokens=len(turn.completion_ids) + fb_tokens, error=turn.report.error,
-                         text=turn.text, feedback=fb_text))
+        fb = feedback[t - 2] if feedback and t >= 2 else ("", 0)
+        rows.append(turn_row(traj.task.task_id, traj.sample, t, turn, prev, method, threshold, fb))
         prev = turn.code
     return rows
+
+
+def turn_row(task_id: str, sample: int, t: int, turn, previous_code: str | None, method: str = "cocos",
+             threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD, feedback: tuple[str, int] = ("", 0)) -> dict:
+    """The row of turn t (a ``rollout.Turn``); edit distance to ``previous_code`` (None at t = 1)."""
+    ed = math.nan if previous_code is None else M.normalized_edit_distance(previous_code, turn.code)
+    outcomes = list(turn.report.outcomes)
+    return dict(task_id=task_id, sample=sample, turn=t, method=method, code=turn.code, outcomes=outcomes,
+                n_tests=len(outcomes), n_passed=sum(o == "passed" for o in outcomes),
+                pass_fraction=turn.report.fraction, correct=bool(turn.report.all_passed),
+                reward=float(turn.reward), edit_distance=ed,
+                no_edit=None if previous_code is None else bool(ed <= threshold),
+                new_tokens=len(turn.completion_ids) + feedback[1], error=turn.report.error,
+                text=turn.text, feedback=feedback[0])
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -265,6 +286,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fewshot", type=int, default=0, help="prepend N solved examples to turn 1 (base models): "
                    "MBPP prompt split for mbpp-* tasks, else the shipped offline default")
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
+    p.add_argument("--prompt-format", choices=("completion", "chat"), default="completion",
+                   help="completion: the paper's prompts (base models); chat: the chat template (instruct models)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--device", default=None)
@@ -306,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     policy = load_policy(args.policy, dtype=args.dtype, device=args.device)
     df = evaluate(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
                   progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
-                  backend=args.backend, seed=args.seed)
+                  backend=args.backend, seed=args.seed, prompt_format=args.prompt_format)
     write_rows(df, args.out)
     summary = {"policy": args.policy, "tasks": args.tasks, **summarize(df)}
     print(json.dumps({k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
