@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 REWARD_NAMES = ("binary", "progressive", "count")
-BACKENDS = ("hf", "static", "vllm")
+BACKENDS = ("hf", "static", "vllm", "packed")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENDINGS = ("correct", "begin")

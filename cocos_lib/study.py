@@ -11,7 +11,7 @@ the same prompt as simple prompting's, so it is taken from those rows, not gener
 
 Writes into --out: `study_cocos.jsonl` and `study_self_refine.jsonl` (`evaluate.write_rows`
 format, one row per task and turn), `study_meta.json` (command, model sha256, versions, wall
-times, date, the summary metrics) and `study_examples.json` (real turn-1 -> turn-2 diffs,
+times, date, the summary metrics), `study_timing.jsonl` (seconds and tokens per chunk and turn) and `study_examples.json` (real turn-1 -> turn-2 diffs,
 picked by a fixed rule, see `pick_examples`).
 """
 from __future__ import annotations
@@ -52,17 +52,17 @@ def _append(path: Path, rows: Sequence[dict]) -> None:
 
 
 def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int, seed: int = 0,
-               first_turn: dict | None = None, progress: bool = True) -> float:
+               first_turn: dict | None = None, progress: bool = True, chunk: int | None = None) -> float:
     """Fill `path` with turns 1..`turns` of `method` for every task; returns the seconds spent.
 
-    Chunks of cfg.sampling.batch_size tasks, as evaluate(chunk=None); turn t of chunk c uses the
-    seed evaluate would (turn_seed(seed + start, t)). first_turn: rows to copy as turn 1."""
+    Chunks of `chunk` tasks (default cfg.sampling.batch_size), as evaluate(chunk=); turn t of the chunk
+    at `start` uses the seed evaluate would (turn_seed(seed + start, t)). first_turn: rows to copy as turn 1."""
     from tqdm.auto import tqdm
 
     from cocos_lib import baselines
     from cocos_lib.prompts import render_prompt
     from cocos_lib.rollout import run_turn
-    chunk, t0 = cfg.sampling.batch_size, time.perf_counter()
+    chunk, t0 = chunk or cfg.sampling.batch_size, time.perf_counter()
     done = _done(path)
     for t in range(1, turns + 1):
         todo = {i for i, task in enumerate(tasks) if (task.task_id, t) not in done}
@@ -75,7 +75,7 @@ def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int
             part = [(i, tasks[i]) for i in range(start, min(start + chunk, len(tasks))) if i in todo]
             if not part:
                 continue
-            ts = [task for _, task in part]
+            ts, c0 = [task for _, task in part], time.perf_counter()
             prev = [done[(task.task_id, t - 1)]["code"] for task in ts] if t > 1 else [None] * len(ts)
             feedback = [("", 0)] * len(ts)
             if method == "self-refine":
@@ -87,6 +87,9 @@ def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int
             rows = [E.turn_row(task.task_id, 0, t, turn, p, method, feedback=fb)
                     for task, turn, p, fb in zip(ts, new, prev, feedback)]
             _append(path, rows)
+            _append(path.with_name("study_timing.jsonl"), [dict(
+                method=method, turn=t, start=start, n_tasks=len(ts), sec=round(time.perf_counter() - c0, 1),
+                prompt_tokens=sum(len(x.prompt_ids) for x in new), new_tokens=sum(r["new_tokens"] for r in rows))])
             done.update({(r["task_id"], t): r for r in rows})
             bar.update(len(part))
         bar.close()
@@ -156,9 +159,13 @@ def versions() -> dict:
 
 
 def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, limit: int | None = None,
-              batch_size: int = 16, max_new_tokens: int = 512, backend: str = "hf", threads: int | None = None,
-              workers: int = 2, skip_self_refine: bool = False, progress: bool = True, argv=None) -> dict:
-    """Run (or resume) the study into `out`; returns the meta dict written to study_meta.json."""
+              batch_size: int = 16, chunk: int = 48, max_new_tokens: int = 512, backend: str = "hf",
+              threads: int | None = None, workers: int = 2, skip_self_refine: bool = False, progress: bool = True,
+              argv=None) -> dict:
+    """Run (or resume) the study into `out`; returns the meta dict written to study_meta.json.
+
+    chunk: tasks per generation call (sorted by prompt length there, then cut into batches of
+    batch_size: little padding in the prefill, which dominates on a CPU); rows are written per chunk."""
     import torch
 
     from cocos_lib.executor import Executor
@@ -180,23 +187,23 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
     wall = meta.get("wall_s", {})
     with Executor(workers=workers) as ex:
         wall["cocos"] = wall.get("cocos", 0.0) + run_method(policy, tasks, cfg, ex, out / FILES["cocos"], "cocos",
-                                                            turns, progress=progress)
+                                                            turns, progress=progress, chunk=chunk)
         if not skip_self_refine:
             first = _done(out / FILES["cocos"])
             wall["self-refine"] = wall.get("self-refine", 0.0) + run_method(
                 policy, tasks, cfg, ex, out / FILES["self-refine"], "self-refine", sr_turns, first_turn=first,
-                progress=progress)
+                progress=progress, chunk=chunk)
     frames = {"cocos": rows_frame(out / FILES["cocos"], tasks, turns)}
     if not skip_self_refine:
         frames["self-refine"] = rows_frame(out / FILES["self-refine"], tasks, sr_turns)
     for name, df in frames.items():
         E.write_rows(df, out / FILES[name])  # sorted, complete
-    source = registry_models.fetched_dir(model)
+    source = registry_models.fetched_dir(model) if model in registry_models.REGISTRY else None
     marker = json.loads((source / registry_models.MARKER).read_text()) if source else {}
     meta = dict(command="python -m cocos_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]),
                 model=model, model_sha256=marker.get("sha256"), model_source=marker.get("wheels"),
                 upstream=marker.get("upstream"), tasks="humaneval", n_tasks=len(tasks), turns=turns, sr_turns=sr_turns,
-                prompt_format="chat", greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                prompt_format="chat", greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk=chunk,
                 backend=backend, dtype="fp32", device="cpu", torch_threads=torch.get_num_threads(),
                 no_edit_threshold=M.DEFAULT_NO_EDIT_THRESHOLD, wall_s={k: round(v, 1) for k, v in wall.items()},
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -216,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--sr-turns", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N HumanEval tasks")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--chunk", type=int, default=48, help="tasks per generation call (rows written per chunk)")
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--backend", default="hf", choices=["hf", "static"])
     p.add_argument("--threads", type=int, default=None)
@@ -225,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.turns <= E.MAX_TURNS or not 2 <= args.sr_turns <= E.MAX_TURNS:
         p.error(f"--turns must be in 1..{E.MAX_TURNS} and --sr-turns in 2..{E.MAX_TURNS}")
-    meta = run_study(args.model, args.out, args.turns, args.sr_turns, args.limit, args.batch_size,
+    meta = run_study(args.model, args.out, args.turns, args.sr_turns, args.limit, args.batch_size, args.chunk,
                      args.max_new_tokens, args.backend, args.threads, args.workers, args.skip_self_refine,
                      not args.no_progress, argv=list(argv) if argv is not None else sys.argv[1:])
     print(json.dumps(meta["summary"]))

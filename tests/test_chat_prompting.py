@@ -168,3 +168,26 @@ def test_study_turn_major_equals_evaluate(chat_policy, executor, tmp_path):
     assert study.rows_frame(sr_path, tasks, 2)[cols + ["method"]].equals(sr_want[cols + ["method"]])
     examples = study.pick_examples(got)
     assert all(e["kind"] for e in examples) and study.edit_histogram(got)["bins"][0] == 0
+
+
+def test_run_study_writes_rows_meta_and_examples(chat_policy, tmp_path):
+    """run_study end to end on a local model dir (2 tasks, 2 turns, Self-Refine); a second call resumes."""
+    import json
+
+    from cocos_lib import study
+    model_dir = chat_policy.model.name_or_path
+    kw = dict(turns=2, sr_turns=2, limit=2, batch_size=2, chunk=2, max_new_tokens=4, threads=1, progress=False)
+    meta = study.run_study(model_dir, tmp_path, argv=["--limit", "2"], **kw)
+    rows = [json.loads(x) for x in (tmp_path / "study_cocos.jsonl").read_text().splitlines()]
+    sr = [json.loads(x) for x in (tmp_path / "study_self_refine.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["turn"]) for r in rows] == [("HumanEval/0", 1), ("HumanEval/0", 2), ("HumanEval/1", 1),
+                                                        ("HumanEval/1", 2)]
+    assert {r["method"] for r in sr} == {"self-refine"} and [r["code"] for r in sr if r["turn"] == 1] == [
+        r["code"] for r in rows if r["turn"] == 1]  # Self-Refine's turn 1 is simple prompting's
+    assert meta["summary"]["cocos"]["n_tasks"] == 2 and meta["command"] == "python -m cocos_lib.study --limit 2"
+    assert json.loads((tmp_path / "study_meta.json").read_text())["turns"] == 2
+    timing = (tmp_path / "study_timing.jsonl").read_text().splitlines()
+    assert len(timing) == 2 + 1  # cocos turns 1, 2 and Self-Refine turn 2 (its turn 1 is copied)
+    study.run_study(model_dir, tmp_path, argv=[], **kw)  # everything on disk: nothing generated again
+    assert len((tmp_path / "study_timing.jsonl").read_text().splitlines()) == 3
+    assert isinstance(json.loads((tmp_path / "study_examples.json").read_text()), list)
