@@ -104,14 +104,29 @@ def _keep(live: _Live, keep: list[int]) -> None:
         layer.values = layer.values[sel, :, first:]
 
 
+def _admit(model, live: _Live, prompt_ids, take: list[int], pad_id: int, device, cache_name: str,
+           prefill_batch: int) -> _Live:
+    """Prefill prompts `take` (in groups of prefill_batch, similar lengths: little padding) and join them."""
+    for g in range(0, len(take), prefill_batch):
+        group = take[g:g + prefill_batch]
+        new = _Live(device)
+        new.logits, new.cache, new.mask, new.pos = _prefill(model, [prompt_ids[i] for i in group], pad_id,
+                                                            device, cache_name)
+        new.index, new.tokens = list(group), [[] for _ in group]
+        new.state = torch.zeros(len(group), dtype=torch.long, device=device)
+        live = _join(live, new)
+    return live
+
+
 @torch.no_grad()
 def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
-                    admit_every: int | None = None) -> list[list[int]]:
+                    admit_every: int | None = None, prefill_batch: int = 8) -> list[list[int]]:
     """Backend "packed": completion ids per prompt (contract in the module docstring).
 
     cfg: generation.SamplingConfig; cfg.batch_size = rows decoded together. admit_every: prefill
     waiting prompts once this many slots are free (default batch_size // 4, at least 1), so
-    that a single finished row does not cost a prefill call of its own.
+    that a single finished row does not cost a prefill call of its own. prefill_batch: prompts
+    per prefill forward (waiting prompts are sorted by length, so a group pads little).
     """
     if not prompt_ids:
         return []
@@ -139,12 +154,7 @@ def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             free = slots - len(live)
             if queue and (free >= min(admit_every, len(queue)) or not len(live)):
                 take, queue = queue[:free], queue[free:]
-                new = _Live(device)
-                new.logits, new.cache, new.mask, new.pos = _prefill(model, [prompt_ids[i] for i in take], pad_id,
-                                                                    device, cache_name)
-                new.index, new.tokens = list(take), [[] for _ in take]
-                new.state = torch.zeros(len(take), dtype=torch.long, device=device)
-                live = _join(live, new)
+                live = _admit(model, live, prompt_ids, take, pad_id, device, cache_name, prefill_batch)
             # -- sample one token per row, then retire the rows that ended
             nxt = fastgen.sample_next(live.logits, cfg.temperature, cfg.top_p, cfg.greedy, generator)
             ended = torch.isin(nxt, eos)
@@ -160,8 +170,9 @@ def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
                     results[live.index[row]] = live.tokens[row]
                 else:
                     keep.append(row)
-            nxt = nxt[torch.tensor(keep, dtype=torch.long, device=device)]
-            _keep(live, keep)
+            if len(keep) < len(live):  # some rows ended: drop them (a copy of the cache, so only then)
+                nxt = nxt[torch.tensor(keep, dtype=torch.long, device=device)]
+                _keep(live, keep)
             if not keep:
                 live = _Live(device)
                 continue

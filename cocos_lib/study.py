@@ -159,7 +159,7 @@ def versions() -> dict:
 
 
 def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, limit: int | None = None,
-              batch_size: int = 16, chunk: int = 48, max_new_tokens: int = 512, backend: str = "hf",
+              batch_size: int = 64, chunk: int = 164, max_new_tokens: int = 512, backend: str = "packed",
               threads: int | None = None, workers: int = 2, skip_self_refine: bool = False, progress: bool = True,
               argv=None) -> dict:
     """Run (or resume) the study into `out`; returns the meta dict written to study_meta.json.
@@ -200,7 +200,8 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
         E.write_rows(df, out / FILES[name])  # sorted, complete
     source = registry_models.fetched_dir(model) if model in registry_models.REGISTRY else None
     marker = json.loads((source / registry_models.MARKER).read_text()) if source else {}
-    meta = dict(command="python -m cocos_lib.study " + " ".join(argv if argv is not None else sys.argv[1:]),
+    command = "python -m cocos_lib.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    meta = dict(command=command, commands=meta.get("commands", []) + [command],
                 model=model, model_sha256=marker.get("sha256"), model_source=marker.get("wheels"),
                 upstream=marker.get("upstream"), tasks="humaneval", n_tasks=len(tasks), turns=turns, sr_turns=sr_turns,
                 prompt_format="chat", greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk=chunk,
@@ -222,10 +223,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--turns", type=int, default=4)
     p.add_argument("--sr-turns", type=int, default=2)
     p.add_argument("--limit", type=int, default=None, help="only the first N HumanEval tasks")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--chunk", type=int, default=48, help="tasks per generation call (rows written per chunk)")
+    p.add_argument("--batch-size", type=int, default=64, help="rows decoded together")
+    p.add_argument("--chunk", type=int, default=164, help="tasks per generation call (rows written per chunk)")
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--backend", default="hf", choices=["hf", "static"])
+    p.add_argument("--backend", default="packed", choices=["hf", "static", "packed"],
+                   help="generation backend (packed: continuous batching, the fast one on a CPU)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=2, help="executor workers")
     p.add_argument("--skip-self-refine", action="store_true")
