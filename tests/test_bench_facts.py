@@ -44,3 +44,20 @@ def test_rollout_bench_draws_measured_lengths():
     p = json.loads(FACTS.read_text())["prompts"]
     want = round((p["completion_turn1"]["median"] + 2 * p["completion_turn2_reference"]["median"]) / 3)
     assert facts["measured_prompt_len"](FACTS) == want == 403
+
+
+def test_real_rollout_bench_runs_on_a_tiny_chat_model(tiny_chat_policy_dir, tmp_path):
+    """benchmarks/real_rollout_bench.py end to end with tiny sizes: every section, ratios consistent."""
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "real_rollout_bench.py"))
+    out = tmp_path / "b.jsonl"
+    bench["main"](["--model", tiny_chat_policy_dir, "--prompts", "3", "--batches", "2", "--nostop-cap", "4",
+                   "--threads", "1", "--out", str(out)])
+    recs = {r["section"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert set(recs) == {"env", "ours_hf", "ours_packed", "hf_eos", "hf_nostop_512", "ratio_hf", "ratio_packed"}
+    base = recs["hf_nostop_512"]
+    assert base["new_tokens"] == 3 * 512 and base["measured_to"] == 4
+    assert abs(base["seconds"] - (base["seconds_measured"] + 508 * (base["seconds_measured"] - base[
+        "seconds_prefill_plus_1"]) / 3)) < 1e-9
+    r = recs["ratio_packed"]
+    assert abs(r["speedup_vs_eos"] - recs["hf_eos"]["seconds"] / recs["ours_packed"]["seconds"]) < 1e-9
+    assert recs["ours_hf"]["new_tokens"] == recs["ours_packed"]["new_tokens"]  # same greedy tokens

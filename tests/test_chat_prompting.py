@@ -10,29 +10,16 @@ from cocos_lib.generation import SamplingConfig, truncate_completion
 from cocos_lib.prompts import CHAT_PREFILL, CORRECTION_INSTRUCTION, extract_answer, render_prompt
 from cocos_lib.rollout import RolloutConfig, rollout
 from cocos_lib.tasks import Task
-from tiny_gguf import CHAT_TEMPLATE, DIMS, tiny_tokenizer
 
 ADD = Task("t/0", "Write a function to add two numbers.", ("assert add(1, 2) == 3", "assert add(0, 0) == 0"))
 GOOD, BAD = "def add(a, b):\n    return a + b", "def add(a, b):\n    return a - b"
 
 
 @pytest.fixture(scope="module")
-def chat_policy(tmp_path_factory):
-    """A random-init tiny Qwen2 whose tokenizer has Qwen's special tokens and a chat template."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
+def chat_policy(tiny_chat_policy_dir):
+    """The tiny chat model (conftest.tiny_chat_policy_dir) loaded through load_policy."""
     from cocos_lib.models import load_policy
-    out = tmp_path_factory.mktemp("chat_policy")
-    tok = tiny_tokenizer()
-    tok.chat_template = CHAT_TEMPLATE
-    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
-                                                         pad_token_id=tok.pad_token_id, **DIMS))
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return load_policy(out, dtype="fp32", device="cpu")
+    return load_policy(tiny_chat_policy_dir, dtype="fp32", device="cpu")
 
 
 @pytest.fixture(scope="module")
