@@ -11,8 +11,8 @@ the same prompt as simple prompting's, so it is taken from those rows, not gener
 
 Writes into --out: `study_cocos.jsonl` and `study_self_refine.jsonl` (`evaluate.write_rows`
 format, one row per task and turn), `study_meta.json` (command, model sha256, versions, wall
-times, date, the summary metrics), `study_timing.jsonl` (seconds and tokens per chunk and turn) and `study_examples.json` (real turn-1 -> turn-2 diffs,
-picked by a fixed rule, see `pick_examples`).
+times, date, the summary metrics), `study_timing.jsonl` (seconds and tokens per chunk and turn)
+and `study_examples.json` (real turn-1 -> turn-2 diffs, picked by a fixed rule: `pick_examples`).
 """
 from __future__ import annotations
 
