@@ -13,9 +13,12 @@ $OUT/rollout_bench.jsonl when $OUT is set).
   --smoke: the --gpu code path with 2-layer configs and tiny sizes (runs on CPU; for tests).
 
 Realistic lengths: random weights never write [DONE], so each row is stopped after a length drawn
-from an ASSUMED distribution of solution lengths (MBPP reference solutions are a few lines; with
-the Qwen tokenizer we assume lognormal, median 70 tokens, sigma 0.5, clipped to [8, 512]; not
-measured here: no MBPP copy or Qwen tokenizer offline). Override with --len-median / --len-sigma.
+(seeded, with replacement) from MEASURED solution lengths: the Qwen2.5 tokenizer's token counts of
+the 164 HumanEval reference programs + "\n[DONE]" (median 168, p90 319; data/results/real/
+tokenizer_facts.json, written by benchmarks/tokenizer_facts.py). The prompt length defaults to the
+measured medians of the completion-format prompts weighted as an update generates them (64 turn-1
+at 256 tokens, 128 turn-2 at 476: 403). `--lengths lognormal --len-median M --len-sigma S` and
+`--prompt-len P` bring back the earlier assumption (lognormal, median 70, sigma 0.5; 300 tokens).
 
   python benchmarks/rollout_bench.py              # CPU, tiny policy
   python benchmarks/rollout_bench.py --gpu        # on a lent GPU (~8 min)
@@ -44,6 +47,7 @@ from types import SimpleNamespace
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
+from benchmarks import tokenizer_facts as facts  # noqa: E402
 from cocos_lib import fastgen, memory  # noqa: E402
 from cocos_lib.generation import SamplingConfig, generate  # noqa: E402
 
@@ -91,6 +95,15 @@ def reset_peak(device) -> None:
 
 def peak_gib(device) -> float | None:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.device(device).type == "cuda" else None
+
+
+def realistic_lengths(args, n: int, seed: int, cap: int) -> tuple[list[int], dict]:
+    """Per-rollout stop lengths: resampled from the measured solution lengths, or the lognormal."""
+    if args.lengths == "lognormal" or args.smoke:
+        median = 12 if args.smoke else args.len_median
+        return assumed_lengths(n, median, args.len_sigma, seed, cap), dict(dist="lognormal (assumed)", median=median,
+                                                                           sigma=args.len_sigma)
+    return facts.resample_lengths(n, seed, cap, args.facts), dict(dist=facts.LENGTHS_SOURCE)
 
 
 def assumed_lengths(n: int, median: float, sigma: float, seed: int, cap: int) -> list[int]:
@@ -224,11 +237,9 @@ def generation_bench(args, run: Run, arch: str, B: int, ctx: dict) -> tuple[dict
         mode = None
         ours = static_run(policy, prompts, N, ctx["device"], None, mode)
     run.emit(dict(common, section="static_nostop", compile_mode=mode, new_tokens=N, **ours))
-    median = 12 if args.smoke else args.len_median
-    lens = assumed_lengths(B, median, args.len_sigma, seed=B, cap=N)
+    lens, how = realistic_lengths(args, B, seed=B, cap=N)
     real = run.emit(dict(common, section="static_realistic", compile_mode=mode, new_tokens_cap=N,
-                         lengths=dict(dist="lognormal (assumed)", median=median, sigma=args.len_sigma,
-                                      mean=sum(lens) / B, max=max(lens)),
+                         lengths=dict(how, mean=sum(lens) / B, max=max(lens)),
                          **static_run(policy, prompts, N, ctx["device"], lens, mode)))
     run.emit(dict(common, section="ratio", step_speedup_nostop=base["ms_per_step"] / ours["ms_per_step"],
                   rollout_speedup_nostop=base["s_per_rollout"] / ours["s_per_rollout"],
@@ -280,7 +291,7 @@ def gpu_mode(args, run: Run) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ctx = dict(device=device, dtype=torch.bfloat16 if device == "cuda" else torch.float32,
                name=torch.cuda.get_device_name() if device == "cuda" else "cpu",
-               P=12 if args.smoke else args.prompt_len, N=48 if args.smoke else args.new_tokens)
+               P=12 if args.smoke else args.prompt_len or facts.measured_prompt_len(args.facts), N=48 if args.smoke else args.new_tokens)
     batches = [4, 2] if args.smoke else list(args.batches)
     plan = []
     for arch in args.archs:
@@ -330,7 +341,7 @@ def colab_peak(args, run: Run, device, smoke) -> None:
     policy = random_policy("Qwen/Qwen2.5-0.5B", device, dtype, smoke)
     P, N, B = (12, 16, 4) if smoke else (c["prompt_len"], c["new_tokens"], c["gen_batch"])
     prompts = random_prompts(B, P, policy.model.config.vocab_size, seed=1)
-    gen = static_run(policy, prompts, N, device, assumed_lengths(B, args.len_median, args.len_sigma, 3, N),
+    gen = static_run(policy, prompts, N, device, realistic_lengths(args, B, 3, N)[0],
                      args.compile_mode)
     fastgen.release_static_cache(policy.model)
     seq, micro = (40, 2) if smoke else (c["train_seq"], c["micro_batch"])
@@ -393,8 +404,11 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=None, help="JSON-lines file (default $OUT/rollout_bench.jsonl if $OUT)")
     p.add_argument("--archs", nargs="+", default=list(ARCHS), choices=sorted(memory.ARCHS))
     p.add_argument("--batches", nargs="+", type=int, default=[128, 64])
-    p.add_argument("--prompt-len", type=int, default=300)
+    p.add_argument("--prompt-len", type=int, default=None, help="default: measured (see the docstring)")
     p.add_argument("--new-tokens", type=int, default=512)
+    p.add_argument("--lengths", choices=["measured", "lognormal"], default="measured",
+                   help="stop lengths: resampled from --facts, or the lognormal of --len-median/--len-sigma")
+    p.add_argument("--facts", default=str(facts.FACTS), help="tokenizer facts JSON (benchmarks/tokenizer_facts.py)")
     p.add_argument("--len-median", type=float, default=70.0, help="assumed median solution length (tokens)")
     p.add_argument("--len-sigma", type=float, default=0.5, help="assumed lognormal sigma of solution lengths")
     p.add_argument("--train-rows", type=int, default=32)

@@ -14,6 +14,12 @@ Both generations use the same SamplingConfig (so the same "[DONE]" stop string) 
 is the ordinary turn-1 prompt. The format mirrors the correction prompt so a base model
 sees one consistent MBPP-style document; the exact Self-Refine prompts of the paper are
 not published.
+
+Chat format (instruct models, ``cfg.prompt_format == "chat"``): the same two steps as messages.
+Critique: system, user = header, assistant = y_{t-1} in a ```python block, user =
+CRITIQUE_INSTRUCTION; the model's own feedback ends at its end-of-turn token (no stop string,
+no prefill). Rewrite: those messages, assistant = f_t, user = REWRITE_INSTRUCTION, then the
+assistant turn pre-filled with "```python\n" and stopped at "```", as every chat answer.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ from dataclasses import replace
 from typing import Sequence
 
 from cocos_lib import prompts
+from cocos_lib import rollout as R
 
 FEEDBACK = "[FEEDBACK]"
 CRITIQUE_INSTRUCTION = (
@@ -56,35 +63,54 @@ def rewrite_prompt(task, previous_code: str, feedback: str, ending: str = "corre
             f"{REWRITE_INSTRUCTION}{prompts.ENDINGS[ending]}")
 
 
+def chat_critique_messages(task, previous_code: str) -> list[dict]:
+    """Critique step as chat messages: the correction dialogue with CRITIQUE_INSTRUCTION as the ask."""
+    return prompts.chat_messages(task, [previous_code])[:-1] + [{"role": "user", "content": CRITIQUE_INSTRUCTION}]
+
+
+def chat_rewrite_messages(task, previous_code: str, feedback: str) -> list[dict]:
+    """Rewrite step as chat messages: the critique dialogue, the feedback, then REWRITE_INSTRUCTION."""
+    return chat_critique_messages(task, previous_code) + [{"role": "assistant", "content": feedback},
+                                                          {"role": "user", "content": REWRITE_INSTRUCTION}]
+
+
+def _step_prompts(policy, cfg, task, previous_code: str, feedback: str | None) -> str:
+    """Critique prompt (feedback None) or rewrite prompt, in cfg.prompt_format."""
+    if cfg.prompt_format != "chat":
+        if feedback is None:
+            return critique_prompt(task, previous_code)
+        return rewrite_prompt(task, previous_code, feedback, cfg.ending)
+    if feedback is None:
+        return prompts.chat_prompt(policy.tokenizer, chat_critique_messages(task, previous_code), prefill="")
+    return prompts.chat_prompt(policy.tokenizer, chat_rewrite_messages(task, previous_code, feedback))
+
+
+def refine_step(policy, tasks: Sequence, previous_codes: Sequence[str], cfg, executor, seed: int, t: int = 2):
+    """One Self-Refine turn t >= 2 for a batch: critique each y_{t-1}, then rewrite with that feedback.
+    Returns (turns: list[rollout.Turn] of the rewrites, feedback: list[(f_t, critique tokens)])."""
+    fb_sampling = replace(cfg.sampling, stop=None) if cfg.prompt_format == "chat" else cfg.sampling
+    fb_prompts = [_step_prompts(policy, cfg, task, c, None) for task, c in zip(tasks, previous_codes)]
+    _, fb_ids, fb_raw = R.generate_texts(policy, fb_prompts, cfg, fb_sampling, R.turn_seed(seed, 100 + t))
+    fb_texts = [extract_feedback(x) for x in fb_raw]
+    rw_prompts = [_step_prompts(policy, cfg, task, c, f) for task, c, f in zip(tasks, previous_codes, fb_texts)]
+    turns = R.run_turn(policy, list(tasks), rw_prompts, cfg, executor, R.turn_seed(seed, t))
+    return turns, [(f, len(ids)) for f, ids in zip(fb_texts, fb_ids)]
+
+
 def self_refine(policy, tasks: Sequence, cfg, executor, seed: int = 0):
-    """Self-Refine trajectories: turn 1 from ``rollout`` (turns=1), then critique + rewrite.
+    """Self-Refine trajectories: turn 1 from ``rollout`` (turns=1), then ``refine_step`` per turn.
 
     Returns ``(trajectories, feedback)`` where trajectories are ``rollout.Trajectory`` objects
     (turn t holds the rewrite prompt / completion) ordered like ``rollout``'s, and
     ``feedback[i][t - 2]`` is (feedback text f_t, number of critique tokens) for trajectory i.
-    Prompts are encoded, left-truncated, decoded and executed exactly as in ``rollout``.
+    Both steps go through ``rollout``'s own pipeline (``generate_texts`` / ``run_turn``).
     """
-    from cocos_lib import rollout as R
-    from cocos_lib.generation import generate
-    from cocos_lib.rewards import REWARDS
-
     trajs = R.rollout(policy, tasks, replace(cfg, turns=1), executor, seed=seed)
     feedback: list[list[tuple[str, int]]] = [[] for _ in trajs]
-    reward_fn, budget = REWARDS[cfg.reward], R.prompt_budget(policy, cfg)
     for t in range(2, cfg.turns + 1):
         prev = [tr.turns[-1].code for tr in trajs]
-        fb_prompts = R.encode_prompts(policy.tokenizer, [critique_prompt(tr.task, c) for tr, c in zip(trajs, prev)],
-                                      budget)
-        fb_ids = generate(policy, fb_prompts, cfg.sampling, seed=R.turn_seed(seed, 100 + t), backend=cfg.backend)
-        fb_texts = [extract_feedback(R.decode_completion(policy, ids)) for ids in fb_ids]
-        rw_prompts = R.encode_prompts(policy.tokenizer, [rewrite_prompt(tr.task, c, f, cfg.ending)
-                                                         for tr, c, f in zip(trajs, prev, fb_texts)], budget)
-        rw_ids = generate(policy, rw_prompts, cfg.sampling, seed=R.turn_seed(seed, t), backend=cfg.backend)
-        texts = [R.decode_completion(policy, ids) for ids in rw_ids]
-        codes = [prompts.extract_code(x) for x in texts]
-        reports = R.execute(executor, [tr.task for tr in trajs], codes, cfg.timeout_s)
+        turns, fb = refine_step(policy, [tr.task for tr in trajs], prev, cfg, executor, seed, t)
         for i, tr in enumerate(trajs):
-            tr.turns.append(R.Turn(prompt_ids=rw_prompts[i], completion_ids=rw_ids[i], text=texts[i],
-                                   code=codes[i], report=reports[i], reward=float(reward_fn(reports[i]))))
-            feedback[i].append((fb_texts[i], len(fb_ids[i])))
+            tr.turns.append(turns[i])
+            feedback[i].append(fb[i])
     return trajs, feedback

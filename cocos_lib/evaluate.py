@@ -22,6 +22,7 @@ from typing import Sequence
 import pandas as pd
 
 from cocos_lib import metrics as M
+from cocos_lib import registry_models
 from cocos_lib.metrics import transition_metrics
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
@@ -29,7 +30,7 @@ __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "e
            "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")
-PROMPT_FORMATS = ("repo", "release")  # prompts.py (the repo's, as in training) | release.py (the authors' test.py)
+PROMPT_FORMATS = ("completion", "chat", "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
 MAX_TURNS = 4
 COLUMNS = ("task_id", "sample", "turn", "method", "code", "outcomes", "n_tests", "n_passed", "pass_fraction",
            "correct", "reward", "edit_distance", "no_edit", "new_tokens", "error", "text", "feedback")
@@ -39,7 +40,7 @@ class EvalConfigError(ValueError):
     """A bad evaluate() argument (turns, k, method ...), one line."""
 
 
-def _check(turns: int, k: int, method: str, greedy: bool, prompt_format: str = "repo") -> None:
+def _check(turns: int, k: int, method: str, greedy: bool, prompt_format: str = "completion") -> None:
     if not 1 <= turns <= MAX_TURNS:
         raise EvalConfigError(f"evaluate: field 'turns': {turns} is outside 1..{MAX_TURNS}")
     if k < 1:
@@ -60,6 +61,8 @@ def _fingerprint(name: str) -> str:
     if name == "tiny-warmstart":
         from cocos_lib.toy import warmstart_path
         name = str(warmstart_path())
+    if name in registry_models.REGISTRY:
+        name = str(registry_models.model_dir(name))
     p = Path(name).expanduser()
     if p.is_dir():
         return f"{p.resolve()}@{max((f.stat().st_mtime_ns for f in p.iterdir() if f.is_file()), default=0)}"
@@ -76,7 +79,7 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
              executor=None, cache: str | Path | None = None, progress: bool = True, method: str = "cocos",
              fewshot: str = "", ending: str = "correct", backend: str = "hf", reward: str = "progressive",
              seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD,
-             prompt_format: str = "repo") -> pd.DataFrame:
+             prompt_format: str = "completion") -> pd.DataFrame:
     """Run ``turns`` turns on every task (k samples each) and return one row per task, sample, turn.
 
     policy: a ``models.Policy``, or a name / dir (loaded only on a cache miss).
@@ -85,7 +88,9 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     chunk: tasks per ``rollout`` call (progress granularity; default sampling.batch_size).
     cache: a directory; the result is stored as ``eval-<key>.jsonl`` keyed by policy, tasks and
     every setting here, and read back instead of re-running.
-    prompt_format: "repo" (prompts.py, `fewshot` and `ending` as given) or "release" (release.py: the
+    prompt_format: "completion" (the paper's prompts, `fewshot` and `ending` as given), "chat" (instruct
+    models: chat template, answer pre-filled with "```python\n" and stopped at "```"; see cocos_lib.prompts)
+    or "release" (release.py: the
     authors' evaluation prompts and extraction; `fewshot` is the release's block or "", `ending`
     follows from it; a policy given by name is loaded by release_run.load, stand-ins included).
     Columns: task_id, sample, turn (1..T), method, code, outcomes (list), n_tests, n_passed,
@@ -96,14 +101,18 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy, prompt_format)
     from cocos_lib.generation import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
+    # the release format has its own prompts and extraction (release_run); the rollout config carries the rest
+    rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward,
+                           "completion" if prompt_format == "release" else prompt_format)
     tasks, chunk = list(tasks), chunk or cfg.batch_size
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
                     backend=backend, reward=reward, seed=seed, chunk=chunk, threshold=no_edit_threshold)
-    if prompt_format != "repo":  # only then: earlier caches keep their keys
-        from cocos_lib import release_run
+    if prompt_format != "completion":  # only then: earlier caches keep their keys
         settings["prompt_format"] = prompt_format
-        name = release_run.source(str(name)) if isinstance(policy, (str, Path)) else name
+    if prompt_format == "release" and isinstance(policy, (str, Path)):
+        from cocos_lib import release_run
+        name = release_run.source(str(name))
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
     if path is not None and path.is_file():
         return read_rows(path)
@@ -113,22 +122,29 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     elif isinstance(policy, (str, Path)):
         from cocos_lib.models import load_policy
         policy = load_policy(policy)
-    df = _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-              seed, chunk, no_edit_threshold, prompt_format)
+    df = _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, no_edit_threshold, prompt_format)
     if path is not None:
         write_rows(df, path)
     return df
 
 
-def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, ending, backend, reward,
-         seed, chunk, threshold, prompt_format="repo") -> pd.DataFrame:
+def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format):
+    from cocos_lib.rollout import RolloutConfig
+    try:
+        return RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg, fewshot=fewshot,
+                             ending=ending, backend=backend, prompt_format=prompt_format)
+    except ValueError as e:
+        raise EvalConfigError(f"evaluate: {e}") from None
+
+
+def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold,
+         prompt_format="completion") -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     from cocos_lib import baselines
     from cocos_lib.executor import open_executor
-    from cocos_lib.rollout import RolloutConfig, rollout
-    rcfg = RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg,
-                         fewshot=fewshot, ending=ending, backend=backend)
+    from cocos_lib.rollout import rollout
+    turns = rcfg.turns
     own = executor is None
     ex = open_executor() if own else executor
     rows: list[dict] = []
@@ -138,8 +154,8 @@ def _run(policy, tasks, turns, k, cfg, executor, progress, method, fewshot, endi
             part = tasks[start:start + chunk]
             if prompt_format == "release":
                 from cocos_lib import release_run
-                trajs, fb = release_run.rollout(policy, part, turns, cfg, ex, fewshot, seed=seed + start,
-                                                reward=reward), None
+                trajs, fb = release_run.rollout(policy, part, turns, rcfg.sampling, ex, rcfg.fewshot,
+                                                seed=seed + start, reward=rcfg.reward), None
             elif method == "self-refine":
                 trajs, fb = baselines.self_refine(policy, part, rcfg, ex, seed=seed + start)
             else:
@@ -159,18 +175,24 @@ def trajectory_rows(traj, method: str = "cocos", threshold: float = M.DEFAULT_NO
     """One row dict per turn of a ``rollout.Trajectory`` (see ``evaluate`` for the columns)."""
     rows, prev = [], None
     for t, turn in enumerate(traj.turns, start=1):
-        fb_text, fb_tokens = feedback[t - 2] if feedback and t >= 2 else ("", 0)
-        ed = math.nan if prev is None else M.normalized_edit_distance(prev, turn.code)
-        rows.append(dict(task_id=traj.task.task_id, sample=traj.sample, turn=t, method=method, code=turn.code,
-                         outcomes=list(turn.report.outcomes), n_tests=len(turn.report.outcomes),
-                         n_passed=sum(o == "passed" for o in turn.report.outcomes),
-                         pass_fraction=turn.report.fraction, correct=bool(turn.report.all_passed),
-                         reward=float(turn.reward), edit_distance=ed,
-                         no_edit=None if prev is None else bool(ed <= threshold),
-                         new_tokens=len(turn.completion_ids) + fb_tokens, error=turn.report.error,
-                         text=turn.text, feedback=fb_text))
+        fb = feedback[t - 2] if feedback and t >= 2 else ("", 0)
+        rows.append(turn_row(traj.task.task_id, traj.sample, t, turn, prev, method, threshold, fb))
         prev = turn.code
     return rows
+
+
+def turn_row(task_id: str, sample: int, t: int, turn, previous_code: str | None, method: str = "cocos",
+             threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD, feedback: tuple[str, int] = ("", 0)) -> dict:
+    """The row of turn t (a ``rollout.Turn``); edit distance to ``previous_code`` (None at t = 1)."""
+    ed = math.nan if previous_code is None else M.normalized_edit_distance(previous_code, turn.code)
+    outcomes = list(turn.report.outcomes)
+    return dict(task_id=task_id, sample=sample, turn=t, method=method, code=turn.code, outcomes=outcomes,
+                n_tests=len(outcomes), n_passed=sum(o == "passed" for o in outcomes),
+                pass_fraction=turn.report.fraction, correct=bool(turn.report.all_passed),
+                reward=float(turn.reward), edit_distance=ed,
+                no_edit=None if previous_code is None else bool(ed <= threshold),
+                new_tokens=len(turn.completion_ids) + feedback[1], error=turn.report.error,
+                text=turn.text, feedback=feedback[0])
 
 
 def _frame(rows: list[dict]) -> pd.DataFrame:
@@ -306,8 +328,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fewshot", type=int, default=None, help="N solved examples before turn 1 (base models): MBPP "
                    "prompt split for mbpp-*, else the offline default (0; --format release: 3 for a released base)")
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
-    p.add_argument("--format", choices=PROMPT_FORMATS, default="repo", dest="prompt_format",
-                   help="repo: the repo's prompts (as trained); release: the authors' test.py (cocos_lib/release.py)")
+    p.add_argument("--prompt-format", "--format", choices=PROMPT_FORMATS, default="completion", dest="prompt_format",
+                   help="completion: the paper's prompts (base models, as trained); chat: the chat template "
+                        "(instruct models); release: the authors' test.py (cocos_lib/release.py)")
     p.add_argument("--stop-at-done", action="store_true", help="--format release: stop rows at [DONE] too (same code)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")

@@ -4,7 +4,9 @@
 - "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
   the last few tokens of each sequence per step;
 - "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` (imported lazily) with the
-  same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`.
+  same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`;
+- "packed": continuous batching for CPU decoding in `cocos_lib.packed` (finished rows are
+  replaced by waiting prompts at once; same signature).
 Every backend returns, per prompt, the completion ids truncated right after the stop string
 is complete (stop text included), or after the first EOS (included), or at max_new_tokens.
 """
@@ -19,7 +21,7 @@ from transformers import StoppingCriteria
 
 from cocos_lib.modes import mode
 
-BACKENDS = ("hf", "static", "vllm")
+BACKENDS = ("hf", "static", "vllm", "packed")
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,9 @@ def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int
         return hf_generate(policy, prompt_ids, cfg, seed)
     if cfg.top_k and not cfg.greedy:
         raise ValueError(f"backend '{backend}': SamplingConfig.top_k={cfg.top_k} is implemented by the hf backend only")
+    if backend == "packed":
+        from cocos_lib.packed import packed_generate  # lazy: imports fastgen
+        return packed_generate(policy, prompt_ids, cfg, seed)
     from cocos_lib import fastgen  # lazy: GPU-only code paths
     fn = fastgen.static_generate if backend == "static" else fastgen.vllm_generate
     return fn(policy, prompt_ids, cfg, seed)

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
+from cocos_lib import registry_models  # stdlib-only at import: short names of registry-shipped models
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 TINY_WARMSTART = "tiny-warmstart"
@@ -103,6 +104,8 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 
     Cheap (reads config.json only), so callers can fail before any heavy work.
     "tiny-warmstart" resolves to the shipped toy checkpoint (cocos_lib.toy.warmstart_path()).
+    A registry short name (registry_models.REGISTRY, e.g. "qwen2.5-coder-0.5b-instruct") resolves
+    to its converted folder in the cocos cache, or fails saying the command that fetches it.
     A hub name resolves to its local HF-cache snapshot when complete (no network at all);
     otherwise, with HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE set or the hub unreachable (one quick
     probe, no retries), it fails at once instead of after huggingface_hub's retries.
@@ -114,6 +117,11 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         if not Path(name).is_dir():
             raise ModelNotFoundError(f"model 'tiny-warmstart': no checkpoint at {name} "
                                      "(build it: python -m cocos_lib.toy build-warmstart)")
+    if name in registry_models.REGISTRY:
+        folder = registry_models.fetched_dir(name)
+        if folder is None:
+            raise ModelNotFoundError(registry_models.not_fetched_message(name))
+        return str(folder)
     path = Path(name).expanduser()
     if path.exists():
         if not path.is_dir() or not ((path / "config.json").is_file()

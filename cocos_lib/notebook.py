@@ -20,6 +20,11 @@ NOTEBOOK_PROFILES: dict[str, dict] = {
     "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
                  max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=None,
                  ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
+    # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct, chat prompts, all 164 HumanEval
+    # tasks (hours on 2 cores: the notebooks read the committed study in data/results/real unless REAL_RUN).
+    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", eval_tasks="humaneval", n_eval=None, fewshot=0,
+                ending="correct", max_new_tokens=512, batch_size=16, device="cpu", train_updates=None,
+                ablation_updates=3, prompt_format="chat"),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
                   max_new_tokens=512, batch_size=32, device=None, train_updates=None, ablation_updates=50),
@@ -43,13 +48,15 @@ class NotebookProfile:
     cocos_lib.train.PROFILES[name];
     ablation_*: each run of notebook 05 (updates, evaluation tasks, extra TrainConfig fields);
     threads: torch intra-op threads (None: torch's default);
-    progress: show progress bars (only when a frontend can render them, see has_frontend)."""
+    progress: show progress bars (only when a frontend can render them, see has_frontend);
+    prompt_format: the prompts of evaluation and rollouts ("completion" or "chat")."""
     name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
     max_new_tokens: int; batch_size: int; device: str | None; train_updates: int | None  # noqa: E702
     ablation_updates: int
     eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
     ablation_eval: int | None = None; ablation_overrides: dict = field(default_factory=dict)  # noqa: E702
     train_overrides: dict = field(default_factory=dict)
+    prompt_format: str = "completion"  # "chat" for instruct models (cocos_lib.prompts)
 
     def start(self) -> None:
         """Set torch's threads (on a small CPU the executor's workers need a core: oversubscribed
@@ -73,13 +80,13 @@ class NotebookProfile:
     def eval_kwargs(self) -> dict:
         """Keyword arguments of cocos_lib.evaluate.evaluate shared by every notebook (greedy)."""
         return dict(sampling=self.sampling(), ending=self.ending, fewshot=_fewshot(self.eval_tasks, self.fewshot),
-                    progress=self.progress)
+                    progress=self.progress, prompt_format=self.prompt_format)
 
     def rollout_config(self, **fields):
         """cocos_lib.rollout.RolloutConfig with this profile's prompts, sampling at T = 0.9, and `fields`."""
         from cocos_lib.rollout import RolloutConfig
         values = dict(sampling=self.sampling(greedy=False), ending=self.ending,
-                      fewshot=_fewshot(self.eval_tasks, self.fewshot))
+                      fewshot=_fewshot(self.eval_tasks, self.fewshot), prompt_format=self.prompt_format)
         return RolloutConfig(**{**values, **fields})
 
     def train_config(self, updates: int | None = None, **overrides):

@@ -4,6 +4,13 @@ Turn 1:   [few-shot block] + header + "[BEGIN]\n"; the model writes code and "[D
 Turn t>=2: header + y_{t-1} (the most recent attempt's code) + "\n[DONE]\n\n"
            + CORRECTION_INSTRUCTION + "\n\n[CORRECT]\n" (after SFT warm-start, "Boost")
            or "\n\n[BEGIN]\n" (few-shot start). No execution feedback is ever shown.
+
+Two prompt formats (PROMPT_FORMATS): "completion" is the above (base models, the paper);
+"chat" renders the same state as `chat_messages` with the tokenizer's chat template (instruct
+models) and pre-fills the assistant turn with CHAT_PREFILL = "```python\n", so the answer is
+the code itself and ends at the closing fence: the stop string is CHAT_STOP = "```" (an instruct
+model's trailing prose is never generated) and `extract_answer` puts the prefill back before
+`extract_code`, which then reads the fenced block.
 """
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ CORRECTION_INSTRUCTION = (
 )
 ENDINGS = {"correct": f"\n\n{CORRECT}\n", "begin": f"\n\n{BEGIN}\n"}
 CHAT_SYSTEM = "You are an expert Python programmer. Reply with the complete Python program only, in one ```python code block."
+PROMPT_FORMATS = ("completion", "chat")
+CHAT_PREFILL = "```python\n"
+CHAT_STOP = "```"
 FEWSHOT_FILE = os.path.join(os.path.dirname(__file__), "assets", "fewshot.json")
 
 
@@ -104,6 +114,37 @@ def chat_messages(task: Task, previous_codes: Sequence[str] = ()) -> list[dict]:
         msgs.append({"role": "assistant", "content": f"```python\n{previous_codes[-1]}\n```"})
         msgs.append({"role": "user", "content": CORRECTION_INSTRUCTION})
     return msgs
+
+
+def chat_prompt(tokenizer, messages: Sequence[dict], prefill: str = CHAT_PREFILL) -> str:
+    """The chat template's text for `messages` up to the assistant's turn, then `prefill`."""
+    text = tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+    return text + prefill
+
+
+def render_prompt(tokenizer, task: Task, previous_codes: Sequence[str], prompt_format: str = "completion",
+                  fewshot: str = "", ending: str = "correct") -> str:
+    """Prompt text of turn len(previous_codes) + 1: `build_prompt` ("completion") or the chat
+    template of `chat_messages` pre-filled with CHAT_PREFILL ("chat"; no few-shot, no ending)."""
+    if prompt_format == "chat":
+        return chat_prompt(tokenizer, chat_messages(task, previous_codes))
+    if prompt_format != "completion":
+        raise ValueError(f"prompts: field 'prompt_format': unknown format {prompt_format!r} "
+                         f"(expected one of {', '.join(PROMPT_FORMATS)})")
+    return build_prompt(task, previous_codes, fewshot, ending)
+
+
+def answer_stop(prompt_format: str, stop: str | None) -> str | None:
+    """The stop string of an answer: "[DONE]" means "end of the answer", i.e. CHAT_STOP in the chat
+    format; any other stop (or None: no stop) is kept."""
+    return CHAT_STOP if prompt_format == "chat" and stop == DONE else stop
+
+
+def extract_answer(text: str | None, prompt_format: str = "completion") -> str:
+    """The program in a completion of `render_prompt`: chat completions get CHAT_PREFILL back first."""
+    if prompt_format == "chat":
+        return extract_code(CHAT_PREFILL + (text or ""))
+    return extract_code(text)
 
 
 _FENCE = re.compile(r"```[ \t]*[\w+-]*[ \t]*\n(.*?)(?:```|\Z)", re.S)

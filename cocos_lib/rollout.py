@@ -7,6 +7,12 @@ independently. Every turn's code is run against the task's K unit tests through 
 executor, once per turn for the whole batch, and scored r_t = REWARDS[cfg.reward](report);
 a trajectory's return is R = accumulated_reward([r_1..r_T], gamma).
 Greedy evaluation: k=1, sampling=SamplingConfig(greedy=True).
+
+One turn of a batch is one pipeline, `run_turn` (also used by baselines.self_refine): prompt texts
+-> encode (left-truncated) -> generate -> decode -> extract the code -> execute -> reward.
+`cfg.prompt_format` picks the prompts: "completion" (the paper's MBPP-style text, default) or
+"chat" (the tokenizer's chat template, assistant turn pre-filled with "```python\n", stop "```";
+see cocos_lib.prompts).
 """
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from cocos_lib.generation import BACKENDS, SamplingConfig, generate
-from cocos_lib.prompts import BEGIN, CORRECT, DONE, build_prompt, extract_code
+from cocos_lib.prompts import BEGIN, CORRECT, DONE, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
 
 MARKERS = (BEGIN, DONE, CORRECT)
 
@@ -74,6 +80,12 @@ class RolloutConfig:
     backend: str = "hf"
     max_prompt_tokens: int | None = None
     timeout_s: float = 3.0
+    prompt_format: str = "completion"   # "completion" (paper) | "chat" (instruct models)
+
+    @property
+    def answer_sampling(self) -> SamplingConfig:
+        """`sampling` with the format's stop string ("[DONE]" becomes "```" in the chat format)."""
+        return dataclasses.replace(self.sampling, stop=answer_stop(self.prompt_format, self.sampling.stop))
 
     def __post_init__(self):
         from cocos_lib.rewards import REWARDS
@@ -82,7 +94,10 @@ class RolloutConfig:
                   (self.ending in ("correct", "begin"), "ending", "expected 'correct' or 'begin'"),
                   (self.backend in BACKENDS, "backend", f"expected one of {list(BACKENDS)}"),
                   (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens",
-                   "must be >= 1 or None"), (self.timeout_s > 0, "timeout_s", "must be > 0")]
+                   "must be >= 1 or None"), (self.timeout_s > 0, "timeout_s", "must be > 0"),
+                  (self.prompt_format in PROMPT_FORMATS, "prompt_format", f"expected one of {list(PROMPT_FORMATS)}"),
+                  (self.prompt_format != "chat" or not self.fewshot, "fewshot",
+                   "the chat format takes no few-shot block (an instruct model answers from the task)")]
         for ok, name, what in checks:
             if not ok:
                 raise ValueError(f"RolloutConfig.{name}={getattr(self, name)!r}: {what}")
@@ -136,42 +151,57 @@ def turn_seed(seed: int, t: int) -> int:
     return (seed * 1_000_003 + t) % (2 ** 63)
 
 
+def generate_texts(policy, texts: Sequence[str], cfg: RolloutConfig, sampling: SamplingConfig, seed: int,
+                   stats: dict | None = None) -> tuple[list[list[int]], list[list[int]], list[str]]:
+    """Prompt texts -> (prompt ids, completion ids, completion texts): encode, generate, decode."""
+    prompt_ids = encode_prompts(policy.tokenizer, texts, prompt_budget(policy, cfg))
+    t0 = time.perf_counter()
+    completions = generate(policy, prompt_ids, sampling, seed=seed, backend=cfg.backend)
+    if stats is not None:
+        stats["sec_generate"] = stats.get("sec_generate", 0.0) + time.perf_counter() - t0
+        stats["tokens"] = stats.get("tokens", 0) + sum(len(c) for c in completions)
+    return prompt_ids, completions, [decode_completion(policy, c) for c in completions]
+
+
+def run_turn(policy, tasks: Sequence[Any], texts: Sequence[str], cfg: RolloutConfig, executor, seed: int,
+             stats: dict | None = None) -> list[Turn]:
+    """One turn for a batch: generate_texts, extract each answer's code, execute, r_t = reward."""
+    from cocos_lib.rewards import REWARDS
+    prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats)
+    codes = [extract_answer(o, cfg.prompt_format) for o in outs]
+    t0 = time.perf_counter()
+    reports = execute(executor, tasks, codes, cfg.timeout_s)
+    if stats is not None:
+        stats["sec_execute"] = stats.get("sec_execute", 0.0) + time.perf_counter() - t0
+    reward_fn = REWARDS[cfg.reward]
+    return [Turn(p, c, o, code, rep, float(reward_fn(rep)))
+            for p, c, o, code, rep in zip(prompt_ids, completions, outs, codes, reports)]
+
+
 def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: int = 0,
             progress: bool = False, stats: dict | None = None) -> list[Trajectory]:
     """len(tasks) * k trajectories ordered by (group, sample); see the module docstring.
 
-    Turn t >= 2 prompt = build_prompt(task, codes of turns < t) (few-shot block on turn 1
+    Turn t >= 2 prompt = render_prompt(task, codes of turns < t) (few-shot block on turn 1
     only). stats, if given, receives sec_generate, sec_execute, tokens (generated) and untrusted_tests: the
     share of the test outcomes behind the rewards that the executor could not decide outside the candidate
     (TestReport.trusted False: such a pass may be forged; the reward counts it all the same).
     """
     from cocos_lib.executor import untrusted_share
-    from cocos_lib.rewards import REWARDS
     from tqdm.auto import tqdm
-    reward_fn, k = REWARDS[cfg.reward], cfg.k
+    k = cfg.k
     if not tasks:
         return []
-    budget = prompt_budget(policy, cfg)
     trajs = [Trajectory(task=task, turns=[], group=g, sample=s) for g, task in enumerate(tasks) for s in range(k)]
     acc = {"sec_generate": 0.0, "sec_execute": 0.0, "tokens": 0}
     executed = []  # every turn's reports: the test outcomes behind the rewards
     for t in tqdm(range(1, cfg.turns + 1), desc="rollout turns", disable=not progress or not trajs):
         shared = t == 1 and cfg.share_first_turn and k > 1
         sources = trajs[::k] if shared else trajs
-        texts = [build_prompt(tr.task, [u.code for u in tr.turns], cfg.fewshot, cfg.ending) for tr in sources]
-        prompt_ids = encode_prompts(policy.tokenizer, texts, budget)
-        t0 = time.perf_counter()
-        completions = generate(policy, prompt_ids, cfg.sampling, seed=turn_seed(seed, t), backend=cfg.backend)
-        t1 = time.perf_counter()
-        outs = [decode_completion(policy, c) for c in completions]
-        codes = [extract_code(o) for o in outs]
-        reports = execute(executor, [tr.task for tr in sources], codes, cfg.timeout_s)
-        acc["sec_generate"] += t1 - t0
-        acc["sec_execute"] += time.perf_counter() - t1
-        acc["tokens"] += sum(len(c) for c in completions)
-        executed += reports
-        new = [Turn(p, c, o, code, rep, float(reward_fn(rep)))
-               for p, c, o, code, rep in zip(prompt_ids, completions, outs, codes, reports)]
+        texts = [render_prompt(policy.tokenizer, tr.task, [u.code for u in tr.turns], cfg.prompt_format,
+                               cfg.fewshot, cfg.ending) for tr in sources]
+        new = run_turn(policy, [tr.task for tr in sources], texts, cfg, executor, turn_seed(seed, t), acc)
+        executed += [turn.report for turn in new]
         for i, tr in enumerate(trajs):
             turn = new[i // k] if shared else new[i]
             tr.turns.append(dataclasses.replace(turn, prompt_ids=list(turn.prompt_ids),

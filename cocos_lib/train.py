@@ -140,7 +140,8 @@ def rollout_config(cfg: TrainConfig):
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
-                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s)
+                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s,
+                         prompt_format=cfg.prompt_format)
 
 
 def restore_state(ckpt: Path, optimizer, scaler=None) -> tuple[int, int]:
@@ -312,7 +313,8 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m cocos_lib.train", description="CoCoS RL training (RLOO, multi-turn).")
     p.add_argument("--profile", choices=sorted(PROFILES),
-                   help="tiny (CPU, default), colab (T4), paper (PAPER.md), released (the release's own choices)")
+                   help="tiny (CPU, default), cpu (real 0.5B model on CPU), colab (T4), paper (docs/paper.md), "
+                        "released (the release's own choices)")
     p.add_argument("--out", help="run directory (metrics.jsonl, checkpoint/, final/)")
     p.add_argument("--updates", type=int, help="number of updates (overrides the profile)")
     p.add_argument("--resume", metavar="DIR", help="run or checkpoint dir to continue (its config unless --profile)")

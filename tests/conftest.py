@@ -41,3 +41,24 @@ def tiny_policy(tiny_policy_dir):
     from cocos_lib.models import load_policy
     torch.set_num_threads(1)
     return load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_policy_dir(tmp_path_factory):
+    """A random-init tiny Qwen2 (tests/tiny_gguf.py sizes) whose tokenizer has Qwen's special tokens
+    (<|im_start|>, <|im_end|> = EOS, <|endoftext|> = pad) and a chat template; save_pretrained."""
+    import torch
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from tiny_gguf import CHAT_TEMPLATE, DIMS, tiny_tokenizer
+    out = tmp_path_factory.mktemp("chat_policy")
+    tok = tiny_tokenizer()
+    tok.chat_template = CHAT_TEMPLATE
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(Qwen2Config(vocab_size=len(tok), eos_token_id=tok.eos_token_id,
+                                                             pad_token_id=tok.pad_token_id, **DIMS))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return str(out)

@@ -62,7 +62,7 @@ def test_paper_profile_matches_paper_md():
     assert c.share_first_turn is True and c.train_turns == (2,) and c.turns == 2
     assert make_config("colab").model == "Qwen/Qwen2.5-0.5B" and make_config("colab").dtype == "fp16"
     assert make_config("tiny").model == "tiny-warmstart" and make_config("tiny").tasks == "toy-train"
-    assert set(PROFILES) == {"tiny", "colab", "paper", "released"}
+    assert set(PROFILES) == {"tiny", "cpu", "colab", "paper", "released"}
 
 
 def test_released_profile_is_paper_with_the_release_choices():
@@ -114,7 +114,7 @@ def test_bad_config_fails_in_one_line(kw, message):
 
 
 def test_unknown_profile_and_missing_model(tmp_path):
-    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, paper, released, tiny"):
+    with pytest.raises(ConfigError, match="unknown profile 'huge': expected one of colab, cpu, paper, released, tiny"):
         make_config("huge")
     cfg = make_config("tiny", model=str(tmp_path / "no-such-model"))
     with pytest.raises(ConfigError, match="config field 'model': model '.*no-such-model': no such local directory"):
