@@ -142,8 +142,8 @@ def test_evaluate_release_format_end_to_end_with_cache(monkeypatch, tmp_path, ti
     files = list(tmp_path.glob("eval-*.jsonl"))
     assert len(files) == 1
     assert E.evaluate(CKPT, tasks, **kw)[["task_id", "turn", "code"]].equals(df[["task_id", "turn", "code"]])
-    with pytest.raises(E.EvalConfigError, match="field 'prompt_format': unknown format 'chat'"):
-        E.evaluate(CKPT, tasks, prompt_format="chat")
+    with pytest.raises(E.EvalConfigError, match="field 'prompt_format': unknown format 'plain'"):
+        E.evaluate(CKPT, tasks, prompt_format="plain")
     with pytest.raises(E.EvalConfigError, match="the release format has no 'self-refine' prompts"):
         E.evaluate(CKPT, tasks, prompt_format="release", method="self-refine")
 

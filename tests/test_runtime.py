@@ -82,7 +82,7 @@ def test_explicit_choices_are_kept_and_warned_about():
     lines.clear()
     assert runtime.choose_profile("tiny", T4, lines.append, fake_plan) == "tiny"     # tiny has no GPU plan
     assert len(lines) == 1
-    with pytest.raises(ProfileError, match="PROFILE='big': expected None \\(auto\\) or one of tiny, colab, paper"):
+    with pytest.raises(ProfileError, match="PROFILE='big': expected None \\(auto\\) or one of tiny, cpu, colab, paper"):
         runtime.choose_profile("big", T4, lines.append, fake_plan)
 
 
