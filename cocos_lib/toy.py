@@ -1,24 +1,29 @@
-"""The toy world of the `tiny` profile: generated MBPP-style tasks, a character-level policy
-and its warm-start (SFT), so that CoCoS can be *seen* learning on a laptop CPU.
+"""The toy world's policy: a character-level Llama and its warm-start (SFT) on the tasks of
+`cocos_lib.toy_world`, so that CoCoS can be *seen* learning on a laptop CPU.
 
 Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
 the paper measured in real 1B models (PAPER.md, "small models don't reflect"):
-- turn 1 has a *systematic misconception* on some operations (e.g. `v>=n` for "greater
-  than n", `s[n:]` for "the last n characters"); the task text and tests contradict it;
+- turn 1 has a *systematic misconception* on 7 of the 16 operations (e.g. `v>=n` for "greater
+  than n", `s[n:]` for "the last n characters", `x-n` for "the distance to n", `max(a)` for
+  "the largest number, or n if the list is empty"); the task text and tests contradict it,
+  yet the misconception usually passes some of the K = 4 tests (toy_world.py);
 - turn 2 mostly *copies* the first attempt: given a wrong attempt it copies with probability
   1 - repair_rate and repairs with probability repair_rate (0.2), given a right one it copies.
   Greedy decoding thus copies (Acc@t2 ~ Acc@t1), while sampling at temperature 0.9 sometimes
   repairs: the signal that RL (rl.py) amplifies. The real phenomenon is measured with real
   models in the GPU profiles; here it is a stand-in that keeps the same code path.
 
-Measured (shipped checkpoint, 200 held-out tasks, greedy): Acc@t1 59.0%, Acc@t2 63.0%,
-i->c 8.0%, c->i 4.0%, no-edit rate 94%. After `python -m cocos_lib.train --profile tiny`
-(40 updates, ~5 min on 2 cores): Acc@t1 76.5%, Acc@t2 92.0%, i->c 17.0%, c->i 1.5%.
-Rebuild: `python -m cocos_lib.toy build-warmstart` (2000 SFT steps, about 18 min on one core
-of the loaded 2-core machine: the checkpoint is shipped so nobody has to).
-
-Disjoint splits by construction: an operation `op` with constant `n` (the solution) is a test
-pair iff (index(op) + n) % 4 == 0; train tasks never share a solution with test tasks.
+Measured on toy-test (200 tasks), greedy, 2 turns (64 or 512 new tokens give the same answers):
+- shipped warm-start: Acc@t1 47.0%, Acc@t2 47.0%, i->c 0.0%, c->i 0.0%, no-edit rate 97.5%
+  (d <= 0.05; unchanged d = 0: 96%); 94 of the 106 wrong turn-1 answers (88.7%) pass some but
+  not all tests, where progressive and binary rewards differ.
+- after `python -m cocos_lib.train --profile tiny --out DIR` (40 updates, 427 s on the loaded
+  2-core machine with OMP_NUM_THREADS=1) and `python -m cocos_lib.evaluate --policy DIR/final
+  --tasks toy-test --turns 2 --out F`: Acc@t1 65.5%, Acc@t2 87.5%, i->c 22.5%, c->i 0.5%
+  (unit-level 22.5% / 1.5%), no-edit rate 79%. Turn 1 improves too: it shares the weights.
+Rebuild: `python -m cocos_lib.toy build-warmstart` (2000 SFT steps, 35 min on one core of the
+loaded 2-core machine: the checkpoint is shipped so nobody has to). The context is 2048
+positions (RoPE: no position weights), so a 512-token evaluation keeps the whole turn-2 prompt.
 """
 from __future__ import annotations
 
@@ -86,7 +91,7 @@ def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
                          intermediate_size=3 * cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-                         max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=None,
+                         max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=None,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
