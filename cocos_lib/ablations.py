@@ -18,7 +18,8 @@ What it writes under OUT (compact, committed; model weights stay in WORK, git-ig
     untrained/eval.json             the warm-start's evaluation
     <setting>/seed<s>/metrics.jsonl the training history (HISTORY_KEYS only)
     <setting>/seed<s>/eval.json     {"summary": evaluate.summarize(...), "extra": eval_extras(...), ...}
-    summary.json, summary.md        per setting: mean, std, min, max over seeds (`aggregate`)
+    summary.json, summary.md        per setting: mean, std, min, max over seeds (`aggregate`), and
+                                    the COMPARISONS: difference of means vs spread (`compare`)
 Resumable: a run whose eval.json exists is skipped; an interrupted training resumes from WORK.
 """
 from __future__ import annotations
@@ -46,6 +47,17 @@ HISTORY_KEYS = ("update", "reward_t1", "reward_t2", "acc_t1", "acc_t2", "accumul
                 "equal_groups", "grad_norm", "loss", "lr", "tokens", "sec_update", "elapsed")
 TABLE_KEYS = ("acc_t1", "acc_t2", "delta", "i2c", "c2i", "unit_i2c", "unit_c2i", "no_edit_rate",
               "unchanged_rate", "partial_wrong_t1", "train_r1_last5", "train_r2_last5")
+# from metrics.jsonl: mean of the first / last 5 updates, or of all updates
+HISTORY_STATS = {"train_r1_first5": ("reward_t1", "first5"), "train_r1_last5": ("reward_t1", "last5"),
+                 "train_r2_first5": ("reward_t2", "first5"), "train_r2_last5": ("reward_t2", "last5"),
+                 "train_kl_last5": ("kl", "last5"), "train_equal_groups": ("equal_groups", "all")}
+AGG_KEYS = TABLE_KEYS + ("train_r1_first5", "train_r2_first5", "train_kl_last5", "train_equal_groups")
+# (a, b, question): notebook 05's comparisons, a's mean minus b's
+COMPARISONS = (("cocos", UNTRAINED, "does CoCoS help (vs the warm-start)?"),
+               ("binary", "cocos", "binary vs progressive reward"),
+               ("indep", "cocos", "independent, trained vs shared turn 1"),
+               ("indep-gamma0", "indep", "gamma = 0 vs 0.5, independent turn 1 (turn-1 sabotage)"),
+               ("score", "cocos", "SCoRe-style (binary, gamma 1, beta_1 0.25) vs CoCoS"))
 
 
 @dataclass(frozen=True)
@@ -205,14 +217,14 @@ def load_results(out: str | Path) -> dict[str, list[dict]]:
         hist = path.parent / "metrics.jsonl"
         if hist.is_file():
             recs = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
-            for t in (1, 2):
-                tail = [r[f"reward_t{t}"] for r in recs[-5:]]
-                row[f"train_r{t}_last5"] = sum(tail) / len(tail)
+            for name, (key, part) in HISTORY_STATS.items():
+                vals = {"first5": recs[:5], "last5": recs[-5:], "all": recs}[part]
+                row[name] = sum(r[key] for r in vals) / len(vals)
         results.setdefault(blob["setting"], []).append(row)
     return results
 
 
-def aggregate(results: dict[str, list[dict]], keys=TABLE_KEYS) -> dict[str, dict]:
+def aggregate(results: dict[str, list[dict]], keys=AGG_KEYS) -> dict[str, dict]:
     """Per setting and key: {"mean", "std" (population, 0 for one seed), "min", "max", "n"}."""
     agg: dict[str, dict] = {}
     for setting, rows in results.items():
@@ -225,6 +237,24 @@ def aggregate(results: dict[str, list[dict]], keys=TABLE_KEYS) -> dict[str, dict
             std = math.sqrt(sum((v - mean) ** 2 for v in vals) / len(vals))
             agg[setting][key] = {"mean": mean, "std": std, "min": min(vals), "max": max(vals), "n": len(vals)}
     return agg
+
+
+def compare(agg: dict[str, dict], keys=AGG_KEYS) -> dict[str, dict]:
+    """Per COMPARISONS entry present in agg and key: diff = mean(a) - mean(b), spread = the larger
+    std of the two, and separated = the two min-max ranges over seeds do not overlap."""
+    out: dict[str, dict] = {}
+    for a, b, question in COMPARISONS:
+        if a not in agg or b not in agg:
+            continue
+        rows = {}
+        for key in keys:
+            x, y = agg[a].get(key), agg[b].get(key)
+            if x is None or y is None:
+                continue
+            rows[key] = {"diff": x["mean"] - y["mean"], "spread": max(x["std"], y["std"]),
+                         "separated": x["min"] > y["max"] or x["max"] < y["min"]}
+        out[f"{a} - {b}"] = {"question": question, **rows}
+    return out
 
 
 def markdown_table(agg: dict[str, dict], keys=TABLE_KEYS) -> str:
@@ -243,13 +273,34 @@ def markdown_table(agg: dict[str, dict], keys=TABLE_KEYS) -> str:
     return "\n".join(lines) + "\n"
 
 
+COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train_r1_last5", "train_equal_groups")
+
+
+def compare_table(comparisons: dict[str, dict], keys=COMPARE_KEYS) -> str:
+    """One row per comparison: the difference of means in points, the larger std in brackets,
+    and "*" where the seeds' min-max ranges do not overlap."""
+    lines = ["| comparison | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    for name, rows in comparisons.items():
+        cells = []
+        for key in keys:
+            r = rows.get(key)
+            cells.append("" if r is None else f"{100 * r['diff']:+.1f} ({100 * r['spread']:.1f}){'*' if r['separated'] else ''}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_summary(out: str | Path) -> dict:
-    """summary.json (aggregate of load_results) and summary.md (markdown_table) under OUT."""
+    """summary.json ({"settings": aggregate, "comparisons": compare}) and summary.md under OUT;
+    returns the aggregate."""
     out = Path(out)
     agg = aggregate(load_results(out))
-    _write_json(out / "summary.json", agg)
-    (out / "summary.md").write_text("Greedy 2-turn evaluation, % (mean ± population std over seeds).\n\n"
-                                    + markdown_table(agg))
+    comparisons = compare(agg)
+    _write_json(out / "summary.json", {"settings": agg, "comparisons": comparisons})
+    (out / "summary.md").write_text(
+        "Greedy 2-turn evaluation on the same toy-test tasks, % (mean ± population std over seeds); "
+        "train_* from the training log (sampled, T = 0.9).\n\n" + markdown_table(agg)
+        + "\nDifferences of means, points (larger std of the two); * = the seeds' min-max ranges do not overlap.\n\n"
+        + compare_table(comparisons))
     return agg
 
 

@@ -120,30 +120,59 @@ KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "no_edit_rate", "unchanged_rate", "par
 @pytest.mark.slow
 def test_warmstart_is_imperfect_and_reluctant_on_held_out_tasks(warmstart_summary):
     """The shipped warm-start is imperfect and reluctant (measured values in toy.py's docstring):
-    turn 1 is right on 20-70% of the tasks, greedy turn 2 leaves >= 90% of the answers unedited
-    and repairs <= 10% of the problems; most wrong turn-1 answers pass *some* tests."""
+    turn 1 is right on 20-70% of the tasks, greedy turn 2 changes Acc by at most 2 points, leaves
+    >= 90% of the answers unedited and repairs <= 5% of the problems; >= 80% of the wrong turn-1
+    answers pass *some* tests (in the old K = 3 world the misconceptions passed none)."""
     s = warmstart_summary
     print({k: s[k] for k in KEYS})
-    assert 0.20 <= s["acc_t1"] <= 0.70, s
-    assert s["acc_t2"] - s["acc_t1"] <= 0.055 + 1e-9, s
-    assert s["no_edit_rate"] >= 0.90 and s["i2c"] <= 0.10, s
-    assert s["partial_wrong_t1"] >= 0.60, s  # progressive reward in (0, 1) where binary gives 0
+    assert 0.20 <= s["acc_t1"] <= 0.70, s  # measured 0.47
+    assert abs(s["acc_t2"] - s["acc_t1"]) <= 0.02 + 1e-9, s  # issue 5's "<= 2 points", met (0.47 -> 0.47)
+    assert s["no_edit_rate"] >= 0.90 and s["i2c"] <= 0.05, s  # measured 0.975 and 0.0
+    assert s["partial_wrong_t1"] >= 0.80, s  # measured 0.887: progressive reward in (0, 1), binary 0
+
+
+@pytest.mark.slow
+def test_warmstart_sampled_turn2_mostly_copies_a_misconception_and_sometimes_repairs_it():
+    """The signal RL amplifies: at temperature 0.9 the warm-start's turn 2, shown the misconception
+    of 40 toy-test tasks (4 samples each), copies it in 71% of the samples and repairs it (all
+    tests pass) in 19% (measured, seed 0; the build's repair_rate is 0.2)."""
+    import torch
+    from cocos_lib.executor import Executor
+    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.models import load_policy
+    from cocos_lib.prompts import build_prompt, extract_code
+    from cocos_lib.rollout import decode_completion, encode_prompts, execute
+    torch.set_num_threads(1)
+    policy = load_policy("tiny-warmstart", dtype="fp32", device="cpu")
+    tasks = [t for t in W.toy_tasks("test") if W.misconception(t)][:40]
+    rows = [t for t in tasks for _ in range(4)]
+    ids = encode_prompts(policy.tokenizer, [build_prompt(t, [W.misconception(t)]) for t in rows], None)
+    outs = generate(policy, ids, SamplingConfig(max_new_tokens=64, temperature=0.9), seed=0)
+    codes = [extract_code(decode_completion(policy, o)) for o in outs]
+    with Executor(workers=2) as ex:
+        reports = execute(ex, rows, codes, 3.0)
+    copied = sum(c == W.misconception(t) for c, t in zip(codes, rows)) / len(rows)
+    repaired = sum(r.all_passed for r in reports) / len(rows)
+    print({"copied": copied, "repaired": repaired})
+    assert copied >= 0.60 and 0.10 <= repaired <= 0.30, (copied, repaired)
 
 
 @pytest.mark.slow
 def test_short_cocos_run_improves_greedy_turn2_on_held_out_tasks(tmp_path, warmstart_summary):
     """A seeded, shortened `tiny` profile run: greedy Acc@t2 rises >= 10 points over the
-    warm-start on held-out tasks, and more wrong answers are repaired than broken."""
+    warm-start on held-out tasks, more wrong answers are repaired than broken, and hardly any
+    right one is broken. (Measured: 6 updates took Acc@t2 from 0.47 to 0.745, i->c 27.5%,
+    c->i 0%; the full 40-update profile to 0.875.)"""
     from cocos_lib.train import make_config, train
     history = train(make_config("tiny", updates=SHORT_UPDATES), tmp_path, progress=False)
     assert len(history) == SHORT_UPDATES and all(m["kl"] >= -1e-6 for m in history)
     after = greedy_summary(tmp_path / "final")
     print({k: after[k] for k in KEYS})
     assert after["acc_t2"] >= warmstart_summary["acc_t2"] + 0.10, (warmstart_summary, after)
-    assert after["i2c"] > after["c2i"], after
+    assert after["i2c"] > after["c2i"] and after["c2i"] <= 0.02, after
 
 
-SHORT_UPDATES = 12
+SHORT_UPDATES = 6
 
 
 @pytest.mark.slow
@@ -172,6 +201,8 @@ def test_ablation_runner_writes_its_files(tmp_path):
     assert set(agg) == {"untrained", "cocos", "indep-gamma0"}
     assert agg["cocos"]["acc_t2"]["n"] == 1 and agg["cocos"]["acc_t2"]["std"] == 0.0
     assert "| untrained |" in (out / "summary.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["settings"]) == set(agg) and "cocos - untrained" in summary["comparisons"]
     again = A.run_all(out, work, sizes, seeds=(0,), settings=("cocos",), progress=False)
     assert again["cocos"] == agg["cocos"]
 
@@ -183,5 +214,8 @@ def test_ablation_aggregate_and_table_from_hand_made_rows():
     table = A.markdown_table(agg, keys=("acc_t2",))
     assert table.splitlines()[2] == "| untrained | 1 | 40.0 |"
     assert table.splitlines()[3] == "| cocos | 2 | 60.0 ± 10.0 |"
+    comp = A.compare(agg, keys=("acc_t2",))
+    assert comp["cocos - untrained"]["acc_t2"] == pytest.approx({"diff": 0.2, "spread": 0.1, "separated": True})
+    assert A.compare_table(comp, keys=("acc_t2",)).splitlines()[2] == "| cocos - untrained | +20.0 (10.0)* |"
     with pytest.raises(ValueError, match="unknown setting 'nope'"):
         A.run_all("/nonexistent", "/nonexistent", settings=("nope",))
