@@ -21,6 +21,10 @@ What it writes under OUT (compact, committed; model weights stay in WORK, git-ig
     summary.json, summary.md        per setting: mean, std, min, max over seeds (`aggregate`), and
                                     the COMPARISONS: difference of means vs spread (`compare`)
 Resumable: a run whose eval.json exists is skipped; an interrupted training resumes from WORK.
+Guarded: an evaluation with "sandbox worker error" reports, or an update whose every sample
+scored 0 on both turns, raises instead of writing (seen once: another process removed the
+executor's /dev/shm scratch dir mid-run; the committed set ran with a private /dev/shm,
+`unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm && python -m cocos_lib.ablations run ...'`).
 """
 from __future__ import annotations
 
@@ -102,6 +106,9 @@ def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dic
     policy = load_policy(policy_dir, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=sizes.max_new_tokens)
     df = evaluate(policy, tasks, turns=2, sampling=sampling, executor=executor, progress=False)
+    broken = df["error"].fillna("").str.startswith("sandbox worker error")
+    if broken.any():  # the executor failed, not the program: never write such a result
+        raise RuntimeError(f"ablations: {int(broken.sum())} executor failures, e.g. {df['error'][broken].iloc[0]}")
     return {"summary": summarize(df), "extra": eval_extras(df)}
 
 
@@ -133,6 +140,9 @@ def run_one(setting: str, seed: int, sizes: Sizes, out: Path, work: Path, tasks:
     t0 = time.time()
     cfg = train_config(setting, seed, sizes)
     history = train(cfg, run_dir, resume=last_checkpoint(run_dir) or False, progress=False)
+    dead = [m["update"] for m in history if m["reward_t1"] == 0.0 and m["reward_t2"] == 0.0]
+    if dead:  # every sample of an update failing every test: an executor failure, not learning
+        raise RuntimeError(f"ablations: {setting}/seed{seed}: updates {dead} have zero rewards; delete {run_dir}")
     t1 = time.time()
     result = evaluate_policy(str(run_dir / "final"), tasks, sizes, executor)
     dest.mkdir(parents=True, exist_ok=True)
