@@ -50,12 +50,15 @@ UNTRAINED = "untrained"
 HISTORY_KEYS = ("update", "reward_t1", "reward_t2", "acc_t1", "acc_t2", "accumulated", "kl", "kl_t1",
                 "equal_groups", "grad_norm", "loss", "lr", "tokens", "sec_update", "elapsed")
 TABLE_KEYS = ("acc_t1", "acc_t2", "delta", "i2c", "c2i", "unit_i2c", "unit_c2i", "no_edit_rate",
-              "unchanged_rate", "partial_wrong_t1", "train_r1_last5", "train_r2_last5")
-# from metrics.jsonl: mean of the first / last 5 updates, or of all updates
-HISTORY_STATS = {"train_r1_first5": ("reward_t1", "first5"), "train_r1_last5": ("reward_t1", "last5"),
+              "unchanged_rate", "partial_wrong_t1", "train_acc1_last5", "train_acc2_last5")
+# from metrics.jsonl: mean of the first / last 5 updates, or of all updates. Sampled (T = 0.9).
+# train_acc* (all tests pass) compare across reward types; train_r* are in each run's own reward.
+HISTORY_STATS = {"train_acc1_first5": ("acc_t1", "first5"), "train_acc1_last5": ("acc_t1", "last5"),
+                 "train_acc2_first5": ("acc_t2", "first5"), "train_acc2_last5": ("acc_t2", "last5"),
+                 "train_r1_first5": ("reward_t1", "first5"), "train_r1_last5": ("reward_t1", "last5"),
                  "train_r2_first5": ("reward_t2", "first5"), "train_r2_last5": ("reward_t2", "last5"),
                  "train_kl_last5": ("kl", "last5"), "train_equal_groups": ("equal_groups", "all")}
-AGG_KEYS = TABLE_KEYS + ("train_r1_first5", "train_r2_first5", "train_kl_last5", "train_equal_groups")
+AGG_KEYS = TABLE_KEYS + tuple(k for k in HISTORY_STATS if k not in TABLE_KEYS)
 # (a, b, question): notebook 05's comparisons, a's mean minus b's
 COMPARISONS = (("cocos", UNTRAINED, "does CoCoS help (vs the warm-start)?"),
                ("binary", "cocos", "binary vs progressive reward"),
@@ -218,7 +221,7 @@ def run_all(out: str | Path, work: str | Path, sizes: Sizes = Sizes(), seeds=(0,
 # ------------------------------------------------------------------------------ summary
 
 def load_results(out: str | Path) -> dict[str, list[dict]]:
-    """{setting: [one flat dict per seed]}: summarize keys + eval_extras keys + train_r{1,2}_last5."""
+    """{setting: [one flat dict per seed]}: summarize keys + eval_extras keys + HISTORY_STATS."""
     out = Path(out)
     results: dict[str, list[dict]] = {}
     for path in sorted(out.glob("*/eval.json")) + sorted(out.glob("*/seed*/eval.json")):
@@ -283,7 +286,7 @@ def markdown_table(agg: dict[str, dict], keys=TABLE_KEYS) -> str:
     return "\n".join(lines) + "\n"
 
 
-COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train_r1_last5", "train_equal_groups")
+COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train_acc1_last5", "train_equal_groups")
 
 
 def compare_table(comparisons: dict[str, dict], keys=COMPARE_KEYS) -> str:
