@@ -90,8 +90,8 @@ class NotebookProfile:
         return RolloutConfig(**{**values, **fields})
 
     def train_config(self, updates: int | None = None, **overrides):
-        """cocos_lib.train.make_config(name) with the profile's model and overrides, then `overrides`."""
-        from cocos_lib.train import make_config
+        """cocos_lib.config.make_config(name) with the profile's model and overrides, then `overrides`."""
+        from cocos_lib.config import make_config
         values = {"model": self.model, **self.train_overrides, "updates": updates or self.train_updates, **overrides}
         return make_config(self.name, **{k: v for k, v in values.items() if v is not None})
 

@@ -1,24 +1,29 @@
-"""The toy world of the `tiny` profile: generated MBPP-style tasks, a character-level policy
-and its warm-start (SFT), so that CoCoS can be *seen* learning on a laptop CPU.
+"""The toy world's policy: a character-level Llama and its warm-start (SFT) on the tasks of
+`cocos_lib.toy_world`, so that CoCoS can be *seen* learning on a laptop CPU.
 
 Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
 the paper measured in real 1B models (PAPER.md, "small models don't reflect"):
-- turn 1 has a *systematic misconception* on some operations (e.g. `v>=n` for "greater
-  than n", `s[n:]` for "the last n characters"); the task text and tests contradict it;
+- turn 1 has a *systematic misconception* on 7 of the 16 operations (e.g. `v>=n` for "greater
+  than n", `s[n:]` for "the last n characters", `x-n` for "the distance to n", `max(a)` for
+  "the largest number, or n if the list is empty"); the task text and tests contradict it,
+  yet the misconception usually passes some of the K = 4 tests (toy_world.py);
 - turn 2 mostly *copies* the first attempt: given a wrong attempt it copies with probability
   1 - repair_rate and repairs with probability repair_rate (0.2), given a right one it copies.
   Greedy decoding thus copies (Acc@t2 ~ Acc@t1), while sampling at temperature 0.9 sometimes
   repairs: the signal that RL (rl.py) amplifies. The real phenomenon is measured with real
   models in the GPU profiles; here it is a stand-in that keeps the same code path.
 
-Measured (shipped checkpoint, 200 held-out tasks, greedy): Acc@t1 59.0%, Acc@t2 63.0%,
-i->c 8.0%, c->i 4.0%, no-edit rate 94%. After `python -m cocos_lib.train --profile tiny`
-(40 updates, ~5 min on 2 cores): Acc@t1 76.5%, Acc@t2 92.0%, i->c 17.0%, c->i 1.5%.
-Rebuild: `python -m cocos_lib.toy build-warmstart` (2000 SFT steps, about 18 min on one core
-of the loaded 2-core machine: the checkpoint is shipped so nobody has to).
-
-Disjoint splits by construction: an operation `op` with constant `n` (the solution) is a test
-pair iff (index(op) + n) % 4 == 0; train tasks never share a solution with test tasks.
+Measured on toy-test (200 tasks), greedy, 2 turns (64 or 512 new tokens give the same answers):
+- shipped warm-start: Acc@t1 47.0%, Acc@t2 47.0%, i->c 0.0%, c->i 0.0%, no-edit rate 97.5%
+  (d <= 0.05; unchanged d = 0: 96%); 94 of the 106 wrong turn-1 answers (88.7%) pass some but
+  not all tests, where progressive and binary rewards differ.
+- after `python -m cocos_lib.train --profile tiny --out DIR` (40 updates, 427 s on the loaded
+  2-core machine with OMP_NUM_THREADS=1) and `python -m cocos_lib.evaluate --policy DIR/final
+  --tasks toy-test --turns 2 --out F`: Acc@t1 65.5%, Acc@t2 87.5%, i->c 22.5%, c->i 0.5%
+  (unit-level 22.5% / 1.5%), no-edit rate 79%. Turn 1 improves too: it shares the weights.
+Rebuild: `python -m cocos_lib.toy build-warmstart` (2000 SFT steps, 35 min on one core of the
+loaded 2-core machine: the checkpoint is shipped so nobody has to). The context is 2048
+positions (RoPE: no position weights), so a 512-token evaluation keeps the whole turn-2 prompt.
 """
 from __future__ import annotations
 
@@ -28,143 +33,12 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+
+from cocos_lib.prompts import build_prompt
+from cocos_lib.toy_world import code_for, misconception, parse_task, toy_tasks
 
 SPECIALS = ("<pad>", "<eos>", "<unk>", "[BEGIN]", "[DONE]", "[CORRECT]")
 CHARS = ("\n",) + tuple(chr(i) for i in range(32, 127))
-SPLITS = ("train", "test")
-DEFAULT_N = {"train": 2000, "test": 200}
-
-
-# ------------------------------------------------------------------------------ tasks
-
-@dataclass(frozen=True)
-class Op:
-    """One function family member: text and code templates in the constant {n}; `bug` is the
-    turn-1 misconception (None: the warm-start gets it right); `fn(x, n)` the true semantics."""
-    name: str
-    family: str  # "arith" (arg x: int), "string" (arg s: str), "list" (arg a: list[int])
-    text: str
-    body: str
-    bug: str | None
-    fn: Callable
-
-
-OPS = (
-    Op("add", "arith", "Write a function to add {n} to a number.", "x+{n}", None, lambda x, n: x + n),
-    Op("sub", "arith", "Write a function to subtract {n} from a number.", "x-{n}", "{n}-x", lambda x, n: x - n),
-    Op("mul", "arith", "Write a function to multiply a number by {n}.", "x*{n}", None, lambda x, n: x * n),
-    Op("div", "arith", "Write a function to divide a number by {n}, rounding down.", "x//{n}", "x/{n}",
-       lambda x, n: x // n),
-    Op("mod", "arith", "Write a function to get the remainder of a number divided by {n}.", "x%{n}", None,
-       lambda x, n: x % n),
-    Op("head", "string", "Write a function to get the first {n} characters of a string.", "s[:{n}]", None,
-       lambda s, n: s[:n]),
-    Op("tail", "string", "Write a function to get the last {n} characters of a string.", "s[-{n}:]", "s[{n}:]",
-       lambda s, n: s[-n:]),
-    Op("drop", "string", "Write a function to remove the first {n} characters of a string.", "s[{n}:]", None,
-       lambda s, n: s[n:]),
-    Op("rep", "string", "Write a function to repeat a string {n} times.", "s*{n}", None, lambda s, n: s * n),
-    Op("gt", "list", "Write a function to keep the numbers of a list greater than {n}.",
-       "[v for v in a if v>{n}]", "[v for v in a if v>={n}]", lambda a, n: [v for v in a if v > n]),
-    Op("lt", "list", "Write a function to keep the numbers of a list less than {n}.",
-       "[v for v in a if v<{n}]", "[v for v in a if v<={n}]", lambda a, n: [v for v in a if v < n]),
-    Op("addeach", "list", "Write a function to add {n} to each number of a list.", "[v+{n} for v in a]", None,
-       lambda a, n: [v + n for v in a]),
-    Op("muleach", "list", "Write a function to multiply each number of a list by {n}.", "[v*{n} for v in a]",
-       None, lambda a, n: [v * n for v in a]),
-    Op("count", "list", "Write a function to count how often {n} occurs in a list.", "a.count({n})", None,
-       lambda a, n: a.count(n)),
-)
-OP_BY_NAME = {op.name: op for op in OPS}
-ARG = {"arith": "x", "string": "s", "list": "a"}
-
-
-def constants(op: Op, difficulty: int) -> range:
-    """The constants n of an operation; the difficulty knob widens them (longer numbers, longer
-    inputs: more characters to get right). Strings keep n small so prompts stay short."""
-    if difficulty not in (1, 2, 3):
-        raise ValueError(f"toy_tasks: difficulty={difficulty}: expected 1, 2 or 3")
-    if op.family == "string":
-        return range(1, 4 + 4 * difficulty)
-    return range(2, (20, 100, 1000)[difficulty - 1])
-
-
-def is_test_pair(op: Op, n: int) -> bool:
-    """The split rule: (op, n) is held out iff (index(op) + n) % 4 == 0."""
-    return (OPS.index(op) + n) % 4 == 0
-
-
-def _inputs(op: Op, n: int, difficulty: int, rng: random.Random) -> list:
-    """Three distinct inputs on which the misconception (if any) is visibly wrong."""
-    hi = (50, 500, 5000)[difficulty - 1]
-    out: list = []
-    while len(out) < 3:
-        if op.family == "arith":
-            x = rng.randrange(0, hi)
-        elif op.family == "string":
-            size = rng.randint(2, 4) if op.name == "rep" else rng.randint(n + 1, n + 5)
-            x = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(size))
-        else:
-            vals = range(0, min(hi, 2 * n + 10))
-            x = [rng.choice(vals) for _ in range(rng.randint(3, 5))]
-            if op.name in ("gt", "lt", "count") and n not in x:
-                x[rng.randrange(len(x))] = n
-        if x in out or (op.bug and _bug_agrees(op, n, x)):
-            continue
-        out.append(x)
-    return out
-
-
-def _bug_agrees(op: Op, n: int, x) -> bool:
-    return eval(f"lambda {ARG[op.family]}: {op.bug.format(n=n)}")(x) == op.fn(x, n)  # our template
-
-
-def code_for(op: Op, n: int, body: str | None = None) -> str:
-    """`def {op}_{n}({arg}):\\n    return {body}` (the reference when body is None)."""
-    return f"def {op.name}_{n}({ARG[op.family]}):\n    return {(body or op.body).format(n=n)}"
-
-
-def make_task(op: Op, n: int, inputs: list, task_id: str):
-    from cocos_lib.tasks import Task
-    name = f"{op.name}_{n}"
-    tests = tuple(f"assert {name}({x!r}) == {op.fn(x, n)!r}" for x in inputs)
-    return Task(task_id=task_id, text=op.text.format(n=n), tests=tests, entry_point=name,
-                reference=code_for(op, n), source="toy")
-
-
-def toy_tasks(split: str, n: int | None = None, seed: int = 0, difficulty: int = 1) -> list:
-    """n MBPP-format toy Tasks of `split` ("train" | "test"), deterministic in (split, n, seed,
-    difficulty). The (op, n) pairs of the split are visited in shuffled rounds, so every
-    solution of the split appears about equally often; the test inputs vary per task."""
-    if split not in SPLITS:
-        raise ValueError(f"toy_tasks: split '{split}': expected one of {list(SPLITS)}")
-    count = DEFAULT_N[split] if n is None else n
-    if count < 0:
-        raise ValueError(f"toy_tasks: n={count}: must be >= 0")
-    pairs = [(op, c) for op in OPS for c in constants(op, difficulty) if is_test_pair(op, c) == (split == "test")]
-    rng = random.Random(1_000_003 * seed + 10 * SPLITS.index(split) + difficulty)
-    tasks, order = [], []
-    for i in range(count):
-        if not order:
-            order = rng.sample(pairs, len(pairs))
-        op, c = order.pop()
-        tasks.append(make_task(op, c, _inputs(op, c, difficulty, rng), f"toy-{split}/{i}"))
-    return tasks
-
-
-def parse_task(task) -> tuple[Op, int]:
-    """(op, n) of a toy task, from its entry point `{op}_{n}`."""
-    name, _, c = (task.entry_point or "").rpartition("_")
-    if name not in OP_BY_NAME or not c.isdigit():
-        raise ValueError(f"task '{task.task_id}': entry_point '{task.entry_point}' is not a toy task name")
-    return OP_BY_NAME[name], int(c)
-
-
-def misconception(task) -> str | None:
-    """The warm-start's systematic turn-1 answer when it differs from the reference, else None."""
-    op, c = parse_task(task)
-    return code_for(op, c, op.bug) if op.bug else None
 
 
 # ------------------------------------------------------------------------------ policy
@@ -217,7 +91,7 @@ def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
                          intermediate_size=3 * cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
-                         max_position_embeddings=1024, tie_word_embeddings=True, bos_token_id=None,
+                         max_position_embeddings=2048, tie_word_embeddings=True, bos_token_id=None,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -251,7 +125,6 @@ def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tu
     """(prompt, target) in prompts.py's exact formats; target = code + "\n[DONE]".
     Turn 1: the misconception where one exists, else the reference. Turn 2 ("[CORRECT]"
     ending): previous attempt right -> copy; wrong -> repair with prob. repair_rate, else copy."""
-    from cocos_lib.prompts import build_prompt
     ref = task.reference
     if turn == 1:
         return build_prompt(task, []), (misconception(task) or ref) + "\n[DONE]"
@@ -316,7 +189,9 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
             loss = sft_loss(model, *_batch(tok, pairs, cfg.prompt_weight))
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step(), sched.step(), opt.zero_grad(set_to_none=True)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.3f}", turn=turn)
         model.eval()
         out_dir.mkdir(parents=True, exist_ok=True)
