@@ -211,3 +211,51 @@ def plot_reward_table(gamma: float, figures_dir, n_tests: int = 1, filename: str
         ax.set_title(f"R = γ·r_1 + (r_2 − r_1), γ = {gamma:g}")
         fig.colorbar(im, ax=ax, shrink=0.8)
         return _save(fig, figures_dir, filename or f"reward_table_gamma{gamma:g}.png")
+
+
+def plot_seed_bars(results: Mapping[str, Sequence[Mapping[str, float]]], figures_dir, keys=("acc_t1", "acc_t2"),
+                   filename: str = "seed_bars.png", title: str = "") -> Path:
+    """Grouped bars per setting: the mean over seeds of each key (fractions -> %), one dot per seed.
+
+    ``results``: setting -> one summary dict per seed (``ablations.load_results``)."""
+    names = list(results)
+    width = 0.8 / len(keys)
+    with style():
+        fig = Figure(figsize=(1.6 + 1.1 * len(names), 3.6))
+        ax = fig.add_subplot()
+        for j, key in enumerate(keys):
+            xs = [i + (j - (len(keys) - 1) / 2) * width for i in range(len(names))]
+            seeds = [[100 * r[key] for r in results[n]] for n in names]
+            ax.bar(xs, [sum(s) / len(s) for s in seeds], width=width * 0.9, color=PALETTE[j % len(PALETTE)],
+                   alpha=0.75, label=tables.LABELS.get(key, key))
+            for x, s in zip(xs, seeds):
+                ax.scatter([x] * len(s), s, s=10, color="black", zorder=3)
+        ax.set_xticks(range(len(names)), names)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("greedy accuracy (% of problems)")
+        ax.set_title(title or "mean over seeds (bars), each seed (dots)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return _save(fig, figures_dir, filename)
+
+
+def plot_seed_curves(histories: Mapping[str, Sequence[Sequence[Mapping[str, float]]]], key: str, figures_dir,
+                     filename: str = "seed_curves.png", window: int = 5, ylabel: str = "",
+                     title: str = "") -> Path:
+    """Per setting: the mean over seeds of ``key``'s rolling mean (window updates) against the update,
+    with the seeds' min-max as a band. ``histories``: setting -> one train() record list per seed."""
+    with style():
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+        for i, (name, runs) in enumerate(histories.items()):
+            curves = [_rolling([r[key] for r in run], window) for run in runs]
+            n = min(len(c) for c in curves)
+            x = [runs[0][u]["update"] for u in range(n)]
+            cols = [[c[u] for c in curves] for u in range(n)]
+            color = PALETTE[i % len(PALETTE)]
+            ax.plot(x, [sum(c) / len(c) for c in cols], color=color, label=f"{name} ({len(runs)} seeds)")
+            ax.fill_between(x, [min(c) for c in cols], [max(c) for c in cols], color=color, alpha=0.15, linewidth=0)
+        ax.set_xlabel("update")
+        ax.set_ylabel(ylabel or key)
+        ax.set_title(title or f"{key}, rolling mean over {window} updates (band: min-max over seeds)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return _save(fig, figures_dir, filename)

@@ -16,13 +16,13 @@ NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 # notebook -> the PNGs it promises in FIGURES_DIR (fixed names)
 FIGURES = {
     "00_setup_and_data": [],
-    "01_reflection_failure": ["01_transitions.png", "01_edit_distance.png"],
+    "01_reflection_failure": ["01_transitions.png", "01_edit_distance.png", "01_real_edit_distance.png"],
     "02_executor_and_rewards": ["02_reward_table_gamma0.png", "02_reward_table_gamma0.5.png",
                                 "02_reward_table_gamma1.png", "02_reward_grid_progressive.png"],
     "03_training": ["03_training_curves.png"],
     "04_evaluation": ["04_transitions_base.png", "04_transitions_cocos.png", "04_acc_gains.png",
                       "04_edit_distance.png"],
-    "05_ablations": ["05_ablations_reward_t2.png", "05_ablations_reward_t1.png", "05_ablations_transitions.png"],
+    "05_ablations": ["05_ablations_accuracy.png", "05_ablations_train_acc_t1.png", "05_ablations_train_acc_t2.png"],
 }
 MAX_CELL_LINES = 25
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +45,7 @@ def test_structure(name):
     assert len(tagged) == 1, f"{name}: expected one cell tagged 'parameters', found {len(tagged)}"
     assert "PROFILE" in tagged[0].source and "FIGURES_DIR" in tagged[0].source
     for i, cell in enumerate(nb.cells):
+        assert "PAPER.md" not in cell.source, f"{name}: cell {i} cites PAPER.md (not in the repo: docs/paper.md)"
         if cell.cell_type == "code":
             n = len(cell.source.splitlines())
             assert n <= MAX_CELL_LINES, f"{name}: code cell {i} has {n} lines (max {MAX_CELL_LINES})"

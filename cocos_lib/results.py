@@ -1,0 +1,156 @@
+"""The committed results (data/results/...) as the tables the notebooks and the README show.
+
+    python tools/readme_tables.py          # rewrite README's generated tables from these files
+    python tools/readme_tables.py --check  # exit 1 when README differs (tests/test_readme_tables.py)
+
+Three result sets, each written by one command and read here only:
+    real/study_meta.json       the reflection-failure study on the real model (cocos_lib.study)
+    real/cpu_run/              the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
+    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.ablations)
+Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
+between a notebook and the README.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from cocos_lib import tables
+from cocos_lib.ablations import COMPARISONS, SETTINGS, UNTRAINED
+
+RESULTS = Path(__file__).resolve().parent.parent / "data" / "results"
+MAIN = ("acc_t1", "acc_t2", "i2c", "c2i", "delta")
+LABELS = {**tables.LABELS, "no_edit_rate_wrong": "no edit, wrong t2", "no_edit_rate": "no edit (d ≤ 0.05)",
+          "unchanged_rate": "unchanged (d = 0)", "partial_wrong_t1": "partial, wrong t1",
+          "train_acc1_last5": "train Acc@t1 (last 5)", "train_acc2_last5": "train Acc@t2 (last 5)"}
+PAPER_NO_EDIT_WRONG = 93.0  # docs/paper.md: Qwen2.5-1.5B keeps 93% of its wrong second answers (d <= 0.05)
+
+
+def read_json(name: str, root: str | Path = RESULTS) -> dict:
+    """root/name as a dict; one clear line when the file is missing."""
+    path = Path(root) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"results: {path} is missing (its docstring in cocos_lib/results.py says "
+                                f"which command writes it)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_jsonl(name: str, root: str | Path = RESULTS) -> list[dict]:
+    path = Path(root) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"results: {path} is missing")
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _pct(x) -> float:
+    return math.nan if x is None or (isinstance(x, float) and math.isnan(x)) else round(100.0 * float(x), 1)
+
+
+def study_table(meta: dict, toy: dict | None = None) -> pd.DataFrame:
+    """Simple prompting and Self-Refine, t1 -> t2, in %: the paper's Qwen2.5-1.5B rows, the real
+    model's (study_meta.json), and the toy warm-start's (ablations summary, "untrained") when given."""
+    cols = [*MAIN, "no_edit_rate_wrong"]
+    rows = {}
+    for label, paper in tables.PROMPTING.rows.items():
+        no_edit = PAPER_NO_EDIT_WRONG if label == "simple prompting" else math.nan
+        rows[f"paper, Qwen2.5-1.5B: {label}"] = {**{k: paper[k] for k in MAIN}, "no_edit_rate_wrong": no_edit}
+    names = {"cocos": "simple prompting", "self-refine": "Self-Refine"}
+    for method, summary in meta["summary"].items():
+        rows[f"{meta['model']}: {names.get(method, method)}"] = {k: _pct(summary.get(k)) for k in cols}
+    if toy is not None:
+        untrained = toy["settings"]["untrained"]
+        rows["toy warm-start: simple prompting"] = {k: _pct(untrained[k]["mean"]) if k in untrained else math.nan
+                                                    for k in cols}
+    return pd.DataFrame.from_dict(rows, orient="index")[cols].rename(columns=LABELS)
+
+
+def accuracy_by_turn(meta: dict) -> pd.Series:
+    """Acc@t1..Acc@tT of the real model's simple prompting (%)."""
+    s = meta["summary"]["cocos"]
+    return pd.Series({f"Acc@t{t}": _pct(s[f"acc_t{t}"]) for t in range(1, meta["turns"] + 1)})
+
+
+def ablation_table(summary: dict, keys=("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "no_edit_rate",
+                                       "unchanged_rate", "partial_wrong_t1")) -> pd.DataFrame:
+    """Per setting: "mean ± std" over seeds (%), and the number of seeds."""
+    out = {}
+    order = [UNTRAINED, *SETTINGS]
+    for setting, stats in sorted(summary["settings"].items(), key=lambda kv: order.index(kv[0])):
+        row = {"seeds": stats[keys[0]]["n"]}
+        for k in keys:
+            m, sd = _pct(stats[k]["mean"]), _pct(stats[k]["std"])
+            row[LABELS.get(k, k)] = f"{m:.1f}" if stats[k]["n"] == 1 else f"{m:.1f} ± {sd:.1f}"
+        out[setting] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def comparison_table(summary: dict, keys=("acc_t1", "acc_t2", "i2c", "c2i")) -> pd.DataFrame:
+    """Each comparison a - b: difference of means in points, "*" when the seeds' ranges do not overlap."""
+    out = {}
+    order = [f"{a} - {b}" for a, b, _ in COMPARISONS]
+    for name, comp in sorted(summary["comparisons"].items(), key=lambda kv: order.index(kv[0])):
+        row = {"question": comp.get("question", "")}
+        for k in keys:
+            c = comp[k]
+            row[LABELS.get(k, k)] = f"{100 * c['diff']:+.1f}{'*' if c['separated'] else ''}"
+        out[name] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+def histories(root: str | Path = RESULTS / "ablations") -> dict[str, list[list[dict]]]:
+    """{setting: [the training records of each seed]} from <setting>/seed<s>/metrics.jsonl, in SETTINGS order."""
+    root = Path(root)
+    out = {}
+    for setting in SETTINGS:
+        runs = [read_jsonl(p.relative_to(root).as_posix(), root) for p in sorted(root.glob(f"{setting}/seed*/metrics.jsonl"))]
+        if runs:
+            out[setting] = runs
+    return out
+
+
+def cpu_run_table(metrics: list[dict]) -> pd.DataFrame:
+    """The real model's CPU run, one row per update: rewards, KL, and seconds per phase."""
+    keys = ["reward_t1", "reward_t2", "accumulated", "kl", "equal_groups", "loss",
+            "sec_generate", "sec_execute", "sec_logprobs", "sec_backward", "sec_update"]
+    df = pd.DataFrame(metrics).set_index("update")
+    return df[[k for k in keys if k in df]].round(3)
+
+
+def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
+    """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
+    (cocos_lib.estimates: a model of the card, not a measurement)."""
+    from cocos_lib import estimates, notebook
+    P = notebook.notebook_profile("colab")
+    rows = {}
+    for nb in ("01", "02", "03", "04"):
+        found = estimates.for_notebook(nb, P, gpu)
+        rows[nb] = {"long cells": "; ".join(e.what for e in found),
+                    "estimated": estimates.duration(sum(e.seconds for e in found))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A GitHub-markdown table, NaN as an empty cell."""
+    header = ["", *map(str, df.columns)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for idx, row in df.iterrows():
+        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.1f}" if isinstance(v, float) else str(v)
+                 for v in row.tolist()]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
+    """Every generated README table by name (the README's `<!-- table:NAME -->` markers)."""
+    toy = read_json("ablations/summary.json", root)
+    out = {"ablations": markdown(ablation_table(toy)), "ablation-comparisons": markdown(comparison_table(toy)),
+           "colab-estimates": markdown(colab_estimates())}
+    if (Path(root) / "real" / "study_meta.json").is_file():
+        meta = read_json("real/study_meta.json", root)
+        out["real-study"] = markdown(study_table(meta, toy))
+    if (Path(root) / "real" / "cpu_run" / "metrics.jsonl").is_file():
+        out["cpu-run"] = markdown(cpu_run_table(read_jsonl("real/cpu_run/metrics.jsonl", root)))
+    return out

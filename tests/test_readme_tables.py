@@ -1,0 +1,48 @@
+"""README's tables are the ones cocos_lib.results builds from the committed results."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from cocos_lib import results as R
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
+T = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(T)
+
+
+def test_readme_tables_are_generated_from_the_committed_results():
+    text, tables = (ROOT / "README.md").read_text(encoding="utf-8"), R.readme_tables()
+    names = [m["name"] for m in T.BLOCK.finditer(text)]
+    assert {"ablations", "ablation-comparisons"} <= set(names), names
+    assert T.stale(text, tables) == []
+
+
+def test_render_replaces_only_marked_blocks_and_rejects_unknown_names():
+    text = "a\n<!-- table:x -->\nold\n<!-- /table:x -->\nb"
+    assert T.render(text, {"x": "new"}) == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb"
+    assert T.stale(text, {"x": "new"}) == ["x"] and T.stale(text, {"x": "old"}) == []
+    with pytest.raises(KeyError, match="table 'x' has no generator"):
+        T.render(text, {})
+
+
+def test_ablation_table_numbers_come_from_the_summary():
+    summary = R.read_json("ablations/summary.json")
+    table = R.ablation_table(summary)
+    cocos = summary["settings"]["cocos"]["acc_t2"]
+    assert table.loc["cocos", "Acc@t2"] == f"{100 * cocos['mean']:.1f} ± {100 * cocos['std']:.1f}"
+    assert list(table.index)[0] == "untrained" and table.loc["untrained", "seeds"] == 1
+    comp = R.comparison_table(summary)
+    diff = summary["comparisons"]["cocos - untrained"]["acc_t2"]
+    assert comp.loc["cocos - untrained", "Acc@t2"].startswith(f"{100 * diff['diff']:+.1f}")
+
+
+def test_study_table_puts_the_paper_rows_beside_the_models():
+    meta = {"model": "m", "turns": 2, "summary": {"cocos": {"acc_t1": 0.5, "acc_t2": 0.55, "i2c": 0.1, "c2i": 0.05,
+                                                            "delta": 0.05, "no_edit_rate_wrong": 0.9}}}
+    df = R.study_table(meta)
+    assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "Acc@t1"] == 43.8
+    assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "no edit, wrong t2"] == 93.0
+    assert df.loc["m: simple prompting", "Acc@t2"] == 55.0 and df.loc["m: simple prompting", "Δc→i"] == 5.0
+    assert R.markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
