@@ -47,6 +47,18 @@ def _close(a, b, tol: float = 1e-9) -> bool:
     return (math.isnan(x) and math.isnan(y)) or abs(x - y) <= tol
 
 
+def _show(x) -> str:
+    """x for a message: floats to 6 significant digits, inside lists, tuples and dicts too."""
+    if isinstance(x, float):
+        return f"{x:.6g}"
+    if isinstance(x, (list, tuple)):
+        inner = ", ".join(map(_show, x)) + ("," if isinstance(x, tuple) and len(x) == 1 else "")
+        return f"[{inner}]" if isinstance(x, list) else f"({inner})"
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in x.items()) + "}"
+    return repr(x)
+
+
 def _call(n: int, name: str, fn: Callable, args: tuple):
     """fn(*args); any error but NotImplementedError (an untouched stub) becomes a one-line AssertionError."""
     try:
@@ -62,7 +74,7 @@ def _compare(n: int, name: str, fn: Callable, reference: Callable, cases: Sequen
         expected = reference(*args)
         got = _call(n, name, fn, args)
         if not _close(got, expected):
-            raise AssertionError(f"exercise {n}: {name}{args!r}: expected {expected!r}, got {got!r} ({hint})")
+            raise AssertionError(f"exercise {n}: {name}{args!r}: expected {_show(expected)}, got {_show(got)} ({hint})")
 
 
 def _done(n: int, message: str) -> None:
@@ -118,7 +130,8 @@ def check_sandbox(fn: Callable, executor=None) -> None:
     """fn() -> the source of a program whose f() returns 1 only if it sees os.environ[SECRET_NAME]."""
     code = _call(4, "attack", fn, ())
     if not isinstance(code, str):
-        raise AssertionError(f"exercise 4: attack() must return the program's source as a str, got {type(code).__name__}")
+        raise AssertionError(f"exercise 4: attack() must return the program's source as a str, "
+                             f"got {type(code).__name__}")
     secret = secrets.token_hex(8)
     if _outside(code, secret) != 0:
         raise AssertionError(f"exercise 4: outside the sandbox, with {SECRET_NAME} set, f() did not return 1: "
@@ -183,8 +196,9 @@ def check_grpo(fn: Callable) -> None:
     got = _call(7, "answer", fn, ())
     expected = (_rloo(GRPO_SCORES)[0], _grpo(GRPO_SCORES)[0])
     if not _close(got, expected):
-        raise AssertionError(f"exercise 7: for scores {GRPO_SCORES}: expected (RLOO A_1, GRPO A_1) = {expected!r}, "
-                             f"got {got!r} (GRPO divides by the population std)")
+        raise AssertionError(f"exercise 7: for scores {GRPO_SCORES}: "
+                             f"expected (RLOO A_1, GRPO A_1) = {_show(expected)}, "
+                             f"got {_show(got)} (GRPO divides by the population std)")
     _done(7, f"RLOO A_1 = {expected[0]:.3g}, GRPO A_1 = {expected[1]:.3g}: with k = 2 GRPO gives ±1 whatever the gap")
 
 
