@@ -5,13 +5,11 @@
     reward_explorer()         gamma, K (tests per task) and the reward type: the table of the two-turn R over
                               (tests passed at turn 1, tests passed at turn 2)
 
-`data` is the DataFrame of evaluate.evaluate (columns task_id, sample, turn, code, outcomes, reward, ...), a
-list of such row dicts, or a list of rollout.Trajectory objects. The pure cores are trajectory_view (str) and
-reward_table (a grid of floats; reward_table_text / reward_table_html render it).
-
-Interactive only when ipywidgets imports and the kernel has a frontend (interactive_available: notebook.has_frontend
-says no under papermill, nbconvert and pytest) or when asked with widgets=True. Otherwise (or widgets=False) the
-builders return a StaticView of one example, the first trajectory / the default gamma, K and reward: HTML with a
+`data`: evaluate.evaluate's DataFrame (task_id, sample, turn, code, outcomes, reward, ...), a list of such row
+dicts, or a list of rollout.Trajectory. Pure cores: trajectory_view (str), reward_table (floats; _text / _html).
+Interactive when ipywidgets imports and the kernel has a frontend (interactive_available; notebook.has_frontend
+says no under papermill, nbconvert and pytest) or with widgets=True. Otherwise (or widgets=False) a builder
+returns a StaticView of one example (the first or given trajectory; the given gamma, K, reward): HTML with a
 plain-text twin, so that a notebook executed headless keeps real output. Needs no torch and no pandas.
 """
 from __future__ import annotations
@@ -115,14 +113,19 @@ def trajectory_view(data, task_id: str | None = None, sample: int = 0, gamma: fl
     return "\n".join(lines)
 
 
-def trajectory_browser(data, gamma: float = 0.5, widgets: bool | None = None):
-    """A dropdown over the trajectories and a gamma slider above trajectory_view; else a StaticView of the first."""
+def trajectory_browser(data, task_id: str | None = None, sample: int = 0, gamma: float = 0.5,
+                       widgets: bool | None = None):
+    """A dropdown over the trajectories and a gamma slider above trajectory_view, starting at (task_id, sample)
+    (None: the first trajectory); without widgets a StaticView of that one trajectory."""
     records = trajectory_records(data)
+    text = trajectory_view(records, task_id, sample, gamma)  # checks the start
     if not _use_widgets(widgets):
-        return StaticView(trajectory_view(records, gamma=gamma))
+        return StaticView(text)
     import ipywidgets as W
 
-    pick = W.Dropdown(options=[(f"{tid} · sample {s}", (tid, s)) for tid, s in records], description="trajectory")
+    options = [(f"{tid} · sample {s}", (tid, s)) for tid, s in records]
+    start = next(iter(records)) if task_id is None else (task_id, sample)
+    pick = W.Dropdown(options=options, value=start, description="trajectory")
     slider = W.FloatSlider(value=gamma, min=0.0, max=1.0, step=0.05, description="γ")
     out = W.HTML()
 

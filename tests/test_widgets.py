@@ -34,7 +34,8 @@ def trajectories() -> list[Trajectory]:
 def test_the_view_shows_outcomes_rewards_the_diff_and_R(trajectories):
     text = widgets.trajectory_view(trajectories)  # the first trajectory
     assert text.splitlines()[0] == "toy/add · sample 0 · T = 2 turns"
-    assert "── turn 1: r_1 = 0.333, 1/3 tests passed" in text and "u1 ✗ failed  u2 ✓ passed  u3 ✗ failed" in text
+    assert "── turn 1: r_1 = 0.333, 1/3 tests passed" in text
+    assert "u1 ✗ failed  u2 ✓ passed  u3 ✗ failed" in text
     assert "── turn 2: r_2 = 1.000, 3/3 tests passed" in text
     diff = text.split("diff from turn 1:\n")[1].splitlines()
     assert [s.strip() for s in diff[:6]] == ["--- turn 1", "+++ turn 2", "@@ -1,2 +1,2 @@", "def add(a, b):",
@@ -93,6 +94,8 @@ def test_headless_the_builders_return_one_static_example(trajectories):
     view = widgets.trajectory_browser(trajectories)
     assert isinstance(view, widgets.StaticView) and repr(view) == widgets.trajectory_view(trajectories)
     assert view._repr_html_().startswith("<pre") and "return a + b" in view._repr_html_()
+    started = widgets.trajectory_browser(trajectories, "toy/sub", 1)
+    assert repr(started) == widgets.trajectory_view(trajectories, "toy/sub", 1)
     table = widgets.reward_explorer(widgets=False)
     assert repr(table) == widgets.reward_table_text(0.5, 3, "progressive")
     assert table._repr_html_() == widgets.reward_table_html(0.5, 3, "progressive")
@@ -107,8 +110,30 @@ def test_the_widgets_build_and_redraw(trajectories):
     assert "toy/sub · sample 1 · T = 3 turns" in out.value
     slider.value = 1.0
     assert "R = 0.000  (gamma = 1," in out.value  # gamma = 1: R = r_3
+    started = widgets.trajectory_browser(trajectories, "toy/sub", 1, gamma=0.0, widgets=True)
+    assert started.children[0].children[0].value == ("toy/sub", 1) and "R = -1.000" in started.children[1].value
     explorer = widgets.reward_explorer(widgets=True)
     (gamma, k, kind), table = explorer.children[0].children, explorer.children[1]
     assert table.value == widgets.reward_table_html(0.5, 3, "progressive")
     k.value, kind.value, gamma.value = 2, "binary", 0.0
     assert table.value == widgets.reward_table_html(0.0, 2, "binary") and table.value.count("<td") == 9
+
+
+@pytest.mark.slow
+def test_under_papermill_the_committed_output_is_the_static_view(tmp_path):
+    import nbformat
+    import papermill as pm
+
+    cells = ["from cocos_lib.widgets import reward_explorer, trajectory_browser",
+             "reward_explorer(gamma=0.5, n_tests=2)",
+             "trajectory_browser([dict(task_id='t', turn=1, code='x = 1', outcomes=['failed'], reward=0.0),\n"
+             "                    dict(task_id='t', turn=2, code='x = 2', outcomes=['passed'], reward=1.0)])"]
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), tmp_path / "in.ipynb")
+    pm.execute_notebook(str(tmp_path / "in.ipynb"), str(tmp_path / "out.ipynb"), kernel_name="python3",
+                        cwd=str(tmp_path), progress_bar=False, log_output=False, execution_timeout=60)
+    outputs = [c.outputs for c in nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[1:]]
+    data = [out[0]["data"] for out in outputs]
+    assert all("application/vnd.jupyter.widget-view+json" not in d for d in data)
+    assert data[0]["text/plain"] == widgets.reward_table_text(0.5, 2) and data[0]["text/html"].startswith("<table>")
+    assert "-x = 1" in data[1]["text/plain"] and "+x = 2" in data[1]["text/plain"]
+    assert data[1]["text/plain"].endswith("R = 1.000  (gamma = 0.5, r = (0.000, 1.000))")
