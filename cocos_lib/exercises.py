@@ -127,7 +127,10 @@ def _outside(code: str, secret: str | None) -> int:
 
 
 def check_sandbox(fn: Callable, executor=None) -> None:
-    """fn() -> the source of a program whose f() returns 1 only if it sees os.environ[SECRET_NAME]."""
+    """fn() -> the source of a program whose f() returns 1 only if it sees os.environ[SECRET_NAME].
+
+    The program runs twice UNCONFINED (plain subprocesses, 20 s each) to show the attack works, then once in
+    `executor` (default: a fresh open_executor(workers=1)), with the secret set in this process meanwhile."""
     code = _call(4, "attack", fn, ())
     if not isinstance(code, str):
         raise AssertionError(f"exercise 4: attack() must return the program's source as a str, "
