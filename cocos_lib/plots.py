@@ -23,6 +23,9 @@ from cocos_lib import tables
 COLORS = {"c2c": "#4c9f70", "c2i": "#d1495b", "i2c": "#2e86ab", "i2i": "#b8b8b8"}
 TRANSITION_LABELS = {"c2c": "correct → correct", "c2i": "correct → incorrect",
                      "i2c": "incorrect → correct", "i2i": "incorrect → incorrect"}
+# answers split by outcome: the colours of the transitions they end in (right: kept green, wrong: broken red)
+ANSWER_COLORS = {"answer right": COLORS["c2c"], "answer wrong": COLORS["c2i"], "right": COLORS["c2c"],
+                 "wrong": COLORS["c2i"]}
 PALETTE = ("#2e86ab", "#d1495b", "#4c9f70", "#edae49", "#6c5b7b", "#00798c")
 
 _RC = {
@@ -113,29 +116,56 @@ def plot_accuracy_gains(curves: Mapping[str, Sequence[float]], figures_dir,
         return _save(fig, figures_dir, filename)
 
 
+EDIT_BINS = (0.05, 0.1, 0.2, 0.4, 0.7, 1.0)  # upper edges after "identical" (d = 0) and (0, 0.05]
+
+
+def edit_bins(distances: Sequence[float], threshold: float = 0.05) -> dict[str, float]:
+    """Share (%) of the distances in each bin: "identical" (d = 0), (0, threshold], then the
+    EDIT_BINS above the threshold, each (a, b]. NaN (no previous turn) is left out."""
+    ds = [d for d in distances if not (isinstance(d, float) and math.isnan(d))]
+    edges = [threshold, *[e for e in EDIT_BINS if e > threshold]]
+    names = ["identical", f"(0, {threshold:g}]", *[f"({a:g}, {b:g}]" for a, b in zip(edges, edges[1:])]]
+    counts = dict.fromkeys(names, 0)
+    for d in ds:
+        if d == 0:
+            counts["identical"] += 1
+        else:
+            i = next(i for i, e in enumerate(edges) if d <= e or i == len(edges) - 1)
+            counts[names[i + 1]] += 1
+    return {k: 100 * v / len(ds) if ds else 0.0 for k, v in counts.items()}
+
+
 def plot_edit_distances(distances: Mapping[str, Sequence[float]] | Sequence[float], figures_dir,
                         filename: str = "edit_distance.png", threshold: float = 0.05,
-                        bins: int = 20, title: str = "Normalised edit distance, turn t → t+1") -> Path:
-    """Histogram(s) of normalised edit distances in [0, 1]; the no-edit threshold as a line.
+                        title: str = "Normalised edit distance, turn t → t+1") -> Path:
+    """Grouped bars of normalised edit distances (`edit_bins`): identical answers, edits up to the
+    no-edit threshold, then wider bins; one bar per group in each bin, as a share of that group (%).
 
     ``distances``: a sequence, or label -> sequence (e.g. {"answer wrong": [...], "answer right": [...]}).
-    Bars are shares of each group (%), so groups of different size compare.
-    """
+    Most of the mass of a model that barely revises sits at d = 0: its own bar, not a spike at the axis."""
     groups = distances if isinstance(distances, Mapping) else {"all": distances}
+    shares = {label: edit_bins(ds, threshold) for label, ds in groups.items()}
+    sizes = {label: sum(1 for d in ds if not (isinstance(d, float) and math.isnan(d))) for label, ds in groups.items()}
+    names = list(next(iter(shares.values())))
+    width = 0.8 / max(1, len(shares))
     with style():
-        fig = Figure(figsize=(5.4, 3.4))
+        fig = Figure(figsize=(6.4, 3.4))
         ax = fig.add_subplot()
-        edges = [i / bins for i in range(bins + 1)]
-        for i, (label, ds) in enumerate(groups.items()):
-            ds = [d for d in ds if not (isinstance(d, float) and math.isnan(d))]
-            if not ds:
-                continue
-            ax.hist(ds, bins=edges, weights=[100 / len(ds)] * len(ds), alpha=0.6,
-                    color=PALETTE[i % len(PALETTE)], label=f"{label} (n={len(ds)})")
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"no edit (≤ {threshold})")
-        ax.set_xlim(0, 1)
-        ax.set_xlabel("Levenshtein / max length")
-        ax.set_ylabel("share (%)")
+        for j, (label, share) in enumerate(shares.items()):
+            xs = [i + (j - (len(shares) - 1) / 2) * width for i in range(len(names))]
+            color = ANSWER_COLORS.get(label.split(" (")[0], PALETTE[j % len(PALETTE)])
+            bars = ax.bar(xs, [share[n] for n in names], width=width * 0.9, color=color,
+                          label=f"{label} (n={sizes[label]})")
+            for bar, n in zip(bars, names):
+                if share[n] >= 1:
+                    ax.text(bar.get_x() + bar.get_width() / 2, share[n] + 1, f"{share[n]:.0f}", ha="center",
+                            fontsize=7)
+        ax.axvline(1.5, color="black", linestyle="--", linewidth=1)
+        ax.text(1.6, 100, f"← no edit (d ≤ {threshold:g})", fontsize=7, va="top", ha="left")
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_ylim(0, 105)
+        ax.set_xlabel("normalised edit distance d = Levenshtein / max length")
+        ax.set_ylabel("share of the group (%)")
         ax.set_title(title)
         ax.legend(frameon=False)
         return _save(fig, figures_dir, filename)

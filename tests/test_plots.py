@@ -30,6 +30,15 @@ def test_accuracy_gains(tmp_path):
     assert a != q.read_bytes()  # the paper's dashed rows change the figure
 
 
+def test_edit_bins_put_identical_answers_in_their_own_bin():
+    shares = plots.edit_bins([0.0, 0.0, 0.02, 0.05, 0.3, 0.9, float("nan")])
+    assert list(shares) == ["identical", "(0, 0.05]", "(0.05, 0.1]", "(0.1, 0.2]", "(0.2, 0.4]", "(0.4, 0.7]",
+                            "(0.7, 1]"]
+    assert shares["identical"] == pytest.approx(100 * 2 / 6) and shares["(0, 0.05]"] == pytest.approx(100 * 2 / 6)
+    assert shares["(0.2, 0.4]"] == pytest.approx(100 / 6) and shares["(0.7, 1]"] == pytest.approx(100 / 6)
+    assert sum(shares.values()) == pytest.approx(100) and plots.edit_bins([])["identical"] == 0.0
+
+
 def test_edit_distances(tmp_path):
     _check_png(plots.plot_edit_distances([0.0, 0.0, 0.02, 0.3, 0.9, float("nan")], tmp_path), "edit_distance.png")
     _check_png(plots.plot_edit_distances({"wrong": [0.0, 0.01], "right": [0.5, 0.7, 1.0]}, tmp_path,
