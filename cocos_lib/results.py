@@ -5,7 +5,7 @@
 
 Three result sets, each written by one command and read here only:
     real/study_meta.json       the reflection-failure study on the real model (cocos_lib.study)
-    real/cpu_run/              the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
+    real/train_cpu/            the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
     ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.ablations)
 Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
 between a notebook and the README.
@@ -59,7 +59,10 @@ def study_table(meta: dict, toy: dict | None = None) -> pd.DataFrame:
         rows[f"paper, Qwen2.5-1.5B: {label}"] = {**{k: paper[k] for k in MAIN}, "no_edit_rate_wrong": no_edit}
     names = {"cocos": "simple prompting", "self-refine": "Self-Refine"}
     for method, summary in meta["summary"].items():
-        rows[f"{meta['model']}: {names.get(method, method)}"] = {k: _pct(summary.get(k)) for k in cols}
+        label = f"{meta['model']}: {names.get(method, method)}"
+        if summary.get("n_tasks", meta["n_tasks"]) < meta["n_tasks"]:
+            label += f" (first {summary['n_tasks']} tasks)"
+        rows[label] = {k: _pct(summary.get(k)) for k in cols}
     if toy is not None:
         untrained = toy["settings"]["untrained"]
         rows["toy warm-start: simple prompting"] = {k: _pct(untrained[k]["mean"]) if k in untrained else math.nan
@@ -151,6 +154,6 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
     if (Path(root) / "real" / "study_meta.json").is_file():
         meta = read_json("real/study_meta.json", root)
         out["real-study"] = markdown(study_table(meta, toy))
-    if (Path(root) / "real" / "cpu_run" / "metrics.jsonl").is_file():
-        out["cpu-run"] = markdown(cpu_run_table(read_jsonl("real/cpu_run/metrics.jsonl", root)))
+    if (Path(root) / "real" / "train_cpu" / "metrics.jsonl").is_file():
+        out["cpu-run"] = markdown(cpu_run_table(read_jsonl("real/train_cpu/metrics.jsonl", root)))
     return out

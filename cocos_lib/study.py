@@ -161,11 +161,12 @@ def versions() -> dict:
 def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, limit: int | None = None,
               batch_size: int = 64, chunk: int = 164, max_new_tokens: int = 512, backend: str = "packed",
               threads: int | None = None, workers: int = 2, skip_self_refine: bool = False, progress: bool = True,
-              argv=None) -> dict:
+              argv=None, sr_limit: int | None = None) -> dict:
     """Run (or resume) the study into `out`; returns the meta dict written to study_meta.json.
 
     chunk: tasks per generation call (sorted by prompt length there, then cut into batches of
-    batch_size: little padding in the prefill, which dominates on a CPU); rows are written per chunk."""
+    batch_size: little padding in the prefill, which dominates on a CPU); rows are written per chunk.
+    sr_limit: Self-Refine on the first sr_limit tasks only (None: all; simple prompting always runs on all)."""
     import torch
 
     from cocos_lib.executor import Executor
@@ -178,6 +179,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tasks = load_humaneval()[:limit]
+    sr_tasks = tasks[:sr_limit]
     policy = load_policy(model, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size)
     cfg = RolloutConfig(turns=turns, k=1, share_first_turn=False, sampling=sampling, backend=backend,
@@ -191,11 +193,11 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
         if not skip_self_refine:
             first = _done(out / FILES["cocos"])
             wall["self-refine"] = wall.get("self-refine", 0.0) + run_method(
-                policy, tasks, cfg, ex, out / FILES["self-refine"], "self-refine", sr_turns, first_turn=first,
+                policy, sr_tasks, cfg, ex, out / FILES["self-refine"], "self-refine", sr_turns, first_turn=first,
                 progress=progress, chunk=chunk)
     frames = {"cocos": rows_frame(out / FILES["cocos"], tasks, turns)}
     if not skip_self_refine:
-        frames["self-refine"] = rows_frame(out / FILES["self-refine"], tasks, sr_turns)
+        frames["self-refine"] = rows_frame(out / FILES["self-refine"], sr_tasks, sr_turns)
     for name, df in frames.items():
         E.write_rows(df, out / FILES[name])  # sorted, complete
     source = registry_models.fetched_dir(model) if model in registry_models.REGISTRY else None
@@ -204,6 +206,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
     meta = dict(command=command, commands=meta.get("commands", []) + [command],
                 model=model, model_sha256=marker.get("sha256"), model_source=marker.get("wheels"),
                 upstream=marker.get("upstream"), tasks="humaneval", n_tasks=len(tasks), turns=turns, sr_turns=sr_turns,
+                sr_tasks=None if skip_self_refine else len(sr_tasks),
                 prompt_format="chat", greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size, chunk=chunk,
                 backend=backend, dtype="fp32", device="cpu", torch_threads=torch.get_num_threads(),
                 no_edit_threshold=M.DEFAULT_NO_EDIT_THRESHOLD, wall_s={k: round(v, 1) for k, v in wall.items()},
@@ -231,13 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--workers", type=int, default=2, help="executor workers")
     p.add_argument("--skip-self-refine", action="store_true")
+    p.add_argument("--sr-limit", type=int, default=None, help="Self-Refine on the first N tasks only")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if not 1 <= args.turns <= E.MAX_TURNS or not 2 <= args.sr_turns <= E.MAX_TURNS:
         p.error(f"--turns must be in 1..{E.MAX_TURNS} and --sr-turns in 2..{E.MAX_TURNS}")
     meta = run_study(args.model, args.out, args.turns, args.sr_turns, args.limit, args.batch_size, args.chunk,
                      args.max_new_tokens, args.backend, args.threads, args.workers, args.skip_self_refine,
-                     not args.no_progress, argv=list(argv) if argv is not None else sys.argv[1:])
+                     not args.no_progress, argv=list(argv) if argv is not None else sys.argv[1:], sr_limit=args.sr_limit)
     print(json.dumps(meta["summary"]))
     return 0
 

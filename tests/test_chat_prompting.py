@@ -178,3 +178,17 @@ def test_run_study_writes_rows_meta_and_examples(chat_policy, tmp_path):
     study.run_study(model_dir, tmp_path, argv=[], **kw)  # everything on disk: nothing generated again
     assert len((tmp_path / "study_timing.jsonl").read_text().splitlines()) == 3
     assert isinstance(json.loads((tmp_path / "study_examples.json").read_text()), list)
+
+
+def test_run_study_self_refine_on_a_subset(chat_policy, tmp_path):
+    """sr_limit: simple prompting on every task, Self-Refine on the first N; the meta says so."""
+    import json
+
+    from cocos_lib import results, study
+    kw = dict(turns=2, sr_turns=2, limit=3, batch_size=3, chunk=3, max_new_tokens=4, threads=1, progress=False)
+    meta = study.run_study(chat_policy.model.name_or_path, tmp_path, argv=[], sr_limit=1, **kw)
+    sr = [json.loads(x) for x in (tmp_path / "study_self_refine.jsonl").read_text().splitlines()]
+    assert {r["task_id"] for r in sr} == {"HumanEval/0"} and meta["sr_tasks"] == 1
+    assert meta["summary"]["cocos"]["n_tasks"] == 3 and meta["summary"]["self-refine"]["n_tasks"] == 1
+    labels = list(results.study_table(meta).index)
+    assert any(label.endswith("Self-Refine (first 1 tasks)") for label in labels), labels
