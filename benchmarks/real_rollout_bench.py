@@ -33,7 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from cocos_lib.generation import SamplingConfig, generate  # noqa: E402
+from cocos_lib.generation import generate  # noqa: E402
+
+from cocos_lib.sampling import SamplingConfig  # noqa: E402
 from cocos_lib.models import load_policy  # noqa: E402
 from cocos_lib.prompts import CHAT_STOP, extract_answer, render_prompt  # noqa: E402
 from cocos_lib.rollout import decode_completion, encode_prompts  # noqa: E402

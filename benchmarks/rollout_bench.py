@@ -49,7 +49,8 @@ import torch  # noqa: E402
 
 from benchmarks import tokenizer_facts as facts  # noqa: E402
 from cocos_lib import fastgen, memory  # noqa: E402
-from cocos_lib.generation import SamplingConfig, generate  # noqa: E402
+from cocos_lib.generation import generate  # noqa: E402
+from cocos_lib.sampling import SamplingConfig  # noqa: E402
 
 ARCHS = ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-0.5B")
 SMOKE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
@@ -369,7 +370,7 @@ def tiny_policy(tmp: str):
 
 def toy_prompts(policy, n: int) -> list[list[int]]:
     from cocos_lib.prompts import turn1_prompt
-    from cocos_lib.tasks import load_tasks
+    from cocos_lib.task_sets import load_tasks
     tasks = load_tasks("toy-test")[:n]
     return [policy.tokenizer.encode(turn1_prompt(t)) for t in tasks]
 

@@ -104,7 +104,7 @@ def eval_extras(df) -> dict:
 def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dict:
     """Greedy 2-turn evaluation: {"summary": summarize(df), "extra": eval_extras(df)}."""
     from cocos_lib.evaluate import evaluate, summarize
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     policy = load_policy(policy_dir, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=sizes.max_new_tokens)

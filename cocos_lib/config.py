@@ -12,8 +12,9 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
+from cocos_lib.sampling import BACKENDS
+
 REWARD_NAMES = ("binary", "progressive", "count")
-BACKENDS = ("hf", "static", "vllm", "packed")
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 ENDINGS = ("correct", "begin")
@@ -40,7 +41,7 @@ class TrainConfig:
     generate-time (KV-cached) log-probs as pi_old, DeepSpeed ZeRO-2 across GPUs.
     """
     model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
-    tasks: str = "toy-train"                # a name in cocos_lib.tasks.TASK_SETS
+    tasks: str = "toy-train"                # a name in cocos_lib.task_sets.TASK_SETS
     n_tasks: int | None = None              # use only the first n tasks
     updates: int = 1500
     prompts_per_update: int = 64            # rollouts per update = prompts_per_update * k
@@ -91,7 +92,7 @@ class TrainConfig:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
         from cocos_lib.prompts import PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
-        from cocos_lib.tasks import TASK_SETS
+        from cocos_lib.task_sets import TASK_SETS
         for name, kind in typing.get_type_hints(TrainConfig).items():
             v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
             kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds

@@ -99,7 +99,7 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     new_tokens, error, text (raw completion), feedback (Self-Refine critique, else "").
     """
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy, prompt_format)
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
     # the release format has its own prompts and extraction (release_run); the rollout config carries the rest
     rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward,
@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     release_format = args.prompt_format == "release"
     if args.stop_at_done and not release_format:
         _fail("--stop-at-done: only with --format release (the repo format always stops at [DONE])")
-    from cocos_lib.tasks import load_tasks
+    from cocos_lib.task_sets import load_tasks
     try:
         tasks = load_tasks(args.tasks)
     except (ValueError, OSError) as e:
@@ -365,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         policy_path = str(run_model_dir(args.policy) or args.policy)  # a train run dir: its final/ model
     except EvalConfigError as e:
         _fail(f"--policy {args.policy}: {e}")
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
     batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:

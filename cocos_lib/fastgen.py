@@ -10,7 +10,7 @@ tokenisation of the stop text: `stop_table`) with per-row finished flags, and sy
 host only every `check_every` steps: to end once all rows are done and (CPU default) to compact
 the batch so finished rows stop costing.
 
-Output contract (as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
+Output contract (cocos_lib.sampling, as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
 right after the stop string (included), or after EOS (included), or at max_new_tokens.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import torch
 
 from cocos_lib.modes import mode
+from cocos_lib.sampling import left_pad, token_strings, truncate_completion
 
 
 class FastGenError(ValueError):
@@ -48,14 +49,6 @@ def _feed(state: int, text: str, stop: str, fail: list[int]) -> int:
         if state == len(stop):
             return state
     return state
-
-
-def token_strings(tokenizer, vocab_size: int) -> list[str]:
-    """Text of each token id on its own ("" for ids the tokenizer does not know)."""
-    n = min(len(tokenizer), vocab_size)
-    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
-                                   clean_up_tokenization_spaces=False)
-    return list(texts) + [""] * (vocab_size - n)
 
 
 def stop_table(texts: Sequence[str], stop: str) -> torch.Tensor:
@@ -116,16 +109,6 @@ def _cache_api(model) -> tuple[str, bool]:
     return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
 
 
-def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids [B, P] and the number of pad slots per row."""
-    P = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), P), pad_id, dtype=torch.long)
-    for b, p in enumerate(prompt_ids):
-        ids[b, P - len(p):] = torch.tensor(list(p), dtype=torch.long)
-    pad = torch.tensor([P - len(p) for p in prompt_ids], dtype=torch.long)
-    return ids.to(device), pad.to(device)
-
-
 def release_static_cache(model) -> None:
     """Free the KV caches the compiled path keeps on the model (e.g. before a big backward)."""
     model.__dict__.pop("_cocos_static_cache", None)
@@ -178,7 +161,7 @@ def _static_cache(model, batch: int, length: int, keep: int = 4):
 def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
                     compact, min_batch, step_fn, forced_lengths, cache_multiple, reuse) -> list[list[int]]:
     device = next(model.parameters()).device
-    ids, pad = _left_pad(prompt_ids, pad_id, device)
+    ids, pad = left_pad(prompt_ids, pad_id, device)
     B, P = ids.shape
     N = cfg.max_new_tokens
     L = -(-(P + N) // cache_multiple) * cache_multiple   # rounded up: fewer distinct compiled shapes
@@ -236,7 +219,6 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
 def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> list[list[int]]:
     """Host-side pass through the hf backend's truncation rule (decoded-text stop search), so
     both backends share one definition even for tokenizers whose decode is not a concatenation."""
-    from cocos_lib.generation import truncate_completion
     return rows if tokenizer is None else [truncate_completion(r, tokenizer, stop, sorted(eos_ids)) for r in rows]
 
 
@@ -248,7 +230,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     """Backend "static": completion ids per prompt (contract in the module docstring).
 
     policy: `.model` (HF causal LM or peft model), `.tokenizer` (None allowed when cfg.stop is
-    None), optional `.eos_token_ids`; cfg: generation.SamplingConfig; seed: same seed, same output.
+    None), optional `.eos_token_ids`; cfg: sampling.SamplingConfig; seed: same seed, same output.
     Prompts go in chunks of cfg.batch_size, each left-padded to its longest prompt.
     check_every: steps between host checks (early exit, compaction). compact: drop finished rows
     (power-of-two buckets >= min_batch); default CPU only: on a GPU a decode step at batch <= 128

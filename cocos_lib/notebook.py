@@ -68,12 +68,12 @@ class NotebookProfile:
 
     def tasks(self) -> list:
         """The evaluation tasks: the first n_eval of eval_tasks (all when None)."""
-        from cocos_lib.tasks import load_tasks
+        from cocos_lib.task_sets import load_tasks
         return load_tasks(self.eval_tasks)[:self.n_eval]
 
     def sampling(self, greedy: bool = True, temperature: float = 0.9):
         """SamplingConfig: greedy (the paper's evaluation) or sampling at `temperature` (training)."""
-        from cocos_lib.generation import SamplingConfig
+        from cocos_lib.sampling import SamplingConfig
         return SamplingConfig(greedy=greedy, temperature=temperature, max_new_tokens=self.max_new_tokens,
                               batch_size=self.batch_size)
 

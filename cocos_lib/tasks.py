@@ -333,18 +333,3 @@ def load_humaneval(path=None) -> list[Task]:
     path = path or humaneval_path()
     return [humaneval_task(row, path, line) for line, row in read_jsonl(path)]
 
-
-# ---------------------------------------------------------------- registry
-TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "humaneval", "toy-train", "toy-test")
-
-
-def load_tasks(name: str, **kw) -> list[Task]:
-    """Tasks by name (TASK_SETS); keyword arguments go to the loader."""
-    if name.startswith("mbpp-") and name in TASK_SETS:
-        return load_mbpp(split=name[5:], **kw)
-    if name == "humaneval":
-        return load_humaneval(**kw)
-    if name in ("toy-train", "toy-test"):
-        from cocos_lib import toy  # lazy: owned by the toy world
-        return toy.toy_tasks(name[4:], **kw)
-    raise _err("<load_tasks>", 0, "name", f"unknown task set {name!r} (expected one of {', '.join(TASK_SETS)})")

@@ -13,7 +13,7 @@ def _cfg(**kw):
     base = dict(max_new_tokens=24, temperature=0.9, top_p=1.0, greedy=True, stop=None, batch_size=64)
     base.update(kw)
     try:
-        from cocos_lib.generation import SamplingConfig
+        from cocos_lib.sampling import SamplingConfig
         return SamplingConfig(**base)
     except ImportError:
         return SimpleNamespace(**base)

@@ -246,7 +246,8 @@ def test_released_pad_tokens(tiny_policy_dir, tmp_path):
 
 
 def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
-    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.generation import generate
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.modes import mode
     p = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
     for start in (True, False):

@@ -2,7 +2,7 @@
 import pytest
 
 from cocos_lib import rollout as R
-from cocos_lib.generation import SamplingConfig
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.prompts import build_prompt
 from cocos_lib.rewards import REWARDS
 from cocos_lib.rollout import RolloutConfig, rollout

@@ -15,7 +15,7 @@ def test_generator_is_deterministic_and_seeded():
     assert W.toy_tasks("test", n=20, difficulty=2) != W.toy_tasks("test", n=20)
     assert [t.task_id for t in W.toy_tasks("test", n=3)] == ["toy-test/0", "toy-test/1", "toy-test/2"]
     assert len(W.toy_tasks("train")) == 2000 and len(W.toy_tasks("test")) == 200
-    assert toy.toy_tasks is W.toy_tasks  # tasks.load_tasks("toy-*") goes through cocos_lib.toy
+    assert toy.toy_tasks is W.toy_tasks  # toy re-exports the toy world's generator
 
 
 def test_splits_are_disjoint_by_solution():
@@ -138,7 +138,8 @@ def test_warmstart_sampled_turn2_mostly_copies_a_misconception_and_sometimes_rep
     tests pass) in 19% (measured, seed 0; the build's repair_rate is 0.2)."""
     import torch
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.generation import generate
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     from cocos_lib.prompts import build_prompt, extract_code
     from cocos_lib.rollout import decode_completion, encode_prompts, execute
