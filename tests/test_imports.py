@@ -56,3 +56,8 @@ def test_sandbox_imports_only_itself_and_the_stdlib():
             top = name.split(".")[0]
             assert top in sys.stdlib_module_names or name.startswith("cocos_lib.sandbox") or top == "sandbox", \
                 f"{path.name} imports {name}"
+
+
+def test_every_module_is_at_most_350_lines():
+    long = {str(f.relative_to(LIB)): n for f in LIB.rglob("*.py") if (n := len(f.read_text().splitlines())) > 350}
+    assert long == {}
