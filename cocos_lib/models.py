@@ -248,6 +248,11 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         tok_src = path
     tokenizer = setup_tokenizer(AutoTokenizer.from_pretrained(tok_src), pad_token)
     model.config.pad_token_id = tokenizer.pad_token_id
+    # A saved config.json holds pad_token_id (set just above), and from_pretrained turns it into the
+    # input embedding's padding_idx: that row would get no gradient from its lookups, so a resumed run
+    # would train other parameters than the fresh one (pad = EOS is a real input in no-stop mode).
+    # Pad positions are masked out of every loss anyway: no policy keeps a padding_idx.
+    model.get_input_embeddings().padding_idx = None
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dev)

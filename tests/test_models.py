@@ -1,4 +1,5 @@
 """load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
+import json
 import sys
 import time
 import types
@@ -74,6 +75,22 @@ def test_resolve_dtype(monkeypatch):
     assert models.resolve_dtype("auto", "cuda:0") == torch.float16
     with pytest.raises(ValueError, match="dtype 'fp8'"):
         models.resolve_dtype("fp8", "cpu")
+
+
+def test_a_saved_and_reloaded_policy_trains_the_pad_row_as_the_fresh_one(tiny_policy_dir, tmp_path):
+    """Saving writes pad_token_id (= EOS here) into config.json; on reload the input embedding must not
+    turn it into a padding_idx, or the pad/EOS row gets no gradient from its lookups (resume not exact)."""
+    fresh = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
+    resumed = load_policy(fresh.save(tmp_path / "saved"), dtype="fp32", device="cpu")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["pad_token_id"] == fresh.tokenizer.pad_token_id
+    pad = fresh.tokenizer.pad_token_id
+    grads = []
+    for policy in (fresh, resumed):
+        emb = policy.model.get_input_embeddings()
+        assert emb.padding_idx is None
+        emb(torch.tensor([[pad, 3]])).sum().backward()
+        grads.append(emb.weight.grad[pad].clone())
+    assert torch.equal(grads[0], grads[1]) and grads[1].abs().sum() > 0
 
 
 def test_load_in_bf16(tiny_policy_dir):
