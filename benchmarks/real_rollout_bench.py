@@ -65,7 +65,7 @@ def bench(policy, prompts, batch: int, cap: int, out: str | None, common: dict) 
     n, rows, texts = len(prompts), {}, {}
     for backend in ("hf", "packed"):  # ours: stop at the end of the code block
         cfg = SamplingConfig(greedy=True, max_new_tokens=512, stop=CHAT_STOP, batch_size=batch)
-        ids, secs = timed(lambda: generate(policy, prompts, cfg, backend=backend))
+        ids, secs = timed(lambda cfg=cfg, backend=backend: generate(policy, prompts, cfg, backend=backend))
         rows[f"ours_{backend}"], texts[backend] = dict(seconds=secs, new_tokens=sum(map(len, ids))), ids
     eos, t_eos = run(policy, prompts, SamplingConfig(greedy=True, max_new_tokens=512, stop=None, batch_size=batch))
     rows["hf_eos"], texts["eos"] = dict(seconds=t_eos, new_tokens=sum(map(len, eos))), eos

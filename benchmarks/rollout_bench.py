@@ -388,7 +388,8 @@ def cpu_mode(args, run: Run) -> None:
             for backend in ("hf", "static"):
                 cfg = SamplingConfig(max_new_tokens=args.cpu_new_tokens, temperature=0.9, stop=stop,
                                      batch_size=args.cpu_batch, ignore_eos=stop is None)  # None: as released
-                out, t = timed(lambda: generate(policy, prompts, cfg, seed=0, backend=backend), "cpu")
+                out, t = timed(lambda cfg=cfg, backend=backend: generate(policy, prompts, cfg, seed=0, backend=backend),
+                               "cpu")
                 n_tok = sum(len(o) for o in out)
                 run.emit(dict(section="cpu_rollouts", policy=name, backend=backend, stop=stop, rollouts=len(out),
                               threads=args.threads, max_new_tokens=cfg.max_new_tokens, batch=cfg.batch_size,

@@ -43,19 +43,26 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class NotebookProfile:
-    """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04); train_updates:
-    notebook 03's run (None: the train profile's); train_overrides: TrainConfig fields on top of
-    cocos_lib.train.PROFILES[name];
-    ablation_*: each run of notebook 05 (updates, evaluation tasks, extra TrainConfig fields);
-    threads: torch intra-op threads (None: torch's default);
-    progress: show progress bars (only when a frontend can render them, see has_frontend);
+    """Sizes of one profile: what notebooks 01 and 04 evaluate, 03 trains and 05 ablates.
     prompt_format: the prompts of evaluation and rollouts ("completion" or "chat")."""
-    name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
-    max_new_tokens: int; batch_size: int; device: str | None; train_updates: int | None  # noqa: E702
-    ablation_updates: int
-    eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
-    ablation_eval: int | None = None; ablation_overrides: dict = field(default_factory=dict)  # noqa: E702
-    train_overrides: dict = field(default_factory=dict)
+    name: str                             # the profile's name (a key of config.PROFILES)
+    model: str                            # the policy: hub name, local dir or "tiny-warmstart"
+    eval_tasks: str                       # a name in task_sets.TASK_SETS
+    n_eval: int | None                    # tasks evaluated (None: all)
+    fewshot: int                          # few-shot examples in turn-1 prompts
+    ending: str                           # prompt ending: "correct" or "begin"
+    max_new_tokens: int                   # per turn
+    batch_size: int                       # prompts generated together
+    device: str | None                    # None: cuda if available, else cpu
+    train_updates: int | None             # notebook 03's run (None: the train profile's)
+    ablation_updates: int                 # each run of notebook 05
+    eval_turns: int = 4                   # turns of the multi-turn evaluation
+    threads: int | None = None            # torch intra-op threads (None: torch's default)
+    smoke: bool = False                   # a smoke run (the tests' papermill runs)
+    progress: bool = False                # progress bars (only when a frontend can render them)
+    ablation_eval: int | None = None      # evaluation tasks of each ablation run (None: n_eval)
+    ablation_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields of each ablation run
+    train_overrides: dict = field(default_factory=dict)     # TrainConfig fields on top of the train profile
     prompt_format: str = "completion"  # "chat" for instruct models (cocos_lib.prompts)
 
     def start(self) -> None:
@@ -64,7 +71,10 @@ class NotebookProfile:
         import torch
         from transformers.utils import logging
         torch.set_num_threads(self.threads or torch.get_num_threads())
-        logging.enable_progress_bar() if self.progress else logging.disable_progress_bar()
+        if self.progress:
+            logging.enable_progress_bar()
+        else:
+            logging.disable_progress_bar()
 
     def tasks(self) -> list:
         """The evaluation tasks: the first n_eval of eval_tasks (all when None)."""

@@ -272,7 +272,8 @@ def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
         assert [len(o) for o in out] == [7, 7, 7], backend
     # with the model forced to write EOS first, the default stops at once and ignore_eos does not
     head = tiny_policy.model.get_output_embeddings()
-    bias = torch.zeros(head.weight.shape[0]); bias[eos] = 1e4
+    bias = torch.zeros(head.weight.shape[0])
+    bias[eos] = 1e4
     hook = head.register_forward_hook(lambda m, i, o: o + bias)
     try:
         stopped = generate(tiny_policy, prompts, SamplingConfig(max_new_tokens=7, greedy=True, stop=None), backend="hf")

@@ -239,7 +239,9 @@ def error_of(fn):
 
 
 def test_mbpp_every_error_message(tmp_path):
-    f = lambda rows: write_jsonl(tmp_path, rows)  # noqa: E731
+    def f(rows):
+        return write_jsonl(tmp_path, rows)
+
     missing = str(tmp_path / "nope.jsonl")
     assert error_of(lambda: load_mbpp("test", path=missing)) == f"{missing}:0: field 'path': no such file"
     p = f([mbpp_row(11), '{"task_id": 12, "text": ', mbpp_row(13)])
