@@ -5,12 +5,12 @@ seeds in the toy world and evaluated greedily (2 turns) on one fixed toy-test su
     python -m cocos_lib.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
     python -m cocos_lib.ablations summary --out data/results/ablations
 
-Settings (PAPER.md "Rewards", "Optimisation"; all else is the `tiny` profile):
+Settings (docs/paper.md §3 "Rewards", §4 "Objective and optimiser"; all else is the `tiny` profile):
     cocos         the released default: gamma = 0.5, progressive reward, shared turn 1 (turn 2 trained)
     binary        binary reward r_t = 1{all K pass}                      (vs cocos: Table 5)
     indep         independent turn 1, turns 1 and 2 trained, gamma 0.5    (vs cocos: shared vs independent)
     indep-gamma0  the same with gamma = 0                                 (vs indep: turn-1 sabotage)
-    score         SCoRe Stage I style: binary, gamma = 1, beta_1 = 0.25   (PAPER.md: turn-2 collapse)
+    score         SCoRe Stage I style: binary, gamma = 1, beta_1 = 0.25   (docs/paper.md §7: turn-2 collapse)
 Plus an `untrained` row: the warm-start on the same tasks.
 
 What it writes under OUT (compact, committed; model weights stay in WORK, git-ignored):

@@ -26,9 +26,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md), except these
+    """Every knob of a run, flat. Defaults = the released code's choices (docs/paper.md §4), except these
     (each an option; PROFILES["released"] sets the release's values):
-    - max_grad_norm 1.0 (the release: no clipping, PAPER.md): a guard; at lr 1e-5 it rarely binds.
+    - max_grad_norm 1.0 (the release: no clipping, docs/paper.md §4): a guard; at lr 1e-5 it rarely binds.
     - top_k 0 (the release: HF 4.x's implicit top_k 50, and its pi_old is top-k renormalised while
       pi_theta and pi_ref are not, so rho < 1 at one epoch and the KL starts > 0; see rl.RLConfig).
     - reward "progressive" = the paper's fraction (1/K) sum_k 1{u_k} (the release: the raw count, K = 3
@@ -160,7 +160,7 @@ PROFILES: dict[str, dict] = {
     "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="humaneval", n_tasks=8, updates=3, prompts_per_update=2,
                 k=2, lr=1e-4, lora_r=8, lora_alpha=16, dtype="fp32", device="cpu", prompt_format="chat",
                 max_new_tokens=384, gen_batch_size=4, micro_batch=2, exec_workers=2, checkpoint_every=0, seed=0),
-    # PAPER.md "Optimisation": the released hyperparameters.
+    # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
                   kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,

@@ -1,4 +1,4 @@
-"""Multi-turn evaluation (PAPER.md "Evaluation"): greedy or sampled, up to 4 turns.
+"""Multi-turn evaluation (docs/paper.md §5 "Evaluation"): greedy or sampled, up to 4 turns.
 
 ``evaluate`` runs ``rollout`` (method "cocos": the correction instruction, i.e. simple
 prompting for an untrained model) or ``baselines.self_refine`` and returns a DataFrame

@@ -179,7 +179,7 @@ PLANS: dict[str, dict] = {
     "colab-1.5b": dict(model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=MemoryConfig(
         dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
         gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
-    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md) with fp32 master weights, Adam states
+    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (docs/paper.md §4) with fp32 master weights, Adam states
     # and gradients (cocos_lib/optim.py: 18 bytes per parameter, as the release's DeepSpeed ZeRO),
     # a frozen bf16 reference copy, 128 rollouts generated at once; turn-2 prompts hold the task,
     # the first answer and the instruction.

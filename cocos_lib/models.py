@@ -191,7 +191,7 @@ def _from_pretrained(cls, path: str, dtype: torch.dtype):
         return cls.from_pretrained(path, torch_dtype=dtype)
 
 
-# The release's pad token per model family (PAPER.md "Released evaluation"; its train.py picks by model name):
+# The release's pad token per model family (docs/paper.md §8 "The released evaluation, exactly"; its train.py picks by model name):
 # Llama-3.2 <|finetune_right_pad_id|> 128004 (not its EOS), deepseek-coder <｜end▁of▁sentence｜> 32014 and
 # Qwen2.5 <|endoftext|> 151643 (their EOS). pad_token="released" takes the first one the vocabulary holds.
 RELEASED_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<｜end▁of▁sentence｜>", "<|endoftext|>")

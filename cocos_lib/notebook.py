@@ -28,7 +28,7 @@ NOTEBOOK_PROFILES: dict[str, dict] = {
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
                   max_new_tokens=512, batch_size=32, device=None, train_updates=None, ablation_updates=50),
-    # PAPER.md: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
+    # docs/paper.md §4-§6: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", eval_tasks="mbpp-test", n_eval=None, fewshot=3, ending="begin",
                   max_new_tokens=512, batch_size=64, device=None, train_updates=None, ablation_updates=300),
 }

@@ -91,7 +91,7 @@ def plot_accuracy_gains(curves: Mapping[str, Sequence[float]], figures_dir,
     """Lines of Acc@tk - Acc@t1 (k = 1..T) for repo runs (solid); paper rows dashed.
 
     ``curves``: label -> gains as fractions, first entry 0 (``metrics.accuracy_gains``).
-    ``paper``: also draw PAPER.md's beyond-two-turns rows (percent, MBPP, Qwen2.5-1.5B).
+    ``paper``: also draw the paper's beyond-two-turns rows (docs/paper.md §6) (percent, MBPP, Qwen2.5-1.5B).
     """
     with style():
         fig = Figure(figsize=(5.4, 3.6))
@@ -190,7 +190,7 @@ def reward_grid(gamma: float, n_tests: int = 1) -> list[list[float]]:
 def plot_reward_table(gamma: float, figures_dir, n_tests: int = 1, filename: str | None = None) -> Path:
     """Heatmap of the two-turn accumulated reward R = gamma * r_1 + (r_2 - r_1).
 
-    n_tests = 1 gives the binary table (PAPER.md: i->c 1, c->c 0.5, i->i 0, c->i -0.5 at
+    n_tests = 1 gives the binary table (docs/paper.md §3: i->c 1, c->c 0.5, i->i 0, c->i -0.5 at
     gamma = 0.5); n_tests = K shows the progressive reward's grid r_t in {0, 1/K, .., 1}.
     """
     levels = [j / n_tests for j in range(n_tests + 1)]

@@ -2,7 +2,7 @@
 `cocos_lib.toy_world`, so that CoCoS can be *seen* learning on a laptop CPU.
 
 Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
-the paper measured in real 1B models (PAPER.md, "small models don't reflect"):
+the paper measured in real 1B models (docs/paper.md §7, "Why small models need this"):
 - turn 1 has a *systematic misconception* on 7 of the 16 operations (e.g. `v>=n` for "greater
   than n", `s[n:]` for "the last n characters", `x-n` for "the distance to n", `max(a)` for
   "the largest number, or n if the list is empty"); the task text and tests contradict it,

@@ -130,7 +130,7 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
 def rollout_config(cfg: TrainConfig):
     """The rollout.RolloutConfig (sampling, prompts, reward) of a TrainConfig. The turn-1 few-shot
     block (base models, cfg.fewshot > 0) is `prompts.fewshot_for`: MBPP prompt-split tasks for
-    mbpp-* sets (PAPER.md), the shipped offline default otherwise."""
+    mbpp-* sets (docs/paper.md §2, §8), the shipped offline default otherwise."""
     from cocos_lib.sampling import SamplingConfig
     from cocos_lib.prompts import fewshot_for
     from cocos_lib.rollout import RolloutConfig

@@ -50,7 +50,7 @@ def test_rolling_mean():
 
 def test_reward_table(tmp_path):
     grid = plots.reward_grid(0.5)  # binary: rows r_1, cols r_2
-    assert grid == [[0.0, 1.0], [-0.5, 0.5]]  # i->i 0, i->c 1, c->i -0.5, c->c 0.5 (PAPER.md)
+    assert grid == [[0.0, 1.0], [-0.5, 0.5]]  # i->i 0, i->c 1, c->i -0.5, c->c 0.5 (docs/paper.md §3)
     assert plots.reward_grid(0.0)[1][1] == 0.0 and plots.reward_grid(1.0) == [[0.0, 1.0], [0.0, 1.0]]
     assert plots.reward_grid(0.5, n_tests=3)[3][2] == pytest.approx(0.5 - 1 / 3)
     _check_png(plots.plot_reward_table(0.5, tmp_path), "reward_table_gamma0.5.png")
