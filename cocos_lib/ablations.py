@@ -38,6 +38,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cocos_lib.toy import TINY_WARMSTART
+
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cocos": ("CoCoS default (γ=0.5, progressive, shared y_1)", {}),
     "binary": ("binary reward", dict(reward="binary")),
@@ -202,7 +204,7 @@ def run_all(out: str | Path, work: str | Path, sizes: Sizes = Sizes(), seeds=(0,
     with Executor(workers=2) as executor:
         if not (out / UNTRAINED / "eval.json").is_file():
             t0 = time.time()
-            result = evaluate_policy("tiny-warmstart", tasks, sizes, executor)
+            result = evaluate_policy(TINY_WARMSTART, tasks, sizes, executor)
             _write_json(out / UNTRAINED / "eval.json", {**result, "setting": UNTRAINED, "eval_s": time.time() - t0})
         for seed in seeds:  # seed-major: a partial set already has every setting once
             for setting in settings:

@@ -12,12 +12,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
+from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS
+from cocos_lib.toy import TINY_WARMSTART
 
-REWARD_NAMES = ("binary", "progressive", "count")
 SCHEDULES = ("cosine", "linear", "constant")
-DTYPES = ("auto", "fp32", "fp16", "bf16")
-ENDINGS = ("correct", "begin")
+DTYPES = ("auto", "fp32", "fp16", "bf16")  # the names a run accepts; models.resolve_dtype maps them to torch
 
 
 class ConfigError(ValueError):
@@ -40,7 +40,7 @@ class TrainConfig:
     EOS counts), the embeddings resized to len(tokenizer), prompts truncated at 8,192 tokens, the
     generate-time (KV-cached) log-probs as pi_old, DeepSpeed ZeRO-2 across GPUs.
     """
-    model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
+    model: str = TINY_WARMSTART             # HF hub name, local dir, or "tiny-warmstart"
     tasks: str = "toy-train"                # a name in cocos_lib.task_sets.TASK_SETS
     n_tasks: int | None = None              # use only the first n tasks
     updates: int = 1500
@@ -90,7 +90,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
-        from cocos_lib.prompts import PROMPT_FORMATS
+        from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
         from cocos_lib.task_sets import TASK_SETS
         for name, kind in typing.get_type_hints(TrainConfig).items():
@@ -100,7 +100,7 @@ class TrainConfig:
             allowed = sum((ok.get(k, (tuple,)) for k in kinds), ())
             if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
                 raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
-        choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
+        choices = dict(tasks=TASK_SETS, reward=tuple(REWARDS), kl=KL_MODES, backend=BACKENDS,
                        schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS, prompt_format=PROMPT_FORMATS)
         checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
         checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
@@ -148,7 +148,7 @@ class TrainConfig:
 
 PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: the toy world and the repo's warm-started char-level policy.
-    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=40, prompts_per_update=16, k=4,
+    "tiny": dict(model=TINY_WARMSTART, tasks="toy-train", updates=40, prompts_per_update=16, k=4,
                  lr=2e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=64, gen_batch_size=64,
                  micro_batch=16, dtype="fp32", device="cpu", checkpoint_every=10, exec_workers=2, seed=0),
     # one Colab T4 (16 GB): 0.5B base model, LoRA on fp16 weights, smaller batches.

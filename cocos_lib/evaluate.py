@@ -23,16 +23,18 @@ from typing import Sequence
 import pandas as pd
 
 from cocos_lib import metrics as M
-from cocos_lib import registry_models
+from cocos_lib import prompts, registry_models
 from cocos_lib.metrics import transition_metrics
+from cocos_lib.prompts import DONE
 from cocos_lib.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
+from cocos_lib.toy import TINY_WARMSTART, warmstart_path
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
            "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
            "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")
-PROMPT_FORMATS = ("completion", "chat", "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
+PROMPT_FORMATS = (*prompts.PROMPT_FORMATS, "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
 MAX_TURNS = 4
 COLUMNS = ("task_id", "sample", "turn", "method", "code", "outcomes", "n_tests", "n_passed", "pass_fraction",
            "correct", "reward", "edit_distance", "no_edit", "new_tokens", "error", "text", "feedback")
@@ -60,8 +62,7 @@ def _check(turns: int, k: int, method: str, greedy: bool, prompt_format: str = "
 
 def _fingerprint(name: str) -> str:
     """Policy name plus, for a local dir, the newest file time (a retrained dir misses the cache)."""
-    if name == "tiny-warmstart":
-        from cocos_lib.toy import warmstart_path
+    if name == TINY_WARMSTART:
         name = str(warmstart_path())
     if name in registry_models.REGISTRY:
         name = str(registry_models.model_dir(name))
@@ -310,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         resolve_model(release_run.source(policy_path) if release_format else policy_path)
         sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   greedy=args.k == 1, batch_size=batch_size,
-                                  stop=None if release_format and not args.stop_at_done else "[DONE]")
+                                  stop=None if release_format and not args.stop_at_done else DONE)
     except (ValueError, OSError) as e:
         _fail(f"--policy {args.policy}: {str(e).splitlines()[0]}" if isinstance(e, OSError) else str(e))
     from cocos_lib.prompts import fewshot_for

@@ -18,11 +18,12 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import registry_models  # stdlib-only at import: short names of registry-shipped models
+from cocos_lib import registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
-TINY_WARMSTART = "tiny-warmstart"
-MARKERS = ("[BEGIN]", "[DONE]", "[CORRECT]")
+from cocos_lib.prompts import MARKERS
+from cocos_lib.toy import TINY_WARMSTART
+
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
            "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
            "bfloat16": torch.bfloat16}
@@ -112,7 +113,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """
     name = str(name_or_path)
     if name == TINY_WARMSTART:
-        from cocos_lib import toy  # lazy: written by the toy-world module
         name = str(toy.warmstart_path())
         if not Path(name).is_dir():
             raise ModelNotFoundError(f"model 'tiny-warmstart': no checkpoint at {name} "
@@ -191,10 +191,9 @@ def _from_pretrained(cls, path: str, dtype: torch.dtype):
         return cls.from_pretrained(path, torch_dtype=dtype)
 
 
-# The release's pad token per model family (docs/paper.md §8 "The released evaluation, exactly"; its train.py picks by model name):
-# Llama-3.2 <|finetune_right_pad_id|> 128004 (not its EOS), deepseek-coder <｜end▁of▁sentence｜> 32014 and
-# Qwen2.5 <|endoftext|> 151643 (their EOS). pad_token="released" takes the first one the vocabulary holds.
-RELEASED_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<｜end▁of▁sentence｜>", "<|endoftext|>")
+# The release's pad token per model family (docs/paper.md §8; the table is release.PAD_TOKENS): Llama-3.2's is
+# not its EOS, deepseek-coder's and Qwen2.5's are. pad_token="released" takes the first one the vocabulary holds.
+RELEASED_PAD_TOKENS = tuple(release.PAD_TOKENS[family][0] for family in ("llama", "deepseek", "qwen"))
 
 
 def setup_tokenizer(tokenizer, pad_token: str = "auto") -> Any:

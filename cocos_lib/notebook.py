@@ -15,9 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from cocos_lib.toy import TINY_WARMSTART
+
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
-    "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
+    "tiny": dict(model=TINY_WARMSTART, eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
                  max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=None,
                  ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
     # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct, chat prompts, all 164 HumanEval

@@ -23,9 +23,7 @@ from typing import Any, Sequence
 
 from cocos_lib.generation import generate
 from cocos_lib.sampling import BACKENDS, SamplingConfig
-from cocos_lib.prompts import BEGIN, CORRECT, DONE, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
-
-MARKERS = (BEGIN, DONE, CORRECT)
+from cocos_lib.prompts import MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
 
 
 @dataclass

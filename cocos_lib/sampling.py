@@ -1,4 +1,4 @@
-"""The sampling contract every generation backend shares; torch-free (a leaf module).
+"""The sampling contract every generation backend shares; torch-free (it imports only the prompt markers).
 
 What a backend is asked for (`SamplingConfig`), the backend names (`BACKENDS`), and what it
 must return: per prompt, the completion ids cut right after the stop string is complete (stop
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+from cocos_lib.prompts import DONE
 
 BACKENDS = ("hf", "static", "vllm", "packed")
 
@@ -26,7 +28,7 @@ class SamplingConfig:
     temperature: float = 0.9
     top_p: float = 1.0
     greedy: bool = False
-    stop: str | None = "[DONE]"
+    stop: str | None = DONE
     batch_size: int = 64
     ignore_eos: bool = False
     top_k: int = 0

@@ -34,10 +34,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocos_lib.prompts import build_prompt
+from cocos_lib.prompts import DONE, MARKERS, build_prompt
 from cocos_lib.toy_world import code_for, misconception, parse_task, toy_tasks
 
-SPECIALS = ("<pad>", "<eos>", "<unk>", "[BEGIN]", "[DONE]", "[CORRECT]")
+TINY_WARMSTART = "tiny-warmstart"  # the model name of the shipped warm-start (cocos_lib/assets/tiny-warmstart)
+SPECIALS = ("<pad>", "<eos>", "<unk>", *MARKERS)
 CHARS = ("\n",) + tuple(chr(i) for i in range(32, 127))
 
 
@@ -96,15 +97,15 @@ def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("[DONE]")]
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(DONE)]
     model.generation_config.bos_token_id = None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
 def warmstart_path() -> Path:
-    """The shipped warm-start checkpoint (`load_policy("tiny-warmstart")` resolves to it)."""
-    return Path(__file__).resolve().parent / "assets" / "tiny-warmstart"
+    """The shipped warm-start checkpoint (`load_policy(TINY_WARMSTART)` resolves to it)."""
+    return Path(__file__).resolve().parent / "assets" / TINY_WARMSTART
 
 
 # ------------------------------------------------------------------------------ warm-start SFT
@@ -127,10 +128,10 @@ def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tu
     ending): previous attempt right -> copy; wrong -> repair with prob. repair_rate, else copy."""
     ref = task.reference
     if turn == 1:
-        return build_prompt(task, []), (misconception(task) or ref) + "\n[DONE]"
+        return build_prompt(task, []), f"{misconception(task) or ref}\n{DONE}"
     prev = previous_attempt(task, cfg, rng)
     target = ref if prev != ref and rng.random() < cfg.repair_rate else prev
-    return build_prompt(task, [prev], ending="correct"), target + "\n[DONE]"
+    return build_prompt(task, [prev], ending="correct"), f"{target}\n{DONE}"
 
 
 def _batch(tokenizer, pairs: list[tuple[str, str]], prompt_weight: float):

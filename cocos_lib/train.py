@@ -132,11 +132,11 @@ def rollout_config(cfg: TrainConfig):
     block (base models, cfg.fewshot > 0) is `prompts.fewshot_for`: MBPP prompt-split tasks for
     mbpp-* sets (docs/paper.md §2, §8), the shipped offline default otherwise."""
     from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.prompts import fewshot_for
+    from cocos_lib.prompts import DONE, fewshot_for
     from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               top_k=cfg.top_k,
-                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
+                              stop=DONE if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),

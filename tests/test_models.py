@@ -1,8 +1,6 @@
 """load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
 import json
-import sys
 import time
-import types
 
 import pytest
 import torch
@@ -111,13 +109,10 @@ def test_missing_models_fail_fast_with_one_line(tmp_path):
 
 
 def test_tiny_warmstart_resolves_through_toy(monkeypatch, tiny_policy_dir, tmp_path):
-    import cocos_lib
-    fake = types.SimpleNamespace(warmstart_path=lambda: tiny_policy_dir)
-    monkeypatch.setitem(sys.modules, "cocos_lib.toy", fake)
-    monkeypatch.setattr(cocos_lib, "toy", fake, raising=False)
+    monkeypatch.setattr(models.toy, "warmstart_path", lambda: tiny_policy_dir)
     p = load_policy("tiny-warmstart")
     assert p.name == "tiny-warmstart" and len(p.tokenizer) == 387
-    fake.warmstart_path = lambda: tmp_path / "missing"
+    monkeypatch.setattr(models.toy, "warmstart_path", lambda: tmp_path / "missing")
     with pytest.raises(ModelNotFoundError, match="build-warmstart"):
         load_policy("tiny-warmstart")
 
