@@ -201,6 +201,13 @@ def coerce(name: str, value):
                           f"{getattr(base, '__name__', base)} ({e})") from None
 
 
+def profile_settings(profile: str) -> dict:
+    """Every TrainConfig field of `profile` as plain values (defaults + the profile's own), unchecked: what
+    the memory plans and the notebook profiles read from the one profile table without building a config."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **PROFILES[profile]}
+
+
 def make_config(profile: str = "tiny", base: dict | None = None, **overrides) -> TrainConfig:
     """TrainConfig of a profile (or of `base`, a saved config dict) with overrides; strings are coerced."""
     if base is None and profile not in PROFILES:

@@ -15,24 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from cocos_lib.toy import TINY_WARMSTART
+from cocos_lib.config import profile_settings
+
+
+def _shared(profile: str) -> dict:
+    """What a notebook profile takes from the training profile of its name (config.PROFILES): the policy
+    and how it is prompted."""
+    train = profile_settings(profile)
+    return {key: train[key] for key in ("model", "fewshot", "ending", "prompt_format")}
+
 
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
-    "tiny": dict(model=TINY_WARMSTART, eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
-                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=None,
-                 ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
+    "tiny": dict(_shared("tiny"), eval_tasks="toy-test", n_eval=200, max_new_tokens=96, batch_size=64, device="cpu",
+                 threads=1, train_updates=None, ablation_updates=6, ablation_eval=100,
+                 ablation_overrides=dict(prompts_per_update=8)),
     # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct, chat prompts, all 164 HumanEval
     # tasks (hours on 2 cores: the notebooks read the committed study in data/results/real unless REAL_RUN).
-    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", eval_tasks="humaneval", n_eval=None, fewshot=0,
-                ending="correct", max_new_tokens=512, batch_size=16, device="cpu", train_updates=None,
-                ablation_updates=3, prompt_format="chat"),
+    "cpu": dict(_shared("cpu"), eval_tasks="humaneval", n_eval=None, max_new_tokens=512, batch_size=16, device="cpu",
+                train_updates=None, ablation_updates=3),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
-    "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=32, device=None, train_updates=None, ablation_updates=50),
+    "colab": dict(_shared("colab"), eval_tasks="mbpp-test", n_eval=100, max_new_tokens=512, batch_size=32, device=None,
+                  train_updates=None, ablation_updates=50),
     # docs/paper.md §4-§6: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
-    "paper": dict(model="Qwen/Qwen2.5-1.5B", eval_tasks="mbpp-test", n_eval=None, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=64, device=None, train_updates=None, ablation_updates=300),
+    "paper": dict(_shared("paper"), eval_tasks="mbpp-test", n_eval=None, max_new_tokens=512, batch_size=64, device=None,
+                  train_updates=None, ablation_updates=300),
 }
 # SMOKE (the notebook tests): same code path, a handful of tasks and updates.
 SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1, ablation_overrides={},
