@@ -219,21 +219,3 @@ class LivePlot:
         ax.set(xlabel="update", title=f"{self.title} ({len(self.records)} updates)")
         ax.legend(frameon=False)
         return ax.figure
-
-
-def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filename: str, title: str = "") -> Path:
-    """One line per run: metric `key` (e.g. "reward_t2") of train() records against the update; saves a PNG."""
-    from matplotlib.figure import Figure
-
-    from cocos_lib import plots
-    with plots.style():
-        fig = Figure(figsize=(6.4, 3.6))
-        ax = fig.add_subplot()
-        for i, (name, records) in enumerate(histories.items()):
-            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records], label=name,
-                    color=plots.PALETTE[i % len(plots.PALETTE)], linestyle="-" if i < len(plots.PALETTE) else "--")
-        ax.set(xlabel="update", ylabel=key, title=title or key)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(figures_dir) / filename)
-    return Path(figures_dir) / filename

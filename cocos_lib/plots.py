@@ -211,3 +211,16 @@ def plot_reward_table(gamma: float, figures_dir, n_tests: int = 1, filename: str
         ax.set_title(f"R = γ·r_1 + (r_2 − r_1), γ = {gamma:g}")
         fig.colorbar(im, ax=ax, shrink=0.8)
         return _save(fig, figures_dir, filename or f"reward_table_gamma{gamma:g}.png")
+
+
+def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filename: str, title: str = "") -> Path:
+    """One line per run: metric `key` (e.g. "reward_t2") of train() records against the update; saves a PNG."""
+    with style():
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+        for i, (name, records) in enumerate(histories.items()):
+            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records], label=name,
+                    color=PALETTE[i % len(PALETTE)], linestyle="-" if i < len(PALETTE) else "--")
+        ax.set(xlabel="update", ylabel=key, title=title or key)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return _save(fig, figures_dir, filename)

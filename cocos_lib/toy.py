@@ -28,6 +28,7 @@ positions (RoPE: no position weights), so a 512-token evaluation keeps the whole
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import time
@@ -161,6 +162,13 @@ def sft_loss(model, ids, mask, weights):
     return (nll * w).sum() / w.sum()
 
 
+def warmstart_lr_factor(step: int, cfg: WarmstartConfig) -> float:
+    """Multiplier of the warm-start's lr at `step`: a linear warm-up over cfg.warmup steps times a cosine
+    over all cfg.steps, floored at 0.05 (unlike train.lr_factor, whose cosine starts after the warm-up
+    and decays to 0: the shipped checkpoint was trained with this one)."""
+    return min(1.0, (step + 1) / cfg.warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+
+
 def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: WarmstartConfig = WarmstartConfig(),
                     progress: bool = True) -> str:
     """Train the tiny policy by SFT on toy-train tasks (turn-1 and turn-2 batches alternate)
@@ -168,6 +176,8 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
     in (seed, cfg) on one machine; returns out_dir."""
     import torch
     from tqdm.auto import tqdm
+
+    from cocos_lib.optim import optimizer_step  # lazy: torch
     out_dir = Path(out_dir or warmstart_path())
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -179,8 +189,7 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
         tasks = (toy_tasks("train", n=cfg.n_train_tasks - n_hard, seed=seed)
                  + toy_tasks("train", n=n_hard, seed=seed, difficulty=2))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
-            0.05, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(warmstart_lr_factor, cfg=cfg))
         model.train()
         bar = tqdm(range(cfg.steps), desc="warm-start SFT", disable=not progress)
         t0 = time.time()
@@ -189,9 +198,7 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
             pairs = [sft_example(rng.choice(tasks), turn, cfg, rng) for _ in range(cfg.batch_size)]
             loss = sft_loss(model, *_batch(tok, pairs, cfg.prompt_weight))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            optimizer_step(opt, sched, max_norm=1.0)
             opt.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.3f}", turn=turn)
         model.eval()

@@ -44,6 +44,12 @@ def test_training_curves(tmp_path):
         plots.plot_training_curves([], tmp_path)
 
 
+def test_runs(tmp_path):
+    runs = {f"run {j}": [{"update": i, "reward_t2": 0.1 * j + 0.01 * i} for i in range(10)] for j in range(7)}
+    runs["no key"] = [{"update": i} for i in range(10)]
+    _check_png(plots.plot_runs(runs, "reward_t2", tmp_path / "figs", "runs.png", title="t2"), "runs.png")
+
+
 def test_rolling_mean():
     assert plots._rolling([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
 

@@ -221,3 +221,12 @@ def test_ablation_aggregate_and_table_from_hand_made_rows():
     assert A.compare_table(comp, keys=("acc_t2",)).splitlines()[2] == "| cocos - untrained | +20.0 (10.0)* |"
     with pytest.raises(ValueError, match="unknown setting 'nope'"):
         A.run_all("/nonexistent", "/nonexistent", settings=("nope",))
+
+
+def test_warmstart_lr_schedule_is_the_shipped_one():
+    """The schedule the shipped checkpoint was trained with: warm-up x cosine over all steps, floor 0.05."""
+    import math
+    cfg = toy.WarmstartConfig()
+    lr = [toy.warmstart_lr_factor(s, cfg) for s in range(cfg.steps)]
+    assert lr[0] == 1 / 30 and lr[29] == 0.5 * (1 + math.cos(math.pi * 29 / 2000))
+    assert lr[-1] == 0.05 and max(lr) == lr[29] and sum(x == 0.05 for x in lr) > 100
