@@ -234,7 +234,7 @@ def generation_bench(args, run: Run, arch: str, B: int, ctx: dict) -> tuple[dict
         ours = static_run(policy, prompts, N, ctx["device"], None, mode)
     except Exception as e:  # a compile failure must not cost the whole run: fall back to eager
         run.emit(dict(common, section="static_error", compile_mode=mode, error=f"{type(e).__name__}: {e}"[:500]))
-        fastgen.release_static_cache(policy.model)
+        fastgen.release_static_cache(policy)
         mode = None
         ours = static_run(policy, prompts, N, ctx["device"], None, mode)
     run.emit(dict(common, section="static_nostop", compile_mode=mode, new_tokens=N, **ours))
@@ -245,7 +245,7 @@ def generation_bench(args, run: Run, arch: str, B: int, ctx: dict) -> tuple[dict
     run.emit(dict(common, section="ratio", step_speedup_nostop=base["ms_per_step"] / ours["ms_per_step"],
                   rollout_speedup_nostop=base["s_per_rollout"] / ours["s_per_rollout"],
                   rollout_speedup_realistic=base["s_per_rollout"] / real["s_per_rollout"]))
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
     return base, real
 
 
@@ -279,7 +279,7 @@ def equality_bench(args, run: Run, ctx: dict) -> None:
     prefix = [next((j for j, (a, b) in enumerate(zip(r, o)) if a != b), n_new) for r, o in zip(ref, ours)]
     run.emit(dict(section="greedy_equality_vs_hf", device=ctx["name"], dtype="float32", rows=8, new_tokens=n_new,
                   identical_rows=sum(r == o for r, o in zip(ref, ours)), mean_common_prefix=sum(prefix) / 8))
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
 
 
 def gpu_mode(args, run: Run) -> None:
@@ -344,7 +344,7 @@ def colab_peak(args, run: Run, device, smoke) -> None:
     prompts = random_prompts(B, P, policy.model.config.vocab_size, seed=1)
     gen = static_run(policy, prompts, N, device, realistic_lengths(args, B, 3, N)[0],
                      args.compile_mode)
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
     seq, micro = (40, 2) if smoke else (c["train_seq"], c["micro_batch"])
     tr = train_step(policy, 2 * micro, seq, seq - (16 if smoke else c["logit_tokens"]), micro, device,
                     lora_r=c["lora_r"])

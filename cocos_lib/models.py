@@ -12,7 +12,7 @@ import contextlib
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,6 +21,7 @@ import torch
 from cocos_lib import registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
+from cocos_lib.fastgen import DecodeCache
 from cocos_lib.prompts import MARKERS
 from cocos_lib.toy import TINY_WARMSTART
 
@@ -52,6 +53,7 @@ class Policy:
     model: Any
     tokenizer: Any
     name: str
+    decode_cache: DecodeCache = field(default_factory=DecodeCache, repr=False, compare=False)  # fastgen's, per policy
 
     @property
     def device(self) -> torch.device:

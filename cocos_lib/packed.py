@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from cocos_lib import fastgen
 from cocos_lib.sampling import left_pad
+from cocos_lib.stop_automaton import cached_stop_table
 
 
 class _Live:
@@ -136,7 +137,7 @@ def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     model, tok = policy.model, policy.tokenizer
     device = next(model.parameters()).device
     vocab = model.get_output_embeddings().weight.shape[0]
-    table = fastgen._cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
+    table = cached_stop_table(fastgen.decode_cache(policy), tok, vocab, cfg.stop, device) if cfg.stop else None
     eos_ids = set() if cfg.ignore_eos else set(policy.eos_token_ids)
     eos = torch.tensor(sorted(eos_ids) or [-1], dtype=torch.long, device=device)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (min(eos_ids) if eos_ids else 0)
