@@ -37,6 +37,7 @@ run: setup
 	$(BIN)/python tools/run_notebooks.py --profile tiny
 
 test: setup
+	$(BIN)/ruff check cocos_lib tests tools benchmarks
 	$(BIN)/python -m pytest -q
 
 colab-check: setup

@@ -33,7 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from cocos_lib.generation import SamplingConfig, generate  # noqa: E402
+from cocos_lib.generation import generate  # noqa: E402
+
+from cocos_lib.sampling import SamplingConfig  # noqa: E402
 from cocos_lib.models import load_policy  # noqa: E402
 from cocos_lib.prompts import CHAT_STOP, extract_answer, render_prompt  # noqa: E402
 from cocos_lib.rollout import decode_completion, encode_prompts  # noqa: E402
@@ -63,7 +65,7 @@ def bench(policy, prompts, batch: int, cap: int, out: str | None, common: dict) 
     n, rows, texts = len(prompts), {}, {}
     for backend in ("hf", "packed"):  # ours: stop at the end of the code block
         cfg = SamplingConfig(greedy=True, max_new_tokens=512, stop=CHAT_STOP, batch_size=batch)
-        ids, secs = timed(lambda: generate(policy, prompts, cfg, backend=backend))
+        ids, secs = timed(lambda cfg=cfg, backend=backend: generate(policy, prompts, cfg, backend=backend))
         rows[f"ours_{backend}"], texts[backend] = dict(seconds=secs, new_tokens=sum(map(len, ids))), ids
     eos, t_eos = run(policy, prompts, SamplingConfig(greedy=True, max_new_tokens=512, stop=None, batch_size=batch))
     rows["hf_eos"], texts["eos"] = dict(seconds=t_eos, new_tokens=sum(map(len, eos))), eos

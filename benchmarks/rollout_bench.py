@@ -49,7 +49,8 @@ import torch  # noqa: E402
 
 from benchmarks import tokenizer_facts as facts  # noqa: E402
 from cocos_lib import fastgen, memory  # noqa: E402
-from cocos_lib.generation import SamplingConfig, generate  # noqa: E402
+from cocos_lib.generation import generate  # noqa: E402
+from cocos_lib.sampling import SamplingConfig  # noqa: E402
 
 ARCHS = ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-0.5B")
 SMOKE = dict(num_hidden_layers=2, hidden_size=64, intermediate_size=128, num_attention_heads=4,
@@ -233,7 +234,7 @@ def generation_bench(args, run: Run, arch: str, B: int, ctx: dict) -> tuple[dict
         ours = static_run(policy, prompts, N, ctx["device"], None, mode)
     except Exception as e:  # a compile failure must not cost the whole run: fall back to eager
         run.emit(dict(common, section="static_error", compile_mode=mode, error=f"{type(e).__name__}: {e}"[:500]))
-        fastgen.release_static_cache(policy.model)
+        fastgen.release_static_cache(policy)
         mode = None
         ours = static_run(policy, prompts, N, ctx["device"], None, mode)
     run.emit(dict(common, section="static_nostop", compile_mode=mode, new_tokens=N, **ours))
@@ -244,7 +245,7 @@ def generation_bench(args, run: Run, arch: str, B: int, ctx: dict) -> tuple[dict
     run.emit(dict(common, section="ratio", step_speedup_nostop=base["ms_per_step"] / ours["ms_per_step"],
                   rollout_speedup_nostop=base["s_per_rollout"] / ours["s_per_rollout"],
                   rollout_speedup_realistic=base["s_per_rollout"] / real["s_per_rollout"]))
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
     return base, real
 
 
@@ -278,7 +279,7 @@ def equality_bench(args, run: Run, ctx: dict) -> None:
     prefix = [next((j for j, (a, b) in enumerate(zip(r, o)) if a != b), n_new) for r, o in zip(ref, ours)]
     run.emit(dict(section="greedy_equality_vs_hf", device=ctx["name"], dtype="float32", rows=8, new_tokens=n_new,
                   identical_rows=sum(r == o for r, o in zip(ref, ours)), mean_common_prefix=sum(prefix) / 8))
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
 
 
 def gpu_mode(args, run: Run) -> None:
@@ -343,7 +344,7 @@ def colab_peak(args, run: Run, device, smoke) -> None:
     prompts = random_prompts(B, P, policy.model.config.vocab_size, seed=1)
     gen = static_run(policy, prompts, N, device, realistic_lengths(args, B, 3, N)[0],
                      args.compile_mode)
-    fastgen.release_static_cache(policy.model)
+    fastgen.release_static_cache(policy)
     seq, micro = (40, 2) if smoke else (c["train_seq"], c["micro_batch"])
     tr = train_step(policy, 2 * micro, seq, seq - (16 if smoke else c["logit_tokens"]), micro, device,
                     lora_r=c["lora_r"])
@@ -369,7 +370,7 @@ def tiny_policy(tmp: str):
 
 def toy_prompts(policy, n: int) -> list[list[int]]:
     from cocos_lib.prompts import turn1_prompt
-    from cocos_lib.tasks import load_tasks
+    from cocos_lib.task_sets import load_tasks
     tasks = load_tasks("toy-test")[:n]
     return [policy.tokenizer.encode(turn1_prompt(t)) for t in tasks]
 
@@ -387,7 +388,8 @@ def cpu_mode(args, run: Run) -> None:
             for backend in ("hf", "static"):
                 cfg = SamplingConfig(max_new_tokens=args.cpu_new_tokens, temperature=0.9, stop=stop,
                                      batch_size=args.cpu_batch, ignore_eos=stop is None)  # None: as released
-                out, t = timed(lambda: generate(policy, prompts, cfg, seed=0, backend=backend), "cpu")
+                out, t = timed(lambda cfg=cfg, backend=backend: generate(policy, prompts, cfg, seed=0, backend=backend),
+                               "cpu")
                 n_tok = sum(len(o) for o in out)
                 run.emit(dict(section="cpu_rollouts", policy=name, backend=backend, stop=stop, rollouts=len(out),
                               threads=args.threads, max_new_tokens=cfg.max_new_tokens, batch=cfg.batch_size,

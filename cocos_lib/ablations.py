@@ -5,12 +5,12 @@ seeds in the toy world and evaluated greedily (2 turns) on one fixed toy-test su
     python -m cocos_lib.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
     python -m cocos_lib.ablations summary --out data/results/ablations
 
-Settings (PAPER.md "Rewards", "Optimisation"; all else is the `tiny` profile):
+Settings (docs/paper.md §3 "Rewards", §4 "Objective and optimiser"; all else is the `tiny` profile):
     cocos         the released default: gamma = 0.5, progressive reward, shared turn 1 (turn 2 trained)
     binary        binary reward r_t = 1{all K pass}                      (vs cocos: Table 5)
     indep         independent turn 1, turns 1 and 2 trained, gamma 0.5    (vs cocos: shared vs independent)
     indep-gamma0  the same with gamma = 0                                 (vs indep: turn-1 sabotage)
-    score         SCoRe Stage I style: binary, gamma = 1, beta_1 = 0.25   (PAPER.md: turn-2 collapse)
+    score         SCoRe Stage I style: binary, gamma = 1, beta_1 = 0.25   (docs/paper.md §7: turn-2 collapse)
 Plus an `untrained` row: the warm-start on the same tasks.
 
 What it writes under OUT (compact, committed; model weights stay in WORK, git-ignored):
@@ -37,6 +37,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from cocos_lib.toy import TINY_WARMSTART
 
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cocos": ("CoCoS default (γ=0.5, progressive, shared y_1)", {}),
@@ -104,7 +106,7 @@ def eval_extras(df) -> dict:
 def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dict:
     """Greedy 2-turn evaluation: {"summary": summarize(df), "extra": eval_extras(df)}."""
     from cocos_lib.evaluate import evaluate, summarize
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     policy = load_policy(policy_dir, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=sizes.max_new_tokens)
@@ -202,7 +204,7 @@ def run_all(out: str | Path, work: str | Path, sizes: Sizes = Sizes(), seeds=(0,
     with Executor(workers=2) as executor:
         if not (out / UNTRAINED / "eval.json").is_file():
             t0 = time.time()
-            result = evaluate_policy("tiny-warmstart", tasks, sizes, executor)
+            result = evaluate_policy(TINY_WARMSTART, tasks, sizes, executor)
             _write_json(out / UNTRAINED / "eval.json", {**result, "setting": UNTRAINED, "eval_s": time.time() - t0})
         for seed in seeds:  # seed-major: a partial set already has every setting once
             for setting in settings:

@@ -12,11 +12,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-REWARD_NAMES = ("binary", "progressive", "count")
-BACKENDS = ("hf", "static", "vllm", "packed")
+from cocos_lib.rewards import REWARDS
+from cocos_lib.sampling import BACKENDS
+from cocos_lib.toy import TINY_WARMSTART
+
 SCHEDULES = ("cosine", "linear", "constant")
-DTYPES = ("auto", "fp32", "fp16", "bf16")
-ENDINGS = ("correct", "begin")
+DTYPES = ("auto", "fp32", "fp16", "bf16")  # the names a run accepts; models.resolve_dtype maps them to torch
 
 
 class ConfigError(ValueError):
@@ -25,9 +26,9 @@ class ConfigError(ValueError):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run, flat. Defaults = the released code's choices (see PAPER.md), except these
+    """Every knob of a run, flat. Defaults = the released code's choices (docs/paper.md §4), except these
     (each an option; PROFILES["released"] sets the release's values):
-    - max_grad_norm 1.0 (the release: no clipping, PAPER.md): a guard; at lr 1e-5 it rarely binds.
+    - max_grad_norm 1.0 (the release: no clipping, docs/paper.md §4): a guard; at lr 1e-5 it rarely binds.
     - top_k 0 (the release: HF 4.x's implicit top_k 50, and its pi_old is top-k renormalised while
       pi_theta and pi_ref are not, so rho < 1 at one epoch and the KL starts > 0; see rl.RLConfig).
     - reward "progressive" = the paper's fraction (1/K) sum_k 1{u_k} (the release: the raw count, K = 3
@@ -39,8 +40,8 @@ class TrainConfig:
     EOS counts), the embeddings resized to len(tokenizer), prompts truncated at 8,192 tokens, the
     generate-time (KV-cached) log-probs as pi_old, DeepSpeed ZeRO-2 across GPUs.
     """
-    model: str = "tiny-warmstart"           # HF hub name, local dir, or "tiny-warmstart"
-    tasks: str = "toy-train"                # a name in cocos_lib.tasks.TASK_SETS
+    model: str = TINY_WARMSTART             # HF hub name, local dir, or "tiny-warmstart"
+    tasks: str = "toy-train"                # a name in cocos_lib.task_sets.TASK_SETS
     n_tasks: int | None = None              # use only the first n tasks
     updates: int = 1500
     prompts_per_update: int = 64            # rollouts per update = prompts_per_update * k
@@ -89,9 +90,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
-        from cocos_lib.prompts import PROMPT_FORMATS
+        from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
-        from cocos_lib.tasks import TASK_SETS
+        from cocos_lib.task_sets import TASK_SETS
         for name, kind in typing.get_type_hints(TrainConfig).items():
             v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
             kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds
@@ -99,7 +100,7 @@ class TrainConfig:
             allowed = sum((ok.get(k, (tuple,)) for k in kinds), ())
             if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
                 raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
-        choices = dict(tasks=TASK_SETS, reward=REWARD_NAMES, kl=KL_MODES, backend=BACKENDS,
+        choices = dict(tasks=TASK_SETS, reward=tuple(REWARDS), kl=KL_MODES, backend=BACKENDS,
                        schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS, prompt_format=PROMPT_FORMATS)
         checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
         checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
@@ -147,7 +148,7 @@ class TrainConfig:
 
 PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: the toy world and the repo's warm-started char-level policy.
-    "tiny": dict(model="tiny-warmstart", tasks="toy-train", updates=40, prompts_per_update=16, k=4,
+    "tiny": dict(model=TINY_WARMSTART, tasks="toy-train", updates=40, prompts_per_update=16, k=4,
                  lr=2e-4, kl_coef=0.01, temperature=0.9, max_new_tokens=64, gen_batch_size=64,
                  micro_batch=16, dtype="fp32", device="cpu", checkpoint_every=10, exec_workers=2, seed=0),
     # one Colab T4 (16 GB): 0.5B base model, LoRA on fp16 weights, smaller batches.
@@ -159,7 +160,7 @@ PROFILES: dict[str, dict] = {
     "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="humaneval", n_tasks=8, updates=3, prompts_per_update=2,
                 k=2, lr=1e-4, lora_r=8, lora_alpha=16, dtype="fp32", device="cpu", prompt_format="chat",
                 max_new_tokens=384, gen_batch_size=4, micro_batch=2, exec_workers=2, checkpoint_every=0, seed=0),
-    # PAPER.md "Optimisation": the released hyperparameters.
+    # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
                   kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,
@@ -198,6 +199,13 @@ def coerce(name: str, value):
     except ValueError as e:
         raise ConfigError(f"config field '{name}': cannot parse {value!r} as "
                           f"{getattr(base, '__name__', base)} ({e})") from None
+
+
+def profile_settings(profile: str) -> dict:
+    """Every TrainConfig field of `profile` as plain values (defaults + the profile's own), unchecked: what
+    the memory plans and the notebook profiles read from the one profile table without building a config."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
+    return {**defaults, **PROFILES[profile]}
 
 
 def make_config(profile: str = "tiny", base: dict | None = None, **overrides) -> TrainConfig:

@@ -174,7 +174,7 @@ def training(P, updates: int, gpu: Gpu | None = None, **overrides) -> Estimate |
 def released(plan, gpu: Gpu) -> list[Estimate]:
     """One Estimate per evaluation of a release_run.Plan (its models' shapes, EOS stop unless stop_at_done)."""
     out = []
-    for pair, task_set, role, name in plan.runs():
+    for _pair, task_set, role, name in plan.runs():
         s = shape(name)
         n = plan.n_tasks(task_set)
         few = role == "base" and task_set.startswith("mbpp")

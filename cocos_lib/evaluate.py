@@ -1,9 +1,10 @@
-"""Multi-turn evaluation (PAPER.md "Evaluation"): greedy or sampled, up to 4 turns.
+"""Multi-turn evaluation (docs/paper.md §5 "Evaluation"): greedy or sampled, up to 4 turns.
 
 ``evaluate`` runs ``rollout`` (method "cocos": the correction instruction, i.e. simple
 prompting for an untrained model) or ``baselines.self_refine`` and returns a DataFrame
-with one row per (task, sample, turn); ``summarize`` turns it into every metric of the
-paper's tables (fractions in [0, 1]); see ``cocos_lib.metrics`` for the definitions.
+with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.summary``, importable
+from here) turns it into every metric of the paper's tables (fractions in [0, 1]); see
+``cocos_lib.metrics`` for the definitions.
 
 CLI: python -m cocos_lib.evaluate --policy DIR_OR_NAME --tasks NAME --turns T --out FILE
 (DIR may be a run directory of cocos_lib.train: its final/ model, else its last checkpoint's).
@@ -22,15 +23,18 @@ from typing import Sequence
 import pandas as pd
 
 from cocos_lib import metrics as M
-from cocos_lib import registry_models
+from cocos_lib import prompts, registry_models
 from cocos_lib.metrics import transition_metrics
+from cocos_lib.prompts import DONE
+from cocos_lib.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
+from cocos_lib.toy import TINY_WARMSTART, warmstart_path
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
            "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
            "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")
-PROMPT_FORMATS = ("completion", "chat", "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
+PROMPT_FORMATS = (*prompts.PROMPT_FORMATS, "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
 MAX_TURNS = 4
 COLUMNS = ("task_id", "sample", "turn", "method", "code", "outcomes", "n_tests", "n_passed", "pass_fraction",
            "correct", "reward", "edit_distance", "no_edit", "new_tokens", "error", "text", "feedback")
@@ -58,8 +62,7 @@ def _check(turns: int, k: int, method: str, greedy: bool, prompt_format: str = "
 
 def _fingerprint(name: str) -> str:
     """Policy name plus, for a local dir, the newest file time (a retrained dir misses the cache)."""
-    if name == "tiny-warmstart":
-        from cocos_lib.toy import warmstart_path
+    if name == TINY_WARMSTART:
         name = str(warmstart_path())
     if name in registry_models.REGISTRY:
         name = str(registry_models.model_dir(name))
@@ -99,7 +102,7 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     new_tokens, error, text (raw completion), feedback (Self-Refine critique, else "").
     """
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy, prompt_format)
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
     # the release format has its own prompts and extraction (release_run); the rollout config carries the rest
     rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward,
@@ -220,70 +223,6 @@ def read_rows(path: str | Path) -> pd.DataFrame:
     return _frame(rows)
 
 
-# ------------------------------------------------------------------------ metrics from rows
-
-def by_turn(df: pd.DataFrame, column: str = "correct") -> list[list]:
-    """``column`` per turn, aligned over problems (task_id, sample): result[t-1][i]."""
-    wide = df.pivot(index=["task_id", "sample"], columns="turn", values=column).sort_index()
-    return [wide[t].tolist() for t in sorted(wide.columns)]
-
-
-def transition_matrices(df: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """{"t1→t2": {c2c, c2i, i2c, i2i}, "t2→t3": ...} for the plots."""
-    cols = by_turn(df)
-    return {f"t{t}→t{t + 1}": M.transition_matrix(cols[t - 1], cols[t]) for t in range(1, len(cols))}
-
-
-def accuracy_gains(df: pd.DataFrame) -> list[float]:
-    """[Acc@tk - Acc@t1 for k = 1..T] (first entry 0), for ``plots.plot_accuracy_gains``."""
-    return M.accuracy_gains(by_turn(df))
-
-
-def edit_distances(df: pd.DataFrame, turn: int = 2) -> dict[str, list[float]]:
-    """Edit distances turn-1 -> turn, split by whether the answer at ``turn`` is wrong / right."""
-    rows = df[df["turn"] == turn]
-    return {"answer wrong": rows.loc[~rows["correct"].astype(bool), "edit_distance"].tolist(),
-            "answer right": rows.loc[rows["correct"].astype(bool), "edit_distance"].tolist()}
-
-
-def summarize(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> dict:
-    """Every metric as a flat dict of fractions (keys used by ``tables.compare``):
-
-    acc_t{t}; for t1 -> t2: delta, i2c, c2i (transition_metrics), unit_i2c / unit_c2i (share
-    of problems whose passed-test count rose / fell), unit_f2p / unit_p2f (per-test share),
-    no_edit_rate (turn 2 vs 1, distance <= threshold), no_edit_rate_wrong (same, among wrong
-    turn-2 answers), mean_edit_distance; gain_t{k} = Acc@tk - Acc@t1; t{t}_t{t+1}_{c2c,..}
-    per turn pair; mean_new_tokens_t{t}; with k > 1 samples: pass@1_t{t} and pass@{k}_t{t}.
-    """
-    correct = by_turn(df)
-    out: dict = {"method": str(df["method"].iloc[0]), "n_tasks": int(df["task_id"].nunique()),
-                 "n_problems": len(correct[0]), "turns": len(correct)}
-    out.update({f"acc_t{t}": a for t, a in enumerate(M.accuracy_by_turn(correct), start=1)})
-    if len(correct) >= 2:
-        out.update(transition_metrics(correct[0], correct[1]))
-        passed = [[[o == "passed" for o in outs] for outs in col] for col in by_turn(df, "outcomes")[:2]]
-        unit = M.unit_count_transitions(passed[0], passed[1])
-        out["unit_i2c"], out["unit_c2i"] = unit["rose"], unit["fell"]
-        out.update({f"unit_{k}": v for k, v in M.unit_test_transitions(passed[0], passed[1]).items()})
-        dist = by_turn(df, "edit_distance")[1]
-        out["no_edit_rate"] = M.no_edit_rate(dist, threshold)
-        out["no_edit_rate_wrong"] = M.no_edit_rate(dist, threshold, wrong=[not c for c in correct[1]])
-        out["mean_edit_distance"] = sum(dist) / len(dist)
-        out.update({f"gain_t{t}": g for t, g in enumerate(M.accuracy_gains(correct), start=1) if t >= 2})
-        for pair, m in transition_matrices(df).items():
-            a, b = pair.replace("→", "_").split("_")
-            out.update({f"{a}_{b}_{key}": v for key, v in m.items()})
-    for t, toks in enumerate(by_turn(df, "new_tokens"), start=1):
-        out[f"mean_new_tokens_t{t}"] = sum(toks) / len(toks)
-    k = int(df.groupby("task_id")["sample"].nunique().min())
-    if k > 1:
-        for t in range(1, len(correct) + 1):
-            per = df[df["turn"] == t].groupby("task_id")["correct"].agg(["size", "sum"])
-            for j in sorted({1, k}):
-                out[f"pass@{j}_t{t}"] = M.mean_pass_at_k(per["size"].tolist(), per["sum"].astype(int).tolist(), j)
-    return out
-
-
 # ------------------------------------------------------------------------------------ CLI
 
 def run_model_dir(path: str | Path) -> Path | None:
@@ -352,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     release_format = args.prompt_format == "release"
     if args.stop_at_done and not release_format:
         _fail("--stop-at-done: only with --format release (the repo format always stops at [DONE])")
-    from cocos_lib.tasks import load_tasks
+    from cocos_lib.task_sets import load_tasks
     try:
         tasks = load_tasks(args.tasks)
     except (ValueError, OSError) as e:
@@ -365,14 +304,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
         policy_path = str(run_model_dir(args.policy) or args.policy)  # a train run dir: its final/ model
     except EvalConfigError as e:
         _fail(f"--policy {args.policy}: {e}")
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy, resolve_model
     batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
         resolve_model(release_run.source(policy_path) if release_format else policy_path)
         sampling = SamplingConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   greedy=args.k == 1, batch_size=batch_size,
-                                  stop=None if release_format and not args.stop_at_done else "[DONE]")
+                                  stop=None if release_format and not args.stop_at_done else DONE)
     except (ValueError, OSError) as e:
         _fail(f"--policy {args.policy}: {str(e).splitlines()[0]}" if isinstance(e, OSError) else str(e))
     from cocos_lib.prompts import fewshot_for

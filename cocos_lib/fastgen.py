@@ -6,11 +6,11 @@ pre-allocates one `StaticCache` of batch x (prompt + max_new_tokens) slots, runs
 (eager prefill), then a one-token decode step compiled with torch.compile(mode="reduce-overhead")
 (CUDA graphs) on CUDA, eager on CPU. It samples on the device with a seeded torch.Generator,
 detects EOS and the stop string on the device (a token-level automaton, exact for any
-tokenisation of the stop text: `stop_table`) with per-row finished flags, and syncs with the
+tokenisation of the stop text: `cocos_lib.stop_automaton`) with per-row finished flags, and syncs with the
 host only every `check_every` steps: to end once all rows are done and (CPU default) to compact
 the batch so finished rows stop costing.
 
-Output contract (as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
+Output contract (cocos_lib.sampling, as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
 right after the stop string (included), or after EOS (included), or at max_new_tokens.
 """
 from __future__ import annotations
@@ -18,71 +18,39 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from cocos_lib.modes import mode
+from cocos_lib.sampling import left_pad, truncate_completion
+from cocos_lib.stop_automaton import cached_stop_table
 
 
 class FastGenError(ValueError):
     """Bad input to a fast generation backend."""
 
 
-def _kmp_failure(stop: str) -> list[int]:
-    """KMP failure function: fail[i] = longest proper border of stop[:i+1]."""
-    fail, k = [0] * len(stop), 0
-    for i in range(1, len(stop)):
-        while k and stop[i] != stop[k]:
-            k = fail[k - 1]
-        k += stop[i] == stop[k]
-        fail[i] = k
-    return fail
+@dataclass
+class DecodeCache:
+    """What the fast backends keep between calls for one policy, held by the caller (`Policy.decode_cache`):
+    stop tables per (stop, vocab, tokenizer size, device) (150k decodes take seconds), the "static"
+    backend's KV caches per (batch, length) for its `keep` latest shapes (new cache tensors would mean a
+    new compile / CUDA-graph capture), and the vLLM engine."""
+    stop_tables: dict = field(default_factory=dict)
+    static_caches: dict = field(default_factory=dict)   # most recent last
+    vllm_engine: Any = None
+
+    def release_static(self) -> None:
+        """Free the KV caches the compiled path keeps (e.g. before a big backward)."""
+        self.static_caches.clear()
 
 
-def _feed(state: int, text: str, stop: str, fail: list[int]) -> int:
-    """Advance the KMP state (= stop chars matched as a suffix) over `text`; len(stop) = matched."""
-    for ch in text:
-        while state and ch != stop[state]:
-            state = fail[state - 1]
-        state += ch == stop[state]
-        if state == len(stop):
-            return state
-    return state
-
-
-def token_strings(tokenizer, vocab_size: int) -> list[str]:
-    """Text of each token id on its own ("" for ids the tokenizer does not know)."""
-    n = min(len(tokenizer), vocab_size)
-    texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
-                                   clean_up_tokenization_spaces=False)
-    return list(texts) + [""] * (vocab_size - n)
-
-
-def stop_table(texts: Sequence[str], stop: str) -> torch.Tensor:
-    """Token-level automaton for `stop`: table[s, v] = state after token v from state s.
-
-    A state s < S = len(stop) says the generated text ends with stop[:s] (longest such prefix);
-    S says the stop text is complete (absorbing). Exact for every tokenisation of the stop text,
-    e.g. "[DONE]" as one token, as "[", "DONE", "]" or glued to a newline ("\\n[").
-    Only tokens that contain a stop character need the character walk; all others reset to 0.
-    """
-    S, fail, chars = len(stop), _kmp_failure(stop), set(stop)
-    table = torch.zeros(S + 1, len(texts), dtype=torch.long)
-    table[S] = S
-    for v, text in enumerate(texts):
-        if chars.intersection(text):
-            for s in range(S):
-                table[s, v] = _feed(s, text, stop, fail)
-    return table
-
-
-def _cached_stop_table(tokenizer, vocab_size: int, stop: str, device) -> torch.Tensor:
-    """stop_table built once per (tokenizer, stop), kept on the tokenizer (150k decodes take s)."""
-    tables = tokenizer.__dict__.setdefault("_cocos_stop_tables", {})
-    key = (stop, vocab_size, len(tokenizer), str(device))
-    if key not in tables:
-        tables[key] = stop_table(token_strings(tokenizer, vocab_size), stop).to(device)
-    return tables[key]
+def decode_cache(policy) -> DecodeCache:
+    """The policy's DecodeCache (`Policy.decode_cache`); a fresh one for a policy-like object without it."""
+    cache = getattr(policy, "decode_cache", None)
+    return cache if cache is not None else DecodeCache()
 
 
 def sample_next(logits: torch.Tensor, temperature: float, top_p: float, greedy: bool,
@@ -116,19 +84,9 @@ def _cache_api(model) -> tuple[str, bool]:
     return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
 
 
-def _left_pad(prompt_ids: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Left-padded ids [B, P] and the number of pad slots per row."""
-    P = max(len(p) for p in prompt_ids)
-    ids = torch.full((len(prompt_ids), P), pad_id, dtype=torch.long)
-    for b, p in enumerate(prompt_ids):
-        ids[b, P - len(p):] = torch.tensor(list(p), dtype=torch.long)
-    pad = torch.tensor([P - len(p) for p in prompt_ids], dtype=torch.long)
-    return ids.to(device), pad.to(device)
-
-
-def release_static_cache(model) -> None:
-    """Free the KV caches the compiled path keeps on the model (e.g. before a big backward)."""
-    model.__dict__.pop("_cocos_static_cache", None)
+def release_static_cache(policy) -> None:
+    """Free the KV caches the compiled path keeps for `policy` (e.g. before a big backward)."""
+    decode_cache(policy).release_static()
 
 
 def _static_cache_fresh(model, length: int):
@@ -160,10 +118,9 @@ def _bucket(n: int, current: int, min_batch: int) -> int:
     return min(current, max(min_batch, 1 << max(0, (max(n, 1) - 1).bit_length())))
 
 
-def _static_cache(model, batch: int, length: int, keep: int = 4):
-    """StaticCache per (batch, length) for the `keep` latest shapes, kept on the model (as HF keeps
-    `_cache`), reset per call: new cache tensors would mean a new compile / CUDA-graph capture."""
-    held = model.__dict__.setdefault("_cocos_static_cache", {})
+def _static_cache(held: dict, model, batch: int, length: int, keep: int = 4):
+    """StaticCache per (batch, length) for the `keep` latest shapes, kept in `held` (a DecodeCache's),
+    reset per call: new cache tensors would mean a new compile / CUDA-graph capture."""
     cache = held.pop((batch, length), None)
     if cache is None:
         cache = _static_cache_fresh(model, length)
@@ -176,13 +133,13 @@ def _static_cache(model, batch: int, length: int, keep: int = 4):
 
 @torch.no_grad()
 def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
-                    compact, min_batch, step_fn, forced_lengths, cache_multiple, reuse) -> list[list[int]]:
+                    compact, min_batch, step_fn, forced_lengths, cache_multiple, held) -> list[list[int]]:
     device = next(model.parameters()).device
-    ids, pad = _left_pad(prompt_ids, pad_id, device)
+    ids, pad = left_pad(prompt_ids, pad_id, device)
     B, P = ids.shape
     N = cfg.max_new_tokens
     L = -(-(P + N) // cache_multiple) * cache_multiple   # rounded up: fewer distinct compiled shapes
-    cache = _static_cache(model, B, L) if reuse and not compact else _static_cache_fresh(model, L)
+    cache = _static_cache(held, model, B, L) if held is not None and not compact else _static_cache_fresh(model, L)
     mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
     cache_name, wants_position = _cache_api(model)
@@ -236,7 +193,6 @@ def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, c
 def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> list[list[int]]:
     """Host-side pass through the hf backend's truncation rule (decoded-text stop search), so
     both backends share one definition even for tokenizers whose decode is not a concatenation."""
-    from cocos_lib.generation import truncate_completion
     return rows if tokenizer is None else [truncate_completion(r, tokenizer, stop, sorted(eos_ids)) for r in rows]
 
 
@@ -248,7 +204,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     """Backend "static": completion ids per prompt (contract in the module docstring).
 
     policy: `.model` (HF causal LM or peft model), `.tokenizer` (None allowed when cfg.stop is
-    None), optional `.eos_token_ids`; cfg: generation.SamplingConfig; seed: same seed, same output.
+    None), optional `.eos_token_ids`; cfg: sampling.SamplingConfig; seed: same seed, same output.
     Prompts go in chunks of cfg.batch_size, each left-padded to its longest prompt.
     check_every: steps between host checks (early exit, compaction). compact: drop finished rows
     (power-of-two buckets >= min_batch); default CPU only: on a GPU a decode step at batch <= 128
@@ -272,7 +228,8 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     if cfg.stop and tok is None:
         raise FastGenError("static_generate: cfg.stop needs policy.tokenizer")
     vocab = model.get_output_embeddings().weight.shape[0]  # = logits width (may exceed len(tok))
-    table = _cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
+    cache = decode_cache(policy)
+    table = cached_stop_table(cache, tok, vocab, cfg.stop, device) if cfg.stop else None
     eos = (policy.eos_token_ids if hasattr(policy, "eos_token_ids")
            else getattr(tok, "eos_token_id", None) if tok is not None else model.config.eos_token_id)
     eos_ids = set() if cfg.ignore_eos else set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
@@ -292,7 +249,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
             results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
                                        compact, min_batch, step_fn, forced, cache_multiple,
-                                       reuse=use_compile)
+                                       held=cache.static_caches if use_compile else None)
     return _finalise(results, tok, cfg.stop, eos_ids)
 
 
@@ -336,12 +293,13 @@ class VLLMEngine:
 
 def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, refresh: bool = True) -> list[list[int]]:
     """Backend "vllm" (UNTESTED here). One engine per policy, built on first use and kept on the
-    policy object (`_cocos_vllm_engine`); with `refresh` the current weights are copied in first
+    policy's DecodeCache (`vllm_engine`); with `refresh` the current weights are copied in first
     (a GPU-to-GPU copy), so every call samples from the current pi_theta after an update.
     Output truncated with the hf backend's rule."""
-    engine = policy.__dict__.get("_cocos_vllm_engine")
+    cache = decode_cache(policy)
+    engine = cache.vllm_engine
     if engine is None:
-        engine = policy.__dict__["_cocos_vllm_engine"] = VLLMEngine(policy)
+        engine = cache.vllm_engine = VLLMEngine(policy)
         refresh = True
     if refresh:
         engine.refresh_weights(policy)

@@ -1,6 +1,7 @@
 """Batched sampling of completions y ~ pi_theta(. | x) that stop at a stop string ("[DONE]").
 
-`generate` is the one entry point; backends:
+`generate` is the one entry point; the contract every backend keeps (SamplingConfig, BACKENDS,
+the truncation rule) is `cocos_lib.sampling`. Backends:
 - "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
   the last few tokens of each sequence per step;
 - "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` (imported lazily) with the
@@ -13,87 +14,14 @@ is complete (stop text included), or after the first EOS (included), or at max_n
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 from transformers import StoppingCriteria
 
 from cocos_lib.modes import mode
-
-BACKENDS = ("hf", "static", "vllm", "packed")
-
-
-@dataclass(frozen=True)
-class SamplingConfig:
-    """Sampling settings. Paper: temperature 0.9, top_p 1.0, 512 new tokens; eval: greedy.
-    stop=None: no stop string (only EOS or max_new_tokens end a row). ignore_eos=True as well
-    reproduces the released code's rollouts: every row runs max_new_tokens tokens.
-    top_k: 0 = off (the default here: pure temperature / top-p sampling); 50 = what the release
-    samples with (its GenerationConfig leaves top_k unset: HF 4.x's default 50). hf backend only."""
-    max_new_tokens: int = 512
-    temperature: float = 0.9
-    top_p: float = 1.0
-    greedy: bool = False
-    stop: str | None = "[DONE]"
-    batch_size: int = 64
-    ignore_eos: bool = False
-    top_k: int = 0
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1:
-            raise ValueError(f"SamplingConfig.max_new_tokens={self.max_new_tokens}: must be >= 1")
-        if self.batch_size < 1:
-            raise ValueError(f"SamplingConfig.batch_size={self.batch_size}: must be >= 1")
-        if not self.greedy and not self.temperature > 0:
-            raise ValueError(f"SamplingConfig.temperature={self.temperature}: must be > 0 (or greedy=True)")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"SamplingConfig.top_p={self.top_p}: must be in (0, 1]")
-        if self.stop == "":
-            raise ValueError("SamplingConfig.stop='': use None for no stop string")
-        if self.top_k < 0:
-            raise ValueError(f"SamplingConfig.top_k={self.top_k}: must be >= 0 (0: off)")
-
-
-def stop_window(tokenizer, stop: str) -> int:
-    """Tokens enough to contain `stop` at the tail: every token decodes to >= 1 char, +2 for
-    partial UTF-8 bytes and a token that ends with stop's first chars merged with others."""
-    return len(tokenizer(stop, add_special_tokens=False)["input_ids"]) + len(stop) + 2
-
-
-def truncate_completion(ids: Sequence[int], tokenizer, stop: str | None,
-                        eos_ids: Sequence[int] = ()) -> list[int]:
-    """Cut `ids` right after the first EOS (kept) or right after the first complete `stop`
-    (kept), whichever comes first. The stop is searched in the decoded text; the shortest
-    prefix containing it is found by binary search (O(log n) decodes)."""
-    ids = [int(i) for i in ids]
-    eos = set(eos_ids)
-    for j, t in enumerate(ids):
-        if t in eos:
-            ids = ids[:j + 1]
-            break
-    if stop is None or stop not in _decode(tokenizer, ids):
-        return ids
-    lo, hi = 1, len(ids)  # invariant: prefix of length hi contains stop
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if stop in _decode(tokenizer, ids[:mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    return ids[:hi]
-
-
-def _decode(tokenizer, ids: Sequence[int]) -> str:
-    return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def decode_batch(tokenizer, rows: list[list[int]]) -> list[str]:
-    """Raw decode of many short rows; the Rust backend directly when there is one (fast)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        return backend.decode_batch(rows, skip_special_tokens=False)
-    return tokenizer.batch_decode(rows, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+from cocos_lib.sampling import (BACKENDS, SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
+                                truncate_completion)
 
 
 def last_char_table(tokenizer, stop: str, vocab_size: int) -> torch.Tensor | None:
@@ -104,7 +32,7 @@ def last_char_table(tokenizer, stop: str, vocab_size: int) -> torch.Tensor | Non
         return None
     n = len(tokenizer)
     lut = torch.ones(max(n, vocab_size), dtype=torch.bool)  # ids beyond the tokenizer: check
-    lut[:n] = torch.tensor([stop[-1] in t for t in decode_batch(tokenizer, [[i] for i in range(n)])])
+    lut[:n] = torch.tensor([stop[-1] in t for t in token_strings(tokenizer, n)])
     return lut
 
 
@@ -189,15 +117,12 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
 
 
 def _left_pad(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """HF generate's inputs: left-padded `input_ids` [B, P] and their `attention_mask` (0 on padding)."""
     if min(len(r) for r in rows) == 0:
         raise ValueError("generate: an empty prompt (0 tokens) cannot be continued")
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for j, r in enumerate(rows):
-        ids[j, width - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[j, width - len(r):] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+    ids, pad = left_pad(rows, pad_id, device)
+    mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] >= pad[:, None]).long()
+    return {"input_ids": ids, "attention_mask": mask}
 
 
 def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int | None = None,

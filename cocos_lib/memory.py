@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from cocos_lib.config import profile_settings
+
 GiB = 1024 ** 3
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -168,25 +170,34 @@ def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
     return out
 
 
-# Plans: the profiles' settings (cocos_lib/config.py PROFILES) and the card each must fit.
+# Plans: a training profile of cocos_lib/config.py PROFILES (its model, dtype, LoRA rank, micro-batch,
+# generation batch, new tokens and checkpointing are read from there) and what the profile table does
+# not say: the card each must fit, the reference kind and the sequence lengths.
 PLANS: dict[str, dict] = {
     # Colab T4: 16 GB (15.1 GiB usable after the driver), no bf16 -> fp16 weights, LoRA adapters in
     # fp32 (master weights for what is trained); loss scaling advised for fp16 activations' grads.
-    "colab": dict(model="Qwen/Qwen2.5-0.5B", device_gb=15.0, config=MemoryConfig(
-        dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
-        gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
+    "colab": dict(profile="colab", device_gb=15.0, config=dict(
+        reference="adapter", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
     # the same on the paper's model: Qwen2.5-1.5B also fits a T4 with LoRA
-    "colab-1.5b": dict(model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=MemoryConfig(
-        dtype="fp16", lora_r=16, reference="adapter", micro_batch=4, train_seq=1324, logit_tokens=512,
-        gen_batch=32, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
-    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (PAPER.md) with fp32 master weights, Adam states
+    "colab-1.5b": dict(profile="colab", model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=dict(
+        reference="adapter", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
+    # paper: Qwen2.5-1.5B full fine-tuning in bf16 (docs/paper.md §4) with fp32 master weights, Adam states
     # and gradients (cocos_lib/optim.py: 18 bytes per parameter, as the release's DeepSpeed ZeRO),
     # a frozen bf16 reference copy, 128 rollouts generated at once; turn-2 prompts hold the task,
     # the first answer and the instruction.
-    "paper": dict(model="Qwen/Qwen2.5-1.5B", device_gb=79.0, config=MemoryConfig(
-        dtype="bf16", master_fp32=True, reference="copy", micro_batch=8, train_seq=1324, logit_tokens=512,
-        gen_batch=128, prompt_len=812, new_tokens=512, keep_kv_cache=True)),
+    "paper": dict(profile="paper", device_gb=79.0, config=dict(
+        master_fp32=True, reference="copy", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
 }
+
+
+def plan_config(name: str) -> tuple[str, MemoryConfig]:
+    """(model, MemoryConfig) of plan `name`: the training profile's settings plus the plan's own."""
+    p = PLANS[name]
+    train = profile_settings(p["profile"])
+    cfg = MemoryConfig(dtype=train["dtype"], lora_r=train["lora_r"], micro_batch=train["micro_batch"],
+                       gen_batch=train["gen_batch_size"], new_tokens=train["max_new_tokens"],
+                       gradient_checkpointing=train["gradient_checkpointing"], **p["config"])
+    return p.get("model", train["model"]), cfg
 
 
 def plan(profile: str, **overrides) -> dict:
@@ -195,8 +206,9 @@ def plan(profile: str, **overrides) -> dict:
     if profile not in PLANS:
         raise MemoryConfigError(f"profile '{profile}': expected one of {sorted(PLANS)}")
     p = PLANS[profile]
-    cfg = dataclasses.replace(p["config"], **overrides)
-    est = estimate(Shape.from_config(arch_config(p["model"])), cfg)
-    return {"profile": profile, "model": p["model"], "device_gb": p["device_gb"],
+    model, cfg = plan_config(profile)
+    cfg = dataclasses.replace(cfg, **overrides)
+    est = estimate(Shape.from_config(arch_config(model)), cfg)
+    return {"profile": profile, "model": model, "device_gb": p["device_gb"],
             "fits": est["peak"] <= p["device_gb"], "headroom_gb": p["device_gb"] - est["peak"],
             "config": dataclasses.asdict(cfg), **est}

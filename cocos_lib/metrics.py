@@ -1,7 +1,7 @@
 """Pure multi-turn metrics: transitions, unit-level variants, edit distances, pass@k.
 
 Everything here works on plain Python sequences (no torch, no pandas) so it can be
-tested on hand-built records. Notation follows PAPER.md: a *problem* is one task (or
+tested on hand-built records. Notation follows docs/paper.md §5: a *problem* is one task (or
 one sampled trajectory of it); "correct at turn t" means all K unit tests pass.
 
 All shares are fractions in [0, 1] of ALL problems (not of the wrong / right subset),
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-DEFAULT_NO_EDIT_THRESHOLD = 0.05  # PAPER.md: "normalised edit distance <= 0.05"
+DEFAULT_NO_EDIT_THRESHOLD = 0.05  # docs/paper.md §7: "normalised edit distance <= 0.05"
 
 
 class MetricInputError(ValueError):

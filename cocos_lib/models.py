@@ -12,17 +12,19 @@ import contextlib
 import copy
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import registry_models  # stdlib-only at import: short names of registry-shipped models
+from cocos_lib import registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
-TINY_WARMSTART = "tiny-warmstart"
-MARKERS = ("[BEGIN]", "[DONE]", "[CORRECT]")
+from cocos_lib.fastgen import DecodeCache
+from cocos_lib.prompts import MARKERS
+from cocos_lib.toy import TINY_WARMSTART
+
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
            "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
            "bfloat16": torch.bfloat16}
@@ -51,6 +53,7 @@ class Policy:
     model: Any
     tokenizer: Any
     name: str
+    decode_cache: DecodeCache = field(default_factory=DecodeCache, repr=False, compare=False)  # fastgen's, per policy
 
     @property
     def device(self) -> torch.device:
@@ -112,7 +115,6 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """
     name = str(name_or_path)
     if name == TINY_WARMSTART:
-        from cocos_lib import toy  # lazy: written by the toy-world module
         name = str(toy.warmstart_path())
         if not Path(name).is_dir():
             raise ModelNotFoundError(f"model 'tiny-warmstart': no checkpoint at {name} "
@@ -191,10 +193,9 @@ def _from_pretrained(cls, path: str, dtype: torch.dtype):
         return cls.from_pretrained(path, torch_dtype=dtype)
 
 
-# The release's pad token per model family (PAPER.md "Released evaluation"; its train.py picks by model name):
-# Llama-3.2 <|finetune_right_pad_id|> 128004 (not its EOS), deepseek-coder <｜end▁of▁sentence｜> 32014 and
-# Qwen2.5 <|endoftext|> 151643 (their EOS). pad_token="released" takes the first one the vocabulary holds.
-RELEASED_PAD_TOKENS = ("<|finetune_right_pad_id|>", "<｜end▁of▁sentence｜>", "<|endoftext|>")
+# The release's pad token per model family (docs/paper.md §8; the table is release.PAD_TOKENS): Llama-3.2's is
+# not its EOS, deepseek-coder's and Qwen2.5's are. pad_token="released" takes the first one the vocabulary holds.
+RELEASED_PAD_TOKENS = tuple(release.PAD_TOKENS[family][0] for family in ("llama", "deepseek", "qwen"))
 
 
 def setup_tokenizer(tokenizer, pad_token: str = "auto") -> Any:
@@ -248,6 +249,11 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         tok_src = path
     tokenizer = setup_tokenizer(AutoTokenizer.from_pretrained(tok_src), pad_token)
     model.config.pad_token_id = tokenizer.pad_token_id
+    # A saved config.json holds pad_token_id (set just above), and from_pretrained turns it into the
+    # input embedding's padding_idx: that row would get no gradient from its lookups, so a resumed run
+    # would train other parameters than the fresh one (pad = EOS is a real input in no-stop mode).
+    # Pad positions are masked out of every loss anyway: no policy keeps a padding_idx.
+    model.get_input_embeddings().padding_idx = None
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dev)

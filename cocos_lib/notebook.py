@@ -15,22 +15,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from cocos_lib.config import profile_settings
+
+
+def _shared(profile: str) -> dict:
+    """What a notebook profile takes from the training profile of its name (config.PROFILES): the policy
+    and how it is prompted."""
+    train = profile_settings(profile)
+    return {key: train[key] for key in ("model", "fewshot", "ending", "prompt_format")}
+
+
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
-    "tiny": dict(model="tiny-warmstart", eval_tasks="toy-test", n_eval=200, fewshot=0, ending="correct",
-                 max_new_tokens=96, batch_size=64, device="cpu", threads=1, train_updates=None,
-                 ablation_updates=6, ablation_eval=100, ablation_overrides=dict(prompts_per_update=8)),
+    "tiny": dict(_shared("tiny"), eval_tasks="toy-test", n_eval=200, max_new_tokens=96, batch_size=64, device="cpu",
+                 threads=1, train_updates=None, ablation_updates=6, ablation_eval=100,
+                 ablation_overrides=dict(prompts_per_update=8)),
     # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct, chat prompts, all 164 HumanEval
     # tasks (hours on 2 cores: the notebooks read the committed study in data/results/real unless REAL_RUN).
-    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", eval_tasks="humaneval", n_eval=None, fewshot=0,
-                ending="correct", max_new_tokens=512, batch_size=16, device="cpu", train_updates=None,
-                ablation_updates=3, prompt_format="chat"),
+    "cpu": dict(_shared("cpu"), eval_tasks="humaneval", n_eval=None, max_new_tokens=512, batch_size=16, device="cpu",
+                train_updates=None, ablation_updates=3),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
-    "colab": dict(model="Qwen/Qwen2.5-0.5B", eval_tasks="mbpp-test", n_eval=100, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=32, device=None, train_updates=None, ablation_updates=50),
-    # PAPER.md: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
-    "paper": dict(model="Qwen/Qwen2.5-1.5B", eval_tasks="mbpp-test", n_eval=None, fewshot=3, ending="begin",
-                  max_new_tokens=512, batch_size=64, device=None, train_updates=None, ablation_updates=300),
+    "colab": dict(_shared("colab"), eval_tasks="mbpp-test", n_eval=100, max_new_tokens=512, batch_size=32, device=None,
+                  train_updates=None, ablation_updates=50),
+    # docs/paper.md §4-§6: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
+    "paper": dict(_shared("paper"), eval_tasks="mbpp-test", n_eval=None, max_new_tokens=512, batch_size=64, device=None,
+                  train_updates=None, ablation_updates=300),
 }
 # SMOKE (the notebook tests): same code path, a handful of tasks and updates.
 SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1, ablation_overrides={},
@@ -43,19 +52,26 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class NotebookProfile:
-    """Sizes of one profile. eval_*: greedy multi-turn evaluation (notebooks 01, 04); train_updates:
-    notebook 03's run (None: the train profile's); train_overrides: TrainConfig fields on top of
-    cocos_lib.train.PROFILES[name];
-    ablation_*: each run of notebook 05 (updates, evaluation tasks, extra TrainConfig fields);
-    threads: torch intra-op threads (None: torch's default);
-    progress: show progress bars (only when a frontend can render them, see has_frontend);
+    """Sizes of one profile: what notebooks 01 and 04 evaluate, 03 trains and 05 ablates.
     prompt_format: the prompts of evaluation and rollouts ("completion" or "chat")."""
-    name: str; model: str; eval_tasks: str; n_eval: int | None; fewshot: int; ending: str  # noqa: E702
-    max_new_tokens: int; batch_size: int; device: str | None; train_updates: int | None  # noqa: E702
-    ablation_updates: int
-    eval_turns: int = 4; threads: int | None = None; smoke: bool = False; progress: bool = False  # noqa: E702
-    ablation_eval: int | None = None; ablation_overrides: dict = field(default_factory=dict)  # noqa: E702
-    train_overrides: dict = field(default_factory=dict)
+    name: str                             # the profile's name (a key of config.PROFILES)
+    model: str                            # the policy: hub name, local dir or "tiny-warmstart"
+    eval_tasks: str                       # a name in task_sets.TASK_SETS
+    n_eval: int | None                    # tasks evaluated (None: all)
+    fewshot: int                          # few-shot examples in turn-1 prompts
+    ending: str                           # prompt ending: "correct" or "begin"
+    max_new_tokens: int                   # per turn
+    batch_size: int                       # prompts generated together
+    device: str | None                    # None: cuda if available, else cpu
+    train_updates: int | None             # notebook 03's run (None: the train profile's)
+    ablation_updates: int                 # each run of notebook 05
+    eval_turns: int = 4                   # turns of the multi-turn evaluation
+    threads: int | None = None            # torch intra-op threads (None: torch's default)
+    smoke: bool = False                   # a smoke run (the tests' papermill runs)
+    progress: bool = False                # progress bars (only when a frontend can render them)
+    ablation_eval: int | None = None      # evaluation tasks of each ablation run (None: n_eval)
+    ablation_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields of each ablation run
+    train_overrides: dict = field(default_factory=dict)     # TrainConfig fields on top of the train profile
     prompt_format: str = "completion"  # "chat" for instruct models (cocos_lib.prompts)
 
     def start(self) -> None:
@@ -64,16 +80,19 @@ class NotebookProfile:
         import torch
         from transformers.utils import logging
         torch.set_num_threads(self.threads or torch.get_num_threads())
-        logging.enable_progress_bar() if self.progress else logging.disable_progress_bar()
+        if self.progress:
+            logging.enable_progress_bar()
+        else:
+            logging.disable_progress_bar()
 
     def tasks(self) -> list:
         """The evaluation tasks: the first n_eval of eval_tasks (all when None)."""
-        from cocos_lib.tasks import load_tasks
+        from cocos_lib.task_sets import load_tasks
         return load_tasks(self.eval_tasks)[:self.n_eval]
 
     def sampling(self, greedy: bool = True, temperature: float = 0.9):
         """SamplingConfig: greedy (the paper's evaluation) or sampling at `temperature` (training)."""
-        from cocos_lib.generation import SamplingConfig
+        from cocos_lib.sampling import SamplingConfig
         return SamplingConfig(greedy=greedy, temperature=temperature, max_new_tokens=self.max_new_tokens,
                               batch_size=self.batch_size)
 
@@ -200,21 +219,3 @@ class LivePlot:
         ax.set(xlabel="update", title=f"{self.title} ({len(self.records)} updates)")
         ax.legend(frameon=False)
         return ax.figure
-
-
-def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filename: str, title: str = "") -> Path:
-    """One line per run: metric `key` (e.g. "reward_t2") of train() records against the update; saves a PNG."""
-    from matplotlib.figure import Figure
-
-    from cocos_lib import plots
-    with plots.style():
-        fig = Figure(figsize=(6.4, 3.6))
-        ax = fig.add_subplot()
-        for i, (name, records) in enumerate(histories.items()):
-            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records], label=name,
-                    color=plots.PALETTE[i % len(plots.PALETTE)], linestyle="-" if i < len(plots.PALETTE) else "--")
-        ax.set(xlabel="update", ylabel=key, title=title or key)
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-        Path(figures_dir).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(figures_dir) / filename)
-    return Path(figures_dir) / filename

@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from cocos_lib import fastgen
+from cocos_lib.sampling import left_pad
+from cocos_lib.stop_automaton import cached_stop_table
 
 
 class _Live:
@@ -60,7 +62,7 @@ def _left_pad_cache(cache, width: int) -> None:
 def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, device, cache_name: str):
     """Left-padded prefill of `prompts`: (logits of the next token [b, V], cache, mask [b, P], pos [b])."""
     from transformers import DynamicCache
-    ids, pad = fastgen._left_pad(prompts, pad_id, device)
+    ids, pad = left_pad(prompts, pad_id, device)
     P = ids.shape[1]
     mask = (torch.arange(P, device=device)[None, :] >= pad[:, None]).long()
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
@@ -123,7 +125,7 @@ def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
                     admit_every: int | None = None, prefill_batch: int = 8) -> list[list[int]]:
     """Backend "packed": completion ids per prompt (contract in the module docstring).
 
-    cfg: generation.SamplingConfig; cfg.batch_size = rows decoded together. admit_every: prefill
+    cfg: sampling.SamplingConfig; cfg.batch_size = rows decoded together. admit_every: prefill
     waiting prompts once this many slots are free (default batch_size // 4, at least 1), so
     that a single finished row does not cost a prefill call of its own. prefill_batch: prompts
     per prefill forward (waiting prompts are sorted by length, so a group pads little).
@@ -135,7 +137,7 @@ def packed_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     model, tok = policy.model, policy.tokenizer
     device = next(model.parameters()).device
     vocab = model.get_output_embeddings().weight.shape[0]
-    table = fastgen._cached_stop_table(tok, vocab, cfg.stop, device) if cfg.stop else None
+    table = cached_stop_table(fastgen.decode_cache(policy), tok, vocab, cfg.stop, device) if cfg.stop else None
     eos_ids = set() if cfg.ignore_eos else set(policy.eos_token_ids)
     eos = torch.tensor(sorted(eos_ids) or [-1], dtype=torch.long, device=device)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (min(eos_ids) if eos_ids else 0)

@@ -94,7 +94,7 @@ def plot_accuracy_gains(curves: Mapping[str, Sequence[float]], figures_dir,
     """Lines of Acc@tk - Acc@t1 (k = 1..T) for repo runs (solid); paper rows dashed.
 
     ``curves``: label -> gains as fractions, first entry 0 (``metrics.accuracy_gains``).
-    ``paper``: also draw PAPER.md's beyond-two-turns rows (percent, MBPP, Qwen2.5-1.5B).
+    ``paper``: also draw the paper's beyond-two-turns rows (docs/paper.md §6) (percent, MBPP, Qwen2.5-1.5B).
     """
     with style():
         fig = Figure(figsize=(5.4, 3.6))
@@ -220,7 +220,7 @@ def reward_grid(gamma: float, n_tests: int = 1) -> list[list[float]]:
 def plot_reward_table(gamma: float, figures_dir, n_tests: int = 1, filename: str | None = None) -> Path:
     """Heatmap of the two-turn accumulated reward R = gamma * r_1 + (r_2 - r_1).
 
-    n_tests = 1 gives the binary table (PAPER.md: i->c 1, c->c 0.5, i->i 0, c->i -0.5 at
+    n_tests = 1 gives the binary table (docs/paper.md §3: i->c 1, c->c 0.5, i->i 0, c->i -0.5 at
     gamma = 0.5); n_tests = K shows the progressive reward's grid r_t in {0, 1/K, .., 1}.
     """
     levels = [j / n_tests for j in range(n_tests + 1)]
@@ -287,5 +287,18 @@ def plot_seed_curves(histories: Mapping[str, Sequence[Sequence[Mapping[str, floa
         ax.set_xlabel("update")
         ax.set_ylabel(ylabel or key)
         ax.set_title(title or f"{key}, rolling mean over {window} updates (band: min-max over seeds)")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        return _save(fig, figures_dir, filename)
+
+
+def plot_runs(histories: dict[str, Sequence[dict]], key: str, figures_dir, filename: str, title: str = "") -> Path:
+    """One line per run: metric `key` (e.g. "reward_t2") of train() records against the update; saves a PNG."""
+    with style():
+        fig = Figure(figsize=(6.4, 3.6))
+        ax = fig.add_subplot()
+        for i, (name, records) in enumerate(histories.items()):
+            ax.plot([r["update"] for r in records], [r.get(key, float("nan")) for r in records], label=name,
+                    color=PALETTE[i % len(PALETTE)], linestyle="-" if i < len(PALETTE) else "--")
+        ax.set(xlabel="update", ylabel=key, title=title or key)
         ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
         return _save(fig, figures_dir, filename)

@@ -23,6 +23,7 @@ from typing import Sequence
 from cocos_lib.tasks import Task
 
 BEGIN, DONE, CORRECT = "[BEGIN]", "[DONE]", "[CORRECT]"
+MARKERS = (BEGIN, DONE, CORRECT)  # the one list of the format's markers
 CORRECTION_INSTRUCTION = (
     "There might be an error in the code above because of lack of understanding of the question. "
     "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!"

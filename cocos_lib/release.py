@@ -1,5 +1,5 @@
 """The authors' released evaluation format (their `test.py` and `cocos/prompts.py`), exactly, and
-the released checkpoints it belongs to (PAPER.md, "Released evaluation").
+the released checkpoints it belongs to (docs/paper.md §8 "The released evaluation, exactly").
 
 Prompts. {tests} is the task's test list joined by "\\n", stripped; HEADER(text) =
     "You are an expert Python programmer, and here is your task: {text} Your code should pass these

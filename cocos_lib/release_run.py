@@ -66,7 +66,7 @@ def load(name: str, dtype: str = "auto", device: str | None = None, stand_ins: d
 def sampling(batch_size: int = release.BATCH_SIZE, stop_at_done: bool = False,
              max_new_tokens: int = release.MAX_NEW_TOKENS):
     """Greedy, one beam, EOS stop, 512 new tokens (optionally also stopping at [DONE])."""
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     return SamplingConfig(greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           stop=release.DONE if stop_at_done else None)
 

@@ -144,7 +144,7 @@ def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.T
     It is a direct loss term, not part of the score: with a shared turn 1 a score penalty
     would be equal inside each group and cancel in the RLOO advantage. It is added whether or
     not turn 1 is in train_turns (if it is, turn 1's KL also enters the score with beta).
-    The SCoRe-style ablation (PAPER.md: reward collapse of small models) uses beta_1 = 0.25.
+    The SCoRe-style ablation (docs/paper.md §7: reward collapse of small models) uses beta_1 = 0.25.
     """
     return (0.5 * (logp - ref_logp) ** 2 * mask).sum()
 

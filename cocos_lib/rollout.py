@@ -21,10 +21,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from cocos_lib.generation import BACKENDS, SamplingConfig, generate
-from cocos_lib.prompts import BEGIN, CORRECT, DONE, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
-
-MARKERS = (BEGIN, DONE, CORRECT)
+from cocos_lib.generation import generate
+from cocos_lib.sampling import BACKENDS, SamplingConfig
+from cocos_lib.prompts import MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
 
 
 @dataclass

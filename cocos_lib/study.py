@@ -170,7 +170,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
     import torch
 
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     from cocos_lib.rollout import RolloutConfig
     from cocos_lib.tasks import load_humaneval

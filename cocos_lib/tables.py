@@ -1,6 +1,6 @@
-"""PAPER.md's result tables as data, and a builder that puts the repo's rows next to them.
+"""The paper's result tables (docs/paper.md §6) as data, and a builder that puts the repo's rows next to them.
 
-All paper numbers are percentages for Qwen2.5-1.5B (PAPER.md, "Results to compare
+All paper numbers are percentages for Qwen2.5-1.5B (docs/paper.md §6, "Results to compare
 against"). Repo rows come from ``cocos_lib.evaluate.summarize`` (fractions in [0, 1]);
 ``compare`` converts them to percent so both sources share one unit.
 

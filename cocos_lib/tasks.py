@@ -32,7 +32,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from cocos_lib.hub import HubUnavailableError, load_dataset_cached_first  # noqa: F401  (the error: for callers)
+from cocos_lib.hub import load_dataset_cached_first
 
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 MBPP_FILES = {"full": "mbpp.jsonl", "sanitized": "sanitized-mbpp.json"}
@@ -94,7 +94,9 @@ def read_jsonl(path) -> list[tuple[int, dict]]:
 def read_json_array(path) -> list[tuple[int, dict]]:
     """(line number where the object starts, object) per element of a JSON array file."""
     text, dec = _read_text(path), json.JSONDecoder()
-    line_of = lambda pos: text.count("\n", 0, pos) + 1  # noqa: E731
+
+    def line_of(pos):
+        return text.count("\n", 0, pos) + 1
 
     def skip(pos):
         while pos < len(text) and text[pos].isspace():
@@ -158,7 +160,9 @@ def _entry_point(code: str, tests) -> str | None:
 
 def mbpp_task(row: dict, variant: str, file, line, challenge: bool = False) -> Task:
     """One MBPP row (google-research or hub schema of `variant`) as a Task."""
-    nl = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
+    def nl(s):
+        return s.replace("\r\n", "\n").replace("\r", "\n")
+
     tid = _get(row, "task_id", "int", file, line)
     code = nl(_get(row, "code", "str", file, line))
     tests = list(_get(row, "test_list", "list[str]", file, line))
@@ -234,7 +238,10 @@ def _segment(src: bytes, stmt, old: str | None = None, new: str | None = None) -
     starts = [0]
     for ln in src.split(b"\n"):
         starts.append(starts[-1] + len(ln) + 1)
-    off = lambda ln, col: starts[ln - 1] + col  # noqa: E731  (ast columns are utf-8 bytes)
+
+    def off(ln, col):  # ast columns are utf-8 bytes
+        return starts[ln - 1] + col
+
     a, b = off(stmt.lineno, stmt.col_offset), off(stmt.end_lineno, stmt.end_col_offset)
     piece = src[a:b]
     hits = [n for n in ast.walk(stmt) if isinstance(n, ast.Name) and n.id == old] if old else []
@@ -333,18 +340,3 @@ def load_humaneval(path=None) -> list[Task]:
     path = path or humaneval_path()
     return [humaneval_task(row, path, line) for line, row in read_jsonl(path)]
 
-
-# ---------------------------------------------------------------- registry
-TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "humaneval", "toy-train", "toy-test")
-
-
-def load_tasks(name: str, **kw) -> list[Task]:
-    """Tasks by name (TASK_SETS); keyword arguments go to the loader."""
-    if name.startswith("mbpp-") and name in TASK_SETS:
-        return load_mbpp(split=name[5:], **kw)
-    if name == "humaneval":
-        return load_humaneval(**kw)
-    if name in ("toy-train", "toy-test"):
-        from cocos_lib import toy  # lazy: owned by the toy world
-        return toy.toy_tasks(name[4:], **kw)
-    raise _err("<load_tasks>", 0, "name", f"unknown task set {name!r} (expected one of {', '.join(TASK_SETS)})")

@@ -2,7 +2,7 @@
 `cocos_lib.toy_world`, so that CoCoS can be *seen* learning on a laptop CPU.
 
 Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
-the paper measured in real 1B models (PAPER.md, "small models don't reflect"):
+the paper measured in real 1B models (docs/paper.md §7, "Why small models need this"):
 - turn 1 has a *systematic misconception* on 7 of the 16 operations (e.g. `v>=n` for "greater
   than n", `s[n:]` for "the last n characters", `x-n` for "the distance to n", `max(a)` for
   "the largest number, or n if the list is empty"); the task text and tests contradict it,
@@ -28,16 +28,18 @@ positions (RoPE: no position weights), so a 512-token evaluation keeps the whole
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cocos_lib.prompts import build_prompt
+from cocos_lib.prompts import DONE, MARKERS, build_prompt
 from cocos_lib.toy_world import code_for, misconception, parse_task, toy_tasks
 
-SPECIALS = ("<pad>", "<eos>", "<unk>", "[BEGIN]", "[DONE]", "[CORRECT]")
+TINY_WARMSTART = "tiny-warmstart"  # the model name of the shipped warm-start (cocos_lib/assets/tiny-warmstart)
+SPECIALS = ("<pad>", "<eos>", "<unk>", *MARKERS)
 CHARS = ("\n",) + tuple(chr(i) for i in range(32, 127))
 
 
@@ -96,15 +98,15 @@ def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("[DONE]")]
+    model.generation_config.eos_token_id = [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(DONE)]
     model.generation_config.bos_token_id = None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
 def warmstart_path() -> Path:
-    """The shipped warm-start checkpoint (`load_policy("tiny-warmstart")` resolves to it)."""
-    return Path(__file__).resolve().parent / "assets" / "tiny-warmstart"
+    """The shipped warm-start checkpoint (`load_policy(TINY_WARMSTART)` resolves to it)."""
+    return Path(__file__).resolve().parent / "assets" / TINY_WARMSTART
 
 
 # ------------------------------------------------------------------------------ warm-start SFT
@@ -127,10 +129,10 @@ def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tu
     ending): previous attempt right -> copy; wrong -> repair with prob. repair_rate, else copy."""
     ref = task.reference
     if turn == 1:
-        return build_prompt(task, []), (misconception(task) or ref) + "\n[DONE]"
+        return build_prompt(task, []), f"{misconception(task) or ref}\n{DONE}"
     prev = previous_attempt(task, cfg, rng)
     target = ref if prev != ref and rng.random() < cfg.repair_rate else prev
-    return build_prompt(task, [prev], ending="correct"), target + "\n[DONE]"
+    return build_prompt(task, [prev], ending="correct"), f"{target}\n{DONE}"
 
 
 def _batch(tokenizer, pairs: list[tuple[str, str]], prompt_weight: float):
@@ -160,6 +162,13 @@ def sft_loss(model, ids, mask, weights):
     return (nll * w).sum() / w.sum()
 
 
+def warmstart_lr_factor(step: int, cfg: WarmstartConfig) -> float:
+    """Multiplier of the warm-start's lr at `step`: a linear warm-up over cfg.warmup steps times a cosine
+    over all cfg.steps, floored at 0.05 (unlike train.lr_factor, whose cosine starts after the warm-up
+    and decays to 0: the shipped checkpoint was trained with this one)."""
+    return min(1.0, (step + 1) / cfg.warmup) * max(0.05, 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+
+
 def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: WarmstartConfig = WarmstartConfig(),
                     progress: bool = True) -> str:
     """Train the tiny policy by SFT on toy-train tasks (turn-1 and turn-2 batches alternate)
@@ -167,6 +176,8 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
     in (seed, cfg) on one machine; returns out_dir."""
     import torch
     from tqdm.auto import tqdm
+
+    from cocos_lib.optim import optimizer_step  # lazy: torch
     out_dir = Path(out_dir or warmstart_path())
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
@@ -178,8 +189,7 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
         tasks = (toy_tasks("train", n=cfg.n_train_tasks - n_hard, seed=seed)
                  + toy_tasks("train", n=n_hard, seed=seed, difficulty=2))
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * max(
-            0.05, 0.5 * (1 + math.cos(math.pi * s / cfg.steps))))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, functools.partial(warmstart_lr_factor, cfg=cfg))
         model.train()
         bar = tqdm(range(cfg.steps), desc="warm-start SFT", disable=not progress)
         t0 = time.time()
@@ -188,9 +198,7 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
             pairs = [sft_example(rng.choice(tasks), turn, cfg, rng) for _ in range(cfg.batch_size)]
             loss = sft_loss(model, *_batch(tok, pairs, cfg.prompt_weight))
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
+            optimizer_step(opt, sched, max_norm=1.0)
             opt.zero_grad(set_to_none=True)
             bar.set_postfix(loss=f"{loss.item():.3f}", turn=turn)
         model.eval()

@@ -130,13 +130,13 @@ def load_models(cfg: TrainConfig, ckpt: Path | None = None):
 def rollout_config(cfg: TrainConfig):
     """The rollout.RolloutConfig (sampling, prompts, reward) of a TrainConfig. The turn-1 few-shot
     block (base models, cfg.fewshot > 0) is `prompts.fewshot_for`: MBPP prompt-split tasks for
-    mbpp-* sets (PAPER.md), the shipped offline default otherwise."""
-    from cocos_lib.generation import SamplingConfig
-    from cocos_lib.prompts import fewshot_for
+    mbpp-* sets (docs/paper.md §2, §8), the shipped offline default otherwise."""
+    from cocos_lib.sampling import SamplingConfig
+    from cocos_lib.prompts import DONE, fewshot_for
     from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               top_k=cfg.top_k,
-                              stop="[DONE]" if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
+                              stop=DONE if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     check_model(cfg)  # before any work
     from tqdm.auto import tqdm
     from cocos_lib.rollout import rollout
-    from cocos_lib.tasks import load_tasks
+    from cocos_lib.task_sets import load_tasks
     run = Path(out_dir)
     ckpt = find_checkpoint(run if resume is True else resume) if resume else None
     rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()

@@ -6,7 +6,7 @@ from cocos_lib import baselines, prompts
 from cocos_lib import rollout as R
 from cocos_lib.evaluate import evaluate
 from cocos_lib.executor import Executor
-from cocos_lib.generation import SamplingConfig, truncate_completion
+from cocos_lib.sampling import SamplingConfig, truncate_completion
 from cocos_lib.prompts import CHAT_PREFILL, CORRECTION_INSTRUCTION, extract_answer, render_prompt
 from cocos_lib.rollout import RolloutConfig, rollout
 from cocos_lib.tasks import Task

@@ -205,7 +205,7 @@ def _check_rows(df, tasks, turns):
 
 
 def test_evaluate_end_to_end_with_cache(tiny_policy, tmp_path):
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     tasks = _e2e_tasks()
     cfg = SamplingConfig(greedy=True, max_new_tokens=24)
     df = E.evaluate(tiny_policy, tasks, turns=3, sampling=cfg, cache=tmp_path, progress=False, chunk=2)
@@ -221,7 +221,7 @@ def test_evaluate_end_to_end_with_cache(tiny_policy, tmp_path):
 
 
 def test_self_refine_end_to_end(tiny_policy):
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     tasks = _e2e_tasks()
     df = E.evaluate(tiny_policy, tasks, turns=2, sampling=SamplingConfig(greedy=True, max_new_tokens=24),
                     method="self-refine", progress=False)
@@ -231,7 +231,7 @@ def test_self_refine_end_to_end(tiny_policy):
 
 
 def test_sampled_k_samples_pass_at_k(tiny_policy):
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     tasks = _e2e_tasks()
     cfg = SamplingConfig(greedy=False, temperature=1.0, max_new_tokens=12)
     df = E.evaluate(tiny_policy, tasks, turns=2, k=2, sampling=cfg, progress=False, seed=3)
@@ -248,8 +248,8 @@ def test_sampled_k_samples_pass_at_k(tiny_policy):
     ("toy-test", 0, ""), ("toy-test", 2, "DEFAULT2"), ("humaneval", 1, "DEFAULT1"), ("mbpp-test", 3, "MBPP3")])
 def test_cli_fewshot_uses_fewshot_for(monkeypatch, tiny_policy_dir, task_set, n, expected):
     """--fewshot N with --tasks NAME: the block evaluate() gets is prompts.fewshot_for(NAME, N)."""
-    from cocos_lib import models, prompts, tasks
-    monkeypatch.setattr(tasks, "load_tasks", lambda name, **kw: [_task()])
+    from cocos_lib import models, prompts, task_sets
+    monkeypatch.setattr(task_sets, "load_tasks", lambda name, **kw: [_task()])
     monkeypatch.setattr(prompts, "mbpp_fewshot_block", lambda n, path=None: f"MBPP{n}")
     monkeypatch.setattr(prompts, "fewshot_block", lambda tasks=None, n=3: f"DEFAULT{n}")
     monkeypatch.setattr(models, "load_policy", lambda *a, **kw: "policy")
@@ -276,8 +276,8 @@ def test_cli_accepts_a_train_run_directory(monkeypatch, tiny_policy_dir, tmp_pat
     """#15: --policy RUN_DIR (what train wrote: config.json = a TrainConfig, final/, checkpoint/model) loads
     final/, else the last checkpoint's model; a run dir with neither is one line."""
     import shutil
-    from cocos_lib import models, tasks
-    monkeypatch.setattr(tasks, "load_tasks", lambda name, **kw: [_task()])
+    from cocos_lib import models, task_sets
+    monkeypatch.setattr(task_sets, "load_tasks", lambda name, **kw: [_task()])
     loaded = []
     monkeypatch.setattr(models, "load_policy", lambda path, **kw: loaded.append(path) or "policy")
 

@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from cocos_lib import fastgen
-from cocos_lib.fastgen import FastGenError, sample_next, static_generate, stop_table
+from cocos_lib.fastgen import FastGenError, sample_next, static_generate
+from cocos_lib.stop_automaton import stop_table
 
 
 def _cfg(**kw):
     base = dict(max_new_tokens=24, temperature=0.9, top_p=1.0, greedy=True, stop=None, batch_size=64)
     base.update(kw)
     try:
-        from cocos_lib.generation import SamplingConfig
+        from cocos_lib.sampling import SamplingConfig
         return SamplingConfig(**base)
     except ImportError:
         return SimpleNamespace(**base)
@@ -266,17 +267,17 @@ def test_compiled_step_matches_eager(tiny_policy):
     cfg = _cfg(greedy=False, temperature=1.0, max_new_tokens=12)
     eager = static_generate(tiny_policy, prompts, cfg, seed=3, compile=False)
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
-    held = dict(tiny_policy.model._cocos_static_cache)
+    held = dict(tiny_policy.decode_cache.static_caches)
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
-    assert tiny_policy.model._cocos_static_cache == held                   # reused, not rebuilt
+    assert tiny_policy.decode_cache.static_caches == held                   # reused, not rebuilt
     # another batch shape gets its own cache; going back reuses the first
     assert static_generate(tiny_policy, prompts[:2], cfg, seed=3, compile=True, compact=False) == \
         static_generate(tiny_policy, prompts[:2], cfg, seed=3, compile=False)
-    assert len(tiny_policy.model._cocos_static_cache) == 2
+    assert len(tiny_policy.decode_cache.static_caches) == 2
     assert static_generate(tiny_policy, prompts, cfg, seed=3, compile=True, compact=False) == eager
-    assert all(tiny_policy.model._cocos_static_cache[k] is v for k, v in held.items())
-    fastgen.release_static_cache(tiny_policy.model)
-    assert not hasattr(tiny_policy.model, "_cocos_static_cache")
+    assert all(tiny_policy.decode_cache.static_caches[k] is v for k, v in held.items())
+    fastgen.release_static_cache(tiny_policy)
+    assert tiny_policy.decode_cache.static_caches == {}
     # compaction under compile: new batch shapes recompile the step; greedy tokens unchanged
     greedy = _cfg(max_new_tokens=12)
     assert static_generate(tiny_policy, prompts, greedy, compile=True, check_every=2, min_batch=1,

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from cocos_lib import generation as G
-from cocos_lib.generation import SamplingConfig, generate, truncate_completion
+from cocos_lib.generation import generate
+from cocos_lib.sampling import SamplingConfig, truncate_completion
 from cocos_lib.models import load_policy
 
 
@@ -261,7 +262,8 @@ def test_no_invalid_generation_flags_warning(tiny_policy, greedy):
 def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
     """The released pipeline's rollouts (no stop, no EOS): every completion has max_new_tokens ids,
     in both backends, while the default stops at EOS/[DONE] where the model writes them."""
-    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.generation import generate
+    from cocos_lib.sampling import SamplingConfig
     prompts = [tiny_policy.tokenizer("def f(x):", add_special_tokens=False)["input_ids"]] * 3
     eos = tiny_policy.eos_token_ids[0]
     forced = SamplingConfig(max_new_tokens=7, greedy=True, stop=None, ignore_eos=True, batch_size=3)
@@ -270,7 +272,8 @@ def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
         assert [len(o) for o in out] == [7, 7, 7], backend
     # with the model forced to write EOS first, the default stops at once and ignore_eos does not
     head = tiny_policy.model.get_output_embeddings()
-    bias = torch.zeros(head.weight.shape[0]); bias[eos] = 1e4
+    bias = torch.zeros(head.weight.shape[0])
+    bias[eos] = 1e4
     hook = head.register_forward_hook(lambda m, i, o: o + bias)
     try:
         stopped = generate(tiny_policy, prompts, SamplingConfig(max_new_tokens=7, greedy=True, stop=None), backend="hf")

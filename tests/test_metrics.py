@@ -37,7 +37,7 @@ def test_transition_matrix_sums_to_one():
 
 
 def test_paper_prompting_row_is_consistent():
-    # simple prompting, PAPER.md: Acc 43.8 -> 44.6, i2c 1.4, c2i 0.6 (500 MBPP test problems)
+    # simple prompting, docs/paper.md §6: Acc 43.8 -> 44.6, i2c 1.4, c2i 0.6 (500 MBPP test problems)
     n = 500
     c2c, c2i, i2c = 216, 3, 7          # 219/500 = 43.8 %, 3/500 = 0.6 %, 7/500 = 1.4 %
     t1 = [True] * c2c + [True] * c2i + [False] * i2c + [False] * (n - c2c - c2i - i2c)

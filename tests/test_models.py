@@ -1,7 +1,6 @@
 """load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
-import sys
+import json
 import time
-import types
 
 import pytest
 import torch
@@ -76,6 +75,22 @@ def test_resolve_dtype(monkeypatch):
         models.resolve_dtype("fp8", "cpu")
 
 
+def test_a_saved_and_reloaded_policy_trains_the_pad_row_as_the_fresh_one(tiny_policy_dir, tmp_path):
+    """Saving writes pad_token_id (= EOS here) into config.json; on reload the input embedding must not
+    turn it into a padding_idx, or the pad/EOS row gets no gradient from its lookups (resume not exact)."""
+    fresh = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
+    resumed = load_policy(fresh.save(tmp_path / "saved"), dtype="fp32", device="cpu")
+    assert json.loads((tmp_path / "saved" / "config.json").read_text())["pad_token_id"] == fresh.tokenizer.pad_token_id
+    pad = fresh.tokenizer.pad_token_id
+    grads = []
+    for policy in (fresh, resumed):
+        emb = policy.model.get_input_embeddings()
+        assert emb.padding_idx is None
+        emb(torch.tensor([[pad, 3]])).sum().backward()
+        grads.append(emb.weight.grad[pad].clone())
+    assert torch.equal(grads[0], grads[1]) and grads[1].abs().sum() > 0
+
+
 def test_load_in_bf16(tiny_policy_dir):
     p = load_policy(tiny_policy_dir, dtype="bf16")
     assert p.model.dtype == torch.bfloat16
@@ -94,13 +109,10 @@ def test_missing_models_fail_fast_with_one_line(tmp_path):
 
 
 def test_tiny_warmstart_resolves_through_toy(monkeypatch, tiny_policy_dir, tmp_path):
-    import cocos_lib
-    fake = types.SimpleNamespace(warmstart_path=lambda: tiny_policy_dir)
-    monkeypatch.setitem(sys.modules, "cocos_lib.toy", fake)
-    monkeypatch.setattr(cocos_lib, "toy", fake, raising=False)
+    monkeypatch.setattr(models.toy, "warmstart_path", lambda: tiny_policy_dir)
     p = load_policy("tiny-warmstart")
     assert p.name == "tiny-warmstart" and len(p.tokenizer) == 387
-    fake.warmstart_path = lambda: tmp_path / "missing"
+    monkeypatch.setattr(models.toy, "warmstart_path", lambda: tmp_path / "missing")
     with pytest.raises(ModelNotFoundError, match="build-warmstart"):
         load_policy("tiny-warmstart")
 
@@ -246,7 +258,8 @@ def test_released_pad_tokens(tiny_policy_dir, tmp_path):
 
 
 def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
-    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.generation import generate
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.modes import mode
     p = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
     for start in (True, False):

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from cocos_lib import packed
-from cocos_lib.generation import SamplingConfig, generate
+from cocos_lib.generation import generate
+from cocos_lib.sampling import SamplingConfig
 
 TEXTS = ["def add(a, b):", "You are an expert Python programmer, and here is your task: Write a function",
          "assert is_even(4) == True\n", "x", "import math\nfrom typing import List\n\ndef sum_list(lst",

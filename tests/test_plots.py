@@ -53,13 +53,19 @@ def test_training_curves(tmp_path):
         plots.plot_training_curves([], tmp_path)
 
 
+def test_runs(tmp_path):
+    runs = {f"run {j}": [{"update": i, "reward_t2": 0.1 * j + 0.01 * i} for i in range(10)] for j in range(7)}
+    runs["no key"] = [{"update": i} for i in range(10)]
+    _check_png(plots.plot_runs(runs, "reward_t2", tmp_path / "figs", "runs.png", title="t2"), "runs.png")
+
+
 def test_rolling_mean():
     assert plots._rolling([1, 2, 3, 4], 2) == [1, 1.5, 2.5, 3.5]
 
 
 def test_reward_table(tmp_path):
     grid = plots.reward_grid(0.5)  # binary: rows r_1, cols r_2
-    assert grid == [[0.0, 1.0], [-0.5, 0.5]]  # i->i 0, i->c 1, c->i -0.5, c->c 0.5 (PAPER.md)
+    assert grid == [[0.0, 1.0], [-0.5, 0.5]]  # i->i 0, i->c 1, c->i -0.5, c->c 0.5 (docs/paper.md §3)
     assert plots.reward_grid(0.0)[1][1] == 0.0 and plots.reward_grid(1.0) == [[0.0, 1.0], [0.0, 1.0]]
     assert plots.reward_grid(0.5, n_tests=3)[3][2] == pytest.approx(0.5 - 1 / 3)
     _check_png(plots.plot_reward_table(0.5, tmp_path), "reward_table_gamma0.5.png")

@@ -142,7 +142,10 @@ def test_sync_rewrites_a_copy_for_a_fork(tmp_path):
     for part in ("README.md", "notebooks", "cocos_lib/project.py"):
         src, dst = ROOT / part, tmp_path / part
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(src, dst) if src.is_dir() else shutil.copy(src, dst)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            shutil.copy(src, dst)
     tool = _sync_tool()
     assert tool.sync(tmp_path, "me/fork", write=False)[0] == "cocos_lib/project.py: REPO is 'OWNER/cocos', not 'me/fork'"
     assert tool.main(["--root", str(tmp_path), "--repo", "me/fork"]) == 0

@@ -1,4 +1,4 @@
-"""Prompt formats (golden strings from PAPER.md "Prompt structure") and extract_code."""
+"""Prompt formats (golden strings from docs/paper.md §2 "Prompts" and §8) and extract_code."""
 import pytest
 
 from cocos_lib.prompts import (BEGIN, CORRECT, CORRECTION_INSTRUCTION, DONE, build_prompt, chat_messages,

@@ -41,7 +41,7 @@ def test_cached_folder_is_the_pinned_model(real_dir):
 def test_greedy_answer_passes_humaneval_0(real_policy):
     """Chat prompt, greedy, stop at the closing fence: the answer to HumanEval/0 passes every test."""
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import SamplingConfig
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.rollout import RolloutConfig, rollout
     from cocos_lib.tasks import load_humaneval
     task = load_humaneval()[0]

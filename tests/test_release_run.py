@@ -9,7 +9,8 @@ import pytest
 
 from cocos_lib import evaluate as E
 from cocos_lib import release, release_run
-from cocos_lib.tasks import Task, load_humaneval, load_tasks
+from cocos_lib.task_sets import load_tasks
+from cocos_lib.tasks import Task, load_humaneval
 
 CKPT, BASE = "Jay-Cho/CoCoS-Qwen2.5-1.5B", "Qwen/Qwen2.5-1.5B"
 

@@ -6,7 +6,7 @@ from cocos_lib.rewards import REWARDS, accumulated_reward, binary_reward, count_
 
 # (r_1, r_2) -> R for binary rewards: incorrect->correct, correct->correct, incorrect->incorrect, correct->incorrect
 TABLES = {
-    0.5: {(0, 1): 1.0, (1, 1): 0.5, (0, 0): 0.0, (1, 0): -0.5},  # PAPER.md's table
+    0.5: {(0, 1): 1.0, (1, 1): 0.5, (0, 0): 0.0, (1, 0): -0.5},  # docs/paper.md §3's table
     0.0: {(0, 1): 1.0, (1, 1): 0.0, (0, 0): 0.0, (1, 0): -1.0},  # only the improvement r_2 - r_1
     1.0: {(0, 1): 1.0, (1, 1): 1.0, (0, 0): 0.0, (1, 0): 0.0},   # only the last turn r_2
 }

@@ -126,8 +126,11 @@ def test_shared_turn1_advantages_do_not_depend_on_gamma(groups, g1, g2):
     """R = gamma r_1 + (r_2 - r_1): with r_1 shared in a group, gamma r_1 - r_1 cancels in A."""
     rewards = [[(r1, r2) for r2 in r2s] for r1, r2s in groups]
     trajs = make_trajs(rewards)
-    scores = lambda g: torch.tensor([[t.accumulated(g) for t in trajs[i:i + len(rewards[0])]]
-                                     for i in range(0, len(trajs), len(rewards[0]))], dtype=torch.float64)
+
+    def scores(g):
+        return torch.tensor([[t.accumulated(g) for t in trajs[i:i + len(rewards[0])]]
+                             for i in range(0, len(trajs), len(rewards[0]))], dtype=torch.float64)
+
     assert torch.allclose(rloo_advantages(scores(g1)), rloo_advantages(scores(g2)), atol=1e-12)
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from cocos_lib import rollout as R
-from cocos_lib.generation import SamplingConfig
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.prompts import build_prompt
 from cocos_lib.rewards import REWARDS
 from cocos_lib.rollout import RolloutConfig, rollout
@@ -145,7 +145,10 @@ def test_real_model_sampling_shared_and_seeded(tiny_policy, executor):
     cfg = RolloutConfig(turns=2, k=2, sampling=SamplingConfig(max_new_tokens=10, temperature=1.0))
     a = rollout(tiny_policy, [ADD], cfg, executor, seed=3)
     b = rollout(tiny_policy, [ADD], cfg, executor, seed=3)
-    ids = lambda ts: [[u.completion_ids for u in t.turns] for t in ts]
+
+    def ids(ts):
+        return [[u.completion_ids for u in t.turns] for t in ts]
+
     assert ids(a) == ids(b)
     assert a[0].turns[0].completion_ids == a[1].turns[0].completion_ids
 

@@ -5,31 +5,11 @@ import os, signal, sys, threading, time
 
 import cocos_lib
 from cocos_lib.executor import Executor, Job
+from hostile_programs import FORGE
 from sandbox_helpers import marker, procs_with, uid_procs
 
 
 # ------------------------------------------------------------------ the verdict
-FORGE = """import os
-def forge():
-    try:                                   # read ahead of the harness: whatever W queued for C
-        os.set_blocking(3, False)
-        queued = os.read(3, 4096)
-    except OSError:
-        queued = b''
-    fakes = [b'@@T ' + b'0' * 32 + b' 0 passed \\n', b'@@C 0 reaped 0 0\\n', queued]
-    for word in queued.split():
-        if len(word) == 32:                # a nonce: answer with it
-            fakes.append(b'@@T ' + word + b' 0 passed \\n')
-    for fd in range(3, 64):
-        for fake in fakes:
-            try:
-                os.write(fd, fake)
-            except OSError:
-                pass
-def add(a, b):
-    forge()
-    os._exit(0)
-"""
 
 
 def test_forged_result_lines_and_early_exit_do_not_pass(executor):

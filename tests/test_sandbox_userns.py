@@ -41,6 +41,7 @@ def copy_executor(dest):
         if name.endswith(".py"):
             shutil.copy(os.path.join(src, "sandbox", name), os.path.join(dest, "cocos_lib", "sandbox", name))
     shutil.copy(PROBE, dest)
+    shutil.copy(os.path.join(os.path.dirname(PROBE), "hostile_programs.py"), dest)
 
 
 def owned_files(uid):

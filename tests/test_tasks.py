@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cocos_lib.tasks import (Task, TaskFormatError, humaneval_path, load_humaneval, load_mbpp,
-                             load_tasks, mbpp_split_of, read_jsonl, split_check)
+from cocos_lib import toy_world
+from cocos_lib.task_sets import load_tasks
+from cocos_lib.tasks import (Task, TaskFormatError, humaneval_path, load_humaneval, load_mbpp, mbpp_split_of, read_jsonl,
+                             split_check)
 
 # One subprocess per task: for each (code, test) pair, exec setup + "\n" + code in a fresh
 # namespace, then the test; print the outcomes as JSON (True = passed).
@@ -237,7 +239,9 @@ def error_of(fn):
 
 
 def test_mbpp_every_error_message(tmp_path):
-    f = lambda rows: write_jsonl(tmp_path, rows)  # noqa: E731
+    def f(rows):
+        return write_jsonl(tmp_path, rows)
+
     missing = str(tmp_path / "nope.jsonl")
     assert error_of(lambda: load_mbpp("test", path=missing)) == f"{missing}:0: field 'path': no such file"
     p = f([mbpp_row(11), '{"task_id": 12, "text": ', mbpp_row(13)])
@@ -348,10 +352,7 @@ def test_unicode_line_separator_inside_a_json_string_is_not_a_new_line(tmp_path)
 def test_load_tasks_registry(monkeypatch):
     assert [t.task_id for t in load_tasks("humaneval")[:2]] == ["HumanEval/0", "HumanEval/1"]
     calls = []
-    fake = types.ModuleType("cocos_lib.toy")
-    fake.toy_tasks = lambda split, **kw: calls.append((split, kw)) or ["task"]
-    monkeypatch.setitem(sys.modules, "cocos_lib.toy", fake)
-    monkeypatch.setattr("cocos_lib.toy", fake, raising=False)
+    monkeypatch.setattr(toy_world, "toy_tasks", lambda split, **kw: calls.append((split, kw)) or ["task"])
     assert load_tasks("toy-test", n=5) == ["task"] and calls == [("test", {"n": 5})]
     assert error_of(lambda: load_tasks("mbpp-dev")).startswith(
         "<load_tasks>:0: field 'name': unknown task set 'mbpp-dev' (expected one of mbpp-train,")

@@ -15,7 +15,7 @@ def test_generator_is_deterministic_and_seeded():
     assert W.toy_tasks("test", n=20, difficulty=2) != W.toy_tasks("test", n=20)
     assert [t.task_id for t in W.toy_tasks("test", n=3)] == ["toy-test/0", "toy-test/1", "toy-test/2"]
     assert len(W.toy_tasks("train")) == 2000 and len(W.toy_tasks("test")) == 200
-    assert toy.toy_tasks is W.toy_tasks  # tasks.load_tasks("toy-*") goes through cocos_lib.toy
+    assert toy.toy_tasks is W.toy_tasks  # toy re-exports the toy world's generator
 
 
 def test_splits_are_disjoint_by_solution():
@@ -138,7 +138,8 @@ def test_warmstart_sampled_turn2_mostly_copies_a_misconception_and_sometimes_rep
     tests pass) in 19% (measured, seed 0; the build's repair_rate is 0.2)."""
     import torch
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import SamplingConfig, generate
+    from cocos_lib.generation import generate
+    from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     from cocos_lib.prompts import build_prompt, extract_code
     from cocos_lib.rollout import decode_completion, encode_prompts, execute
@@ -220,3 +221,12 @@ def test_ablation_aggregate_and_table_from_hand_made_rows():
     assert A.compare_table(comp, keys=("acc_t2",)).splitlines()[2] == "| cocos - untrained | +20.0 (10.0)* |"
     with pytest.raises(ValueError, match="unknown setting 'nope'"):
         A.run_all("/nonexistent", "/nonexistent", settings=("nope",))
+
+
+def test_warmstart_lr_schedule_is_the_shipped_one():
+    """The schedule the shipped checkpoint was trained with: warm-up x cosine over all steps, floor 0.05."""
+    import math
+    cfg = toy.WarmstartConfig()
+    lr = [toy.warmstart_lr_factor(s, cfg) for s in range(cfg.steps)]
+    assert lr[0] == 1 / 30 and lr[29] == 0.5 * (1 + math.cos(math.pi * 29 / 2000))
+    assert lr[-1] == 0.05 and max(lr) == lr[29] and sum(x == 0.05 for x in lr) > 100

@@ -123,7 +123,7 @@ def test_unknown_profile_and_missing_model(tmp_path):
 
 
 def test_rollout_fewshot_is_mbpp_prompt_split_for_mbpp_and_default_otherwise(monkeypatch):
-    """PAPER.md: a base model's few-shot block is MBPP prompt-split tasks (ids 2, 3, 4 for 3-shot)."""
+    """docs/paper.md §8: a base model's few-shot block is MBPP prompt-split tasks (ids 2, 3, 4 for 3-shot)."""
     from cocos_lib import prompts, tasks
     from cocos_lib.train import rollout_config
     calls = []

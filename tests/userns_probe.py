@@ -7,29 +7,9 @@ import json, os, socket, sys
 
 HERE = sys.argv[1]
 sys.path.insert(0, HERE)
-from cocos_lib.executor import Executor, Job  # noqa: E402
+from cocos_lib.executor import Executor, Job  # noqa: E402  (HERE on sys.path first)
+from hostile_programs import FORGE  # noqa: E402
 
-FORGE = """import os
-def forge():
-    try:                                   # read ahead of the harness: whatever W queued for C
-        os.set_blocking(3, False)
-        queued = os.read(3, 4096)
-    except OSError:
-        queued = b''
-    fakes = [b'@@T ' + b'0' * 32 + b' 0 passed \\n', b'@@C 0 reaped 0 0\\n', queued]
-    for word in queued.split():
-        if len(word) == 32:                # a nonce: answer with it
-            fakes.append(b'@@T ' + word + b' 0 passed \\n')
-    for fd in range(3, 64):
-        for fake in fakes:
-            try:
-                os.write(fd, fake)
-            except OSError:
-                pass
-def add(a, b):
-    forge()
-    os._exit(0)
-"""
 KNOCK = """import errno, socket
 def knock(port, name):
     out = []

@@ -3,7 +3,7 @@
   python tools/gpu_workload.py [--facts data/results/real/tokenizer_facts.json]
       [--train data/results/real/train_cpu/metrics.jsonl] [--out data/results/real/train_cpu/gpu_workload.json]
 
-Workload of the `paper` profile (PAPER.md: 1500 updates, 64 prompts x k = 2, turn 1 shared, so 64
+Workload of the `paper` profile (docs/paper.md §4: 1500 updates, 64 prompts x k = 2, turn 1 shared, so 64
 turn-1 + 128 turn-2 generations and 128 trained turn-2 rows per update), in tokens, with the real
 Qwen2.5 tokenizer's counts of HumanEval prompts (completion format) and solutions (reference
 program + "[DONE]"): generated tokens with the released no-stop rollouts (512 each) and with the

@@ -24,7 +24,7 @@ type's plain value.
 """
 import re, struct
 # bound now, so that a program that patches builtins keeps its channel (see frames.py)
-from builtins import (all, bytes, complex, dict, float, frozenset, int, isinstance, len, list, range, set,  # noqa: A004
+from builtins import (all, bytes, complex, dict, float, frozenset, int, isinstance, len, list, range, set,
                       slice, str, tuple, type, zip)
 
 MAX_DEPTH = 100

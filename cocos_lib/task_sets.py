@@ -1,0 +1,22 @@
+"""The task sets by name: the one list (`TASK_SETS`) and the one loader (`load_tasks`).
+
+A registry above the loaders: MBPP and HumanEval come from `cocos_lib.tasks`, the toy world's
+sets from `cocos_lib.toy_world`; neither loader module imports this one.
+"""
+from __future__ import annotations
+
+from cocos_lib import tasks, toy_world
+
+TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "humaneval", "toy-train", "toy-test")
+
+
+def load_tasks(name: str, **kw) -> list[tasks.Task]:
+    """Tasks by name (TASK_SETS); keyword arguments go to the loader."""
+    if name.startswith("mbpp-") and name in TASK_SETS:
+        return tasks.load_mbpp(split=name[5:], **kw)
+    if name == "humaneval":
+        return tasks.load_humaneval(**kw)
+    if name in ("toy-train", "toy-test"):
+        return toy_world.toy_tasks(name[4:], **kw)
+    raise tasks.TaskFormatError(f"<load_tasks>:0: field 'name': unknown task set {name!r} "
+                          f"(expected one of {', '.join(TASK_SETS)})")
