@@ -76,7 +76,7 @@ def test_toy_tasks_take_the_trusted_path(executor):
     tasks = toy.toy_tasks("test", n=40) + toy.toy_tasks("train", n=40, difficulty=2)
     reports = executor.run_many([Job(t.reference, t.tests, t.setup) for t in tasks])
     assert all(r.all_passed and r.all_trusted for r in reports)
-    assert sum(len(r.outcomes) for r in reports) == 3 * len(tasks)
+    assert sum(len(r.outcomes) for r in reports) == 4 * len(tasks)  # K = 4 tests per toy task
 
 
 @pytest.mark.slow

@@ -154,12 +154,12 @@ def test_stopping_at_done_keeps_every_extracted_code(monkeypatch, chatty_warmsta
     monkeypatch.setitem(release_run.STAND_INS, CKPT, chatty_warmstart)
     tasks = load_tasks("toy-test")[:4]
     runs = {stop: E.evaluate(CKPT, tasks, turns=2, prompt_format="release", progress=False,
-                             sampling=release_run.sampling(batch_size=4, max_new_tokens=48, stop_at_done=stop))
+                             sampling=release_run.sampling(batch_size=4, max_new_tokens=96, stop_at_done=stop))
             for stop in (False, True)}
     cols = ["task_id", "turn", "code", "correct", "n_passed"]
     assert runs[True][cols].equals(runs[False][cols])
-    assert (runs[False]["new_tokens"] == 48).all()                 # no EOS: every row runs to max_new_tokens
-    assert (runs[True]["new_tokens"] < 48).all()                   # ... or stops right after its [DONE]
+    assert (runs[False]["new_tokens"] == 96).all()                 # no EOS: every row runs to max_new_tokens
+    assert (runs[True]["new_tokens"] < 96).all()                   # ... or stops right after its [DONE]
     assert runs[True]["text"].str.endswith("[DONE]").all() and runs[True]["code"].str.startswith("def ").all()
 
 
