@@ -161,6 +161,12 @@ def logprobs_no_grad(model, batch: Batch, micro: int, temperature: float, top_k:
     return out
 
 
+def sequence_logprobs(model, batch: Batch, micro: int = 8, temperature: float = 1.0) -> torch.Tensor:
+    """log pi(y | x) = sum_t mask_t log pi(y_t | x, y_<t) per row, no grad: [B], the log-probability
+    of each row's whole completion under `model` (at `temperature`)."""
+    return (logprobs_no_grad(model, batch, micro, temperature) * batch.mask).sum(-1)
+
+
 def reference_logprobs(policy, ref_model, batch: Batch, micro: int, temperature: float) -> torch.Tensor:
     """log pi_ref on the batch, no grad: `ref_model`, or the policy with its LoRA adapter disabled."""
     if ref_model is None:

@@ -94,6 +94,22 @@ def rloo_advantages(scores: torch.Tensor) -> torch.Tensor:
     return scores - baseline
 
 
+def grpo_advantages(scores: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """scores [G, k] -> GRPO's A [G, k] = (s_i - mean_j s_j) / (std_j s_j + eps), for comparison only.
+
+    As TRL's GRPO: the mean includes s_i itself and std is the unbiased one (k - 1). RLOO's A is
+    k/(k-1) (s_i - mean_j s_j): the same direction, without the per-group rescaling by 1/std."""
+    if scores.dim() != 2 or scores.shape[1] < 2:
+        raise ValueError(f"grpo_advantages: need scores of shape [G, k] with k >= 2, got {tuple(scores.shape)}")
+    return (scores - scores.mean(1, keepdim=True)) / (scores.std(1, keepdim=True) + eps)
+
+
+def equal_group_share(values: torch.Tensor) -> float:
+    """values [G, k] (returns R or scores s) -> the share of groups whose k values are all equal.
+    With equal scores a group's RLOO advantages are all 0: it adds nothing to the gradient."""
+    return float((values == values[:, :1]).all(1).float().mean())
+
+
 def sequence_kl(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """KL(i) = sum_t mask_t (log pi(y_t) - log pi_ref(y_t)) per row: the k1 estimator of TRL's RLOO. [B]"""
     return ((logp - ref_logp) * mask).sum(-1)
@@ -301,7 +317,7 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
     # 5. optimizer step
     grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm)
     metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
-                   equal_groups=float((R[groups] == R[groups][:, :1]).all(1).float().mean()),
+                   equal_groups=equal_group_share(R[groups]),
                    adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
                    grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),

@@ -6,8 +6,9 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from cocos_lib.rl import (RLConfig, build_batch, first_turn_kl_loss, policy_loss, rl_step,
-                          rloo_advantages, sequence_kl, token_logprobs)
+from cocos_lib.logprobs import sequence_logprobs
+from cocos_lib.rl import (RLConfig, build_batch, equal_group_share, first_turn_kl_loss, grpo_advantages, policy_loss,
+                          rl_step, rloo_advantages, sequence_kl, token_logprobs)
 
 
 # ------------------------------------------------------------------ small trajectory fakes
@@ -83,6 +84,38 @@ def test_rloo_advantages_hand_2x2():
     assert torch.allclose(a3, torch.tensor([[3.0, -1.5, -1.5]]))
     with pytest.raises(ValueError, match="k >= 2"):
         rloo_advantages(torch.ones(3, 1))
+
+
+def test_grpo_advantages_hand_and_against_rloo():
+    s = torch.tensor([[0.75, 0.25], [1.0, 0.0], [0.5, 0.5], [0.0, 0.0]])
+    # k = 2: mean 0.5, unbiased std |s1 - s2| / sqrt(2); RLOO: s1 - s2
+    grpo = grpo_advantages(s, eps=1e-12)
+    assert torch.allclose(grpo[:2], torch.tensor([[2 ** -0.5, -(2 ** -0.5)]] * 2), atol=1e-6)
+    assert grpo[2:].abs().max() < 1e-6  # equal scores: A = 0, no division by zero
+    assert rloo_advantages(s)[0].tolist() == [0.5, -0.5] and rloo_advantages(s)[1].tolist() == [1.0, -1.0]
+    s4 = torch.tensor([[1.0, 0.0, 0.0, 0.0]])  # mean 0.25, std sqrt(0.25) = 0.5
+    assert torch.allclose(grpo_advantages(s4), torch.tensor([[0.75, -0.25, -0.25, -0.25]]) / (0.5 + 1e-4))
+    assert torch.allclose(rloo_advantages(s4), 4 / 3 * (s4 - s4.mean(1, keepdim=True)))  # RLOO = k/(k-1) centred
+    with pytest.raises(ValueError, match="k >= 2"):
+        grpo_advantages(torch.zeros(3, 1))
+
+
+def test_equal_group_share():
+    assert equal_group_share(torch.tensor([[0.5, 0.5], [1.0, 0.0], [0.0, 0.0], [0.25, 0.5]])) == 0.5
+    assert equal_group_share(torch.tensor([[0.1, 0.1, 0.1]])) == 1.0
+
+
+def test_sequence_logprobs_is_the_sum_of_completion_token_logprobs(tiny_policy):
+    trajs = make_trajs([[(0, 1), (0, 0)], [(1, 1), (1, 0)]])
+    b = build_batch(trajs, [2], tiny_policy.tokenizer.pad_token_id)
+    seq = sequence_logprobs(tiny_policy.model, b, micro=3, temperature=0.9)
+    with torch.no_grad():
+        hand = [float((token_logprobs(tiny_policy.model, b.input_ids[r:r + 1], b.attention_mask[r:r + 1],
+                                      temperature=0.9) * b.mask[r:r + 1]).sum()) for r in range(4)]
+    assert seq.shape == (4,) and not seq.requires_grad
+    assert seq.tolist() == pytest.approx(hand, abs=1e-4) and all(x < 0 for x in hand)
+    ref = sequence_logprobs(copy.deepcopy(tiny_policy.model), b, micro=4, temperature=0.9)
+    assert sequence_kl(seq[:, None], ref[:, None], torch.ones(4, 1)).abs().max() < 1e-5  # pi = pi_ref: KL 0
 
 
 def test_policy_loss_gradient_hand_2x2():
