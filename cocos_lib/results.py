@@ -60,7 +60,7 @@ def study_table(meta: dict, toy: dict | None = None) -> pd.DataFrame:
     names = {"cocos": "simple prompting", "self-refine": "Self-Refine"}
     for method, summary in meta["summary"].items():
         label = f"{meta['model']}: {names.get(method, method)}"
-        if summary.get("n_tasks", meta["n_tasks"]) < meta["n_tasks"]:
+        if meta.get("n_tasks") and summary.get("n_tasks", meta["n_tasks"]) < meta["n_tasks"]:
             label += f" (first {summary['n_tasks']} tasks)"
         rows[label] = {k: _pct(summary.get(k)) for k in cols}
     if toy is not None:

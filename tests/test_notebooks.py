@@ -111,3 +111,19 @@ def test_notebook_runs_and_writes_its_figures(name, smoke_dirs):
         assert path.is_file(), f"{name} did not write {fig}"
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 1000, f"{fig} is not a real PNG"
     assert not (NOTEBOOKS_DIR / "pwned.txt").exists()
+
+
+def test_run_notebooks_writes_repo_paths_relative_to_notebooks(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_notebooks", NOTEBOOKS_DIR.parent / "tools" / "run_notebooks.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    root = tmp_path / "repo"
+    cell = nbformat.v4.new_code_cell("print(RUN_DIR)")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=f"runs: {root}/runs/tiny\nroot {root}\n"),
+                    nbformat.v4.new_output("execute_result", data={"text/plain": f"'{root}/figures/a.png'"})]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
+    tool.relative_paths(path, root)
+    outs = nbformat.read(path, as_version=4).cells[0].outputs
+    assert outs[0].text == "runs: ../runs/tiny\nroot ..\n" and outs[1].data["text/plain"] == "'../figures/a.png'"

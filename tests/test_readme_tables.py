@@ -23,6 +23,8 @@ def test_render_replaces_only_marked_blocks_and_rejects_unknown_names():
     text = "a\n<!-- table:x -->\nold\n<!-- /table:x -->\nb"
     assert T.render(text, {"x": "new"}) == "a\n<!-- table:x -->\nnew\n<!-- /table:x -->\nb"
     assert T.stale(text, {"x": "new"}) == ["x"] and T.stale(text, {"x": "old"}) == []
+    empty = "<!-- table:x -->\n<!-- /table:x -->"
+    assert T.stale(empty, {"x": "t"}) == ["x"] and T.render(empty, {"x": "t"}) == "<!-- table:x -->\nt\n<!-- /table:x -->"
     with pytest.raises(KeyError, match="table 'x' has no generator"):
         T.render(text, {})
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from cocos_lib.results import readme_tables  # noqa: E402  (the repo root on sys.path first)
 
-BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(\n<!-- /table:(?P=name) -->)", re.S)
+BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>(?:.*?\n)?)(<!-- /table:(?P=name) -->)", re.S)
 
 
 def render(text: str, tables: dict[str, str]) -> str:
@@ -26,13 +26,13 @@ def render(text: str, tables: dict[str, str]) -> str:
     def fill(m: re.Match) -> str:
         if m["name"] not in tables:
             raise KeyError(f"README: table '{m['name']}' has no generator (known: {', '.join(tables)})")
-        return m.group(1) + tables[m["name"]] + m.group(4)
+        return m.group(1) + tables[m["name"]] + "\n" + m.group(4)
     return BLOCK.sub(fill, text)
 
 
 def stale(text: str, tables: dict[str, str]) -> list[str]:
     """Names of the marked tables whose README body differs from the generated one."""
-    return [m["name"] for m in BLOCK.finditer(text) if tables.get(m["name"]) != m["body"]]
+    return [m["name"] for m in BLOCK.finditer(text) if tables.get(m["name"]) != m["body"][:-1]]
 
 
 def main(argv=None) -> int:

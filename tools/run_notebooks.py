@@ -35,6 +35,7 @@ def run_one(path: Path, out: Path, parameters: dict) -> float:
         cwd=str(NOTEBOOKS), progress_bar=False, log_output=False,
     )
     strip_injected(out)
+    relative_paths(out, ROOT)
     return time.time() - t0
 
 
@@ -43,6 +44,25 @@ def strip_injected(path: Path) -> None:
     (PROFILE = None, auto), so opening it on Colab does not pin the profile this run used."""
     nb = json.loads(path.read_text(encoding="utf-8"))
     nb["cells"] = [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def relative_paths(path: Path, root: Path) -> None:
+    """Write the repo's absolute path in the outputs as seen from notebooks/ ("/…/repo/runs" -> "../runs"),
+    so committed outputs name no machine's folders (WORK_DIR resolves to absolute paths at run time)."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    prefix = str(root)
+
+    def fix(text):
+        return text.replace(prefix + "/", "../").replace(prefix, "..")
+
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            if "text" in out:
+                out["text"] = [fix(t) for t in out["text"]] if isinstance(out["text"], list) else fix(out["text"])
+            for kind, value in out.get("data", {}).items():
+                if kind.startswith("text/"):
+                    out["data"][kind] = [fix(t) for t in value] if isinstance(value, list) else fix(value)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
