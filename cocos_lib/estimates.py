@@ -187,10 +187,9 @@ def released(plan, gpu: Gpu) -> list[Estimate]:
     return out
 
 
-def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4, runs: int = 7) -> list[Estimate]:
+def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4) -> list[Estimate]:
     """The long cells of notebook `notebook` ("01".."05" or its file name) in profile P; GPU profiles
-    are estimated for the GPU named `gpu_name` (default: a T4). k: samples per task (02);
-    runs: ablation runs (05)."""
+    are estimated for the GPU named `gpu_name` (default: a T4). k: samples per task (02)."""
     key = notebook[:2]
     gpu = None if P.name == "tiny" else gpu_for(gpu_name)
     n = len(P.tasks()) if P.name == "tiny" else (P.n_eval or 500)
@@ -205,12 +204,10 @@ def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4, runs
         items = [evaluation(P, n, P.eval_turns, gpu=gpu, label=f"base, {simple}"),
                  evaluation(P, n, 2, "self-refine", gpu, f"base, {refine}"),
                  evaluation(P, n, P.eval_turns, gpu=gpu, label="the CoCoS policy")]
-    elif key == "05":
-        train = training(P, P.ablation_updates, gpu, **P.ablation_overrides)
-        ev = evaluation(P, P.ablation_eval or n, 2, gpu=gpu, label="evaluation")
-        items = [None if train is None or ev is None else
-                 Estimate(f"{runs} runs: {train.what} + {ev.what}", runs * (train.seconds + ev.seconds), train.basis,
-                          train.detail)]
+    elif key == "05":  # the three gamma-check runs (the ablation set itself is committed, not run)
+        train = training(P, P.gamma_check_updates, gpu, prompts_per_update=P.gamma_check_prompts)
+        items = [None if train is None else
+                 Estimate(f"3 gamma-check runs: {train.what}", 3 * train.seconds, train.basis, train.detail)]
     else:
         items = []
     return [e for e in items if e is not None]

@@ -28,21 +28,20 @@ def _shared(profile: str) -> dict:
 NOTEBOOK_PROFILES: dict[str, dict] = {
     # CPU, offline, minutes: toy tasks, the repo's warm-started character-level policy.
     "tiny": dict(_shared("tiny"), eval_tasks="toy-test", n_eval=200, max_new_tokens=96, batch_size=64, device="cpu",
-                 threads=1, train_updates=None, ablation_updates=6, ablation_eval=100,
-                 ablation_overrides=dict(prompts_per_update=8)),
+                 threads=1, train_updates=None, gamma_check_updates=2),
     # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct, chat prompts, all 164 HumanEval
     # tasks (hours on 2 cores: the notebooks read the committed study in data/results/real unless REAL_RUN).
     "cpu": dict(_shared("cpu"), eval_tasks="humaneval", n_eval=None, max_new_tokens=512, batch_size=16, device="cpu",
-                train_updates=None, ablation_updates=3),
+                train_updates=None, gamma_check_updates=1),
     # one Colab GPU: Qwen2.5-0.5B base, few-shot turn 1, 100 MBPP test tasks.
     "colab": dict(_shared("colab"), eval_tasks="mbpp-test", n_eval=100, max_new_tokens=512, batch_size=32, device=None,
-                  train_updates=None, ablation_updates=50),
+                  train_updates=None, gamma_check_updates=2),
     # docs/paper.md §4-§6: Qwen2.5-1.5B base, all 500 MBPP test tasks, the released 1500 updates.
     "paper": dict(_shared("paper"), eval_tasks="mbpp-test", n_eval=None, max_new_tokens=512, batch_size=64, device=None,
-                  train_updates=None, ablation_updates=300),
+                  train_updates=None, gamma_check_updates=2),
 }
 # SMOKE (the notebook tests): same code path, a handful of tasks and updates.
-SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, ablation_updates=1, ablation_overrides={},
+SMOKE = dict(n_eval=6, eval_turns=2, train_updates=2, gamma_check_updates=1,
              train_overrides=dict(prompts_per_update=4, checkpoint_every=1, max_new_tokens=64))
 
 
@@ -52,7 +51,7 @@ class ProfileError(ValueError):
 
 @dataclass(frozen=True)
 class NotebookProfile:
-    """Sizes of one profile: what notebooks 01 and 04 evaluate, 03 trains and 05 ablates.
+    """Sizes of one profile: what notebooks 01 and 04 evaluate, 03 trains and 05 checks live.
     prompt_format: the prompts of evaluation and rollouts ("completion" or "chat")."""
     name: str                             # the profile's name (a key of config.PROFILES)
     model: str                            # the policy: hub name, local dir or "tiny-warmstart"
@@ -64,13 +63,12 @@ class NotebookProfile:
     batch_size: int                       # prompts generated together
     device: str | None                    # None: cuda if available, else cpu
     train_updates: int | None             # notebook 03's run (None: the train profile's)
-    ablation_updates: int                 # each run of notebook 05
+    gamma_check_updates: int              # each of notebook 05's three gamma-check runs
     eval_turns: int = 4                   # turns of the multi-turn evaluation
     threads: int | None = None            # torch intra-op threads (None: torch's default)
     smoke: bool = False                   # a smoke run (the tests' papermill runs)
     progress: bool = False                # progress bars (only when a frontend can render them)
-    ablation_eval: int | None = None      # evaluation tasks of each ablation run (None: n_eval)
-    ablation_overrides: dict = field(default_factory=dict)  # extra TrainConfig fields of each ablation run
+    gamma_check_prompts: int = 4          # prompts per update of those runs
     train_overrides: dict = field(default_factory=dict)     # TrainConfig fields on top of the train profile
     prompt_format: str = "completion"  # "chat" for instruct models (cocos_lib.prompts)
 

@@ -41,8 +41,8 @@ def test_tiny_notebook_estimates_scale_the_measurements():
     assert (simple.what, refine.what) == ("simple prompting, 200 tasks x 4 turns", "Self-Refine, 200 tasks x 2 turns")
     assert simple.seconds == pytest.approx(26.3) and refine.seconds == pytest.approx(27.6)
     assert X.for_notebook("00", P) == []
-    (ablations,) = X.for_notebook("05", P)       # 7 x (6 updates x 8 prompts x k 4 + 100 tasks x 2 turns)
-    assert ablations.seconds == pytest.approx(7 * (6 * 32 * 223.4 / 2560 + 100 * 2 * 26.3 / 800))
+    (check,) = X.for_notebook("05", P)           # 3 gamma-check runs x 2 updates x 4 prompts x k 4
+    assert check.seconds == pytest.approx(3 * 2 * 16 * 223.4 / 2560) and check.basis == "measured"
 
 
 def test_reference_measurement_is_reproduced():
