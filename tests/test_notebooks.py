@@ -127,3 +127,22 @@ def test_run_notebooks_writes_repo_paths_relative_to_notebooks(tmp_path):
     tool.relative_paths(path, root)
     outs = nbformat.read(path, as_version=4).cells[0].outputs
     assert outs[0].text == "runs: ../runs/tiny\nroot ..\n" and outs[1].data["text/plain"] == "'../figures/a.png'"
+
+
+def test_every_library_import_in_the_notebooks_resolves():
+    """A renamed or moved library name breaks a notebook only at run time: catch it without running them."""
+    import importlib
+    import re
+    paths = sorted(NOTEBOOKS_DIR.glob("**/*.ipynb"))
+    assert len(paths) >= len(FIGURES)
+    for path in paths:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for line in cell.source.splitlines():
+                m = re.match(r"\s*from (cocos_lib[\w.]*) import (.+)", line)
+                if m:
+                    module = importlib.import_module(m.group(1))
+                    names = [n.strip().split(" as ")[0] for n in m.group(2).split(",") if n.strip()]
+                    missing = [n for n in names if not hasattr(module, n)]
+                    assert not missing, f"{path.name}: {line.strip()!r}: {missing} not in {m.group(1)}"
