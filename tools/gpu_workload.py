@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,11 +55,13 @@ def main(argv=None) -> None:
     p.add_argument("--facts", default=str(REAL / "tokenizer_facts.json"))
     p.add_argument("--train", default=str(REAL / "train_cpu" / "metrics.jsonl"))
     p.add_argument("--out", default=str(REAL / "train_cpu" / "gpu_workload.json"))
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N updates (e.g. one whose timing held a pause)")
     args = p.parse_args(argv)
     work = workload(json.loads(Path(args.facts).read_text()))
-    rows = [json.loads(x) for x in Path(args.train).read_text().splitlines() if x.strip()]
+    rows = [json.loads(x) for x in Path(args.train).read_text().splitlines() if x.strip()][args.skip:]
     config = json.loads((Path(args.train).parent / "config.json").read_text())
-    res = {"paper_profile": work, "this_cpu": cpu_cost(rows, config, work)}
+    command = " ".join(["python tools/gpu_workload.py", *(argv or sys.argv[1:])])
+    res = {"paper_profile": work, "this_cpu": cpu_cost(rows, config, work), "command": command}
     Path(args.out).write_text(json.dumps(res, indent=1))
     print(json.dumps(res))
 
