@@ -29,6 +29,21 @@ LABELS = {**tables.LABELS, "no_edit_rate_wrong": "no edit, wrong t2", "no_edit_r
 PAPER_NO_EDIT_WRONG = 93.0  # docs/paper.md: Qwen2.5-1.5B keeps 93% of its wrong second answers (d <= 0.05)
 
 
+def results_dir(work_dir: str | Path | None = None) -> Path:
+    """The committed results folder: WORK_DIR/data/results, or that of a repo copy one folder below WORK_DIR
+    (an unzipped upload on Colab, e.g. /content/cocos-main), or the one next to the package (a checkout)."""
+    places = []
+    if work_dir is not None and Path(work_dir).is_dir():
+        work = Path(work_dir)
+        places += [work / "data" / "results", *(p / "data" / "results" for p in sorted(work.iterdir()) if p.is_dir())]
+    places.append(RESULTS)
+    found = next((p for p in places if (p / "ablations" / "summary.json").is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"results: no committed data/results under WORK_DIR={work_dir} or next to cocos_lib "
+                                "(installed without the repo?): run the notebook in a copy of the repository")
+    return found
+
+
 def read_json(name: str, root: str | Path = RESULTS) -> dict:
     """root/name as a dict; one clear line when the file is missing."""
     path = Path(root) / name

@@ -48,3 +48,14 @@ def test_study_table_puts_the_paper_rows_beside_the_models():
     assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "no edit, wrong t2"] == 93.0
     assert df.loc["m: simple prompting", "Acc@t2"] == 55.0 and df.loc["m: simple prompting", "Δc→i"] == 5.0
     assert R.markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
+
+
+def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch):
+    copy = tmp_path / "cocos-main" / "data" / "results" / "ablations"
+    copy.mkdir(parents=True)
+    (copy / "summary.json").write_text("{}")
+    assert R.results_dir(tmp_path) == tmp_path / "cocos-main" / "data" / "results"
+    assert R.results_dir(None) == R.RESULTS                               # this checkout's own
+    monkeypatch.setattr(R, "RESULTS", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="run the notebook in a copy of the repository"):
+        R.results_dir(tmp_path / "empty")
