@@ -150,13 +150,14 @@ def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def markdown(df: pd.DataFrame) -> str:
-    """A GitHub-markdown table, NaN as an empty cell."""
+def markdown(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> str:
+    """A GitHub-markdown table, NaN as an empty cell; floats with 1 decimal, or decimals[column]."""
     header = ["", *map(str, df.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    places = [(decimals or {}).get(c, 1) for c in df.columns]
     for idx, row in df.iterrows():
-        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.1f}" if isinstance(v, float) else str(v)
-                 for v in row.tolist()]
+        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.{n}f}" if isinstance(v, float) else str(v)
+                 for v, n in zip(row.tolist(), places)]
         lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
 
@@ -170,5 +171,6 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
         meta = read_json("real/study_meta.json", root)
         out["real-study"] = markdown(study_table(meta, toy))
     if (Path(root) / "real" / "train_cpu" / "metrics.jsonl").is_file():
-        out["cpu-run"] = markdown(cpu_run_table(read_jsonl("real/train_cpu/metrics.jsonl", root)))
+        table = cpu_run_table(read_jsonl("real/train_cpu/metrics.jsonl", root))
+        out["cpu-run"] = markdown(table, {c: 0 if c.startswith("sec_") else 3 for c in table.columns})
     return out
