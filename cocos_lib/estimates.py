@@ -28,9 +28,9 @@ from cocos_lib.release import PAIRS
 
 # committed tiny runs (notebooks/*.ipynb, metadata.papermill.duration of the named cells)
 MEASURED_CPU = {
-    "eval_s_per_task_turn": 26.3 / (200 * 4),     # 01 §2: simple prompting, 200 toy tasks x 4 turns, greedy
-    "self_refine_s_per_task": 27.6 / 200,         # 01 §3: Self-Refine, 200 tasks (answer, critique, rewrite)
-    "train_s_per_rollout": 223.4 / (40 * 16 * 4),  # 03 §2: 40 updates x 16 prompts x k = 4 rollouts
+    "eval_s_per_task_turn": 56.8 / (200 * 4),     # 01 §1: simple prompting, 200 toy tasks x 4 turns, greedy
+    "self_refine_s_per_task": 37.5 / 200,         # 01 §2: Self-Refine, 200 tasks (answer, critique, rewrite)
+    "train_s_per_rollout": 323.0 / (40 * 16 * 4),  # 03 §3: 40 updates x 16 prompts x k = 4 rollouts
 }
 
 

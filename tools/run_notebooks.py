@@ -56,6 +56,10 @@ def relative_paths(path: Path, root: Path) -> None:
     def fix(text):
         return text.replace(prefix + "/", "../").replace(prefix, "..")
 
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):
+        if key in meta:
+            meta[key] = f"notebooks/{Path(meta[key]).name}"
     for cell in nb["cells"]:
         for out in cell.get("outputs", []):
             if "text" in out:
