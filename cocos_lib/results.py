@@ -138,6 +138,25 @@ def cpu_run_table(metrics: list[dict]) -> pd.DataFrame:
     return df[[k for k in keys if k in df]].round(3)
 
 
+def rollout_bench_table(records: list[dict]) -> pd.DataFrame:
+    """benchmarks/real_rollout_bench.py's JSON lines: per batch size and path, seconds, new tokens, new tokens/s,
+    and ours' speed-up over HF generate with EOS and over the released 512-token rollouts (same prompts, same run)."""
+    names = {"hf_nostop_512": "HF generate, no stop, 512 tokens (released; extrapolated)",
+             "hf_eos": "HF generate, stop at EOS", "ours_hf": "repo, hf backend, stop at the block's end",
+             "ours_packed": "repo, packed backend, stop at the block's end"}
+    ratios = {(r["batch"], r["section"][6:]): r for r in records if r["section"].startswith("ratio_")}
+    rows = {}
+    for r in records:
+        if r["section"] in names:
+            ratio = ratios.get((r["batch"], r["section"][5:])) if r["section"].startswith("ours_") else None
+            rows[f"batch {r['batch']}: {names[r['section']]}"] = {
+                "seconds": round(r["seconds"]), "new tokens": r["new_tokens"], "new tokens/s": round(r["new_tokens_per_s"], 1),
+                "x vs EOS": round(ratio["speedup_vs_eos"], 2) if ratio else math.nan,
+                "x vs released": round(ratio["speedup_vs_nostop_512"], 2) if ratio else math.nan,
+                "same code as EOS": f"{ratio['share_same_code_vs_eos']:.0%}" if ratio else ""}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
     (cocos_lib.estimates: a model of the card, not a measurement)."""
@@ -171,6 +190,10 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
     attacks = Path(root) / "executor" / "attack_table.md"
     if attacks.is_file():  # benchmarks/attack_table.py's output, committed: keep its table lines
         out["attack-table"] = "\n".join(x for x in attacks.read_text(encoding="utf-8").splitlines() if x.startswith("|"))
+    bench = Path(root) / "real" / "rollout_bench.jsonl"
+    if bench.is_file():
+        records = [r for r in read_jsonl("real/rollout_bench.jsonl", root) if r.get("section") != "env"]
+        out["real-rollout-bench"] = markdown(rollout_bench_table(records), {"x vs EOS": 2, "x vs released": 2})
     if (Path(root) / "real" / "study_meta.json").is_file():
         meta = read_json("real/study_meta.json", root)
         out["real-study"] = markdown(study_table(meta, toy))
