@@ -135,11 +135,9 @@ def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | No
     """Greedy evaluation of n_tasks tasks for `turns` turns (Self-Refine: answer, critique, rewrite)."""
     what = f"{label}, {n_tasks} tasks x {turns} turns"
     if P.name == "tiny" and method == "self-refine":
-        return Estimate(what, MEASURED_CPU["self_refine_s_per_task"] * n_tasks * turns / 2, "measured",
-                        "the committed tiny run, 2-core CPU")
+        return _measured(what, MEASURED_CPU["self_refine_s_per_task"] * n_tasks * turns / 2)
     if P.name == "tiny":
-        return Estimate(what, MEASURED_CPU["eval_s_per_task_turn"] * n_tasks * turns, "measured",
-                        "the committed tiny run, 2-core CPU")
+        return _measured(what, MEASURED_CPU["eval_s_per_task_turn"] * n_tasks * turns)
     s = shape(P.model)
     if s is None or gpu is None:
         return None
@@ -148,14 +146,18 @@ def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | No
     return Estimate(what, sec * calls, "estimated", _gpu_detail(gpu, steps * calls, s, P.batch_size))
 
 
+def _measured(what: str, seconds: float) -> Estimate:
+    """A CPU estimate scaled from the committed tiny notebooks' cell times (MEASURED_CPU)."""
+    return Estimate(what, seconds, "measured", "the committed tiny run, 2-core CPU")
+
+
 def training(P, updates: int, gpu: Gpu | None = None, **overrides) -> Estimate | None:
     """`updates` CoCoS updates with P's training configuration (and TrainConfig overrides)."""
     cfg = P.train_config(updates=updates, **overrides)
     rollouts = cfg.prompts_per_update * cfg.k
     what = f"training, {updates} updates x {rollouts} rollouts"
     if P.name == "tiny":
-        return Estimate(what, MEASURED_CPU["train_s_per_rollout"] * rollouts * updates, "measured",
-                        "the committed tiny run, 2-core CPU")
+        return _measured(what, MEASURED_CPU["train_s_per_rollout"] * rollouts * updates)
     s = shape(cfg.model)
     if s is None or gpu is None:
         return None
