@@ -110,6 +110,16 @@ def rows_frame(path: Path, tasks, turns: int) -> pd.DataFrame:
     return E._frame(rows)
 
 
+def repeats_prompt(df: pd.DataFrame, turn: int) -> pd.Series:
+    """Per task: whether the prompt of turn `turn` + 1 is the prompt of turn `turn` again.
+
+    A prompt of turn t >= 2 shows the task and only the most recent attempt (the released format;
+    run_method renders [code of turn t - 1]), so this holds exactly when the code of `turn` equals the
+    code of `turn` - 1; greedy decoding then returns the same answer once more."""
+    code = df.pivot(index="task_id", columns="turn", values="code")
+    return (code[turn] == code[turn - 1]).rename(f"prompt t{turn + 1} = prompt t{turn}")
+
+
 def edit_histogram(df: pd.DataFrame, turn: int = 2, bins: Sequence[float] = (0, .05, .1, .2, .4, .6, .8, 1.0)) -> dict:
     """Counts of normalised edit distances turn-1 -> `turn` per bin [a, b) (last bin closed), by answer."""
     out = {"bins": list(bins)}
@@ -213,7 +223,8 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 versions=versions(), summary={k: _clean(E.summarize(df)) for k, df in frames.items()},
                 edit_histogram=edit_histogram(frames["cocos"]),
-                note="self-refine turn 1 = simple prompting's turn 1 (same greedy answer to the same prompt)")
+                note="self-refine turn 1 = simple prompting's turn 1 (same greedy answer to the same prompt)",
+                notes=meta.get("notes", []))  # provenance written by hand is kept across resumes
     meta_path.write_text(json.dumps(meta, indent=1))
     (out / "study_examples.json").write_text(json.dumps(pick_examples(frames["cocos"]), indent=1))
     return meta

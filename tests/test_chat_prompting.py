@@ -175,8 +175,11 @@ def test_run_study_writes_rows_meta_and_examples(chat_policy, tmp_path):
     assert json.loads((tmp_path / "study_meta.json").read_text())["turns"] == 2
     timing = (tmp_path / "study_timing.jsonl").read_text().splitlines()
     assert len(timing) == 2 + 1  # cocos turns 1, 2 and Self-Refine turn 2 (its turn 1 is copied)
-    study.run_study(model_dir, tmp_path, argv=[], **kw)  # everything on disk: nothing generated again
+    written = json.loads((tmp_path / "study_meta.json").read_text())
+    (tmp_path / "study_meta.json").write_text(json.dumps({**written, "notes": ["run (1) was paused"]}))
+    again = study.run_study(model_dir, tmp_path, argv=[], **kw)  # everything on disk: nothing generated again
     assert len((tmp_path / "study_timing.jsonl").read_text().splitlines()) == 3
+    assert again["notes"] == ["run (1) was paused"] and again["commands"] == [meta["command"], again["command"]]
     assert isinstance(json.loads((tmp_path / "study_examples.json").read_text()), list)
 
 
@@ -192,3 +195,37 @@ def test_run_study_self_refine_on_a_subset(chat_policy, tmp_path):
     assert meta["summary"]["cocos"]["n_tasks"] == 3 and meta["summary"]["self-refine"]["n_tasks"] == 1
     labels = list(results.study_table(meta).index)
     assert any(label.endswith("Self-Refine (first 1 tasks)") for label in labels), labels
+
+
+def test_repeats_prompt_is_prompt_identity(chat_policy, executor, tmp_path):
+    """repeats_prompt(df, t) is True exactly when the rendered prompt of turn t + 1 equals turn t's;
+    greedy decoding then gives the answer that prompt gave before. Here turn 2's code is replaced by
+    turn 1's on disk: turn 3 is then asked turn 2's question again and must give turn 2's real answer."""
+    import json
+
+    import pandas as pd
+
+    from cocos_lib import study
+    from cocos_lib.tasks import load_humaneval
+    tasks = load_humaneval()[:4]
+    sampling = SamplingConfig(greedy=True, max_new_tokens=6, batch_size=4)
+    cfg = RolloutConfig(turns=3, k=1, share_first_turn=False, sampling=sampling, prompt_format="chat")
+    path = tmp_path / "c.jsonl"
+    study.run_method(chat_policy, tasks, cfg, executor, path, "cocos", turns=2, progress=False)
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    first = {r["task_id"]: r["code"] for r in rows if r["turn"] == 1}
+    real_t2 = {r["task_id"]: r["code"] for r in rows if r["turn"] == 2}
+    assert study.repeats_prompt(study.rows_frame(path, tasks, 2), 2).sum() == sum(
+        first[t] == real_t2[t] for t in first)
+    copied = [dict(r, code=first[r["task_id"]]) if r["turn"] == 2 else r for r in rows]
+    path.write_text("".join(json.dumps(r) + "\n" for r in copied))
+    study.run_method(chat_policy, tasks, cfg, executor, path, "cocos", turns=3, progress=False)
+    df = study.rows_frame(path, tasks, 3)
+    assert study.repeats_prompt(df, 2).all()
+    code = df.pivot(index="task_id", columns="turn", values="code")
+    assert code[3].to_dict() == real_t2
+    for task in tasks:  # the identity is the rendered prompt's
+        assert (render_prompt(chat_policy.tokenizer, task, [code.loc[task.task_id, 2]], "chat")
+                == render_prompt(chat_policy.tokenizer, task, [code.loc[task.task_id, 1]], "chat"))
+    hand = pd.DataFrame({"task_id": ["a", "a", "b", "b"], "turn": [1, 2, 1, 2], "code": ["x", "x", "x", "y"]})
+    assert study.repeats_prompt(hand, 2).to_dict() == {"a": True, "b": False}
