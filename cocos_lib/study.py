@@ -132,6 +132,11 @@ def edit_histogram(df: pd.DataFrame, turn: int = 2, bins: Sequence[float] = (0, 
     return out
 
 
+def code_diff(a: str, b: str, before: str = "turn 1", after: str = "turn 2") -> str:
+    """The unified diff of two programs, one line per line ("" when they are identical)."""
+    return "\n".join(difflib.unified_diff(a.splitlines(), b.splitlines(), before, after, lineterm=""))
+
+
 def pick_examples(df: pd.DataFrame, per_kind: int = 2) -> list[dict]:
     """Turn-1 -> turn-2 diffs, `per_kind` of each kind, first by task order (no cherry-picking):
     unchanged and wrong, unchanged and right, repaired (i->c), broken (c->i), edited and still wrong."""
@@ -148,7 +153,7 @@ def pick_examples(df: pd.DataFrame, per_kind: int = 2) -> list[dict]:
         hits = [tid for tid in order if test(rows[(tid, 1)], rows[(tid, 2)])][:per_kind]
         for tid in hits:
             a, b = rows[(tid, 1)]["code"], rows[(tid, 2)]["code"]
-            diff = "".join(difflib.unified_diff(a.splitlines(True), b.splitlines(True), "turn 1", "turn 2"))
+            diff = code_diff(a, b)
             out.append(dict(kind=kind, task_id=tid, correct_t1=bool(rows[(tid, 1)]["correct"]),
                             correct_t2=bool(rows[(tid, 2)]["correct"]), edit_distance=rows[(tid, 2)]["edit_distance"],
                             diff=diff or "(identical)"))

@@ -229,3 +229,12 @@ def test_repeats_prompt_is_prompt_identity(chat_policy, executor, tmp_path):
                 == render_prompt(chat_policy.tokenizer, task, [code.loc[task.task_id, 1]], "chat"))
     hand = pd.DataFrame({"task_id": ["a", "a", "b", "b"], "turn": [1, 2, 1, 2], "code": ["x", "x", "x", "y"]})
     assert study.repeats_prompt(hand, 2).to_dict() == {"a": True, "b": False}
+
+
+def test_code_diff():
+    """One line per line, also when a program has no final newline (lines are never run together)."""
+    from cocos_lib import study
+    assert study.code_diff("x = 1\n", "x = 1\n") == ""
+    want = ["--- turn 1", "+++ turn 2", "@@ -1,2 +1,2 @@", " x = 1", "-y = 2", "+y = 3"]
+    assert study.code_diff("x = 1\ny = 2\n", "x = 1\ny = 3\n").splitlines() == want
+    assert study.code_diff("x = 1\ny = 2", "x = 1\ny = 3").splitlines() == want
