@@ -111,7 +111,8 @@ def rows_frame(path: Path, tasks, turns: int) -> pd.DataFrame:
 
 
 def repeats_prompt(df: pd.DataFrame, turn: int) -> pd.Series:
-    """Per task: whether the prompt of turn `turn` + 1 is the prompt of turn `turn` again.
+    """Per task: whether the prompt of turn `turn` + 1 is the prompt of turn `turn` again
+    (df: the study's rows, one per task and turn; rows_frame gives them).
 
     A prompt of turn t >= 2 shows the task and only the most recent attempt (the released format;
     run_method renders [code of turn t - 1]), so this holds exactly when the code of `turn` equals the
