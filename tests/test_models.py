@@ -63,8 +63,17 @@ def test_no_pad_and_no_eos_is_an_error():
         models.setup_tokenizer(tok)
 
 
-def test_resolve_dtype(monkeypatch):
-    assert models.resolve_dtype("auto", "cpu") == torch.float32
+def test_resolve_dtype(monkeypatch, tmp_path):
+    plain, amx = tmp_path / "plain", tmp_path / "amx"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=plain) == torch.float32
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=amx) == torch.bfloat16
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=tmp_path / "absent") == torch.float32   # e.g. macOS
+    assert models.describe_dtype("auto", "cpu", cpuinfo=amx) == "dtype auto -> bfloat16 (the CPU has amx_bf16, avx512_bf16)"
+    assert models.describe_dtype("auto", "cpu", cpuinfo=plain) == (
+        "dtype auto -> float32 (the CPU has no native bf16 (no amx_bf16/avx512_bf16))")
+    assert models.describe_dtype("fp32", "cpu", cpuinfo=amx) == "dtype float32 (asked for)"
     assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16
     assert models.resolve_dtype(torch.float16, "cpu") == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -119,7 +128,7 @@ def test_tiny_warmstart_resolves_through_toy(monkeypatch, tiny_policy_dir, tmp_p
 
 def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path):
     spec = LoraSpec(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
-    p = load_policy(tiny_policy_dir, lora=spec)
+    p = load_policy(tiny_policy_dir, dtype="fp32", lora=spec)
     assert p.is_lora and not tiny_policy.is_lora and frozen_reference(p) is None
     trainable = {n for n, w in p.model.named_parameters() if w.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
@@ -138,7 +147,7 @@ def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path
     # a saved adapter dir loads on its base model and gives the same logits
     adapted = _logits(p.model, ids)
     p.save(tmp_path / "adapter")
-    q = load_policy(tmp_path / "adapter")
+    q = load_policy(tmp_path / "adapter", dtype="fp32")
     assert q.is_lora and torch.allclose(_logits(q.model, ids), adapted, atol=1e-6)
     assert any(w.requires_grad for n, w in q.model.named_parameters() if "lora_" in n)  # resumable
     with pytest.raises(ValueError, match="saved LoRA adapter"):
@@ -146,7 +155,7 @@ def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path
 
 
 def test_frozen_reference_is_a_detached_copy(tiny_policy_dir):
-    p = load_policy(tiny_policy_dir, gradient_checkpointing=True)
+    p = load_policy(tiny_policy_dir, dtype="fp32", gradient_checkpointing=True)
     assert getattr(p.model, "is_activation_checkpointing", None) or p.model.is_gradient_checkpointing
     ref = frozen_reference(p)
     assert not ref.training and not any(w.requires_grad for w in ref.parameters())
