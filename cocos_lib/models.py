@@ -54,6 +54,7 @@ class Policy:
     tokenizer: Any
     name: str
     decode_cache: DecodeCache = field(default_factory=DecodeCache, repr=False, compare=False)  # fastgen's, per policy
+    base: str | None = None  # a LoRA policy's base model as named by the user (saved into adapter_config.json)
 
     @property
     def device(self) -> torch.device:
@@ -80,6 +81,12 @@ class Policy:
         """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""
         self.model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
+        adapter = Path(out_dir, "adapter_config.json")
+        if self.is_lora and self.base in registry_models.REGISTRY and adapter.is_file():
+            # peft writes the base's resolved folder (this machine's cache); the registry name resolves anywhere
+            config = json.loads(adapter.read_text())
+            config["base_model_name_or_path"] = self.base
+            adapter.write_text(json.dumps(config, indent=2))
         return str(out_dir)
 
 
@@ -276,6 +283,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     adapter = Path(path, "adapter_config.json")
+    base = name if lora is not None else None
     if adapter.is_file() and not Path(path, "config.json").is_file():
         if lora is not None:
             raise ValueError(f"model '{name}': is a saved LoRA adapter; load it without lora=")
@@ -283,7 +291,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
         model = _from_pretrained(AutoModelForCausalLM, resolve_model(base), dt)
         model = PeftModel.from_pretrained(model, path, is_trainable=True)
-        tok_src = path if Path(path, "tokenizer_config.json").is_file() else base
+        tok_src = path if Path(path, "tokenizer_config.json").is_file() else resolve_model(base)
     else:
         model = _from_pretrained(AutoModelForCausalLM, path, dt)
         tok_src = path
@@ -312,7 +320,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         if lora is not None or adapter.is_file():
             model.enable_input_require_grads()
-    return Policy(model=model, tokenizer=tokenizer, name=name)
+    return Policy(model=model, tokenizer=tokenizer, name=name, base=base)
 
 
 def frozen_reference(policy: Policy) -> torch.nn.Module | None:

@@ -278,3 +278,18 @@ def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
         assert all(x.training is start for x in p.model.modules())
         generate(p, [[5, 6]], SamplingConfig(max_new_tokens=2, greedy=True, stop=None))  # eval inside, restored
         assert p.model.training is start
+
+
+def test_a_saved_adapter_names_a_registry_base_by_its_short_name(tiny_policy_dir, tmp_path, monkeypatch):
+    """peft writes the base's resolved folder (this machine's cache) into adapter_config.json; for a registry
+    model the short name is written instead, so a committed adapter loads on another machine."""
+    from cocos_lib import registry_models
+    monkeypatch.setitem(registry_models.REGISTRY, "tiny-registry", registry_models.REGISTRY[next(iter(registry_models.REGISTRY))])
+    monkeypatch.setattr(registry_models, "fetched_dir", lambda name: tiny_policy_dir if name == "tiny-registry" else None)
+    p = load_policy("tiny-registry", dtype="fp32", lora=LoraSpec(r=2, alpha=4))
+    (tmp_path / "a").mkdir()
+    p.save(tmp_path / "a")
+    (tmp_path / "a" / "tokenizer_config.json").unlink()        # the tokenizer then comes from the base
+    assert json.loads((tmp_path / "a" / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-registry"
+    q = load_policy(tmp_path / "a", dtype="fp32")
+    assert q.is_lora and q.base == "tiny-registry" and q.tokenizer.eos_token_id == p.tokenizer.eos_token_id
