@@ -60,16 +60,28 @@ def _left_pad_cache(cache, width: int) -> None:
 
 
 def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, device, cache_name: str):
-    """Left-padded prefill of `prompts`: (logits of the next token [b, V], cache, mask [b, P], pos [b])."""
+    """Left-padded prefill of `prompts`: (logits of the next token [b, V], cache, mask [b, P], pos [b]).
+
+    Identical prompts are prefilled once and their rows copied: the k samples of a group share their
+    turn-2 prompt (one turn 1 per group), so turn 2 costs one prefill per group instead of k."""
     from transformers import DynamicCache
-    ids, pad = left_pad(prompts, pad_id, device)
+    first: dict[tuple[int, ...], int] = {}
+    rows = [first.setdefault(tuple(p), len(first)) for p in prompts]                  # prompt -> unique row
+    unique = [list(p) for p in first]
+    ids, pad = left_pad(unique, pad_id, device)
     P = ids.shape[1]
     mask = (torch.arange(P, device=device)[None, :] >= pad[:, None]).long()
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
     cache = DynamicCache(config=model.config)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
                 **{cache_name: cache})
-    return out.logits[:, -1, :].float(), cache, mask, P - pad
+    logits, pos = out.logits[:, -1, :].float(), P - pad
+    if len(unique) < len(prompts):
+        sel = torch.tensor(rows, dtype=torch.long, device=device)
+        for layer in _layers(cache):
+            layer.keys, layer.values = layer.keys[sel], layer.values[sel]
+        logits, mask, pos = logits[sel], mask[sel], pos[sel]
+    return logits, cache, mask, pos
 
 
 def _join(live: _Live, new: _Live) -> _Live:

@@ -157,6 +157,47 @@ def rollout_bench_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
+def precision_bench_table(records: list[dict]) -> pd.DataFrame:
+    """benchmarks/cpu_precision_bench.py's JSON lines: fp32 and bf16 side by side per measurement, the ratio
+    measured in the same run, and each section's peak resident memory."""
+    rows: dict[str, dict] = {}
+    ratio = {(r["what"], r.get("batch")): r for r in records if r["section"] == "ratio"}
+    for r in records:
+        if r["section"] == "decode":
+            key, value, unit = ("decode", r["batch"]), r["new_tokens_per_s"], f"packed decode, batch {r['batch']} (new tokens/s)"
+        elif r["section"] == "logprobs":
+            key, value, unit = ("logprobs", None), r["tokens_per_s"], "log-probs, no grad (tokens/s)"
+        elif r["section"] == "update":
+            key, value, unit = ("update", None), r["seconds_per_rollout"], "LoRA RLOO update (s per rollout)"
+        else:
+            continue
+        row = rows.setdefault(unit, {})
+        row[r["dtype"]] = round(value, 2 if r["section"] == "update" else 1)
+        row[f"peak GiB {r['dtype']}"] = round(r["peak_rss_gib"], 2)
+        if key in ratio:
+            row["bf16 / fp32"] = round(ratio[key]["bf16_over_fp32"], 2)
+            if "same_code_share" in ratio[key]:
+                row["same code"] = f"{ratio[key]['same_code_share']:.0%}"
+    cols = ["fp32", "bf16", "bf16 / fp32", "same code", "peak GiB fp32", "peak GiB bf16"]
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    return df[[c for c in cols if c in df]]
+
+
+def before_after_table(paired: dict[str, dict], paper: dict[str, float] | None = None) -> pd.DataFrame:
+    """summary.paired_differences output (one benchmark) as percentages: base, trained, difference and its
+    95% paired bootstrap interval per metric; `paper`: the paper's CoCoS-minus-base differences beside them."""
+    names = {"acc_t1": "Acc@t1", "acc_t2": "Acc@t2", "i2c": "Δi→c", "c2i": "Δc→i", "no_edit_rate": "no edit"}
+    rows = {}
+    for key, name in names.items():
+        d = paired[key]
+        rows[name] = {"base": round(100 * d["before"], 1), "trained": round(100 * d["after"], 1),
+                      "difference": round(100 * d["diff"], 1),
+                      "95% CI": f"[{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"}
+        if paper is not None:
+            rows[name]["paper (CoCoS - base)"] = paper.get(key, math.nan)
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
     (cocos_lib.estimates: a model of the card, not a measurement)."""
@@ -197,6 +238,12 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
     if (Path(root) / "real" / "study_meta.json").is_file():
         meta = read_json("real/study_meta.json", root)
         out["real-study"] = markdown(study_table(meta, toy))
+    if (Path(root) / "real" / "cpu_precision_bench.jsonl").is_file():
+        out["cpu-precision"] = markdown(precision_bench_table(read_jsonl("real/cpu_precision_bench.jsonl", root)))
+    for bench in ("mbpp", "humaneval"):
+        name = f"real/cocos_cpu/before_after_{bench}.json"
+        if (Path(root) / name).is_file():
+            out[f"cpu-before-after-{bench}"] = markdown(before_after_table(read_json(name, root)["paired"]))
     if (Path(root) / "real" / "train_cpu" / "metrics.jsonl").is_file():
         table = cpu_run_table(read_jsonl("real/train_cpu/metrics.jsonl", root))
         out["cpu-run"] = markdown(table, {c: 0 if c.startswith("sec_") else 3 for c in table.columns})

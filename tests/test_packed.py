@@ -76,3 +76,24 @@ def test_rollout_and_config_accept_packed():
     assert make_config("cpu", backend="packed").backend == "packed"
     with pytest.raises(packed.fastgen.FastGenError, match="empty prompt"):
         packed.packed_generate(None, [[1], []], SamplingConfig())
+
+
+def test_identical_prompts_are_prefilled_once_and_decode_as_separate_rows(tiny_policy, prompts, monkeypatch):
+    """k copies of one prompt (a group's shared turn-2 prompt): one prefill row each unique prompt, and
+    greedy rows equal those of the same prompts given once each; sampled copies still differ."""
+    seen = []
+    real = tiny_policy.model.forward
+
+    def spy(*a, **kw):
+        if kw.get("logits_to_keep") == 1:                      # the prefill call
+            seen.append(kw["input_ids"].shape[0])
+        return real(*a, **kw)
+    monkeypatch.setattr(tiny_policy.model, "forward", spy)
+    group = [prompts[1]] * 4 + [prompts[0]] * 4
+    cfg = SamplingConfig(greedy=True, max_new_tokens=6, stop=None, batch_size=8)
+    got = generate(tiny_policy, group, cfg, backend="packed")
+    assert seen == [2]                                         # one prefill forward: 8 prompts, 2 unique rows
+    once = generate(tiny_policy, [prompts[1], prompts[0]], cfg, backend="packed")
+    assert got == [once[0]] * 4 + [once[1]] * 4
+    hot = SamplingConfig(temperature=1.5, max_new_tokens=6, stop=None, batch_size=8)
+    assert len({tuple(x) for x in generate(tiny_policy, [prompts[1]] * 4, hot, seed=1, backend="packed")}) > 1
