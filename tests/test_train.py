@@ -172,8 +172,9 @@ def test_train_writes_metrics_checkpoint_and_final(tiny_policy_dir, fake_world, 
     rows = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["update"] for r in rows] == [1, 2, 3] and [r["update"] for r in seen] == [1, 2, 3] and hist == rows
     keys = {"update", "reward_t1", "reward_t2", "acc_t1", "acc_t2", "accumulated", "kl", "loss", "equal_groups",
-            "tokens", "sec_generate", "sec_execute", "sec_backward", "lr", "grad_norm"}
+            "tokens", "sec_generate", "sec_execute", "sec_backward", "lr", "grad_norm", "edit_t2", "i2c_t2", "c2i_t2"}
     assert keys <= set(rows[0])
+    assert all(0 <= rows[0][k] <= 1 for k in ("edit_t2", "i2c_t2", "c2i_t2"))
     assert rows[0]["kl"] == 0.0 and rows[1]["kl"] != 0.0  # pi_theta = pi_ref before the first update
     assert rows[0]["lr"] == pytest.approx(1e-3) and rows[1]["lr"] == pytest.approx(1e-3 * 0.75)  # cosine over 3
     assert 0 < rows[0]["tokens"] <= (2 + 4) * 6  # turn 1 once per prompt (shared) + k turn-2 samples
