@@ -13,9 +13,11 @@ Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is t
 - `update`: one real `rl.rl_step` (LoRA r = 8 on q/k/v/o/gate/up/down, fp32 adapter and AdamW, micro-batch 4,
   fused path) on trajectories made of those completions with alternating rewards (so every group has a
   gradient): seconds per rollout, split into log-probs and backward.
-- `accuracy` (bf16 only; --skip-accuracy to leave it out): greedy turn 1 on all 164 HumanEval tasks in the
-  committed study's settings (chat, 512 tokens, packed), against the committed fp32 study
-  (data/results/real/study_cocos.jsonl): Acc@t1 both, and the tasks whose verdict changed.
+- `accuracy` (bf16): greedy turn 1 on all 164 HumanEval tasks in the committed study's settings (chat, 512
+  tokens, packed), against the committed fp32 study (data/results/real/study_cocos.jsonl): Acc@t1 both, and
+  the tasks whose verdict changed. --accuracy-rows FILE reads those bf16 answers from an evaluation already
+  run (`python -m cocos_lib.evaluate ... --out FILE` in the same settings) instead of generating them again;
+  --skip-accuracy leaves the section out.
 
 JSON lines; the `ratio` lines divide bf16's throughput by fp32's measured in this same run.
 """
@@ -122,22 +124,25 @@ def section_update(policy_unused, tasks, prompts, args) -> list[dict]:
 
 
 def section_accuracy(policy, tasks_unused, prompts_unused, args) -> list[dict]:
-    from cocos_lib.evaluate import evaluate
-    from cocos_lib.executor import open_executor
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.tasks import load_humaneval
-    tasks = load_humaneval()
-    cfg = SamplingConfig(greedy=True, max_new_tokens=512, batch_size=32)
     t = time.perf_counter()
-    with open_executor(workers=2) as ex:
-        df = evaluate(policy, tasks, turns=1, sampling=cfg, executor=ex, backend="packed", prompt_format="chat",
-                      progress=False)
+    if args.accuracy_rows:
+        rows = [json.loads(line) for line in Path(args.accuracy_rows).read_text().splitlines() if line.strip()]
+        bf16 = {r["task_id"]: bool(r["correct"]) for r in rows if r["turn"] == 1 and r["sample"] == 0}
+    else:
+        from cocos_lib.evaluate import evaluate
+        from cocos_lib.executor import open_executor
+        from cocos_lib.sampling import SamplingConfig
+        from cocos_lib.tasks import load_humaneval
+        cfg = SamplingConfig(greedy=True, max_new_tokens=512, batch_size=32)
+        with open_executor(workers=2) as ex:
+            df = evaluate(policy, load_humaneval(), turns=1, sampling=cfg, executor=ex, backend="packed",
+                          prompt_format="chat", progress=False)
+        bf16 = {r.task_id: bool(r.correct) for r in df.itertuples()}
     secs = time.perf_counter() - t
-    bf16 = {r.task_id: bool(r.correct) for r in df.itertuples()}
     rows = [json.loads(line) for line in STUDY.read_text().splitlines() if line.strip()]
     fp32 = {r["task_id"]: bool(r["correct"]) for r in rows if r["turn"] == 1}
     changed = sorted(t for t in bf16 if bf16[t] != fp32[t])
-    return [dict(tasks=len(bf16), seconds=secs, acc_t1_bf16=sum(bf16.values()) / len(bf16),
+    return [dict(tasks=len(bf16), seconds=secs, source=args.accuracy_rows or "generated here", acc_t1_bf16=sum(bf16.values()) / len(bf16),
                  acc_t1_fp32_committed=sum(fp32.values()) / len(fp32), changed=changed,
                  now_right=[t for t in changed if bf16[t]], now_wrong=[t for t in changed if not bf16[t]])]
 
@@ -150,7 +155,9 @@ def child(args) -> None:
     """One (dtype, section): print its records as JSON lines on stdout."""
     t = time.perf_counter()
     policy = tasks = prompts = None
-    if args.section != "update":
+    if args.section == "accuracy" and args.accuracy_rows:
+        pass
+    elif args.section != "update":
         policy, tasks, prompts = _setup(args.dtype, args.prompts, args.threads)
     else:
         import torch
@@ -169,6 +176,7 @@ def child(args) -> None:
 def run_child(args, dtype: str, section: str) -> list[dict]:
     cmd = [sys.executable, __file__, "--child", "--dtype", dtype, "--section", section, "--prompts", str(args.prompts),
            "--threads", str(args.threads), "--batches", *map(str, args.batches)]
+    cmd += ["--accuracy-rows", args.accuracy_rows] if args.accuracy_rows else []
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     if out.returncode:
         raise SystemExit(f"cpu_precision_bench: {dtype}/{section} failed:\n{out.stderr[-3000:]}")
@@ -189,6 +197,7 @@ def main(argv=None) -> None:
     p.add_argument("--batches", nargs="+", type=int, default=[8, 16, 32])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--accuracy-rows", default=None, help="bf16 HumanEval answers already evaluated (evaluate --out)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)

@@ -118,8 +118,8 @@ def test_cpu_profiles_use_chat():
     from cocos_lib.train import rollout_config
     cfg = make_config("cpu")
     assert (cfg.model, cfg.tasks, cfg.prompt_format, cfg.dtype, cfg.device) == (
-        "qwen2.5-coder-0.5b-instruct", "humaneval", "chat", "fp32", "cpu")
-    assert cfg.lora_r > 0 and cfg.k == 2 and cfg.updates >= 3
+        "qwen2.5-coder-0.5b-instruct", "mbpp-trainval", "chat", "auto", "cpu")
+    assert cfg.lora_r > 0 and cfg.k == 8 and cfg.backend == "packed" and cfg.checkpoint_every == 1
     rc = rollout_config(cfg)
     assert rc.prompt_format == "chat" and rc.answer_sampling.stop == "```"
     assert rollout_config(make_config("cpu", stop_at_done=False)).answer_sampling.stop is None
