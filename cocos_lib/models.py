@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import registry_models, release, runtime, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
@@ -84,7 +84,8 @@ class Policy:
 
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
-    """"auto": bf16 on GPUs that support it, fp16 on older GPUs, fp32 on CPU (and MPS)."""
+    """"auto": bf16 on GPUs that support it natively (compute >= 8.0), fp16 on older GPUs (a T4: never
+    emulated bf16; `runtime.precision`, the one decision), fp32 on CPU (and MPS)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -92,7 +93,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch
             raise ValueError(f"dtype '{dtype}': expected 'auto' or one of {sorted(_DTYPES)}")
         return _DTYPES[dtype]
     if torch.device(device).type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        hw = runtime.detect(torch, torch.device(device).index or 0)
+        return _DTYPES[runtime.precision(hw).dtype]
     return torch.float32
 
 

@@ -3,9 +3,12 @@
     PROFILE = choose_profile(PROFILE)   # None: "colab" on a CUDA GPU, "tiny" on a CPU; one line says which
 
 Hardware: device, name, CUDA compute capability and total memory (`detect`; tests pass a fake).
-Precision: bf16 needs compute capability >= 8.0. A T4 (7.5) therefore runs the `colab` profile in
-fp16: fp16 frozen weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in
-cocos_lib/train.py), with PyTorch's sdpa attention (transformers' default; nothing here asks for
+Precision: bf16 needs compute capability >= 8.0. `torch.cuda.is_bf16_supported()` says True on a T4
+(7.5) because it counts emulation (slow matmuls, the math attention kernel; vLLM refuses bf16 there),
+so the one decision is `precision(detect())`, from the capability; `models.resolve_dtype("auto")`
+and the vLLM backend ask it too. A T4 therefore runs the `colab` profile in fp16: fp16 frozen
+weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in cocos_lib/train.py), with PyTorch's sdpa
+attention (transformers' default; nothing here asks for
 FlashAttention-2, which a T4 does not support).
 Memory: a GPU profile's peak from `memory.plan` (an estimate from the model's shapes, not a
 measurement) against the GPU's total memory; a profile that does not fit is said so before any
@@ -46,13 +49,13 @@ class Hardware:
         return f"CUDA GPU {self.name} (compute {major}.{minor}, {self.memory_gib:.1f} GiB)"
 
 
-def detect(torch_module=None) -> Hardware:
-    """The first CUDA device if there is one, else the CPU (`torch_module`: a stand-in for tests)."""
+def detect(torch_module=None, index: int = 0) -> Hardware:
+    """CUDA device `index` if there is a CUDA GPU, else the CPU (`torch_module`: a stand-in for tests)."""
     torch = torch_module if torch_module is not None else importlib.import_module("torch")
     colab = "google.colab" in sys.modules
     if not torch.cuda.is_available():
         return Hardware("cpu", colab=colab)
-    props = torch.cuda.get_device_properties(0)
+    props = torch.cuda.get_device_properties(index)
     return Hardware("cuda", props.name, (props.major, props.minor), props.total_memory / GiB, colab)
 
 
@@ -69,7 +72,8 @@ class Precision:
 
 
 def precision(hw: Hardware) -> Precision:
-    """bf16 where supported (compute >= 8.0), fp16 with loss scaling before that (T4, V100), fp32 on CPU."""
+    """bf16 where supported natively (compute >= 8.0), fp16 with loss scaling before that (T4, V100), fp32 on CPU.
+    The one precision decision for a CUDA device: `models.resolve_dtype("auto")` and the vLLM engine use it."""
     if not hw.cuda:
         return Precision("fp32", False, "sdpa")
     return Precision("bf16", False, "sdpa") if hw.bf16 else Precision("fp16", True, "sdpa")

@@ -1,11 +1,12 @@
 """load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from cocos_lib import models
+from cocos_lib import models, runtime
 from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
 
 
@@ -67,12 +68,34 @@ def test_resolve_dtype(monkeypatch):
     assert models.resolve_dtype("auto", "cpu") == torch.float32
     assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16
     assert models.resolve_dtype(torch.float16, "cpu") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    fake_cuda(monkeypatch, (8, 0))
     assert models.resolve_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
+    fake_cuda(monkeypatch, (7, 5))  # e.g. a T4
     assert models.resolve_dtype("auto", "cuda:0") == torch.float16
     with pytest.raises(ValueError, match="dtype 'fp8'"):
         models.resolve_dtype("fp8", "cpu")
+
+
+def fake_cuda(monkeypatch, capability, name="GPU"):
+    """torch.cuda as on a GPU of that compute capability; is_bf16_supported() says True as torch does on a
+    T4 (it counts emulation), so only a decision from the capability gets a T4 right."""
+    props = SimpleNamespace(name=name, major=capability[0], minor=capability[1], total_memory=16 * 1024 ** 3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+
+
+@pytest.mark.parametrize("name, capability, expected", [("Tesla T4", (7, 5), torch.float16),
+                                                        ("NVIDIA A100", (8, 0), torch.bfloat16),
+                                                        ("NVIDIA L4", (8, 9), torch.bfloat16)])
+def test_auto_dtype_on_a_t4_is_fp16_never_emulated_bf16(monkeypatch, name, capability, expected):
+    """One decision: resolve_dtype("auto") on CUDA is runtime.precision of the device (a T4: fp16)."""
+    fake_cuda(monkeypatch, capability, name)
+    assert models.resolve_dtype("auto", "cuda") == expected
+    assert models.resolve_dtype("auto", "cuda:0") == expected
+    hw = runtime.detect()
+    assert hw.capability == capability and models.resolve_dtype("auto", "cuda") == models.resolve_dtype(
+        runtime.precision(hw).dtype, "cpu")
 
 
 def test_a_saved_and_reloaded_policy_trains_the_pad_row_as_the_fresh_one(tiny_policy_dir, tmp_path):
