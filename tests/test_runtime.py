@@ -151,3 +151,32 @@ def test_on_missing_trains_after_saying_so_or_stops(tmp_path):
         workspace.on_missing("notebook 03's trained policy", tmp_path, "03_training", "stop")
     with pytest.raises(workspace.WorkspaceError, match="IF_MISSING='skip': expected one of train, stop"):
         workspace.on_missing("x", tmp_path, "03", "skip")
+
+
+def test_full_fine_tuning_refuses_auto_when_it_resolves_to_fp16():
+    """config.validate: "auto" on a T4 is fp16 (runtime.precision), refused for full fine-tuning as the literal
+    "fp16" is; bf16 GPUs, LoRA and the CPU pass."""
+    from cocos_lib.config import ConfigError, make_config
+    paper = make_config("paper", dtype="auto", device="cuda")     # built here on the CPU: "auto" is not fp16
+    with pytest.raises(ConfigError) as e:
+        paper.validate(T4)
+    assert str(e.value) == ("config field 'dtype'='auto': resolves to fp16 on this GPU (compute < 8.0, no bf16), "
+                            "and fp16 full fine-tuning has no fp32 master weights; use lora_r > 0 or dtype fp32")
+    paper.validate(A100)
+    paper.validate(H100)
+    make_config("paper", dtype="auto", lora_r=16).validate(T4)
+    make_config("paper", dtype="auto", device="cpu").validate(T4)  # the CPU never computes in fp16
+
+
+def test_full_fine_tuning_with_auto_on_a_mocked_t4_fails_at_construction(monkeypatch):
+    """No hardware passed: validate asks runtime.detect, i.e. torch.cuda (mocked as a T4 here)."""
+    import torch
+    from cocos_lib.config import ConfigError, make_config
+    props = NS(name="Tesla T4", major=7, minor=5, total_memory=15835660288)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: props)
+    with pytest.raises(ConfigError, match="'dtype'='auto': resolves to fp16 on this GPU"):
+        make_config("paper", dtype="auto")
+    with pytest.raises(ConfigError, match="'dtype'='auto': resolves to fp16"):
+        make_config("paper", dtype="auto", device="cuda:0")
+    assert make_config("colab", dtype="auto").lora_r == 16         # LoRA on fp16 weights is the colab profile
