@@ -76,6 +76,16 @@ class Policy:
         """Context in which `self.model` computes pi_ref: LoRA adapter disabled; else a no-op."""
         return self.model.disable_adapter() if self.is_lora else contextlib.nullcontext()
 
+    def serving_path(self) -> str:
+        """A folder or hub name an inference engine (vLLM) loads with this policy's architecture and tokenizer:
+        `resolve_model(self.name)` (a registry short name or "tiny-warmstart" becomes its folder); for a LoRA-only
+        checkpoint, its base model's (the engine gets the merged weights from its first weight refresh)."""
+        path = resolve_model(self.name)
+        adapter = Path(path, "adapter_config.json")
+        if adapter.is_file() and not Path(path, "config.json").is_file():
+            return resolve_model(json.loads(adapter.read_text())["base_model_name_or_path"])
+        return path
+
     def save(self, out_dir: str | os.PathLike) -> str:
         """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""
         self.model.save_pretrained(out_dir)
