@@ -22,6 +22,7 @@ from cocos_lib import registry_models, release, runtime, toy  # stdlib-only at i
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
+from cocos_lib.modes import mode
 from cocos_lib.prompts import MARKERS
 from cocos_lib.toy import TINY_WARMSTART
 
@@ -283,6 +284,25 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         if lora is not None or adapter.is_file():
             model.enable_input_require_grads()
     return Policy(model=model, tokenizer=tokenizer, name=name)
+
+
+class NonFiniteLogits(ValueError):
+    """The policy's forward gives inf/nan logits (one-line message)."""
+
+
+@torch.no_grad()
+def check_finite_logits(policy: Policy, ids: Sequence[int]) -> float:
+    """One forward of the policy on `ids` (e.g. the first rollout's prompt + completion); returns max |logit|,
+    or raises NonFiniteLogits in one line when a logit is inf/nan: in fp16 (65,504 at most) an activation that
+    overflows makes every later sample and loss meaningless, and loss scaling cannot help (it scales gradients)."""
+    x = torch.tensor([list(ids)], device=policy.device)
+    with mode(policy.model, False):  # eval: no dropout, no RNG drawn (exact resume)
+        logits = policy.model(input_ids=x).logits
+    bad = int((~torch.isfinite(logits)).any(-1).sum())
+    if bad:
+        raise NonFiniteLogits(f"model '{policy.name}' ({logits.dtype}): non-finite logits at {bad} of {x.shape[1]} "
+                              "positions of the first rollout; use dtype bf16 (compute >= 8.0) or fp32")
+    return float(logits.abs().max())
 
 
 def frozen_reference(policy: Policy) -> torch.nn.Module | None:

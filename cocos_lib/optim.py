@@ -108,19 +108,50 @@ def trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scheduler=None, scaler=None,
-                   max_norm: float | None = None) -> float:
+                   max_norm: float | None = None, stats: dict | None = None) -> float:
     """One step on the accumulated gradients: unscale (fp16 loss scaling), clip the norm over the
     optimizer's tensors (`trainable`: the fp32 masters where it keeps them; None = no clipping),
-    optimizer step (skipped by the scaler on inf/nan), scheduler step. Returns the norm before clipping."""
+    optimizer step, scheduler step. Returns the norm before clipping (inf or nan when the gradients overflowed).
+    With a scaler (torch.amp.GradScaler), a step whose gradients hold inf/nan is skipped by the scaler, which
+    halves its scale: the scheduler then does not advance either (the lr schedule counts applied steps).
+    stats (optional, filled): skipped (0 or 1) and loss_scale (the scale the backward used; None without scaler)."""
+    scale = float(scaler.get_scale()) if scaler is not None else None
     if scaler is not None:
         scaler.unscale_(optimizer)
     limit = max_norm if max_norm is not None else math.inf
     grad_norm = float(torch.nn.utils.clip_grad_norm_(trainable(optimizer), limit))
+    skipped = False
     if scaler is not None:
         scaler.step(optimizer)
         scaler.update()
+        skipped = float(scaler.get_scale()) < scale      # the scaler backs off exactly when it skipped the step
     else:
         optimizer.step()
-    if scheduler is not None:
+    if scheduler is not None and not skipped:
         scheduler.step()
+    if stats is not None:
+        stats.update(skipped=int(skipped), loss_scale=scale)
     return grad_norm
+
+
+class LossScaleCollapse(RuntimeError):
+    """fp16 loss scaling skipped too many steps in a row (one-line message)."""
+
+
+class SkipGuard:
+    """Counts consecutive skipped steps (fp16 loss scaling) and stops the run after `limit` in a row.
+
+    GradScaler halves its scale at each skip. A few skips at the start are normal (the initial scale 2^16 is
+    too high for most models); `limit` in a row (default 12: the scale fell 4096-fold) means the gradients
+    overflow whatever the scale, i.e. the fp16 forward itself does: nothing is learning, so stop in one line."""
+
+    def __init__(self, limit: int = 12):
+        self.limit = limit
+        self.in_a_row = 0
+
+    def observe(self, skipped: int, loss_scale: float | None) -> None:
+        self.in_a_row = self.in_a_row + 1 if skipped else 0
+        if self.in_a_row >= self.limit:
+            raise LossScaleCollapse(f"fp16 loss scaling skipped {self.in_a_row} steps in a row (loss scale now "
+                                    f"{loss_scale / 2:g}): the gradients overflow at any scale; use dtype bf16 "
+                                    "(compute >= 8.0) or fp32")

@@ -20,6 +20,7 @@ rewards and the KL, not the loss.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -261,7 +262,8 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     per micro-batch (pi_old is that forward, detached); else 2-3 run first over all rows, no grad.
     ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
     Gradients stay in .grad after the step (the caller frees them with zero_grad).
-    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
+    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped: metrics
+    `skipped` 1, `grad_norm` None (never Infinity in metrics.jsonl), `loss_scale` the scale the backward used).
     Dropout is off in pi_theta and pi_ref for the whole step (`modes.dropout_off`, as TRL's
     disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
@@ -314,12 +316,14 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
         total_loss += float(loss.detach())
         clipped += m["clipped"]
         clip_of += m["clip_of"]
-    # 5. optimizer step
-    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm)
+    # 5. optimizer step (fp16: skipped by the scaler when the gradients overflowed; then grad_norm is None)
+    step: dict = {}
+    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm, stats=step)
     metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
                    equal_groups=equal_group_share(R[groups]),
                    adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
-                   grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
+                   grad_norm=grad_norm if math.isfinite(grad_norm) else None, clipfrac=clipped / max(clip_of, 1),
+                   skipped=step["skipped"], loss_scale=step["loss_scale"],
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:

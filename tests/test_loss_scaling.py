@@ -1,0 +1,80 @@
+"""fp16 loss scaling made visible (cocos_lib/optim.py optimizer_step, SkipGuard; rl.rl_step's metrics;
+models.check_finite_logits): a skipped step is logged (skipped, loss_scale), does not advance the lr schedule,
+never writes grad_norm=Infinity, and too many in a row stop the run in one line. torch.amp.GradScaler("cpu")
+runs the same skip logic as on CUDA."""
+import json
+import math
+
+import pytest
+import torch
+
+from cocos_lib.models import NonFiniteLogits, check_finite_logits, load_policy
+from cocos_lib.optim import LossScaleCollapse, SkipGuard, optimizer_step
+from cocos_lib.rl import RLConfig, rl_step
+
+
+def one_param_step(grad: float, scaler, scheduler_log: list):
+    """A step of a 1-parameter AdamW whose (scaled) gradient is `grad`."""
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.AdamW([w], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 1.0 / (u + 1))
+    scaler.scale((w * torch.full((3,), grad)).sum()).backward()
+    stats = {}
+    norm = optimizer_step(opt, sched, scaler, max_norm=1.0, stats=stats)
+    scheduler_log.append(sched.last_epoch)
+    return w, norm, stats
+
+
+def test_a_skipped_step_is_logged_and_does_not_advance_the_schedule():
+    scaler = torch.amp.GradScaler("cpu")
+    log = []
+    w, norm, stats = one_param_step(math.inf, scaler, log)
+    assert stats == {"skipped": 1, "loss_scale": 65536.0} and not math.isfinite(norm)
+    assert torch.equal(w.detach(), torch.ones(3)) and log == [0]        # no optimizer step, no scheduler step
+    assert scaler.get_scale() == 32768.0                                 # the scaler backed off
+    w, norm, stats = one_param_step(0.5, scaler, log)
+    assert stats == {"skipped": 0, "loss_scale": 32768.0} and norm == pytest.approx(math.sqrt(3) * 0.5)
+    assert log == [0, 1] and not torch.equal(w.detach(), torch.ones(3))
+    plain = {}
+    optimizer_step(torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1), None, None, None, stats=plain)
+    assert plain == {"skipped": 0, "loss_scale": None}
+
+
+def test_skip_guard_stops_after_too_many_in_a_row_in_one_line():
+    guard = SkipGuard(limit=3)
+    for skipped in (1, 1, 0, 1, 1):
+        guard.observe(skipped, 1024.0)                                   # a good step resets the count
+    with pytest.raises(LossScaleCollapse) as e:
+        guard.observe(1, 256.0)
+    assert str(e.value) == ("fp16 loss scaling skipped 3 steps in a row (loss scale now 128): the gradients overflow "
+                            "at any scale; use dtype bf16 (compute >= 8.0) or fp32")
+    assert SkipGuard().limit == 12
+
+
+def test_rl_step_metrics_of_a_skipped_step_have_no_infinity(tiny_policy):
+    """A scale so large that the scaled gradients overflow fp32: the step is skipped, and the metrics line is
+    valid JSON (grad_norm None rather than Infinity), with skipped and loss_scale."""
+    from tests.test_rl import make_trajs
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 1.0), (1.0, 0.5)]])
+    before = [p.detach().clone() for p in tiny_policy.model.parameters()]
+    opt = torch.optim.AdamW(tiny_policy.model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 126)
+    m = rl_step(tiny_policy, None, opt, sched, trajs, RLConfig(micro_batch=4), scaler)
+    assert m["skipped"] == 1 and m["loss_scale"] == 2.0 ** 126 and m["grad_norm"] is None
+    assert "Infinity" not in json.dumps(m) and "NaN" not in json.dumps(m)
+    assert sched.last_epoch == 0 and all(torch.equal(a, p) for a, p in zip(before, tiny_policy.model.parameters()))
+    m = rl_step(tiny_policy, None, opt, sched, trajs, RLConfig(micro_batch=4), torch.amp.GradScaler("cpu"))
+    assert m["skipped"] == 0 and m["grad_norm"] > 0 and sched.last_epoch == 1
+
+
+def test_first_rollout_logits_are_checked_finite(tiny_policy_dir):
+    policy = load_policy(tiny_policy_dir, dtype="fp16", device="cpu")
+    ids = policy.tokenizer.encode("def add(a, b):\n    return a + b")
+    assert 0 < check_finite_logits(policy, ids) < 65504
+    with torch.no_grad():                         # an MLP output beyond fp16's 65,504, as an overflowing layer's
+        policy.model.model.layers[0].mlp.up_proj.weight.mul_(100.0)
+        policy.model.model.layers[0].mlp.down_proj.weight.fill_(6e4)
+    with pytest.raises(NonFiniteLogits, match=r"\(torch.float16\): non-finite logits at \d+ of \d+ positions of the "
+                                              "first rollout; use dtype bf16"):
+        check_finite_logits(policy, ids)
