@@ -162,8 +162,15 @@ def overlay_venv(folder: Path, which: str) -> Path:
     Path(own, "zz-base-environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     constraints = folder / "constraints.txt"
     constraints.write_text(f"torch=={metadata.version('torch')}\n")
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints),
-                    *version_pins(which), "datasets>=2.18"], check=True)
+    wanted = [*version_pins(which), "datasets>=2.18"]
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints)]
+    subprocess.run([*pip, *wanted], check=True, stderr=subprocess.DEVNULL)
+    # packages underneath that the pinned versions broke (e.g. one needing a newer huggingface_hub): let pip pick
+    # versions of them that fit, in the overlay, as a resolver on a fresh machine would
+    report = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True).stdout
+    broken = sorted({line.split()[0] for line in report.splitlines() if " requires " in line or " has requirement " in line})
+    if broken:
+        subprocess.run([*pip, *wanted, *broken], check=True, stderr=subprocess.DEVNULL)
     return python
 
 
