@@ -123,6 +123,18 @@ def _bucket(n: int, current: int, min_batch: int) -> int:
     return min(current, max(min_batch, 1 << max(0, (max(n, 1) - 1).bit_length())))
 
 
+def cache_length(tokens: int, floor: int = 256) -> int:
+    """The static cache length for `tokens` positions (longest prompt + max_new_tokens): the smallest bucket
+    2^k or 3 * 2^(k-1) (256, 384, 512, 768, 1024, 1536, 2048, 3072, ...) that holds them. Turn-2 prompts change
+    length every update; rounding to a multiple of 64 gave a new cache shape (a new compile of the decode step,
+    past torch.compile's recompile limit soon) almost every update, these buckets a handful for a whole run,
+    at most 50% unused slots."""
+    bucket = floor
+    while bucket < tokens:
+        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
+    return bucket
+
+
 def _static_cache(held: dict, model, batch: int, length: int, keep: int = 4):
     """StaticCache per (batch, length) for the `keep` latest shapes, kept in `held` (a DecodeCache's),
     reset per call: new cache tensors would mean a new compile / CUDA-graph capture."""
@@ -138,12 +150,12 @@ def _static_cache(held: dict, model, batch: int, length: int, keep: int = 4):
 
 @torch.no_grad()
 def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
-                    compact, min_batch, step_fn, forced_lengths, cache_multiple, held) -> list[list[int]]:
+                    compact, min_batch, step_fn, forced_lengths, held) -> list[list[int]]:
     device = next(model.parameters()).device
     ids, pad = left_pad(prompt_ids, pad_id, device)
     B, P = ids.shape
     N = cfg.max_new_tokens
-    L = -(-(P + N) // cache_multiple) * cache_multiple   # rounded up: fewer distinct compiled shapes
+    L = cache_length(P + N)                                # bucketed: few distinct compiled shapes
     cache = _static_cache(held, model, B, L) if held is not None and not compact else _static_cache_fresh(model, L)
     mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
@@ -204,7 +216,6 @@ def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> li
 def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
                     check_every: int = 16, compact: bool | None = None, min_batch: int = 8,
                     compile: bool | None = None, compile_mode: str = "reduce-overhead",
-                    cache_multiple: int = 64,
                     forced_lengths: Sequence[int] | None = None) -> list[list[int]]:
     """Backend "static": completion ids per prompt (contract in the module docstring).
 
@@ -216,7 +227,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     costs about the same at any batch (it reads all weights) and each new shape is a new compile.
     compile: compile the decode step (default CUDA only); compile_mode "reduce-overhead" (inductor
     + CUDA graphs) or "cudagraphs" (CUDA graphs of the eager kernels, quick to build).
-    cache_multiple: cache length rounded up to a multiple of it (fewer distinct shapes).
+    The cache holds `cache_length(longest prompt + max_new_tokens)` positions (buckets: few distinct shapes).
     forced_lengths: benchmark hook, row b ends after forced_lengths[b] tokens (random weights
     never write the stop text).
     """
@@ -253,7 +264,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             chunk = prompt_ids[start:start + cfg.batch_size]
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
             results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
-                                       compact, min_batch, step_fn, forced, cache_multiple,
+                                       compact, min_batch, step_fn, forced,
                                        held=cache.static_caches if use_compile else None)
     return _finalise(results, tok, cfg.stop, eos_ids)
 

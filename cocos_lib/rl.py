@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import torch
 
+from cocos_lib.fastgen import release_static_cache
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
 from cocos_lib.optim import optimizer_step
@@ -264,10 +265,13 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     Gradients stay in .grad after the step (the caller frees them with zero_grad).
     scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped: metrics
     `skipped` 1, `grad_norm` None (never Infinity in metrics.jsonl), `loss_scale` the scale the backward used).
+    The "static" backend's KV caches (`Policy.decode_cache`) are released first: the next rollout allocates them
+    again (one CUDA-graph recording per cache and update on a GPU, no recompile: `fastgen.cache_length` buckets).
     Dropout is off in pi_theta and pi_ref for the whole step (`modes.dropout_off`, as TRL's
     disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
     groups = _group_matrix(trajectories)  # [G, k]; checked before any model work
+    release_static_cache(policy)  # the "static" backend's KV caches are not needed through the backward: free them
     with mode(policy.model, True), dropout_off(policy.model, ref_model):
         return _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler)
 
