@@ -292,3 +292,29 @@ def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
         assert all(x.training is start for x in p.model.modules())
         generate(p, [[5, 6]], SamplingConfig(max_new_tokens=2, greedy=True, stop=None))  # eval inside, restored
         assert p.model.training is start
+
+
+def test_free_models_gives_back_weights_masters_and_caches(tiny_policy_dir, monkeypatch):
+    """Notebook 03's walkthrough models: after free_models nothing of them holds storage, even with names still
+    bound (as IPython's history would keep them), and the CUDA cache is emptied when there is CUDA."""
+    import gc
+    import weakref
+    from cocos_lib.optim import make_optimizer
+    policy = load_policy(tiny_policy_dir, dtype="bf16", device="cpu")
+    ref = frozen_reference(policy)
+    opt = make_optimizer(policy.model, lr=1e-3)                      # MasterWeightAdamW: hooks + fp32 masters
+    policy.model(input_ids=torch.tensor([[1, 2, 3]])).logits.float().sum().backward()
+    opt.step()
+    policy.decode_cache.static_caches[4, 256] = object()
+    masters = [weakref.ref(w32) for _, w32 in opt.pairs]
+    params = list(policy.model.parameters())
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    models.free_models(policy, ref, optimizers=[opt])
+    gc.collect()
+    assert all(p.device.type == "meta" for p in policy.model.parameters()) and all(p.grad is None for p in params)
+    assert all(p.device.type == "meta" for p in ref.parameters())
+    assert all(not p._post_accumulate_grad_hooks for p in params)   # the optimizer's hooks are gone
+    assert all(m() is None for m in masters) and not opt.state and policy.decode_cache.static_caches == {}
+    assert emptied == [True]
