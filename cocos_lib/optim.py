@@ -93,12 +93,20 @@ class MasterWeightAdamW(torch.optim.AdamW):
                     p.copy_(w32)
 
 
+def adamw_kwargs(params) -> dict:
+    """fused=True when every parameter is on CUDA: one kernel per step, where the default foreach implementation
+    allocates a temporary as large as all the (fp32) states at once (5.75 GiB for Qwen2.5-1.5B's masters;
+    memory.estimate's optimizer_temp). The CPU keeps torch's default (the numbers of the CPU runs stay as they are)."""
+    params = list(params)
+    return {"fused": True} if params and all(p.device.type == "cuda" for p in params) else {}
+
+
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
-    """AdamW over the trainable parameters; MasterWeightAdamW when any of them is bf16/fp16."""
+    """AdamW over the trainable parameters; MasterWeightAdamW when any of them is bf16/fp16; fused on CUDA."""
     params = [p for p in model.parameters() if p.requires_grad]
     if any(p.dtype in LOW_PRECISION for p in params):
-        return MasterWeightAdamW(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return MasterWeightAdamW(params, lr=lr, weight_decay=weight_decay, **adamw_kwargs(params))
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **adamw_kwargs(params))
 
 
 def trainable(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:

@@ -88,9 +88,9 @@ def test_explicit_choices_are_kept_and_warned_about():
 
 def test_memory_fit_from_the_real_plans():
     colab, paper = runtime.memory_fit("colab", T4), runtime.memory_fit("paper", T4)
-    assert colab.fits and 4.0 < colab.peak_gib < 5.0 and colab.model == "Qwen/Qwen2.5-0.5B"
+    assert colab.fits and 6.0 < colab.peak_gib < 7.2 and colab.model == "Qwen/Qwen2.5-0.5B"   # independent: 5.0-7.2
     assert not paper.fits and paper.peak_gib > 20 and runtime.memory_fit("paper", H100).fits
-    # fp32 master weights (optim.MasterWeightAdamW) put the paper plan at ~38.8 GiB: over 95% of a 40 GB A100
+    # fp32 master weights (optim.MasterWeightAdamW) put the paper plan at ~39.0 GiB: over 95% of a 40 GB A100
     assert 37 < runtime.memory_fit("paper", A100).peak_gib < 40 and not runtime.memory_fit("paper", A100).fits
     assert runtime.memory_fit("colab", CPU) is None and runtime.memory_fit("tiny", T4) is None
     assert runtime.Fit("colab", "m", 13.9, 14.7).fits is True and runtime.Fit("colab", "m", 14.0, 14.7).fits is False
