@@ -120,3 +120,19 @@ def test_paper_plan_keeps_fp32_master_weights():
     assert paper["master"] * GiB == 4 * P and paper["optimizer"] * GiB == 8 * P and paper["grads"] * GiB == 4 * P
     assert (paper["weights"] + paper["master"] + paper["optimizer"] + paper["grads"]) * GiB == 18 * P
     assert paper["fits"] and paper["peak"] < 79.0 * 0.6  # ~39 GiB on an 80 GB card
+
+
+def test_readme_memory_table_is_the_generated_one():
+    """README's memory table is `benchmarks/memory_plan.py --markdown`, labelled as estimates."""
+    import re
+    import runpy
+    from pathlib import Path
+    root = Path(__file__).parents[1]
+    cli = runpy.run_path(str(root / "benchmarks" / "memory_plan.py"))
+    readme = (root / "README.md").read_text()
+    block = re.search(r"<!-- memory-table: python benchmarks/memory_plan.py --markdown -->\n(.*?)\n<!-- /memory-table -->",
+                      readme, re.S).group(1)
+    assert block == cli["markdown"]()
+    assert "#### GPU memory plans (estimates, not measurements)" in readme
+    assert "| colab | Qwen/Qwen2.5-0.5B | 15 GB |" in block and "5.0-7.2 (training)" in block
+    assert "36-40 + 9-18 static caches" in block
