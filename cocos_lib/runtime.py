@@ -7,9 +7,9 @@ Precision: bf16 needs compute capability >= 8.0. `torch.cuda.is_bf16_supported()
 (7.5) because it counts emulation (slow matmuls, the math attention kernel; vLLM refuses bf16 there),
 so the one decision is `precision(detect())`, from the capability; `models.resolve_dtype("auto")`
 and the vLLM backend ask it too. A T4 therefore runs the `colab` profile in fp16: fp16 frozen
-weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in cocos_lib/train.py), with PyTorch's sdpa
-attention (transformers' default; nothing here asks for
-FlashAttention-2, which a T4 does not support).
+weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in cocos_lib/train.py), with
+PyTorch's sdpa attention (transformers' default; nothing here asks for FlashAttention-2, which a T4
+does not support).
 Memory: a GPU profile's peak from `memory.plan` (an estimate from the model's shapes, not a
 measurement) against the GPU's total memory; a profile that does not fit is said so before any
 model is loaded.
