@@ -78,3 +78,21 @@ def test_first_rollout_logits_are_checked_finite(tiny_policy_dir):
     with pytest.raises(NonFiniteLogits, match=r"\(torch.float16\): non-finite logits at \d+ of \d+ positions of the "
                                               "first rollout; use dtype bf16"):
         check_finite_logits(policy, ids)
+
+
+def test_resume_counts_applied_steps_not_skipped_ones(tiny_policy_dir, tmp_path):
+    """train(): an update the fp16 scaler skipped did not advance the schedule, so a resume sets the lr from the
+    applied steps (update - skipped in metrics.jsonl), as the uninterrupted run's scheduler stood."""
+    from tests.test_train import HashExecutor, read_jsonl, small_config
+    from cocos_lib.train import train
+    cfg = small_config(tiny_policy_dir, updates=3, checkpoint_every=2, schedule="linear")
+    train(cfg, tmp_path, executor=HashExecutor(), progress=False)
+    rows = read_jsonl(tmp_path / "metrics.jsonl")
+    assert [r["skipped"] for r in rows] == [0, 0, 0] and [r["loss_scale"] for r in rows] == [None] * 3
+    rows[1]["skipped"] = 1                                     # as if update 2 had overflowed in fp16
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    resumed = train(small_config(tiny_policy_dir, updates=4, checkpoint_every=2, schedule="linear"), tmp_path,
+                    executor=HashExecutor(), resume=True, progress=False)   # from the final checkpoint (update 3)
+    assert len(resumed) == 4 and resumed[3]["skipped"] == 0
+    assert resumed[3]["lr"] == pytest.approx(1e-3 * (1 - 2 / 4))  # lr_factor(3 - 1 skipped), linear over 4
+    assert 1e-3 * (1 - 3 / 4) < resumed[3]["lr"]                  # not lr_factor(3): the skip did not count
