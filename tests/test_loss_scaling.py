@@ -54,7 +54,7 @@ def test_skip_guard_stops_after_too_many_in_a_row_in_one_line():
 def test_rl_step_metrics_of_a_skipped_step_have_no_infinity(tiny_policy):
     """A scale so large that the scaled gradients overflow fp32: the step is skipped, and the metrics line is
     valid JSON (grad_norm None rather than Infinity), with skipped and loss_scale."""
-    from tests.test_rl import make_trajs
+    from test_rl import make_trajs
     trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 1.0), (1.0, 0.5)]])
     before = [p.detach().clone() for p in tiny_policy.model.parameters()]
     opt = torch.optim.AdamW(tiny_policy.model.parameters(), lr=1e-2)
@@ -83,7 +83,7 @@ def test_first_rollout_logits_are_checked_finite(tiny_policy_dir):
 def test_resume_counts_applied_steps_not_skipped_ones(tiny_policy_dir, tmp_path):
     """train(): an update the fp16 scaler skipped did not advance the schedule, so a resume sets the lr from the
     applied steps (update - skipped in metrics.jsonl), as the uninterrupted run's scheduler stood."""
-    from tests.test_train import HashExecutor, read_jsonl, small_config
+    from test_train import HashExecutor, read_jsonl, small_config
     from cocos_lib.train import train
     cfg = small_config(tiny_policy_dir, updates=3, checkpoint_every=2, schedule="linear")
     train(cfg, tmp_path, executor=HashExecutor(), progress=False)

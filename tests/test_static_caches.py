@@ -48,7 +48,7 @@ def test_twenty_updates_need_few_cache_shapes(tiny_policy):
 
 
 def test_rl_step_releases_the_static_caches_before_its_backward(tiny_policy):
-    from tests.test_rl import make_trajs
+    from test_rl import make_trajs
     fastgen._static_cache(tiny_policy.decode_cache.static_caches, tiny_policy.model, 4, 256)
     assert len(tiny_policy.decode_cache.static_caches) == 1
     seen = []
