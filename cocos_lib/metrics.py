@@ -197,3 +197,25 @@ def mean_pass_at_k(ns: Sequence[int], cs: Sequence[int], k: int) -> float:
     """pass@k averaged over problems, each with its own (n, c)."""
     _check_pair(ns, cs, "mean_pass_at_k")
     return sum(pass_at_k(n, c, k) for n, c in zip(ns, cs)) / len(ns)
+
+
+# --------------------------------------------------------------------------- paired bootstrap
+
+def paired_bootstrap(before: Sequence[float], after: Sequence[float], n_boot: int = 10_000, level: float = 0.95,
+                     seed: int = 0) -> dict[str, float]:
+    """Difference of means after - before over the same problems, with a paired bootstrap interval.
+
+    d_i = after_i - before_i per problem (e.g. 1{correct} of the trained and of the base model on task i);
+    diff = mean_i d_i; each of n_boot resamples draws n problems with replacement and takes the mean of
+    their d_i; [lo, hi] are the (1 - level)/2 and (1 + level)/2 quantiles of those means (percentile
+    method). Tasks, not samples, are resampled, so the interval covers which tasks were drawn."""
+    import random
+    n = _check_pair(before, after, "paired_bootstrap")
+    if n_boot < 1 or not 0 < level < 1:
+        raise MetricInputError(f"paired_bootstrap: n_boot={n_boot} must be >= 1 and level={level} in (0, 1)")
+    d = [float(a) - float(b) for a, b in zip(after, before)]
+    rng, idx = random.Random(seed), range(n)
+    means = sorted(sum(d[i] for i in rng.choices(idx, k=n)) / n for _ in range(n_boot))
+    lo_i = int(math.floor((1 - level) / 2 * (n_boot - 1)))
+    hi_i = int(math.ceil((1 + level) / 2 * (n_boot - 1)))
+    return {"diff": sum(d) / n, "lo": means[lo_i], "hi": means[hi_i], "n": n, "n_boot": n_boot, "level": level}

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import registry_models, release, runtime, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import cpu_attention, registry_models, release, runtime, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
@@ -55,6 +55,7 @@ class Policy:
     tokenizer: Any
     name: str
     decode_cache: DecodeCache = field(default_factory=DecodeCache, repr=False, compare=False)  # fastgen's, per policy
+    base: str | None = None  # a LoRA policy's base model as named by the user (saved into adapter_config.json)
 
     @property
     def device(self) -> torch.device:
@@ -91,22 +92,68 @@ class Policy:
         """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""
         self.model.save_pretrained(out_dir)
         self.tokenizer.save_pretrained(out_dir)
+        adapter = Path(out_dir, "adapter_config.json")
+        if self.is_lora and self.base in registry_models.REGISTRY and adapter.is_file():
+            # peft writes the base's resolved folder (this machine's cache); the registry name resolves anywhere
+            config = json.loads(adapter.read_text())
+            config["base_model_name_or_path"] = self.base
+            adapter.write_text(json.dumps(config, indent=2))
         return str(out_dir)
 
 
-def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch.dtype:
+CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of a CPU with native bf16 matmuls
+
+
+def cpu_bf16_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, ...]:
+    """The CPU_BF16_FLAGS this CPU has (read from `cpuinfo`; empty where the file is absent, e.g. macOS).
+
+    With AMX-BF16 (Sapphire Rapids on) or AVX512-BF16 (Cooper Lake, Zen 4) a bf16 matmul runs several
+    times faster than fp32 (on this repo's 2-core AMX machine about 5-8x); without them PyTorch emulates
+    bf16 on the CPU and it is slower than fp32."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return ()
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags.update(line.partition(":")[2].split())
+    return tuple(f for f in CPU_BF16_FLAGS if f in flags)
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
+                  cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> torch.dtype:
     """"auto": bf16 on GPUs that support it natively (compute >= 8.0), fp16 on older GPUs (a T4: never
-    emulated bf16; `runtime.precision`, the one decision), fp32 on CPU (and MPS)."""
+    emulated bf16; `runtime.precision`, the one decision); on a CPU bf16 where it has native bf16 matmuls
+    (AMX-BF16 or AVX512-BF16, `cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
         if dtype not in _DTYPES:
             raise ValueError(f"dtype '{dtype}': expected 'auto' or one of {sorted(_DTYPES)}")
         return _DTYPES[dtype]
-    if torch.device(device).type == "cuda":
+    kind = torch.device(device).type
+    if kind == "cuda":
         hw = runtime.detect(torch, torch.device(device).index or 0)
         return _DTYPES[runtime.precision(hw).dtype]
+    if kind == "cpu" and cpu_bf16_flags(cpuinfo):
+        return torch.bfloat16
     return torch.float32
+
+
+def describe_dtype(dtype: str | torch.dtype, device: str | torch.device,
+                   cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """One line saying which dtype `dtype` resolves to on `device`, and why (printed by train/evaluate)."""
+    dt = resolve_dtype(dtype, device, cpuinfo)
+    name = str(dt).removeprefix("torch.")
+    if dtype != "auto":
+        return f"dtype {name} (asked for)"
+    kind = torch.device(device).type
+    if kind == "cpu":
+        flags = cpu_bf16_flags(cpuinfo)
+        why = f"the CPU has {', '.join(flags)}" if flags else "the CPU has no native bf16 (no amx_bf16/avx512_bf16)"
+        return f"dtype auto -> {name} ({why})"
+    return f"dtype auto -> {name} (on {kind})"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -249,6 +296,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     adapter = Path(path, "adapter_config.json")
+    base = name if lora is not None else None
     if adapter.is_file() and not Path(path, "config.json").is_file():
         if lora is not None:
             raise ValueError(f"model '{name}': is a saved LoRA adapter; load it without lora=")
@@ -256,7 +304,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
         model = _from_pretrained(AutoModelForCausalLM, resolve_model(base), dt)
         model = PeftModel.from_pretrained(model, path, is_trainable=True)
-        tok_src = path if Path(path, "tokenizer_config.json").is_file() else base
+        tok_src = path if Path(path, "tokenizer_config.json").is_file() else resolve_model(base)
     else:
         model = _from_pretrained(AutoModelForCausalLM, path, dt)
         tok_src = path
@@ -270,6 +318,8 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dev)
+    if dev.type == "cpu" and model.config._attn_implementation == "sdpa":
+        model.set_attn_implementation(cpu_attention.register())  # one-token decode queries: two small matmuls
     if lora is not None:
         from peft import LoraConfig, get_peft_model
         tm = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
@@ -283,7 +333,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kw)
         if lora is not None or adapter.is_file():
             model.enable_input_require_grads()
-    return Policy(model=model, tokenizer=tokenizer, name=name)
+    return Policy(model=model, tokenizer=tokenizer, name=name, base=base)
 
 
 class NonFiniteLogits(ValueError):

@@ -22,7 +22,7 @@ def _shared(profile: str) -> dict:
     """What a notebook profile takes from the training profile of its name (config.PROFILES): the policy
     and how it is prompted."""
     train = profile_settings(profile)
-    return {key: train[key] for key in ("model", "fewshot", "ending", "prompt_format")}
+    return {key: train[key] for key in ("model", "fewshot", "ending", "prompt_format", "dtype")}
 
 
 NOTEBOOK_PROFILES: dict[str, dict] = {
@@ -71,6 +71,7 @@ class NotebookProfile:
     gamma_check_prompts: int = 4          # prompts per update of those runs
     train_overrides: dict = field(default_factory=dict)     # TrainConfig fields on top of the train profile
     prompt_format: str = "completion"  # "chat" for instruct models (cocos_lib.prompts)
+    dtype: str = "auto"                   # the policy's weights (models.resolve_dtype): tiny stays fp32
 
     def start(self) -> None:
         """Set torch's threads (on a small CPU the executor's workers need a core: oversubscribed
@@ -115,7 +116,7 @@ class NotebookProfile:
     def load_policy(self, name_or_path: str | os.PathLike | None = None):
         """cocos_lib.models.load_policy of `name_or_path` (default: the profile's model)."""
         from cocos_lib.models import load_policy
-        return load_policy(name_or_path or self.model, device=self.device)
+        return load_policy(name_or_path or self.model, dtype=self.dtype, device=self.device)
 
 
 def _fewshot(task_set: str, n: int) -> str:

@@ -72,3 +72,27 @@ def summarize(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) 
             for j in sorted({1, k}):
                 out[f"pass@{j}_t{t}"] = M.mean_pass_at_k(per["size"].tolist(), per["sum"].astype(int).tolist(), j)
     return out
+
+
+PAIRED = ("acc_t1", "acc_t2", "i2c", "c2i", "no_edit_rate")  # the before/after table's rows
+
+
+def per_task_indicators(df: pd.DataFrame, threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD) -> dict[str, dict[str, float]]:
+    """Per task (sample 0, turns 1-2): the 0/1 whose mean over tasks is each PAIRED metric of `summarize`."""
+    wide = df[df["sample"] == 0].pivot(index="task_id", columns="turn", values=["correct", "edit_distance"])
+    c1, c2, d = wide["correct"][1].astype(bool), wide["correct"][2].astype(bool), wide["edit_distance"][2]
+    cols = {"acc_t1": c1, "acc_t2": c2, "i2c": ~c1 & c2, "c2i": c1 & ~c2, "no_edit_rate": d <= threshold}
+    return {name: {t: float(v) for t, v in col.items()} for name, col in cols.items()}
+
+
+def paired_differences(before: pd.DataFrame, after: pd.DataFrame, n_boot: int = 10_000, seed: int = 0) -> dict:
+    """after - before for each PAIRED metric on the tasks both evaluated, with a paired bootstrap interval
+    (metrics.paired_bootstrap: tasks resampled): {metric: {before, after, diff, lo, hi, n, ...}}."""
+    a, b = per_task_indicators(before), per_task_indicators(after)
+    out = {}
+    for name in PAIRED:
+        tasks = sorted(set(a[name]) & set(b[name]))
+        x, y = [a[name][t] for t in tasks], [b[name][t] for t in tasks]
+        out[name] = {"before": sum(x) / len(x), "after": sum(y) / len(y),
+                     **M.paired_bootstrap(x, y, n_boot=n_boot, seed=seed)}
+    return out

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from cocos_lib import tasks, toy_world
 
-TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "humaneval", "toy-train", "toy-test")
+TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval", "toy-train",
+             "toy-test")
 
 
 def load_tasks(name: str, **kw) -> list[tasks.Task]:
     """Tasks by name (TASK_SETS); keyword arguments go to the loader."""
+    if name == "mbpp-trainval":  # train (374) + validation (90): the `cpu` profile's training tasks
+        return tasks.load_mbpp(split="train", **kw) + tasks.load_mbpp(split="validation", **kw)
     if name.startswith("mbpp-") and name in TASK_SETS:
         return tasks.load_mbpp(split=name[5:], **kw)
     if name == "humaneval":

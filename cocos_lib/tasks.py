@@ -4,7 +4,8 @@ A task is a problem statement plus K unit tests u_1..u_K (MBPP: K = 3 asserts).
 Execution semantics (the executor implements them): program = setup + "\n" + code, then
 ONE test statement u_k run after it, each test in a fresh process.
 
-MBPP ("full", google-research `mbpp.jsonl`): split by task_id -- prompt 1-10, test 11-510,
+MBPP ("full", google-research `mbpp.jsonl`): shipped with the package (`VENDORED_MBPP`, CC BY 4.0,
+see its README; sha256-checked on every load), so it works offline; split by task_id -- prompt 1-10, test 11-510,
 validation 511-600, train 601-974. "sanitized" (`sanitized-mbpp.json`, a JSON array): its
 427 tasks are assigned by the same task_id ranges, which reproduces the hub's sanitized
 splits (prompt 7, test 257, validation 43, train 120). `test_setup_code` (full) or the
@@ -39,6 +40,10 @@ MBPP_FILES = {"full": "mbpp.jsonl", "sanitized": "sanitized-mbpp.json"}
 HF_MBPP = "google-research-datasets/mbpp"
 MBPP_UNAVAILABLE = (f"mbpp: dataset '{HF_MBPP}' not in the local cache and the hub is unreachable "
                     "(connect to the internet, or pass path= a local mbpp.jsonl from google-research)")
+# The original google-research file, vendored (the registries carry no MBPP and the hub may be unreachable):
+# Austin et al. 2021, "Program Synthesis with Large Language Models", CC BY 4.0 (cocos_lib/assets/mbpp/README.md).
+VENDORED_MBPP = os.path.join(os.path.dirname(__file__), "assets", "mbpp", "mbpp.jsonl")
+VENDORED_MBPP_SHA256 = "143559fa164408d45cab058238471288b0e447507ce55db3057c56113d9dccb4"
 _BUILTINS = frozenset(dir(builtins))
 
 
@@ -187,11 +192,15 @@ def _check_choice(value, allowed, file, field):
 
 def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: bool = False) -> list[Task]:
     """MBPP tasks of one split. `path`: a local google-research file (or a folder holding
-    `mbpp.jsonl` / `sanitized-mbpp.json`); None: the hub dataset `HF_MBPP` (cache first; neither: HubUnavailableError)."""
-    where = path if path is not None else f"hf:{HF_MBPP}"
+    `mbpp.jsonl` / `sanitized-mbpp.json`); None: for "full" the vendored original (`VENDORED_MBPP`, offline,
+    its sha256 checked), for "sanitized" the hub dataset `HF_MBPP`; "hub": the hub dataset for either variant
+    (the local `datasets` cache first; neither cache nor hub: HubUnavailableError)."""
+    where = path if path not in (None, "hub") else f"hf:{HF_MBPP}"
     _check_choice(variant, MBPP_FILES, where, "variant")
     _check_choice(split, MBPP_SPLITS, where, "split")
-    if path is None:
+    if path is None and variant == "full":
+        path = verified_mbpp()
+    if path in (None, "hub"):
         return _load_mbpp_hub(split, variant, challenge)
     if os.path.isdir(path):
         path = os.path.join(path, MBPP_FILES[variant])
@@ -209,6 +218,21 @@ def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: 
         if s == split:
             tasks.append(task)
     return tasks
+
+
+def verified_mbpp(path: str = VENDORED_MBPP, sha256: str = VENDORED_MBPP_SHA256) -> str:
+    """`path` after checking its sha256 against the vendored copy's; one-line TaskFormatError otherwise."""
+    import hashlib
+    try:
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+    except OSError as e:
+        raise TaskFormatError(f"{path}: the vendored MBPP file cannot be read ({e.strerror}); "
+                              "reinstall cocos_lib or pass path= a google-research mbpp.jsonl") from None
+    if digest != sha256:
+        raise TaskFormatError(f"{path}: sha256 {digest[:12]}... is not the vendored MBPP's {sha256[:12]}... "
+                              "(the file was changed or truncated: restore it with git checkout, or pass path=)")
+    return path
 
 
 def _load_mbpp_hub(split, variant, challenge) -> list[Task]:

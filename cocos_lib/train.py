@@ -30,6 +30,7 @@ import torch
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
+from cocos_lib.learning_signal import correction_stats
 from cocos_lib.models import NonFiniteLogits, check_finite_logits
 from cocos_lib.optim import LossScaleCollapse, SkipGuard, make_optimizer
 from cocos_lib.rl import rl_step
@@ -105,6 +106,8 @@ def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
         m[f"reward_t{t + 1}"] = float(np.mean([tr.turns[t].reward for tr in trajs]))
         m[f"acc_t{t + 1}"] = float(np.mean([tr.turns[t].report.all_passed for tr in trajs]))
     m["accumulated"] = float(np.mean([tr.accumulated(cfg.gamma) for tr in trajs]))
+    for t in range(2, cfg.turns + 1):  # what the corrections do: edit rate, repairs, breakages
+        m.update(correction_stats(trajs, t))
     return m
 
 

@@ -316,3 +316,24 @@ def test_transition_metrics_is_importable_from_evaluate():
     assert transition_metrics is M.transition_metrics and "transition_metrics" in E.__all__
     assert transition_metrics([True, False, False], [True, True, False]) == pytest.approx(
         {"acc_t1": 1 / 3, "acc_t2": 2 / 3, "delta": 1 / 3, "i2c": 1 / 3, "c2i": 0.0})
+
+
+def test_paired_differences_on_hand_built_rows():
+    """Two models on 4 tasks: the trained one repairs task c at turn 2 and edits it; differences by hand."""
+    import pandas as pd
+    from cocos_lib.summary import paired_differences
+
+    def rows(correct):  # correct: {task: (t1, t2, edit distance at t2)}
+        out = []
+        for task, (c1, c2, d) in correct.items():
+            out += [dict(task_id=task, sample=0, turn=1, correct=c1, edit_distance=float("nan")),
+                    dict(task_id=task, sample=0, turn=2, correct=c2, edit_distance=d)]
+        return pd.DataFrame(out)
+    base = rows({"a": (True, True, 0.0), "b": (False, False, 0.0), "c": (False, False, 0.0), "d": (True, True, 0.0)})
+    trained = rows({"a": (True, True, 0.0), "b": (False, False, 0.3), "c": (False, True, 0.4), "d": (True, True, 0.0)})
+    got = paired_differences(base, trained, n_boot=500)
+    assert got["acc_t1"]["diff"] == 0 and got["acc_t1"]["lo"] == got["acc_t1"]["hi"] == 0
+    assert (got["acc_t2"]["before"], got["acc_t2"]["after"], got["acc_t2"]["diff"]) == (0.5, 0.75, 0.25)
+    assert got["i2c"]["diff"] == 0.25 and got["c2i"]["diff"] == 0.0
+    assert (got["no_edit_rate"]["before"], got["no_edit_rate"]["after"]) == (1.0, 0.5)
+    assert got["acc_t2"]["lo"] == 0.0 and got["acc_t2"]["hi"] in (0.5, 0.75)   # one repair in 4 tasks: wide

@@ -141,3 +141,18 @@ def test_pass_at_k_equals_subset_enumeration(nck):
     subsets = list(itertools.combinations(range(n), k))
     brute = sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
     assert M.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+
+
+def test_paired_bootstrap_by_hand():
+    from cocos_lib.metrics import MetricInputError, paired_bootstrap
+    same = paired_bootstrap([1, 0, 1, 0], [1, 0, 1, 0], n_boot=200)
+    assert same["diff"] == same["lo"] == same["hi"] == 0.0          # no difference on any task: a point
+    all_up = paired_bootstrap([0] * 5, [1] * 5, n_boot=200)
+    assert all_up["diff"] == all_up["lo"] == all_up["hi"] == 1.0    # every task improved by 1
+    # 2 of 10 tasks improve by 1: diff 0.2; resampled means lie on the grid j/10 between 0 and 1, and the
+    # 95% interval of a Binomial(10, 0.2)/10 holds 0 and 0.5 but not 0.8
+    r = paired_bootstrap([0] * 10, [1, 1] + [0] * 8, n_boot=4000, seed=3)
+    assert r["diff"] == pytest.approx(0.2) and r["lo"] == 0.0 and 0.4 <= r["hi"] <= 0.5
+    assert paired_bootstrap([0] * 10, [1, 1] + [0] * 8, n_boot=4000, seed=3) == r   # seeded
+    with pytest.raises(MetricInputError, match="differ in length"):
+        paired_bootstrap([1], [1, 0])

@@ -64,8 +64,17 @@ def test_no_pad_and_no_eos_is_an_error():
         models.setup_tokenizer(tok)
 
 
-def test_resolve_dtype(monkeypatch):
-    assert models.resolve_dtype("auto", "cpu") == torch.float32
+def test_resolve_dtype(monkeypatch, tmp_path):
+    plain, amx = tmp_path / "plain", tmp_path / "amx"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f\n")
+    amx.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile\n")
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=plain) == torch.float32
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=amx) == torch.bfloat16
+    assert models.resolve_dtype("auto", "cpu", cpuinfo=tmp_path / "absent") == torch.float32   # e.g. macOS
+    assert models.describe_dtype("auto", "cpu", cpuinfo=amx) == "dtype auto -> bfloat16 (the CPU has amx_bf16, avx512_bf16)"
+    assert models.describe_dtype("auto", "cpu", cpuinfo=plain) == (
+        "dtype auto -> float32 (the CPU has no native bf16 (no amx_bf16/avx512_bf16))")
+    assert models.describe_dtype("fp32", "cpu", cpuinfo=amx) == "dtype float32 (asked for)"
     assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16
     assert models.resolve_dtype(torch.float16, "cpu") == torch.float16
     fake_cuda(monkeypatch, (8, 0))
@@ -142,7 +151,7 @@ def test_tiny_warmstart_resolves_through_toy(monkeypatch, tiny_policy_dir, tmp_p
 
 def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path):
     spec = LoraSpec(r=4, alpha=8, dropout=0.0, target_modules=("q_proj", "v_proj"))
-    p = load_policy(tiny_policy_dir, lora=spec)
+    p = load_policy(tiny_policy_dir, dtype="fp32", lora=spec)
     assert p.is_lora and not tiny_policy.is_lora and frozen_reference(p) is None
     trainable = {n for n, w in p.model.named_parameters() if w.requires_grad}
     assert trainable and all("lora_" in n for n in trainable)
@@ -161,7 +170,7 @@ def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path
     # a saved adapter dir loads on its base model and gives the same logits
     adapted = _logits(p.model, ids)
     p.save(tmp_path / "adapter")
-    q = load_policy(tmp_path / "adapter")
+    q = load_policy(tmp_path / "adapter", dtype="fp32")
     assert q.is_lora and torch.allclose(_logits(q.model, ids), adapted, atol=1e-6)
     assert any(w.requires_grad for n, w in q.model.named_parameters() if "lora_" in n)  # resumable
     with pytest.raises(ValueError, match="saved LoRA adapter"):
@@ -169,7 +178,7 @@ def test_lora_reference_gives_base_logits(tiny_policy_dir, tiny_policy, tmp_path
 
 
 def test_frozen_reference_is_a_detached_copy(tiny_policy_dir):
-    p = load_policy(tiny_policy_dir, gradient_checkpointing=True)
+    p = load_policy(tiny_policy_dir, dtype="fp32", gradient_checkpointing=True)
     assert getattr(p.model, "is_activation_checkpointing", None) or p.model.is_gradient_checkpointing
     ref = frozen_reference(p)
     assert not ref.training and not any(w.requires_grad for w in ref.parameters())
@@ -318,3 +327,18 @@ def test_free_models_gives_back_weights_masters_and_caches(tiny_policy_dir, monk
     assert all(not p._post_accumulate_grad_hooks for p in params)   # the optimizer's hooks are gone
     assert all(m() is None for m in masters) and not opt.state and policy.decode_cache.static_caches == {}
     assert emptied == [True]
+
+
+def test_a_saved_adapter_names_a_registry_base_by_its_short_name(tiny_policy_dir, tmp_path, monkeypatch):
+    """peft writes the base's resolved folder (this machine's cache) into adapter_config.json; for a registry
+    model the short name is written instead, so a committed adapter loads on another machine."""
+    from cocos_lib import registry_models
+    monkeypatch.setitem(registry_models.REGISTRY, "tiny-registry", registry_models.REGISTRY[next(iter(registry_models.REGISTRY))])
+    monkeypatch.setattr(registry_models, "fetched_dir", lambda name: tiny_policy_dir if name == "tiny-registry" else None)
+    p = load_policy("tiny-registry", dtype="fp32", lora=LoraSpec(r=2, alpha=4))
+    (tmp_path / "a").mkdir()
+    p.save(tmp_path / "a")
+    (tmp_path / "a" / "tokenizer_config.json").unlink()        # the tokenizer then comes from the base
+    assert json.loads((tmp_path / "a" / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-registry"
+    q = load_policy(tmp_path / "a", dtype="fp32")
+    assert q.is_lora and q.base == "tiny-registry" and q.tokenizer.eos_token_id == p.tokenizer.eos_token_id

@@ -304,7 +304,7 @@ def test_mbpp_hub_path_maps_rows_without_network(monkeypatch, tmp_path):
                                                      or [mbpp_row(601), mbpp_row(602)])
     monkeypatch.setitem(sys.modules, "datasets", fake)
     monkeypatch.setattr(hub, "hub_reachable", lambda *a: pytest.fail("probed the hub for a cached dataset"))
-    tasks = load_mbpp("train", challenge=True)
+    tasks = load_mbpp("train", challenge=True, path="hub")
     assert calls == [("google-research-datasets/mbpp", "full", "train", True)] and fake.config.HF_HUB_OFFLINE is False
     assert [t.task_id for t in tasks] == ["MBPP/601", "MBPP/602"] and tasks[0].reference == "def add_601(x):\n    return x + 601"
     for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -322,7 +322,7 @@ import sys, time
 t = time.perf_counter()
 try:
     from cocos_lib.tasks import load_mbpp
-    load_mbpp("test")
+    load_mbpp("test", path="hub")
 except ConnectionError as e:
     print(f"{time.perf_counter() - t:.2f}")
     print(f"{type(e).__name__}: {e}")
@@ -356,3 +356,23 @@ def test_load_tasks_registry(monkeypatch):
     assert load_tasks("toy-test", n=5) == ["task"] and calls == [("test", {"n": 5})]
     assert error_of(lambda: load_tasks("mbpp-dev")).startswith(
         "<load_tasks>:0: field 'name': unknown task set 'mbpp-dev' (expected one of mbpp-train,")
+
+
+def test_mbpp_full_loads_offline_from_the_vendored_original(monkeypatch):
+    """No path: the vendored google-research file (no hub probe at all), the paper's split sizes, a real row."""
+    from cocos_lib import hub
+    monkeypatch.setattr(hub, "hub_reachable", lambda *a: pytest.fail("probed the hub for the vendored MBPP"))
+    sizes = {s: len(load_mbpp(s)) for s in ("prompt", "test", "validation", "train")}
+    assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+    t = load_mbpp("test")[0]
+    assert t.task_id == "MBPP/11" and t.entry_point == "remove_Occ" and len(t.tests) == 3
+
+
+def test_mbpp_vendored_copy_is_refused_when_its_hash_differs(tmp_path):
+    from cocos_lib.tasks import VENDORED_MBPP, verified_mbpp
+    assert verified_mbpp() == VENDORED_MBPP
+    cut = tmp_path / "mbpp.jsonl"
+    cut.write_bytes(open(VENDORED_MBPP, "rb").read()[:1000])       # truncated
+    msg = error_of(lambda: verified_mbpp(str(cut)))
+    assert msg.startswith(f"{cut}: sha256 ") and "is not the vendored MBPP's 143559fa1644" in msg
+    assert error_of(lambda: verified_mbpp(str(tmp_path / "gone.jsonl"))).startswith(f"{tmp_path / 'gone.jsonl'}: the vendored")
