@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from cocos_lib.rewards import REWARDS
-from cocos_lib.runtime import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
+from cocos_lib.hardware import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
 from cocos_lib.sampling import BACKENDS
 from cocos_lib.toy import TINY_WARMSTART
 
@@ -91,7 +91,7 @@ class TrainConfig:
 
     def validate(self, hardware: Hardware | None = None) -> None:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message.
-        hardware: the machine "auto" resolves on (runtime.detect() when None, only for full fine-tuning with
+        hardware: the machine "auto" resolves on (hardware.detect() when None, only for full fine-tuning with
         dtype "auto" off the CPU: on a T4 "auto" is fp16, which full fine-tuning refuses as the literal "fp16")."""
         from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
@@ -136,7 +136,7 @@ class TrainConfig:
                 raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
 
     def _auto_is_fp16(self, hardware: Hardware | None) -> bool:
-        """dtype "auto" with full fine-tuning on a CUDA device whose precision (runtime.precision) is fp16."""
+        """dtype "auto" with full fine-tuning on a CUDA device whose precision (hardware.precision) is fp16."""
         if self.dtype != "auto" or self.lora_r > 0 or str(self.device or "cuda").split(":")[0] != "cuda":
             return False
         if hardware is None:

@@ -18,11 +18,10 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import cpu_attention, registry_models, release, runtime, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import cpu_attention, hardware, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
-from cocos_lib.modes import mode
 from cocos_lib.prompts import MARKERS
 from cocos_lib.toy import TINY_WARMSTART
 
@@ -78,16 +77,6 @@ class Policy:
         """Context in which `self.model` computes pi_ref: LoRA adapter disabled; else a no-op."""
         return self.model.disable_adapter() if self.is_lora else contextlib.nullcontext()
 
-    def serving_path(self) -> str:
-        """A folder or hub name an inference engine (vLLM) loads with this policy's architecture and tokenizer:
-        `resolve_model(self.name)` (a registry short name or "tiny-warmstart" becomes its folder); for a LoRA-only
-        checkpoint, its base model's (the engine gets the merged weights from its first weight refresh)."""
-        path = resolve_model(self.name)
-        adapter = Path(path, "adapter_config.json")
-        if adapter.is_file() and not Path(path, "config.json").is_file():
-            return resolve_model(json.loads(adapter.read_text())["base_model_name_or_path"])
-        return path
-
     def save(self, out_dir: str | os.PathLike) -> str:
         """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""
         self.model.save_pretrained(out_dir)
@@ -124,7 +113,7 @@ def cpu_bf16_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, .
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
                   cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> torch.dtype:
     """"auto": bf16 on GPUs that support it natively (compute >= 8.0), fp16 on older GPUs (a T4: never
-    emulated bf16; `runtime.precision`, the one decision); on a CPU bf16 where it has native bf16 matmuls
+    emulated bf16; `hardware.precision`, the one decision); on a CPU bf16 where it has native bf16 matmuls
     (AMX-BF16 or AVX512-BF16, `cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
     if isinstance(dtype, torch.dtype):
         return dtype
@@ -134,8 +123,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
         return _DTYPES[dtype]
     kind = torch.device(device).type
     if kind == "cuda":
-        hw = runtime.detect(torch, torch.device(device).index or 0)
-        return _DTYPES[runtime.precision(hw).dtype]
+        hw = hardware.detect(torch, torch.device(device).index or 0)
+        return _DTYPES[hardware.precision(hw).dtype]
     if kind == "cpu" and cpu_bf16_flags(cpuinfo):
         return torch.bfloat16
     return torch.float32
@@ -336,25 +325,6 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     return Policy(model=model, tokenizer=tokenizer, name=name, base=base)
 
 
-class NonFiniteLogits(ValueError):
-    """The policy's forward gives inf/nan logits (one-line message)."""
-
-
-@torch.no_grad()
-def check_finite_logits(policy: Policy, ids: Sequence[int]) -> float:
-    """One forward of the policy on `ids` (e.g. the first rollout's prompt + completion); returns max |logit|,
-    or raises NonFiniteLogits in one line when a logit is inf/nan: in fp16 (65,504 at most) an activation that
-    overflows makes every later sample and loss meaningless, and loss scaling cannot help (it scales gradients)."""
-    x = torch.tensor([list(ids)], device=policy.device)
-    with mode(policy.model, False):  # eval: no dropout, no RNG drawn (exact resume)
-        logits = policy.model(input_ids=x).logits
-    bad = int((~torch.isfinite(logits)).any(-1).sum())
-    if bad:
-        raise NonFiniteLogits(f"model '{policy.name}' ({logits.dtype}): non-finite logits at {bad} of {x.shape[1]} "
-                              "positions of the first rollout; use dtype bf16 (compute >= 8.0) or fp32")
-    return float(logits.abs().max())
-
-
 def frozen_reference(policy: Policy) -> torch.nn.Module | None:
     """pi_ref as a frozen deep copy (eval, no grad); None for LoRA (use policy.reference())."""
     if policy.is_lora:
@@ -362,38 +332,6 @@ def frozen_reference(policy: Policy) -> torch.nn.Module | None:
     ref = copy.deepcopy(policy.model).eval()
     ref.requires_grad_(False)
     return ref
-
-
-def free_models(*models, optimizers: Sequence[Any] = ()) -> None:
-    """Give back the memory of finished models (Policy objects or modules, e.g. pi_theta and a frozen pi_ref) and
-    their optimizers, also while other names, hooks or IPython's output history still refer to them: `del` alone
-    frees nothing while one reference is left, and MasterWeightAdamW's gradient hooks hold its fp32 masters.
-    Per optimizer: hooks removed (`remove_hooks`), state and parameter lists emptied. Per model: gradients dropped,
-    the fast backends' caches released (Policy.decode_cache), parameters and buffers moved to the meta device (no
-    storage). Then gc.collect() and, on CUDA, torch.cuda.empty_cache() so the card's memory is free for the next
-    model. The models cannot be used afterwards."""
-    import gc
-    for opt in optimizers:
-        if hasattr(opt, "remove_hooks"):
-            opt.remove_hooks()
-        opt.state.clear()
-        for group in opt.param_groups:
-            group["params"] = []
-        if hasattr(opt, "pairs"):
-            opt.pairs = []
-    for m in models:
-        if m is None:
-            continue
-        cache = getattr(m, "decode_cache", None)
-        if cache is not None:
-            cache.release_static()
-            cache.vllm_engine = None
-        module = m if isinstance(m, torch.nn.Module) else m.model
-        module.zero_grad(set_to_none=True)
-        module.to("meta")
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 # ---------------------------------------------------------------------------- tiny models

@@ -142,24 +142,28 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scheduler=None, scaler=None
     return grad_norm
 
 
-class LossScaleCollapse(RuntimeError):
-    """fp16 loss scaling skipped too many steps in a row (one-line message)."""
+class TrainingDiverged(RuntimeError):
+    """fp16 training cannot go on: the loss scale collapsed, or the forward overflowed (one-line message)."""
 
 
-class SkipGuard:
-    """Counts consecutive skipped steps (fp16 loss scaling) and stops the run after `limit` in a row.
+class GuardedGradScaler(torch.amp.GradScaler):
+    """torch.amp.GradScaler that stops the run after `limit` skipped steps in a row (the caller holds the count).
 
     GradScaler halves its scale at each skip. A few skips at the start are normal (the initial scale 2^16 is
     too high for most models); `limit` in a row (default 12: the scale fell 4096-fold) means the gradients
     overflow whatever the scale, i.e. the fp16 forward itself does: nothing is learning, so stop in one line."""
 
-    def __init__(self, limit: int = 12):
+    def __init__(self, device: str = "cuda", limit: int = 12, **kwargs):
+        super().__init__(device, **kwargs)
         self.limit = limit
-        self.in_a_row = 0
+        self.skips_in_a_row = 0
 
-    def observe(self, skipped: int, loss_scale: float | None) -> None:
-        self.in_a_row = self.in_a_row + 1 if skipped else 0
-        if self.in_a_row >= self.limit:
-            raise LossScaleCollapse(f"fp16 loss scaling skipped {self.in_a_row} steps in a row (loss scale now "
-                                    f"{loss_scale / 2:g}): the gradients overflow at any scale; use dtype bf16 "
-                                    "(compute >= 8.0) or fp32")
+    def update(self, new_scale=None) -> None:
+        before = float(self.get_scale())
+        super().update(new_scale)
+        skipped = float(self.get_scale()) < before
+        self.skips_in_a_row = self.skips_in_a_row + 1 if skipped else 0
+        if self.skips_in_a_row >= self.limit:
+            raise TrainingDiverged(f"fp16 loss scaling skipped {self.skips_in_a_row} steps in a row (loss scale now "
+                                   f"{float(self.get_scale()):g}): the gradients overflow at any scale; use dtype bf16 "
+                                   "(compute >= 8.0) or fp32")

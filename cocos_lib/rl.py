@@ -30,7 +30,7 @@ import torch
 from cocos_lib.fastgen import release_static_cache
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
-from cocos_lib.optim import optimizer_step
+from cocos_lib.optim import TrainingDiverged, optimizer_step
 
 KL_MODES = ("sequence", "token")
 
@@ -302,6 +302,9 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
         mb = batch.rows(rows)
         Lm = mb.mask.shape[1]
         logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), T)  # [b, Lm], with grad
+        if not bool(torch.isfinite(logp.detach()[mb.mask.bool()]).all()):  # fp16 overflow: stop, not skip
+            raise TrainingDiverged(f"non-finite log-probs from the {next(model.parameters()).dtype} forward (an "
+                                   "activation overflowed); use dtype bf16 (compute >= 8.0) or fp32")
         if g is not None:  # fused: stages 2-3 for this micro-batch's whole groups g [Gc, k]
             t1 = time.perf_counter()
             old = logp.detach()

@@ -31,8 +31,7 @@ from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, ma
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.learning_signal import correction_stats
-from cocos_lib.models import NonFiniteLogits, check_finite_logits
-from cocos_lib.optim import LossScaleCollapse, SkipGuard, make_optimizer
+from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
 from cocos_lib.rl import rl_step
 from cocos_lib.tasks import TaskFormatError
 
@@ -248,19 +247,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     optimizer = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)  # fp32 masters for bf16 weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16
-    scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
+    scaler = GuardedGradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
     update, data_pos = restore_state(ckpt, optimizer, scaler) if ckpt else (0, 0)
     history = _read_metrics(run / "metrics.jsonl", update)
-    # the schedule counts applied steps: an update skipped by fp16 loss scaling did not advance it
-    set_schedule(optimizer, scheduler, cfg, update - sum(m.get("skipped", 0) for m in history))
-    guard = SkipGuard()   # stop after too many fp16-skipped steps in a row
+    set_schedule(optimizer, scheduler, cfg, update - sum(m.get("skipped", 0) for m in history))  # applied steps
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
     def save() -> None:
         save_checkpoint(run, policy, optimizer, scheduler, cfg, update, data_pos, scaler)
 
-    first_update = update   # this call's first update (0, or the checkpoint's)
     bar = tqdm(total=cfg.updates, initial=update, desc="train", disable=not progress, dynamic_ncols=True)
     t_start, consistent, saved_at = time.time(), True, update
     own = open_executor(workers=cfg.exec_workers) if executor is None else contextlib.nullcontext(executor)
@@ -277,8 +273,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
                 trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
                                 seed=cfg.seed * 100_003 + update, stats=stats)
                 sec_rollout = time.perf_counter() - t0
-                if update == first_update:  # this run's first rollout: are the logits finite (fp16 overflow)?
-                    check_finite_logits(policy, trajs[0].turns[-1].prompt_ids + trajs[0].turns[-1].completion_ids)
                 # update: one RLOO step
                 lr = optimizer.param_groups[0]["lr"]
                 step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg, scaler)
@@ -291,7 +285,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
                 with open(run / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(m) + "\n")
                 history.append(m)
-                guard.observe(step["skipped"], step["loss_scale"])
                 consistent = True
                 bar.update(1)
                 bar.set_postfix(reward=f"{m[f'reward_t{cfg.turns}']:.3f}", kl=f"{m['kl']:.4f}")
@@ -344,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         if out is None:
             raise ConfigError("--out DIR is required (or --resume DIR)")
         train(cfg, out, resume=str(ckpt) if ckpt else False, progress=not args.no_progress)
-    except (ConfigError, TaskFormatError, HubUnavailableError, LossScaleCollapse, NonFiniteLogits) as e:  # one line
+    except (ConfigError, TaskFormatError, HubUnavailableError, TrainingDiverged) as e:  # one line
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import fastgen
+from cocos_lib import fastgen, vllm_backend
 from cocos_lib.fastgen import FastGenError, sample_next, static_generate
 from cocos_lib.stop_automaton import stop_table
 
@@ -318,7 +318,7 @@ def test_vllm_backend_missing_is_one_clear_error(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "vllm", None)          # as if vLLM were not installed
     with pytest.raises(ImportError, match="backend 'vllm' needs vLLM"):
-        fastgen.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())
+        vllm_backend.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())
 
 
 @pytest.mark.slow

@@ -1,15 +1,15 @@
-"""fp16 loss scaling made visible (cocos_lib/optim.py optimizer_step, SkipGuard; rl.rl_step's metrics;
-models.check_finite_logits): a skipped step is logged (skipped, loss_scale), does not advance the lr schedule,
-never writes grad_norm=Infinity, and too many in a row stop the run in one line. torch.amp.GradScaler("cpu")
-runs the same skip logic as on CUDA."""
+"""fp16 loss scaling made visible (cocos_lib/optim.py optimizer_step, GuardedGradScaler; rl.rl_step's metrics and
+its finite check of the log-probs): a skipped step is logged (skipped, loss_scale), does not advance the lr schedule,
+never writes grad_norm=Infinity, too many in a row stop the run in one line, and an overflowing forward stops it
+at once (from the first rollout on). torch.amp.GradScaler("cpu") runs the same skip logic as on CUDA."""
 import json
 import math
 
 import pytest
 import torch
 
-from cocos_lib.models import NonFiniteLogits, check_finite_logits, load_policy
-from cocos_lib.optim import LossScaleCollapse, SkipGuard, optimizer_step
+from cocos_lib.models import load_policy
+from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer, optimizer_step
 from cocos_lib.rl import RLConfig, rl_step
 
 
@@ -40,21 +40,24 @@ def test_a_skipped_step_is_logged_and_does_not_advance_the_schedule():
     assert plain == {"skipped": 0, "loss_scale": None}
 
 
-def test_skip_guard_stops_after_too_many_in_a_row_in_one_line():
-    guard = SkipGuard(limit=3)
-    for skipped in (1, 1, 0, 1, 1):
-        guard.observe(skipped, 1024.0)                                   # a good step resets the count
-    with pytest.raises(LossScaleCollapse) as e:
-        guard.observe(1, 256.0)
-    assert str(e.value) == ("fp16 loss scaling skipped 3 steps in a row (loss scale now 128): the gradients overflow "
-                            "at any scale; use dtype bf16 (compute >= 8.0) or fp32")
-    assert SkipGuard().limit == 12
+def test_guarded_scaler_stops_after_too_many_skips_in_a_row_in_one_line():
+    scaler = GuardedGradScaler("cpu", limit=3)
+    log = []
+    for grad in (math.inf, math.inf, 0.5, math.inf, math.inf):            # a good step resets the count
+        one_param_step(grad, scaler, log)
+    assert scaler.skips_in_a_row == 2 and log == [0, 0, 1, 0, 0]
+    with pytest.raises(TrainingDiverged) as e:
+        one_param_step(math.inf, scaler, log)
+    assert str(e.value) == ("fp16 loss scaling skipped 3 steps in a row (loss scale now 2048): the gradients "
+                            "overflow at any scale; use dtype bf16 (compute >= 8.0) or fp32")
+    assert GuardedGradScaler("cpu").limit == 12
 
 
-def test_rl_step_metrics_of_a_skipped_step_have_no_infinity(tiny_policy):
+def test_rl_step_metrics_of_a_skipped_step_have_no_infinity(tiny_policy_dir):
     """A scale so large that the scaled gradients overflow fp32: the step is skipped, and the metrics line is
     valid JSON (grad_norm None rather than Infinity), with skipped and loss_scale."""
     from test_rl import make_trajs
+    tiny_policy = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")   # its own: this test trains it
     trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 1.0), (1.0, 0.5)]])
     before = [p.detach().clone() for p in tiny_policy.model.parameters()]
     opt = torch.optim.AdamW(tiny_policy.model.parameters(), lr=1e-2)
@@ -68,16 +71,21 @@ def test_rl_step_metrics_of_a_skipped_step_have_no_infinity(tiny_policy):
     assert m["skipped"] == 0 and m["grad_norm"] > 0 and sched.last_epoch == 1
 
 
-def test_first_rollout_logits_are_checked_finite(tiny_policy_dir):
+def test_an_overflowing_forward_stops_the_step_at_once(tiny_policy_dir):
+    """From the first rollout's update on, rl_step checks the trained log-probs are finite: an fp16 activation beyond
+    65,504 makes them nan, which loss scaling cannot fix (it scales gradients), so it stops in one line."""
+    from test_rl import make_trajs
     policy = load_policy(tiny_policy_dir, dtype="fp16", device="cpu")
-    ids = policy.tokenizer.encode("def add(a, b):\n    return a + b")
-    assert 0 < check_finite_logits(policy, ids) < 65504
+    trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)], [(1.0, 1.0), (1.0, 0.5)]])
+    opt = make_optimizer(policy.model, lr=0.0)                          # fp32 masters: the scaler unscales those
+    m = rl_step(policy, None, opt, None, trajs, RLConfig(micro_batch=4), GuardedGradScaler("cpu"))
+    assert math.isfinite(m["loss"])
     with torch.no_grad():                         # an MLP output beyond fp16's 65,504, as an overflowing layer's
         policy.model.model.layers[0].mlp.up_proj.weight.mul_(100.0)
         policy.model.model.layers[0].mlp.down_proj.weight.fill_(6e4)
-    with pytest.raises(NonFiniteLogits, match=r"\(torch.float16\): non-finite logits at \d+ of \d+ positions of the "
-                                              "first rollout; use dtype bf16"):
-        check_finite_logits(policy, ids)
+    with pytest.raises(TrainingDiverged, match=r"non-finite log-probs from the torch.float16 forward \(an activation "
+                                               r"overflowed\); use dtype bf16"):
+        rl_step(policy, None, opt, None, trajs, RLConfig(micro_batch=4), GuardedGradScaler("cpu"))
 
 
 def test_resume_counts_applied_steps_not_skipped_ones(tiny_policy_dir, tmp_path):

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import models, runtime
+from cocos_lib import hardware, models, unload
 from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
 
 
@@ -98,13 +98,13 @@ def fake_cuda(monkeypatch, capability, name="GPU"):
                                                         ("NVIDIA A100", (8, 0), torch.bfloat16),
                                                         ("NVIDIA L4", (8, 9), torch.bfloat16)])
 def test_auto_dtype_on_a_t4_is_fp16_never_emulated_bf16(monkeypatch, name, capability, expected):
-    """One decision: resolve_dtype("auto") on CUDA is runtime.precision of the device (a T4: fp16)."""
+    """One decision: resolve_dtype("auto") on CUDA is hardware.precision of the device (a T4: fp16)."""
     fake_cuda(monkeypatch, capability, name)
     assert models.resolve_dtype("auto", "cuda") == expected
     assert models.resolve_dtype("auto", "cuda:0") == expected
-    hw = runtime.detect()
+    hw = hardware.detect()
     assert hw.capability == capability and models.resolve_dtype("auto", "cuda") == models.resolve_dtype(
-        runtime.precision(hw).dtype, "cpu")
+        hardware.precision(hw).dtype, "cpu")
 
 
 def test_a_saved_and_reloaded_policy_trains_the_pad_row_as_the_fresh_one(tiny_policy_dir, tmp_path):
@@ -304,7 +304,7 @@ def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
 
 
 def test_free_models_gives_back_weights_masters_and_caches(tiny_policy_dir, monkeypatch):
-    """Notebook 03's walkthrough models: after free_models nothing of them holds storage, even with names still
+    """unload.free_models, as notebook 03 frees its walkthrough models: after it nothing of them holds storage, even with names still
     bound (as IPython's history would keep them), and the CUDA cache is emptied when there is CUDA."""
     import gc
     import weakref
@@ -320,7 +320,7 @@ def test_free_models_gives_back_weights_masters_and_caches(tiny_policy_dir, monk
     emptied = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
-    models.free_models(policy, ref, optimizers=[opt])
+    unload.free_models(policy, ref, optimizers=[opt])
     gc.collect()
     assert all(p.device.type == "meta" for p in policy.model.parameters()) and all(p.grad is None for p in params)
     assert all(p.device.type == "meta" for p in ref.parameters())

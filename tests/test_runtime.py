@@ -7,7 +7,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from cocos_lib import runtime, workspace
+from cocos_lib import hardware, runtime, workspace
 from cocos_lib.notebook import ProfileError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,8 +39,8 @@ def test_detect_a_t4_and_the_cpu(monkeypatch):
 
 def test_precision_follows_compute_capability():
     assert not T4.bf16 and A100.bf16 and not CPU.bf16
-    assert runtime.precision(T4) == runtime.Precision("fp16", True, "sdpa")     # no bf16 before compute 8.0
-    assert runtime.precision(A100) == runtime.Precision("bf16", False, "sdpa")
+    assert runtime.precision(T4) == hardware.Precision("fp16", True, "sdpa")     # no bf16 before compute 8.0
+    assert runtime.precision(A100) == hardware.Precision("bf16", False, "sdpa")
     assert runtime.precision(CPU).dtype == "fp32"
     assert runtime.precision(T4).describe() == "fp16 weights + loss scaling, sdpa attention"
     from cocos_lib.config import make_config

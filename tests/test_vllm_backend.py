@@ -1,4 +1,4 @@
-"""The "vllm" backend (cocos_lib/fastgen.py VLLMEngine, vllm_generate) against a fake vLLM: what it hands the
+"""The "vllm" backend (cocos_lib/vllm_backend.py VLLMEngine, vllm_generate) against a fake vLLM: what it hands the
 engine (model path, dtype, length budget), the prefix-cache reset after each weight refresh, the sampling
 parameters (ignore_eos), the merged LoRA weights. No vLLM and no GPU here: the fake records the calls."""
 import functools
@@ -9,14 +9,15 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import fastgen, registry_models, runtime, toy
-from cocos_lib.fastgen import FastGenError, VLLMEngine, vllm_generate, vllm_max_model_len
+from cocos_lib import hardware, registry_models, toy, vllm_backend
+from cocos_lib.fastgen import FastGenError
+from cocos_lib.vllm_backend import VLLMEngine, vllm_generate, vllm_max_model_len
 from cocos_lib.models import LoraSpec, load_policy
 from cocos_lib.sampling import SamplingConfig
 
 ROOT = Path(__file__).resolve().parent.parent
-T4 = runtime.Hardware("cuda", "Tesla T4", (7, 5), 14.7)
-A100 = runtime.Hardware("cuda", "NVIDIA A100", (8, 0), 39.4)
+T4 = hardware.Hardware("cuda", "Tesla T4", (7, 5), 14.7)
+A100 = hardware.Hardware("cuda", "NVIDIA A100", (8, 0), 39.4)
 
 
 class FakeModel:
@@ -138,7 +139,7 @@ def test_a_lora_only_checkpoint_serves_its_base_with_the_merged_weights(tiny_pol
 def test_length_budget_holds_the_longest_humaneval_turn2_prompt(tiny_policy_dir):
     facts = json.loads((ROOT / "data" / "results" / "real" / "tokenizer_facts.json").read_text())
     longest = max(v["max"] for k, v in facts["prompts"].items() if "turn2" in k)
-    assert fastgen.LONGEST_TURN2_PROMPT == longest == 1763
+    assert vllm_backend.LONGEST_TURN2_PROMPT == longest == 1763
     assert vllm_max_model_len(512) == 2304 >= longest + 512 > 2048     # the old 2,048 refused it
     policy = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")
     log = []
@@ -163,5 +164,5 @@ def test_engine_dtype_is_the_one_precision_decision(tiny_policy_dir):
 
 
 def test_install_hint_keeps_the_torch_that_is_there():
-    hint = fastgen.vllm_install_hint("2.8.0+cu126")
+    hint = vllm_backend.vllm_install_hint("2.8.0+cu126")
     assert 'echo "torch==2.8.0+cu126" > /tmp/keep-torch.txt && pip install -c /tmp/keep-torch.txt vllm' in hint
