@@ -6,7 +6,7 @@ cell installing the repo from an "uploaded" copy, the automatic profile and the 
 Versions: "current" is this environment. "oldest" and "newest" each build an overlay venv in the temporary
 folder (this environment's packages underneath, torch held at this environment's version by a pip constraint)
 with the oldest transformers/peft pyproject.toml declares (its floors, exactly) or the newest on the index,
-run the version-sensitive tests there (tests/test_fastgen.py, test_models.py, test_versions.py, not slow),
+run the version-sensitive tests there (VERSION_TESTS, not slow),
 then this check again inside it. Needs the package index for those two (about 1 min each).
 
 Per notebook, in a temporary folder that stands in for Colab's /content:
@@ -44,7 +44,8 @@ PROBE = ('import json\nfrom importlib import metadata\nimport cocos_lib\nprint("
          '"FIGURES_DIR": str(FIGURES_DIR), "RUN_DIR": str(globals().get("RUN_DIR")), '
          '"versions": {m: metadata.version(m) for m in ("transformers", "peft")}}))')
 WATCHED = ("transformers", "peft")
-VERSION_TESTS = ("tests/test_fastgen.py", "tests/test_models.py", "tests/test_versions.py")
+VERSION_TESTS = ("tests/test_fastgen.py", "tests/test_models.py", "tests/test_versions.py", "tests/test_vllm_backend.py",
+                 "tests/test_static_caches.py")
 HINT = "Runtime > Change runtime type > T4 GPU"
 
 
