@@ -17,7 +17,8 @@ REAL_MODEL ?= qwen2.5-coder-0.5b-instruct
 help:
 	@echo "make run   - set up .venv, execute notebooks/00..05 in the tiny profile, write figures/"
 	@echo "make test  - set up .venv, run the whole test suite (notebooks included)"
-	@echo "make colab-check - run every notebook's Colab branch (install cell, auto profile, paths) on this CPU"
+	@echo "make colab-check - every notebook's Colab branch on this CPU, here and under the oldest and newest"
+	@echo "                   transformers/peft pyproject allows (overlay venvs from the package index, ~5 min)"
 	@echo "make warmstart - rebuild the shipped tiny warm-start checkpoint (deterministic)"
 	@echo "make setup - .venv plus the real small model of the cpu profile (once: ~2 min, see REAL_MODEL)"
 	@echo "make bench - executor and rollout benchmarks (CPU)"

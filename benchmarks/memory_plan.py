@@ -4,6 +4,7 @@ and the paper profile on an 80 GB card, plus any model / knob combination you as
   python benchmarks/memory_plan.py                                  # both plans
   python benchmarks/memory_plan.py --plan paper --set micro_batch=16 gradient_checkpointing=false
   python benchmarks/memory_plan.py --model Qwen/Qwen2.5-1.5B --set dtype=fp16 lora_r=16 reference=adapter
+  python benchmarks/memory_plan.py --markdown                       # the README's memory table
 """
 from __future__ import annotations
 
@@ -30,12 +31,31 @@ def parse_sets(items: list[str]) -> dict:
     return out
 
 
+def markdown() -> str:
+    """The README's table: every plan's three peaks and its parts (GiB, estimates), with the independent
+    estimate (memory.INDEPENDENT_GIB) where there is one."""
+    rows = ["| plan | model | card | persistent | training peak (activations + logits) | optimizer step | "
+            "generation peak (KV caches) | plan peak | independent estimate |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for name in sorted(memory.PLANS):
+        e = memory.plan(name)
+        rows.append(f"| {name} | {e['model']} | {e['device_gb']:.0f} GB | {e['persistent']:.1f} | "
+                    f"{e['peak_train']:.1f} ({e['activations']:.1f} + {e['logits']:.1f}) | {e['peak_step']:.1f} | "
+                    f"{e['peak_generate']:.1f} ({e['kv_cache']:.1f}) | **{e['peak']:.1f}** | "
+                    f"{memory.INDEPENDENT_GIB.get(name, '-')} |")
+    return "\n".join(rows)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--plan", nargs="*", default=None, choices=sorted(memory.PLANS))
     p.add_argument("--model", choices=sorted(memory.ARCHS), help="estimate this model instead of a plan")
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="MemoryConfig overrides")
+    p.add_argument("--markdown", action="store_true", help="the README's memory table (GiB, estimates)")
     args = p.parse_args(argv)
+    if args.markdown:
+        print(markdown())
+        return
     sets = parse_sets(args.set)
     if args.model:
         shape = memory.Shape.from_config(memory.arch_config(args.model))

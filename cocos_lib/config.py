@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from cocos_lib.rewards import REWARDS
+from cocos_lib.hardware import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
 from cocos_lib.sampling import BACKENDS
 from cocos_lib.toy import TINY_WARMSTART
 
@@ -88,8 +89,10 @@ class TrainConfig:
             self.train_turns = tuple(self.train_turns)
         self.validate()
 
-    def validate(self) -> None:
-        """Cheap checks (no model, no data): raise ConfigError with a one-line message."""
+    def validate(self, hardware: Hardware | None = None) -> None:
+        """Cheap checks (no model, no data): raise ConfigError with a one-line message.
+        hardware: the machine "auto" resolves on (hardware.detect() when None, only for full fine-tuning with
+        dtype "auto" off the CPU: on a T4 "auto" is fp16, which full fine-tuning refuses as the literal "fp16")."""
         from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
         from cocos_lib.rl import KL_MODES
         from cocos_lib.task_sets import TASK_SETS
@@ -117,7 +120,10 @@ class TrainConfig:
                    (self.top_k == 0 or self.backend == "hf", "top_k", "top-k sampling needs backend 'hf'"),
                    (self.n_tasks is None or self.n_tasks >= 1, "n_tasks", "must be >= 1 or None"),
                    (self.dtype != "fp16" or self.lora_r > 0, "dtype",
-                    "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32")]
+                    "fp16 full fine-tuning has no fp32 master weights; use lora_r > 0, bf16 or fp32"),
+                   (not self._auto_is_fp16(hardware), "dtype",
+                    "resolves to fp16 on this GPU (compute < 8.0, no bf16), and fp16 full fine-tuning has no fp32 "
+                    "master weights; use lora_r > 0 or dtype fp32")]
         checks += [(getattr(self, n) >= 0, n, "must be >= 0") for n in ("updates", "warmup", "checkpoint_every",
                    "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r", "top_k")]
         checks += [(getattr(self, n) >= 1, n, "must be >= 1") for n in ("prompts_per_update", "turns",
@@ -128,6 +134,15 @@ class TrainConfig:
         for ok, name, why in checks:
             if not ok:
                 raise ConfigError(f"config field '{name}'={getattr(self, name)!r}: {why}")
+
+    def _auto_is_fp16(self, hardware: Hardware | None) -> bool:
+        """dtype "auto" with full fine-tuning on a CUDA device whose precision (hardware.precision) is fp16."""
+        if self.dtype != "auto" or self.lora_r > 0 or str(self.device or "cuda").split(":")[0] != "cuda":
+            return False
+        if hardware is None:
+            index = str(self.device or "cuda:0").partition(":")[2]
+            hardware = detect(index=int(index) if index.isdigit() else 0)
+        return hardware.cuda and precision(hardware).dtype == "fp16"
 
     def rl_config(self):
         """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run. With ignore_eos, completions

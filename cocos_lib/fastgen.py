@@ -1,4 +1,4 @@
-"""Fast rollout backends: a static-KV-cache decode loop ("static") and an optional vLLM one.
+"""Fast rollout backend "static": a static-KV-cache decode loop (the vLLM one: cocos_lib.vllm_backend).
 
 Generation dominates CoCoS's cost (128 two-turn rollouts per update, up to 512 new tokens a
 turn). HF `generate` grows a dynamic cache and syncs with the host every step. `static_generate`
@@ -15,7 +15,6 @@ right after the stop string (included), or after EOS (included), or at max_new_t
 """
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -100,13 +99,15 @@ def _static_cache_fresh(model, length: int):
 
 
 def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Keep batch rows `keep` in every cache layer and every tensor of `tensors`."""
+    """Keep batch rows `keep` in every cache layer and every tensor of `tensors`. A layer is set up once its
+    tensors exist: `is_initialized` (transformers 5.x), `keys` not None (4.56, which has no such flag)."""
     for layer in cache.layers:
-        if not getattr(layer, "is_initialized", False):
+        if not getattr(layer, "is_initialized", getattr(layer, "keys", None) is not None):
             continue
         layer.keys = layer.keys.index_select(0, keep)
         layer.values = layer.values.index_select(0, keep)
-        layer.batch_size = len(keep)
+        layer.batch_size = len(keep)           # transformers 5.x
+        layer.max_batch_size = len(keep)       # transformers 4.56
         if layer.keys.is_cuda:  # static addresses, or CUDA graphs copy the whole cache each replay
             torch._dynamo.mark_static_address(layer.keys)
             torch._dynamo.mark_static_address(layer.values)
@@ -116,6 +117,18 @@ def _compact(cache, keep: torch.Tensor, tensors: list[torch.Tensor]) -> list[tor
 def _bucket(n: int, current: int, min_batch: int) -> int:
     """Smallest power of two >= max(n, min_batch), never above the current batch."""
     return min(current, max(min_batch, 1 << max(0, (max(n, 1) - 1).bit_length())))
+
+
+def cache_length(tokens: int, floor: int = 256) -> int:
+    """The static cache length for `tokens` positions (longest prompt + max_new_tokens): the smallest bucket
+    2^k or 3 * 2^(k-1) (256, 384, 512, 768, 1024, 1536, 2048, 3072, ...) that holds them. Turn-2 prompts change
+    length every update; rounding to a multiple of 64 gave a new cache shape (a new compile of the decode step,
+    past torch.compile's recompile limit soon) almost every update, these buckets a handful for a whole run,
+    at most 50% unused slots."""
+    bucket = floor
+    while bucket < tokens:
+        bucket = bucket * 3 // 2 if bucket & (bucket - 1) == 0 else bucket * 4 // 3
+    return bucket
 
 
 def _static_cache(held: dict, model, batch: int, length: int, keep: int = 4):
@@ -133,12 +146,12 @@ def _static_cache(held: dict, model, batch: int, length: int, keep: int = 4):
 
 @torch.no_grad()
 def _generate_batch(model, prompt_ids, cfg, generator, table, eos_ids, pad_id, check_every,
-                    compact, min_batch, step_fn, forced_lengths, cache_multiple, held) -> list[list[int]]:
+                    compact, min_batch, step_fn, forced_lengths, held) -> list[list[int]]:
     device = next(model.parameters()).device
     ids, pad = left_pad(prompt_ids, pad_id, device)
     B, P = ids.shape
     N = cfg.max_new_tokens
-    L = -(-(P + N) // cache_multiple) * cache_multiple   # rounded up: fewer distinct compiled shapes
+    L = cache_length(P + N)                                # bucketed: few distinct compiled shapes
     cache = _static_cache(held, model, B, L) if held is not None and not compact else _static_cache_fresh(model, L)
     mask = torch.arange(L, device=device)[None, :] >= pad[:, None]  # real prompt + all new slots
     positions = (torch.arange(P, device=device)[None, :] - pad[:, None]).clamp(min=0)
@@ -199,7 +212,6 @@ def _finalise(rows: list[list[int]], tokenizer, stop: str | None, eos_ids) -> li
 def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int | None = None, *,
                     check_every: int = 16, compact: bool | None = None, min_batch: int = 8,
                     compile: bool | None = None, compile_mode: str = "reduce-overhead",
-                    cache_multiple: int = 64,
                     forced_lengths: Sequence[int] | None = None) -> list[list[int]]:
     """Backend "static": completion ids per prompt (contract in the module docstring).
 
@@ -211,7 +223,7 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
     costs about the same at any batch (it reads all weights) and each new shape is a new compile.
     compile: compile the decode step (default CUDA only); compile_mode "reduce-overhead" (inductor
     + CUDA graphs) or "cudagraphs" (CUDA graphs of the eager kernels, quick to build).
-    cache_multiple: cache length rounded up to a multiple of it (fewer distinct shapes).
+    The cache holds `cache_length(longest prompt + max_new_tokens)` positions (buckets: few distinct shapes).
     forced_lengths: benchmark hook, row b ends after forced_lengths[b] tokens (random weights
     never write the stop text).
     """
@@ -248,60 +260,6 @@ def static_generate(policy, prompt_ids: Sequence[Sequence[int]], cfg, seed: int 
             chunk = prompt_ids[start:start + cfg.batch_size]
             forced = None if forced_lengths is None else list(forced_lengths[start:start + len(chunk)])
             results += _generate_batch(model, chunk, cfg, generator, table, eos_ids, pad_id, check_every,
-                                       compact, min_batch, step_fn, forced, cache_multiple,
+                                       compact, min_batch, step_fn, forced,
                                        held=cache.static_caches if use_compile else None)
     return _finalise(results, tok, cfg.stop, eos_ids)
-
-
-class VLLMEngine:
-    """A colocated vLLM engine for one policy. UNTESTED here (no vLLM in CI, no GPU when written);
-    follows vLLM's documented `LLM`, `SamplingParams` and model `load_weights` API. The engine
-    runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0) so that weights can be copied in;
-    gpu_memory_utilization leaves the rest of the card to training."""
-
-    def __init__(self, policy, gpu_memory_utilization: float = 0.3, max_model_len: int = 2048, seed: int = 0):
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        try:
-            from vllm import LLM
-        except ImportError as e:
-            raise ImportError("backend 'vllm' needs vLLM (pip install vllm); the default install has none") from e
-        dtype = str(next(policy.model.parameters()).dtype).removeprefix("torch.")
-        self.llm = LLM(model=policy.name, dtype=dtype, gpu_memory_utilization=gpu_memory_utilization,
-                       max_model_len=max_model_len, enable_prefix_caching=True, seed=seed)
-
-    def refresh_weights(self, policy) -> None:
-        """Copy pi_theta's current weights into the engine (LoRA merged into a copy first)."""
-        model = policy.model
-        if hasattr(model, "merge_and_unload"):
-            model = copy.deepcopy(model).merge_and_unload()
-        weights = [(k, v.detach()) for k, v in model.state_dict().items()]
-        if hasattr(self.llm, "apply_model"):  # vLLM V1, in-process engine core
-            self.llm.apply_model(lambda m: m.load_weights(weights=weights))
-        else:  # vLLM V0
-            self.llm.llm_engine.model_executor.driver_worker.model_runner.model.load_weights(weights=weights)
-
-    def generate(self, prompt_ids, cfg, seed: int | None = None) -> list[list[int]]:
-        from vllm import SamplingParams
-        params = [SamplingParams(n=1, max_tokens=cfg.max_new_tokens, top_p=cfg.top_p,
-                                 temperature=0.0 if cfg.greedy else cfg.temperature,
-                                 seed=None if seed is None else seed + i,  # distinct stream per prompt
-                                 stop=[cfg.stop] if cfg.stop else None, include_stop_str_in_output=True)
-                  for i in range(len(prompt_ids))]
-        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompt_ids], params, use_tqdm=False)
-        return [list(o.outputs[0].token_ids) for o in outs]
-
-
-def vllm_generate(policy, prompt_ids, cfg, seed: int | None = None, refresh: bool = True) -> list[list[int]]:
-    """Backend "vllm" (UNTESTED here). One engine per policy, built on first use and kept on the
-    policy's DecodeCache (`vllm_engine`); with `refresh` the current weights are copied in first
-    (a GPU-to-GPU copy), so every call samples from the current pi_theta after an update.
-    Output truncated with the hf backend's rule."""
-    cache = decode_cache(policy)
-    engine = cache.vllm_engine
-    if engine is None:
-        engine = cache.vllm_engine = VLLMEngine(policy)
-        refresh = True
-    if refresh:
-        engine.refresh_weights(policy)
-    rows = engine.generate(prompt_ids, cfg, seed)
-    return _finalise(rows, policy.tokenizer, cfg.stop, getattr(policy, "eos_token_ids", []))

@@ -139,6 +139,8 @@ def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int
     if backend == "packed":
         from cocos_lib.packed import packed_generate  # lazy: imports fastgen
         return packed_generate(policy, prompt_ids, cfg, seed)
-    from cocos_lib import fastgen  # lazy: GPU-only code paths
-    fn = fastgen.static_generate if backend == "static" else fastgen.vllm_generate
-    return fn(policy, prompt_ids, cfg, seed)
+    if backend == "static":
+        from cocos_lib.fastgen import static_generate  # lazy: GPU-only code paths
+        return static_generate(policy, prompt_ids, cfg, seed)
+    from cocos_lib.vllm_backend import vllm_generate  # lazy: GPU-only code paths
+    return vllm_generate(policy, prompt_ids, cfg, seed)

@@ -1,15 +1,21 @@
 """Peak GPU memory of a CoCoS run, estimated from the model's shapes (no GPU, no download).
 
-One update holds, at its two peaks:
-  generation:  persistent + KV cache (gen_batch x (prompt + new) tokens) + prefill/sampling temporaries
-  training:    persistent + gradients + activations of one micro-batch + its logits (and their grads)
+One update has three peaks:
+  generation:  persistent + KV caches + prefill/sampling temporaries
+               "static" backend: the turn-1 and the turn-2 cache, both held in Policy.decode_cache while turn 2
+               generates, each gen rows x fastgen.cache_length(longest prompt + new tokens) (bucketed);
+               "hf" backend: one cache growing by concatenation, + one layer's copy while it grows
+  training:    persistent + gradients + activations of one micro-batch + its logits (see `logits_bytes`)
+  optimizer:   persistent + gradients + the foreach AdamW temporary (one fp32 copy of every trainable weight;
+               none with fused=True, what optim.make_optimizer asks for on CUDA)
   persistent = weights + fp32 master copy (if any) + Adam states (m, v) + reference policy pi_ref
                (a frozen copy for full fine-tuning; nothing with LoRA: adapter disabled) + overhead
-               (+ the KV cache when the compiled "static" backend keeps it between calls)
-The estimate is an engineering model, not a measurement: activation bytes follow the tensors a
-pre-norm SwiGLU decoder layer saves for backward (list in `activation_bytes`); the CUDA context
-and allocator slack are one constant `overhead_gb`. `benchmarks/rollout_bench.py --gpu` measures
-the real peaks of the same configs to compare.
+The static caches are released before the RL step's backward (rl.rl_step), so they are in no training peak.
+The estimate is an engineering model of what the code allocates, not a measurement: tests/test_memory.py checks
+its formulas against the live tensor bytes of the same code on small shapes (cocos_lib.live_bytes.LiveBytes on
+the CPU; the formula carries to the GPU, the constants of the CUDA context and allocator do not): the CUDA
+context and allocator slack are one constant `overhead_gb`. `benchmarks/rollout_bench.py --gpu` measures the
+real peaks of the same configs to compare.
 """
 from __future__ import annotations
 
@@ -103,12 +109,15 @@ class MemoryConfig:
     gradient_checkpointing: bool = True
     micro_batch: int = 8           # rows per forward/backward
     train_seq: int = 812           # tokens per row (prompt + completion)
-    logit_tokens: int = 512        # positions whose logits are computed (completion only)
+    logit_tokens: int = 512        # logits span: from the earliest completion in a micro-batch to its longest row's end
     gen_batch: int = 128
-    prompt_len: int = 300
+    prompt_len: int = 300          # longest turn-2 prompt of a generation batch (turn 2 holds turn 1's answer)
     new_tokens: int = 512
+    turn1_prompt_len: int = 300    # longest turn-1 prompt of a generation batch
+    turn1_batch: int = 128         # rows generated at turn 1 (prompts_per_update when the first turn is shared)
+    backend: str = "hf"            # rollout backend: "hf" (growing cache) | "static" (bucketed caches, both turns)
+    fused_adamw: bool = True       # optim.make_optimizer on CUDA: no foreach temporary at the step
     overhead_gb: float = 1.0       # CUDA context + allocator slack
-    keep_kv_cache: bool = False    # the compiled "static" backend keeps its KV cache between calls
 
     def __post_init__(self):
         if self.dtype not in DTYPE_BYTES:
@@ -117,6 +126,8 @@ class MemoryConfig:
             raise MemoryConfigError(f"MemoryConfig.reference='{self.reference}': expected copy|adapter|none")
         if self.reference == "adapter" and not self.lora_r:
             raise MemoryConfigError("MemoryConfig.reference='adapter' needs lora_r > 0")
+        if self.backend not in ("hf", "static"):
+            raise MemoryConfigError(f"MemoryConfig.backend='{self.backend}': expected hf|static")
 
 
 def kv_cache_bytes(s: Shape, batch: int, tokens: int, dtype: str) -> int:
@@ -130,13 +141,40 @@ def activation_bytes(s: Shape, tokens: int, dtype: str, checkpointing: bool) -> 
     Per token and layer (compute dtype): layer input, norm output, q, k, v, attention output,
     residual, norm output, gate, up, act(gate), act(gate)*up = 7h + 2 kv_dim + 4 I, plus the two
     RMSNorms' fp32 input copies (2 x 4h bytes). Flash/SDPA attention stores no L x L scores.
-    Checkpointing keeps only each layer's input (h per token) and recomputes one layer at a time.
+    Measured with LiveBytes on this code (tests/test_memory_measured.py): within 10% for 2 and 4 layers without
+    checkpointing. Checkpointing keeps only each layer's input (h per token) and recomputes one layer at a time
+    (not checked against a measurement: at the small shapes the peak then moves to the weights' gradients).
     """
     b = DTYPE_BYTES[dtype]
     per_layer = b * (7 * s.hidden + 2 * s.kv_heads * s.head_dim + 4 * s.intermediate) + 8 * s.hidden
     if checkpointing:
         return tokens * (s.layers * b * s.hidden + per_layer)
     return tokens * s.layers * per_layer
+
+
+def logits_bytes(s: Shape, micro: int, span: int, dtype: str) -> int:
+    """The logits of one training micro-batch at their peak, the start of its backward (measured: LiveBytes).
+
+    Alive then: the logits logprobs.token_logprobs saves ([micro, span, V], compute dtype), the gradient of their
+    [:, :-1] slice that _LogSoftmaxPick.backward returns, and the full-size gradient autograd's slice backward
+    builds from it: 3 x micro x span x V; plus about one fp32 row [span, V] of the per-row softmax. span: from
+    the earliest completion in the micro-batch to its longest row's end (mixed prompt lengths: up to ~1,000 with
+    512 new tokens). The fused path's reference logits ([micro, span, V] + fp32 rows, no grad) are alive
+    between the forward and the backward, next to the policy's: 2 x micro x span x V, below this peak."""
+    b = DTYPE_BYTES[dtype]
+    return 3 * micro * span * s.vocab * b + span * s.vocab * 4
+
+
+def generation_cache_bytes(s: Shape, c: MemoryConfig) -> int:
+    """KV cache bytes at the generation peak: "static": the turn-1 and turn-2 caches, bucketed lengths (both held
+    by the DecodeCache during turn 2); "hf": the turn-2 cache, + one layer's copy while torch.cat grows it."""
+    from cocos_lib.fastgen import cache_length
+    if c.backend == "static":
+        return (kv_cache_bytes(s, c.gen_batch, cache_length(c.prompt_len + c.new_tokens), c.dtype)
+                + kv_cache_bytes(s, min(c.turn1_batch, c.gen_batch), cache_length(c.turn1_prompt_len + c.new_tokens),
+                                 c.dtype))
+    grown = kv_cache_bytes(s, c.gen_batch, c.prompt_len + c.new_tokens, c.dtype)
+    return grown + grown // s.layers
 
 
 def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
@@ -152,20 +190,20 @@ def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
         "overhead": c.overhead_gb * GiB,
         "grads": trainable * tb,
         "activations": activation_bytes(s, c.micro_batch * c.train_seq, c.dtype, c.gradient_checkpointing),
-        # logits + their gradient in the compute dtype, one row's fp32 log-softmax temporary
-        "logits": c.micro_batch * c.logit_tokens * s.vocab * 2 * b + c.logit_tokens * s.vocab * 4,
-        "kv_cache": kv_cache_bytes(s, c.gen_batch, c.prompt_len + c.new_tokens, c.dtype),
+        "logits": logits_bytes(s, c.micro_batch, c.logit_tokens, c.dtype),
+        "optimizer_temp": 0 if c.fused_adamw else trainable * tb,   # foreach AdamW: sqrt(v) for every weight
+        "kv_cache": generation_cache_bytes(s, c),
         # prefill of one layer (MLP temporaries dominate) + last-position logits and fp32 sampling copies
         "prefill": c.gen_batch * c.prompt_len * (3 * s.intermediate + 4 * s.hidden) * b
                    + c.gen_batch * s.vocab * (b + 3 * 4),
     }
     persistent = sum(parts[k] for k in ("weights", "master", "optimizer", "reference", "overhead"))
-    persistent += parts["kv_cache"] if c.keep_kv_cache else 0
     out = {k: v / GiB for k, v in parts.items()}
     out["persistent"] = persistent / GiB
     out["peak_train"] = (persistent + parts["grads"] + parts["activations"] + parts["logits"]) / GiB
-    out["peak_generate"] = (persistent + parts["kv_cache"] * (not c.keep_kv_cache) + parts["prefill"]) / GiB
-    out["peak"] = max(out["peak_train"], out["peak_generate"])
+    out["peak_step"] = (persistent + parts["grads"] + parts["optimizer_temp"]) / GiB
+    out["peak_generate"] = (persistent + parts["kv_cache"] + parts["prefill"]) / GiB
+    out["peak"] = max(out["peak_train"], out["peak_step"], out["peak_generate"])
     out["trainable_params"] = trainable
     return out
 
@@ -176,17 +214,26 @@ def estimate(s: Shape, c: MemoryConfig) -> dict[str, float]:
 PLANS: dict[str, dict] = {
     # Colab T4: 16 GB (15.1 GiB usable after the driver), no bf16 -> fp16 weights, LoRA adapters in
     # fp32 (master weights for what is trained); loss scaling advised for fp16 activations' grads.
+    # Lengths: turn-1 prompts (3-shot MBPP) up to ~300 tokens, turn-2 prompts up to 812 (turn 1 + its answer), so
+    # a micro-batch's logits span from the shortest turn-2 prompt to the longest row: ~1,000 positions.
     "colab": dict(profile="colab", device_gb=15.0, config=dict(
-        reference="adapter", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
+        reference="adapter", train_seq=1324, logit_tokens=1000, prompt_len=812, backend="static")),
     # the same on the paper's model: Qwen2.5-1.5B also fits a T4 with LoRA
     "colab-1.5b": dict(profile="colab", model="Qwen/Qwen2.5-1.5B", device_gb=15.0, config=dict(
-        reference="adapter", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
+        reference="adapter", train_seq=1324, logit_tokens=1000, prompt_len=812, backend="static")),
     # paper: Qwen2.5-1.5B full fine-tuning in bf16 (docs/paper.md §4) with fp32 master weights, Adam states
     # and gradients (cocos_lib/optim.py: 18 bytes per parameter, as the release's DeepSpeed ZeRO),
     # a frozen bf16 reference copy, 128 rollouts generated at once; turn-2 prompts hold the task,
     # the first answer and the instruction.
     "paper": dict(profile="paper", device_gb=79.0, config=dict(
-        master_fp32=True, reference="copy", train_seq=1324, logit_tokens=512, prompt_len=812, keep_kv_cache=True)),
+        master_fp32=True, reference="copy", train_seq=1324, logit_tokens=1000, prompt_len=812, backend="static")),
+}
+
+# Independent estimates of the same runs (issue 26's review, by hand from the same shapes), shown next to the
+# plans in the README where they differ: the T4 training peak, and the paper run (+ its static caches).
+INDEPENDENT_GIB: dict[str, str] = {
+    "colab": "5.0-7.2 (training)",
+    "paper": "36-40 + 9-18 static caches",
 }
 
 
@@ -194,8 +241,9 @@ def plan_config(name: str) -> tuple[str, MemoryConfig]:
     """(model, MemoryConfig) of plan `name`: the training profile's settings plus the plan's own."""
     p = PLANS[name]
     train = profile_settings(p["profile"])
+    turn1 = train["prompts_per_update"] if train["share_first_turn"] else train["prompts_per_update"] * train["k"]
     cfg = MemoryConfig(dtype=train["dtype"], lora_r=train["lora_r"], micro_batch=train["micro_batch"],
-                       gen_batch=train["gen_batch_size"], new_tokens=train["max_new_tokens"],
+                       gen_batch=train["gen_batch_size"], new_tokens=train["max_new_tokens"], turn1_batch=turn1,
                        gradient_checkpointing=train["gradient_checkpointing"], **p["config"])
     return p.get("model", train["model"]), cfg
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import cpu_attention, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import cpu_attention, hardware, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
@@ -112,8 +112,9 @@ def cpu_bf16_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, .
 
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
                   cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> torch.dtype:
-    """"auto": bf16 on GPUs that support it, fp16 on older GPUs; on a CPU bf16 where it has native
-    bf16 matmuls (AMX-BF16 or AVX512-BF16, `cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
+    """"auto": bf16 on GPUs that support it natively (compute >= 8.0), fp16 on older GPUs (a T4: never
+    emulated bf16; `hardware.precision`, the one decision); on a CPU bf16 where it has native bf16 matmuls
+    (AMX-BF16 or AVX512-BF16, `cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -122,7 +123,8 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
         return _DTYPES[dtype]
     kind = torch.device(device).type
     if kind == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        hw = hardware.detect(torch, torch.device(device).index or 0)
+        return _DTYPES[hardware.precision(hw).dtype]
     if kind == "cpu" and cpu_bf16_flags(cpuinfo):
         return torch.bfloat16
     return torch.float32

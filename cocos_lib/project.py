@@ -94,7 +94,7 @@ if IN_COLAB:  # elsewhere this cell does nothing; Colab's own torch is kept
 
 def install_cell(repo: str = REPO) -> str:
     """The exact source of every notebook's install cell for `repo` (no pip flag upgrades anything:
-    Colab's torch satisfies pyproject's `torch>=2.1` and is left alone)."""
+    Colab's torch satisfies pyproject's `torch>=2.3` and is left alone)."""
     values = {"@REPO@": check_repo(repo), "@PLACEHOLDER@": PLACEHOLDER, "@PACKAGE@": PACKAGE,
               "@WATCHED@": repr(WATCHED)}
     text = _INSTALL_CELL

@@ -20,15 +20,17 @@ rewards and the KL, not the loss.
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
 
+from cocos_lib.fastgen import release_static_cache
 from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
-from cocos_lib.optim import optimizer_step
+from cocos_lib.optim import TrainingDiverged, optimizer_step
 
 KL_MODES = ("sequence", "token")
 
@@ -261,11 +263,15 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
     per micro-batch (pi_old is that forward, detached); else 2-3 run first over all rows, no grad.
     ref_model: a frozen copy, or None to use `policy.reference()` (LoRA adapter disabled).
     Gradients stay in .grad after the step (the caller frees them with zero_grad).
-    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped).
+    scaler: a torch.amp.GradScaler for fp16 weights (loss scaling; inf/nan steps are skipped: metrics
+    `skipped` 1, `grad_norm` None (never Infinity in metrics.jsonl), `loss_scale` the scale the backward used).
+    The "static" backend's KV caches (`Policy.decode_cache`) are released first: the next rollout allocates them
+    again (one CUDA-graph recording per cache and update on a GPU, no recompile: `fastgen.cache_length` buckets).
     Dropout is off in pi_theta and pi_ref for the whole step (`modes.dropout_off`, as TRL's
     disable_dropout_in_model), so the no-grad pass, the grad pass and pi_ref are one network each.
     """
     groups = _group_matrix(trajectories)  # [G, k]; checked before any model work
+    release_static_cache(policy)  # the "static" backend's KV caches are not needed through the backward: free them
     with mode(policy.model, True), dropout_off(policy.model, ref_model):
         return _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler)
 
@@ -296,6 +302,9 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
         mb = batch.rows(rows)
         Lm = mb.mask.shape[1]
         logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), T)  # [b, Lm], with grad
+        if not bool(torch.isfinite(logp.detach()[mb.mask.bool()]).all()):  # fp16 overflow: stop, not skip
+            raise TrainingDiverged(f"non-finite log-probs from the {next(model.parameters()).dtype} forward (an "
+                                   "activation overflowed); use dtype bf16 (compute >= 8.0) or fp32")
         if g is not None:  # fused: stages 2-3 for this micro-batch's whole groups g [Gc, k]
             t1 = time.perf_counter()
             old = logp.detach()
@@ -314,12 +323,14 @@ def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg,
         total_loss += float(loss.detach())
         clipped += m["clipped"]
         clip_of += m["clip_of"]
-    # 5. optimizer step
-    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm)
+    # 5. optimizer step (fp16: skipped by the scaler when the gradients overflowed; then grad_norm is None)
+    step: dict = {}
+    grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm, stats=step)
     metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
                    equal_groups=equal_group_share(R[groups]),
                    adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
-                   grad_norm=grad_norm, clipfrac=clipped / max(clip_of, 1),
+                   grad_norm=grad_norm if math.isfinite(grad_norm) else None, clipfrac=clipped / max(clip_of, 1),
+                   skipped=step["skipped"], loss_scale=step["loss_scale"],
                    tokens_trained=int((batch.mask * trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:

@@ -2,77 +2,20 @@
 
     PROFILE = choose_profile(PROFILE)   # None: "colab" on a CUDA GPU, "tiny" on a CPU; one line says which
 
-Hardware: device, name, CUDA compute capability and total memory (`detect`; tests pass a fake).
-Precision: bf16 needs compute capability >= 8.0. A T4 (7.5) therefore runs the `colab` profile in
-fp16: fp16 frozen weights, fp32 LoRA adapters and loss scaling (torch.amp.GradScaler in
-cocos_lib/train.py), with PyTorch's sdpa attention (transformers' default; nothing here asks for
-FlashAttention-2, which a T4 does not support).
+Hardware and precision: `cocos_lib.hardware` (`detect`, `precision`: the one precision decision; a T4 runs
+the `colab` profile in fp16 with loss scaling).
 Memory: a GPU profile's peak from `memory.plan` (an estimate from the model's shapes, not a
 measurement) against the GPU's total memory; a profile that does not fit is said so before any
 model is loaded.
 """
 from __future__ import annotations
 
-import importlib
-import sys
 from dataclasses import dataclass
 from typing import Callable
 
-GiB = 1024 ** 3
+from cocos_lib.hardware import Hardware, detect, precision
+
 HEADROOM = 0.95   # share of a GPU's total memory a plan may use (the driver and allocator keep the rest)
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """Where the kernel runs."""
-    device: str                              # "cuda" | "cpu"
-    name: str = "cpu"                        # e.g. "Tesla T4"
-    capability: tuple[int, int] | None = None  # CUDA compute capability, (7, 5) on a T4
-    memory_gib: float | None = None          # total GPU memory
-    colab: bool = False                      # inside Google Colab
-
-    @property
-    def cuda(self) -> bool:
-        return self.device == "cuda"
-
-    @property
-    def bf16(self) -> bool:
-        return self.cuda and self.capability is not None and self.capability >= (8, 0)
-
-    def describe(self) -> str:
-        if not self.cuda:
-            return "no CUDA GPU (CPU only)"
-        major, minor = self.capability or (0, 0)
-        return f"CUDA GPU {self.name} (compute {major}.{minor}, {self.memory_gib:.1f} GiB)"
-
-
-def detect(torch_module=None) -> Hardware:
-    """The first CUDA device if there is one, else the CPU (`torch_module`: a stand-in for tests)."""
-    torch = torch_module if torch_module is not None else importlib.import_module("torch")
-    colab = "google.colab" in sys.modules
-    if not torch.cuda.is_available():
-        return Hardware("cpu", colab=colab)
-    props = torch.cuda.get_device_properties(0)
-    return Hardware("cuda", props.name, (props.major, props.minor), props.total_memory / GiB, colab)
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How a GPU profile computes on this hardware."""
-    dtype: str          # weights' compute dtype: "bf16" | "fp16" | "fp32"
-    loss_scaling: bool  # fp16 gradients need a GradScaler
-    attention: str      # attention kernel: "sdpa" (PyTorch's; never FlashAttention-2 here)
-
-    def describe(self) -> str:
-        scaling = " + loss scaling" if self.loss_scaling else ""
-        return f"{self.dtype} weights{scaling}, {self.attention} attention"
-
-
-def precision(hw: Hardware) -> Precision:
-    """bf16 where supported (compute >= 8.0), fp16 with loss scaling before that (T4, V100), fp32 on CPU."""
-    if not hw.cuda:
-        return Precision("fp32", False, "sdpa")
-    return Precision("bf16", False, "sdpa") if hw.bf16 else Precision("fp16", True, "sdpa")
 
 
 def profile_names() -> tuple[str, ...]:

@@ -205,11 +205,30 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
         out_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir)
         tok.save_pretrained(out_dir)
+        portable_tokenizer_config(out_dir)
         if progress:
             print(f"warm-start saved to {out_dir} ({time.time() - t0:.0f}s)")
     finally:
         torch.set_num_threads(threads)
     return str(out_dir)
+
+
+def portable_tokenizer_config(folder: str | Path) -> Path:
+    """Rewrite folder/tokenizer_config.json so that every transformers pyproject allows reads it: transformers 5
+    saves `tokenizer_class: TokenizersBackend` (no such class before 5.0) and `extra_special_tokens` as a list
+    (4.x wants a dict there); `PreTrainedTokenizerFast` with `additional_special_tokens` loads the same tokenizer
+    (ids, special ids, decode) under 4.56 and 5.x alike. Returns the file."""
+    import json
+    path = Path(folder) / "tokenizer_config.json"
+    cfg = json.loads(path.read_text())
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    extra = cfg.get("extra_special_tokens")
+    if isinstance(extra, list):
+        cfg.pop("extra_special_tokens")
+        cfg["additional_special_tokens"] = extra
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n")
+    return path
 
 
 def main(argv=None) -> None:

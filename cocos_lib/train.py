@@ -31,7 +31,7 @@ from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, ma
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.learning_signal import correction_stats, unequal_share
-from cocos_lib.optim import make_optimizer
+from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
 from cocos_lib.rl import rl_step
 from cocos_lib.tasks import TaskFormatError
 
@@ -249,10 +249,10 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     optimizer = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)  # fp32 masters for bf16 weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16
-    scaler = torch.amp.GradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
+    scaler = GuardedGradScaler(policy.device.type) if fp16 else None  # loss scaling for fp16 weights
     update, data_pos = restore_state(ckpt, optimizer, scaler) if ckpt else (0, 0)
-    set_schedule(optimizer, scheduler, cfg, update)
     history = _read_metrics(run / "metrics.jsonl", update)
+    set_schedule(optimizer, scheduler, cfg, update - sum(m.get("skipped", 0) for m in history))  # applied steps
     (run / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
 
@@ -339,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         if out is None:
             raise ConfigError("--out DIR is required (or --resume DIR)")
         train(cfg, out, resume=str(ckpt) if ckpt else False, progress=not args.no_progress)
-    except (ConfigError, TaskFormatError, HubUnavailableError) as e:  # bad config, data file or no hub: one line
+    except (ConfigError, TaskFormatError, HubUnavailableError, TrainingDiverged) as e:  # one line
         print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

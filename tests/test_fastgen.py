@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import fastgen
+from cocos_lib import fastgen, vllm_backend
 from cocos_lib.fastgen import FastGenError, sample_next, static_generate
 from cocos_lib.stop_automaton import stop_table
 
@@ -100,22 +100,26 @@ def test_lora_policy_greedy_equals_hf_backend(tiny_policy_dir):
 
 
 class OlderAPI(torch.nn.Module):
-    """The forward signature of transformers 4.56-5.1x (`past_key_values=`, `cache_position=`),
-    delegating to a current model; records the cache positions it is handed."""
+    """The forward signature of transformers 4.56-5.1x (`past_key_values=`, `cache_position=`) around a real
+    model; records the cache positions it is handed. Under such a transformers (the oldest pyproject allows,
+    run by `make colab-check`) the real model takes both arguments itself (`native`): the older branch runs for
+    real. Under a newer one the model counts positions in the cache, so the wrapper hands it `cache=`."""
 
     def __init__(self, model):
         super().__init__()
         self.inner, self.config, self.seen = model, model.config, []
+        self.native = fastgen._cache_api(model) == ("past_key_values", True)
 
     def get_output_embeddings(self):
         return self.inner.get_output_embeddings()
 
     def forward(self, input_ids, attention_mask=None, position_ids=None, past_key_values=None, use_cache=None,
                 cache_position=None, logits_to_keep=0):
-        written = int(past_key_values.layers[0].cumulative_length) if past_key_values.layers[0].is_initialized else 0
-        self.seen.append((cache_position.tolist(), written))
+        self.seen.append((cache_position.tolist(), int(past_key_values.get_seq_length())))
+        kw = dict(past_key_values=past_key_values, cache_position=cache_position) if self.native else dict(
+            cache=past_key_values)
         return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                          cache=past_key_values, use_cache=use_cache, logits_to_keep=logits_to_keep)
+                          use_cache=use_cache, logits_to_keep=logits_to_keep, **kw)
 
 
 def test_older_forward_api_gets_past_key_values_and_cache_position(peaky_policy):
@@ -123,12 +127,25 @@ def test_older_forward_api_gets_past_key_values_and_cache_position(peaky_policy)
     P = max(len(p) for p in prompts)
     wrapped = SimpleNamespace(model=OlderAPI(peaky_policy.model), tokenizer=peaky_policy.tokenizer,
                               eos_token_ids=peaky_policy.eos_token_ids)
+    assert fastgen._cache_api(wrapped.model) == ("past_key_values", True)
     cfg = _cfg(max_new_tokens=6)
-    assert static_generate(wrapped, prompts, cfg, compact=False) == static_generate(peaky_policy, prompts, cfg)
+    out = static_generate(wrapped, prompts, cfg, compact=False)
+    assert out == static_generate(peaky_policy, prompts, cfg) == _hf_greedy(peaky_policy, prompts, 6)
     seen = wrapped.model.seen
     assert seen[0] == (list(range(P)), 0)                               # prefill writes slots 0..P-1
     assert [s for s, _ in seen[1:]] == [[P + i] for i in range(len(seen) - 1)]
     assert all(s == [w] for s, w in seen[1:])                           # = the slot the cache writes next
+
+
+def test_the_installed_transformers_takes_the_api_fastgen_picks(peaky_policy):
+    """_cache_api reads the real model's forward: `cache=` (transformers >= 5.24) or `past_key_values=` +
+    `cache_position=` (4.56-5.1x, the older branch that `make colab-check` runs under the oldest version)."""
+    import inspect
+    import transformers
+    params = inspect.signature(peaky_policy.model.forward).parameters
+    name, wants_position = fastgen._cache_api(peaky_policy.model)
+    assert name in params and wants_position == ("cache_position" in params)
+    print(f"transformers {transformers.__version__}: forward API {name}= (cache_position: {wants_position})")
 
 
 class ScriptedLM(torch.nn.Module):
@@ -233,6 +250,18 @@ def test_forced_lengths_and_bad_input(tiny_policy):
     assert static_generate(tiny_policy, [], _cfg()) == []
 
 
+def test_compaction_drops_finished_rows_from_a_real_cache(peaky_policy):
+    """Rows that end early leave the batch (check_every=1, buckets down to 1 row): the real model's StaticCache
+    layers shrink with them, in the layout of every transformers pyproject allows (4.56: a layer is set up once
+    its `keys` exist; 5.x: `is_initialized`), and the greedy tokens are those of the uncompacted run."""
+    prompts = [peaky_policy.tokenizer.encode(p) for p in PROMPTS]
+    cfg = _cfg(max_new_tokens=12)
+    full = static_generate(peaky_policy, prompts, cfg, compact=False)
+    forced = [2, 12, 4, 7]
+    out = static_generate(peaky_policy, prompts, cfg, compact=True, check_every=1, min_batch=1, forced_lengths=forced)
+    assert out == [f[:n] for f, n in zip(full, forced)]
+
+
 def test_seeded_sampling_reproducible(tiny_policy):
     prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
     cfg = _cfg(greedy=False, temperature=1.0, top_p=0.95, max_new_tokens=16)
@@ -289,7 +318,7 @@ def test_vllm_backend_missing_is_one_clear_error(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "vllm", None)          # as if vLLM were not installed
     with pytest.raises(ImportError, match="backend 'vllm' needs vLLM"):
-        fastgen.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())
+        vllm_backend.vllm_generate(SimpleNamespace(model=None, tokenizer=None), [[1, 2]], _cfg())
 
 
 @pytest.mark.slow

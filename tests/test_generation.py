@@ -127,10 +127,10 @@ def test_seeded_sampling(tiny_policy):
 
 
 def test_dispatch_and_bad_config(tiny_policy, monkeypatch):
-    from cocos_lib import fastgen
+    from cocos_lib import fastgen, vllm_backend
     calls = []
     monkeypatch.setattr(fastgen, "static_generate", lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]])
-    monkeypatch.setattr(fastgen, "vllm_generate", lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]])
+    monkeypatch.setattr(vllm_backend, "vllm_generate", lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]])
     assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static") == [[1]]
     assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm") == [[2]]
     assert calls == [("s", 4), ("v", 5)]

@@ -1,11 +1,12 @@
 """load_policy on tiny local models: dtype, pad handling, LoRA reference, errors."""
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from cocos_lib import models
+from cocos_lib import hardware, models, unload
 from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
 
 
@@ -76,12 +77,34 @@ def test_resolve_dtype(monkeypatch, tmp_path):
     assert models.describe_dtype("fp32", "cpu", cpuinfo=amx) == "dtype float32 (asked for)"
     assert models.resolve_dtype("bf16", "cpu") == torch.bfloat16
     assert models.resolve_dtype(torch.float16, "cpu") == torch.float16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    fake_cuda(monkeypatch, (8, 0))
     assert models.resolve_dtype("auto", "cuda") == torch.bfloat16
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)  # e.g. a T4
+    fake_cuda(monkeypatch, (7, 5))  # e.g. a T4
     assert models.resolve_dtype("auto", "cuda:0") == torch.float16
     with pytest.raises(ValueError, match="dtype 'fp8'"):
         models.resolve_dtype("fp8", "cpu")
+
+
+def fake_cuda(monkeypatch, capability, name="GPU"):
+    """torch.cuda as on a GPU of that compute capability; is_bf16_supported() says True as torch does on a
+    T4 (it counts emulation), so only a decision from the capability gets a T4 right."""
+    props = SimpleNamespace(name=name, major=capability[0], minor=capability[1], total_memory=16 * 1024 ** 3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i=0: props)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+
+
+@pytest.mark.parametrize("name, capability, expected", [("Tesla T4", (7, 5), torch.float16),
+                                                        ("NVIDIA A100", (8, 0), torch.bfloat16),
+                                                        ("NVIDIA L4", (8, 9), torch.bfloat16)])
+def test_auto_dtype_on_a_t4_is_fp16_never_emulated_bf16(monkeypatch, name, capability, expected):
+    """One decision: resolve_dtype("auto") on CUDA is hardware.precision of the device (a T4: fp16)."""
+    fake_cuda(monkeypatch, capability, name)
+    assert models.resolve_dtype("auto", "cuda") == expected
+    assert models.resolve_dtype("auto", "cuda:0") == expected
+    hw = hardware.detect()
+    assert hw.capability == capability and models.resolve_dtype("auto", "cuda") == models.resolve_dtype(
+        hardware.precision(hw).dtype, "cpu")
 
 
 def test_a_saved_and_reloaded_policy_trains_the_pad_row_as_the_fresh_one(tiny_policy_dir, tmp_path):
@@ -278,6 +301,32 @@ def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
         assert all(x.training is start for x in p.model.modules())
         generate(p, [[5, 6]], SamplingConfig(max_new_tokens=2, greedy=True, stop=None))  # eval inside, restored
         assert p.model.training is start
+
+
+def test_free_models_gives_back_weights_masters_and_caches(tiny_policy_dir, monkeypatch):
+    """unload.free_models, as notebook 03 frees its walkthrough models: after it nothing of them holds storage, even with names still
+    bound (as IPython's history would keep them), and the CUDA cache is emptied when there is CUDA."""
+    import gc
+    import weakref
+    from cocos_lib.optim import make_optimizer
+    policy = load_policy(tiny_policy_dir, dtype="bf16", device="cpu")
+    ref = frozen_reference(policy)
+    opt = make_optimizer(policy.model, lr=1e-3)                      # MasterWeightAdamW: hooks + fp32 masters
+    policy.model(input_ids=torch.tensor([[1, 2, 3]])).logits.float().sum().backward()
+    opt.step()
+    policy.decode_cache.static_caches[4, 256] = object()
+    masters = [weakref.ref(w32) for _, w32 in opt.pairs]
+    params = list(policy.model.parameters())
+    emptied = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
+    unload.free_models(policy, ref, optimizers=[opt])
+    gc.collect()
+    assert all(p.device.type == "meta" for p in policy.model.parameters()) and all(p.grad is None for p in params)
+    assert all(p.device.type == "meta" for p in ref.parameters())
+    assert all(not p._post_accumulate_grad_hooks for p in params)   # the optimizer's hooks are gone
+    assert all(m() is None for m in masters) and not opt.state and policy.decode_cache.static_caches == {}
+    assert emptied == [True]
 
 
 def test_a_saved_adapter_names_a_registry_base_by_its_short_name(tiny_policy_dir, tmp_path, monkeypatch):

@@ -116,7 +116,7 @@ def test_install_never_upgrades_or_reinstalls_torch():
     assert pip == ['    %pip install -q "{SOURCE}"']
     deps = re.search(r"dependencies = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S).group(1)
     torch = re.findall(r'"(torch[^"]*)"', deps)
-    assert torch == ["torch>=2.1"]                  # a lower bound only: Colab's own build satisfies it
+    assert torch == ["torch>=2.3"]                  # a lower bound only: Colab's own build satisfies it
     assert '"ipywidgets>=7.6"' in deps              # Colab ships ipywidgets 7: no upgrade forced over it
     assert len(cell.splitlines()) <= 25
 
