@@ -208,7 +208,7 @@ def main(argv=None) -> None:
     import platform
     import torch
     import transformers
-    from cocos_lib.models import cpu_bf16_flags
+    from cocos_lib.hardware import cpu_bf16_flags
     load = os.getloadavg()
     common = dict(model=MODEL, threads=args.threads, prompts=args.prompts, torch=torch.__version__,
                   transformers=transformers.__version__)

@@ -358,7 +358,8 @@ def colab_peak(args, run: Run, device, smoke) -> None:
 
 # ------------------------------------------------------------------ CPU mode (tiny policy)
 def tiny_policy(tmp: str):
-    from cocos_lib.models import load_policy, make_tiny_policy
+    from cocos_lib.models import load_policy
+    from cocos_lib.tiny_models import make_tiny_policy
     try:
         from cocos_lib.toy import warmstart_path
         if (Path(warmstart_path()) / "config.json").exists():

@@ -22,7 +22,6 @@ from cocos_lib import cpu_attention, hardware, registry_models, release, toy  # 
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
-from cocos_lib.prompts import MARKERS
 from cocos_lib.toy import TINY_WARMSTART
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
@@ -90,31 +89,11 @@ class Policy:
         return str(out_dir)
 
 
-CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of a CPU with native bf16 matmuls
-
-
-def cpu_bf16_flags(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> tuple[str, ...]:
-    """The CPU_BF16_FLAGS this CPU has (read from `cpuinfo`; empty where the file is absent, e.g. macOS).
-
-    With AMX-BF16 (Sapphire Rapids on) or AVX512-BF16 (Cooper Lake, Zen 4) a bf16 matmul runs several
-    times faster than fp32 (on this repo's 2-core AMX machine about 5-8x); without them PyTorch emulates
-    bf16 on the CPU and it is slower than fp32."""
-    try:
-        text = Path(cpuinfo).read_text(errors="replace")
-    except OSError:
-        return ()
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags.update(line.partition(":")[2].split())
-    return tuple(f for f in CPU_BF16_FLAGS if f in flags)
-
-
 def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
                   cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> torch.dtype:
     """"auto": bf16 on GPUs that support it natively (compute >= 8.0), fp16 on older GPUs (a T4: never
     emulated bf16; `hardware.precision`, the one decision); on a CPU bf16 where it has native bf16 matmuls
-    (AMX-BF16 or AVX512-BF16, `cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
+    (AMX-BF16 or AVX512-BF16, `hardware.cpu_bf16_flags`), else fp32 (and fp32 on MPS)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -125,7 +104,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device,
     if kind == "cuda":
         hw = hardware.detect(torch, torch.device(device).index or 0)
         return _DTYPES[hardware.precision(hw).dtype]
-    if kind == "cpu" and cpu_bf16_flags(cpuinfo):
+    if kind == "cpu" and hardware.cpu_bf16_flags(cpuinfo):
         return torch.bfloat16
     return torch.float32
 
@@ -139,7 +118,7 @@ def describe_dtype(dtype: str | torch.dtype, device: str | torch.device,
         return f"dtype {name} (asked for)"
     kind = torch.device(device).type
     if kind == "cpu":
-        flags = cpu_bf16_flags(cpuinfo)
+        flags = hardware.cpu_bf16_flags(cpuinfo)
         why = f"the CPU has {', '.join(flags)}" if flags else "the CPU has no native bf16 (no amx_bf16/avx512_bf16)"
         return f"dtype auto -> {name} ({why})"
     return f"dtype auto -> {name} (on {kind})"
@@ -332,71 +311,3 @@ def frozen_reference(policy: Policy) -> torch.nn.Module | None:
     ref = copy.deepcopy(policy.model).eval()
     ref.requires_grad_(False)
     return ref
-
-
-# ---------------------------------------------------------------------------- tiny models
-
-_TINY_CORPUS = [
-    "You are an expert Python programmer, and here is your task: Write a function to add two "
-    "numbers. Your code should pass these tests:\n\nassert add(1, 2) == 3\nassert add(0, 0) == 0\n",
-    "[BEGIN]\ndef add(a, b):\n    return a + b\n[DONE]\n\n",
-    "[CORRECT]\ndef reverse_string(s):\n    return s[::-1]\n[DONE]\n",
-    "def count_vowels(text):\n    return sum(1 for c in text if c in 'aeiou')\n",
-    "def max_of_list(xs):\n    best = xs[0]\n    for x in xs:\n        if x > best:\n            best = x\n    return best\n",
-    "def is_even(n):\n    return n % 2 == 0\n\nassert is_even(4) == True\nassert is_even(7) == False\n",
-    "There might be an error in the code above because of lack of understanding of the question. "
-    "Please correct the error, if any, and rewrite the solution. Only output the final correct Python program!",
-    "import math\nfrom typing import List\n\ndef sum_list(lst: List[int]) -> int:\n    total = 0\n"
-    "    for i in range(len(lst)):\n        total += lst[i]\n    return total\n",
-    "def first_word(s):\n    words = s.split(' ')\n    return words[0] if words else ''\n",
-    "while True:\n    try:\n        x = int(input())\n    except ValueError:\n        break\n    print(x * 2, [x, x], {'k': x})\n",
-]
-
-
-def train_tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 384,
-                         markers_as_tokens: bool = True, eos_token: str = "<|endoftext|>"):
-    """A byte-level BPE tokenizer trained on the fly (offline). Markers [BEGIN] [DONE] [CORRECT]
-    become single (non-special, so decoded) tokens when markers_as_tokens, else they are
-    multi-token strings as in real BPE vocabularies. No pad token (load_policy sets pad = eos)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[eos_token], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(list(texts or _TINY_CORPUS) * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token,
-                                   clean_up_tokenization_spaces=False)
-    if markers_as_tokens:
-        fast.add_tokens(list(MARKERS))
-    return fast
-
-
-def make_tiny_policy(out_dir: str | os.PathLike, arch: str = "llama", vocab_texts: Sequence[str] | None = None,
-                     seed: int = 0, markers_as_tokens: bool = True, vocab_size: int = 384,
-                     **sizes) -> str:
-    """Write a random-init tiny causal LM + its tokenizer with save_pretrained; return out_dir.
-
-    arch: "llama" or "qwen2". sizes override hidden_size=64, intermediate_size=128,
-    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-    max_position_embeddings=1024 (and any other config field, e.g. initializer_range).
-    """
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
-    configs = {"llama": LlamaConfig, "qwen2": Qwen2Config}
-    if arch not in configs:
-        raise ValueError(f"arch '{arch}': expected one of {sorted(configs)}")
-    tok = train_tiny_tokenizer(vocab_texts, vocab_size=vocab_size, markers_as_tokens=markers_as_tokens)
-    dims = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True)
-    dims.update(sizes)
-    config = configs[arch](vocab_size=len(tok), bos_token_id=None, eos_token_id=tok.eos_token_id,
-                           pad_token_id=None, **dims)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(config)
-    model.generation_config.eos_token_id = tok.eos_token_id
-    model.generation_config.bos_token_id = None
-    model.save_pretrained(out_dir)
-    tok.save_pretrained(out_dir)
-    return str(out_dir)

@@ -7,7 +7,9 @@ import torch
 from cocos_lib import cpu_attention
 from cocos_lib.generation import generate
 from cocos_lib.logprobs import token_logprobs
-from cocos_lib.models import LoraSpec, cpu_bf16_flags, load_policy, make_tiny_policy
+from cocos_lib.hardware import cpu_bf16_flags
+from cocos_lib.models import LoraSpec, load_policy
+from cocos_lib.tiny_models import make_tiny_policy
 from cocos_lib.sampling import SamplingConfig
 
 needs_bf16 = pytest.mark.skipif(not cpu_bf16_flags(), reason="this CPU has no amx_bf16/avx512_bf16: "

@@ -53,7 +53,8 @@ def test_stop_table_hand_computed():
 def peaky_policy(tmp_path_factory):
     """A tiny policy with large random weights: peaked, position-sensitive logits, so an
     off-by-one position id or a padding leak changes the greedy tokens."""
-    from cocos_lib.models import load_policy, make_tiny_policy
+    from cocos_lib.models import load_policy
+    from cocos_lib.tiny_models import make_tiny_policy
     d = make_tiny_policy(tmp_path_factory.mktemp("peaky"), arch="qwen2", seed=5, initializer_range=0.2)
     return load_policy(d, dtype="fp32", device="cpu")
 

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import hardware, models, unload
+from cocos_lib import hardware, models, tiny_models, unload
+from cocos_lib.prompts import MARKERS
 from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
 
 
@@ -26,7 +27,7 @@ def test_tiny_policy_roundtrip(tiny_policy_dir, tiny_policy):
     assert model.dtype == torch.float32 and tiny_policy.device.type == "cpu"
     assert tiny_policy.eos_token_ids == [0]
     # the markers are single, decodable tokens
-    for m in models.MARKERS:
+    for m in MARKERS:
         ids = tok(m, add_special_tokens=False)["input_ids"]
         assert len(ids) == 1 and tok.decode(ids) == m
     # a second load gives identical weights (saved, not re-initialised)
@@ -37,8 +38,8 @@ def test_tiny_policy_roundtrip(tiny_policy_dir, tiny_policy):
 
 def test_make_tiny_policy_is_seeded(tmp_path):
     rng = torch.get_rng_state()
-    a = load_policy(models.make_tiny_policy(tmp_path / "a", seed=3, num_hidden_layers=1))
-    b = load_policy(models.make_tiny_policy(tmp_path / "b", seed=3, num_hidden_layers=1))
+    a = load_policy(tiny_models.make_tiny_policy(tmp_path / "a", seed=3, num_hidden_layers=1))
+    b = load_policy(tiny_models.make_tiny_policy(tmp_path / "b", seed=3, num_hidden_layers=1))
     assert torch.equal(rng, torch.get_rng_state())  # caller's RNG untouched
     ids = [5, 6, 7]
     assert torch.equal(_logits(a.model, ids), _logits(b.model, ids))
@@ -58,7 +59,7 @@ def test_existing_pad_token_is_kept(tiny_policy_dir, tmp_path):
 
 
 def test_no_pad_and_no_eos_is_an_error():
-    tok = models.train_tiny_tokenizer(vocab_size=300)
+    tok = tiny_models.train_tiny_tokenizer(vocab_size=300)
     tok.eos_token = None
     with pytest.raises(ValueError, match="neither pad nor eos"):
         models.setup_tokenizer(tok)
@@ -272,7 +273,7 @@ def test_released_pad_tokens(tiny_policy_dir, tmp_path):
     """#15: pad_token="released" is the release's per family: Llama-3.2's <|finetune_right_pad_id|> (not its
     EOS) when the vocabulary has it, else <|endoftext|> (Qwen2.5: its EOS); an unknown token is one line."""
     from transformers import AutoModelForCausalLM, LlamaConfig
-    tok = models.train_tiny_tokenizer(vocab_size=300)
+    tok = tiny_models.train_tiny_tokenizer(vocab_size=300)
     tok.add_tokens(["<|finetune_right_pad_id|>"], special_tokens=True)  # as in Llama-3's vocabulary
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=1, eos_token_id=tok.eos_token_id)
