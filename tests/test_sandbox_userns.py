@@ -101,7 +101,7 @@ def test_unprivileged_executor_is_confined_by_namespaces():
     assert seen["missing"] in ([], ["cgroup"])  # (a cgroup needs a delegated, writable hierarchy)
     assert seen["canonical"] == [40, 40, 40]  # every canonical solution passes, judged outside the candidate
     assert seen["forge"] == [["error", "error"], [True, True]]
-    assert seen["forge_untrusted"] == [["passed"], [False]]  # a fallback test is forgeable, and flagged
+    assert seen["forge_untrusted"] == [["error"], [False]]  # a fallback test is forgeable: flagged, and not paid
     assert seen["network"] == "AssertionError: ['ENETUNREACH', 'ECONNREFUSED'] [test 0]"
     assert seen["files"] == "AssertionError: [] [test 0]"
     assert seen["answer_key"].startswith("FileNotFoundError: [Errno 2] No such file or directory")

@@ -18,8 +18,8 @@ Per test a Plan:
             `global` / `nonlocal`, a namespace or code-from-text builtin (globals, locals,
             vars, dir, eval, exec, compile, __import__, breakpoint)
 The judge runs a test itself ("trusted") when local_ok and no name in `touched` or `gives` is
-the candidate's, and the test reads no builtin or setup name the program's text redefines (but
-the task's entry point): the candidate's names are only called with data (`f(x)`) or read whole
+the candidate's, and the test reads no builtin the program's text defines a function or class
+of (but the task's entry point): the candidate's names are only called with data (`f(x)`) or read whole
 (`X == 1`, `sorted(xs, key=f)`); any other test runs inside the candidate as before
 ("untrusted", TestReport.trusted says so). The texts decide this, never what the candidate
 returns (at run time only a non-plain value the test itself built, `f(iter(xs))`, still sends
@@ -145,15 +145,15 @@ def setup_code(source):
 
 
 def top_level(source):
-    """(names a program binds at its top level by def, class or assignment, {name: module} of
-    its top-level `import m` / `import m as name`). Cached; empty if it does not parse. The
+    """(names a program binds at its top level by def or class, by assignment, {name: module}
+    of its top-level `import m` / `import m as name`). Cached; empty if it does not parse. The
     judge imports such a module itself (the same module a fresh interpreter gives): a test's
     `math.isclose(...)` on the program's `import math` is judged, not run inside the candidate."""
     got = _defs.get(source)
     if got is None:
         if len(_defs) >= CACHE_MAX:
             _defs.clear()
-        names, modules = set(), {}
+        names, assigned, modules = set(), set(), {}
         try:
             body = ast.parse(source).body
         except (SyntaxError, ValueError, RecursionError, MemoryError):
@@ -163,14 +163,14 @@ def top_level(source):
                 names.add(n.name)
             elif type(n) in (ast.Assign, ast.AugAssign, ast.AnnAssign):
                 for target in (n.targets if type(n) is ast.Assign else [n.target]):
-                    names.update(x.id for x in ast.walk(target) if type(x) is ast.Name and type(x.ctx) is ast.Store)
+                    assigned.update(x.id for x in ast.walk(target) if type(x) is ast.Name and type(x.ctx) is ast.Store)
             elif type(n) is ast.Import:
                 for a in n.names:
                     if a.asname:
                         modules[a.asname] = a.name
                     else:
                         modules[a.name.split(".")[0]] = a.name.split(".")[0]
-        got = _defs[source] = (frozenset(names), modules)
+        got = _defs[source] = (frozenset(names), frozenset(assigned), modules)
     return got
 
 

@@ -160,15 +160,20 @@ class JobJudge:
         except (codec.CodecError, frames.FrameError):
             self.dead = True
 
-    def end(self):
-        """Kill J_job (Z reaps it) and close W's ends."""
+    def kill(self):
         try:
             signal.pidfd_send_signal(self.fd, signal.SIGKILL)
         except OSError:
             pass
+
+    def end(self, wait_s=3.0):
+        """Kill J_job (Z reaps it), wait until it is gone, close W's ends; False if it is not."""
+        self.kill()
+        gone = bool(select.select([self.fd], [], [], wait_s)[0])
         self.cmd.close()
         for fd in (self.out_r, self.fd):
             os.close(fd)
+        return gone
 
 
 class Incarnation:
@@ -193,6 +198,7 @@ class Incarnation:
         cmd_c.close()
         os.close(res_w)
         cmd_w.setblocking(False)
+        cmd_w.shutdown(socket.SHUT_RD)  # (C's side may not write back: nothing piles up in W's end)
         self.cmd = cmd_w
         os.set_blocking(self.res_r, False)
         self.c_fd = os.pidfd_open(self.c)
@@ -219,13 +225,13 @@ class Incarnation:
         return self.status[self.c]
 
     def close(self):
-        """Close W's ends and kill J_job (C is the caller's to kill and reap)."""
+        """Close W's ends and end J_job (C is the caller's to kill and reap); False if J_job
+        would not end."""
         self.end_test()
         self.cmd.close()
         for fd in (self.res_r, self.c_fd):
             os.close(fd)
-        if self.judge is not None:
-            self.judge.end()
+        return self.judge is None or self.judge.end()
 
     @property
     def judge_dead(self):

@@ -39,9 +39,10 @@ program's text defines) before it runs: a test the judge cannot run (analysis.py
 into candidate objects, or passes a lambda, a function, an iterator) says "fallback" and W runs
 it inside the candidate, flagged untrusted. At run time nothing the candidate returns can move a
 test there: a value that cannot be sent back makes the call raise (an "error", judged here).
-Names the candidate defines never shadow a builtin or a setup name here, except the task's entry
-point (a task whose function is called `sum`); a test that reads another builtin or setup name
-the program redefines is not judged here (fallback: real Python would call the program's).
+Names the candidate defines never shadow a builtin or a setup name here (setup's helper, e.g. a
+HumanEval prompt's `poly`, is setup's), except the task's entry point (a task whose function is
+called `sum`); a test that reads another builtin the program defines a function or class of is
+not judged here (fallback: real Python would call the program's).
 """
 import builtins, importlib, os, signal, socket, sys
 
@@ -416,13 +417,13 @@ class Judgement:
         self.setup = setup
         self.program_mode = program_mode
         self.plans = [analysis.plan(t, i) for i, t in enumerate(tests)]
-        defined, modules = analysis.top_level(code)
+        defined, assigned, modules = analysis.top_level(code)
         self.modules = {} if program_mode else {  # ("program": the tests share the candidate's modules)
-            k: v for k, v in modules.items() if k not in defined and not v.startswith(_SKIP_MODULES)}
+            k: v for k, v in modules.items() if k not in defined | assigned and not v.startswith(_SKIP_MODULES)}
         ns0, self.error = self.run_setup()
         self.entry = entry_point if entry_point in BUILTIN_NAMES and entry_point in defined else None
         self.extra = analysis.setup_reads(setup) - ns0.keys() - BUILTIN_NAMES
-        shadowed = (defined & (ns0.keys() | BUILTIN_NAMES)) - {self.entry}
+        shadowed = (defined & BUILTIN_NAMES) - {self.entry}  # (a function named like a builtin: MBPP/126)
         builtin = BUILTIN_NAMES - {self.entry}
         self.cands = [p.free - ns0.keys() - builtin for p in self.plans]
         self.trusted = tuple(isinstance(p.code, BaseException) or (p.local_ok and not (p.touched | p.gives) & c

@@ -5,20 +5,24 @@ interpreter, no venv); it imports no project module and never torch. At start it
 itself (cgroups.py; userns.py: a user namespace where it is not root; confine.py: namespaces;
 rootfs.py: a root with the stdlib only; two pid namespaces with an init Z each), says hello with
 the layers it got and its mode, then serves jobs:
-  W (trusted: runs neither candidate nor test code) --fork--> J (judge.py: one per generation,
-                                                                 setup + the trusted verdicts;
-                                                                 in the judge's pid namespace)
+  W (trusted: runs neither candidate nor test code) --fork--> Z (judge.py: the judge's zygote,
+                                                                 one per generation, runs no task
+                                                                 code; in the judge's pid namespace)
                                                     --fork--> C (child.py: the program, once per
-                                                                 job; in the candidates' one)
-  C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
-Per test W sends C "serve i" and J ("test", serial, i), and takes J's verdict within the
-timeout. A test J cannot judge runs inside the candidate as before ("untrusted"). Wall-clock
-timeouts are W's (no SIGALRM). After every test ("test" isolation) every process of the job but
-C, J and the program's own children is killed, the J<->C socket drained and what the test added
-to /tmp removed; after a timeout or a crash C is replaced (the program runs again; J too after
-a timeout or its own end); after the job everything but J is killed, and /tmp is a fresh tmpfs
-unless it is empty. A process that will not die within a few seconds makes W finish the job and
-exit: the parent starts a new worker (new uids), and the kernel kills the old pid namespace.
+                                                                 incarnation; in the candidates' one)
+  Z --fork--> J_job, one per incarnation: setup + the trusted verdicts
+  C --fork--> T_i, one per test, which serves J_job's calls for test i (the last test: C itself)
+What a job owns (candidate.py: an Incarnation) dies with it: C, J_job, their channels, and per
+test a fresh J_job <-> candidate socket pair. Per test W sends C "serve i" and J_job ("test",
+serial, i), each with its end of the test's socket, and takes J_job's verdict within the test's
+budget: timeout_s of CPU time, with a wall-clock backstop (the program's start-up has a budget of
+its own). A test J_job cannot judge runs inside the candidate as before ("untrusted"; by default
+its pass is not paid). No SIGALRM. After every test ("test" isolation) every process of the job
+but C, Z, J_job and the program's own children is killed and what the test added to /tmp removed;
+after a timeout, a crash or a judge that ended, C and J_job are replaced (the program and setup
+run again); after the job everything but Z is killed, and /tmp is a fresh tmpfs unless it is
+empty. A process that will not die within a few seconds makes W finish the job and exit: the
+parent starts a new worker (new uids), and the kernel kills the old pid namespaces.
 """
 import gc, json, os, shutil, sys
 
@@ -119,9 +123,12 @@ class Worker:
 
     def discard(self, inc):
         """Kill and reap C and everything else of this incarnation, J_job included."""
-        inc.close()
+        if inc.judge is not None:
+            inc.judge.kill()  # (it dies while W sweeps C's tree)
         self.sweep(inc, keep_c=False)
         inc.reap_c(3.0)
+        if not inc.close():
+            raise Wedged("the job's judge would not end")
         if inc.c not in inc.status:
             raise Wedged(f"process {inc.c} could not be reaped")
 
