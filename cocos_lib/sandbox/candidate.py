@@ -19,6 +19,7 @@ from . import child, codec, frames, judge, proctree
 
 DIED = "sandbox process died (the candidate killed its parent or process group?)"
 WALL_FACTOR, WALL_SLACK = 2.0, 0.5
+GRACE_S = 0.05  # a phase's first CPU-clock read comes after this much wall clock
 ASK_S = 10.0  # how long W waits for Z's answer or for J_job to take a command
 
 
@@ -54,31 +55,35 @@ class Clock:
 
 
 class Budget:
-    """A phase's time: `cpu_s` seconds of CPU (Clock) and a wall-clock backstop."""
+    """A phase's time: `cpu_s` seconds of CPU (Clock) and a wall-clock backstop. The clock is
+    first read after `grace` seconds of wall clock (most phases end before: no read at all);
+    those count as CPU seconds used."""
 
     def __init__(self, cpu_s, clock):
         self.cpu_s = cpu_s
         self.clock = clock
         self.start = time.monotonic()
         self.wall_s = WALL_FACTOR * cpu_s + WALL_SLACK
+        self.grace = min(GRACE_S, cpu_s / 2)
         self.cpu0 = None
         self.why = None
 
     def left(self):
         """Seconds W may wait before it looks again; 0 once the phase is over (`why` says why)."""
         now = time.monotonic()
-        wall_left = self.start + self.wall_s - now
-        if wall_left <= 0:
+        elapsed = now - self.start
+        if elapsed >= self.wall_s:
             self.why = f"timeout: no result after {self.wall_s:.2f} s (wall-clock backstop)"
             return 0.0
-        if self.cpu0 is None:  # (the first look comes right after the phase began)
-            self.cpu0, used = self.clock(), 0.0
-        else:
-            used = self.clock() - self.cpu0
+        if elapsed < self.grace:
+            return self.grace - elapsed
+        if self.cpu0 is None:
+            self.cpu0 = self.clock() - self.grace
+        used = self.clock() - self.cpu0
         if used >= self.cpu_s:
             self.why = f"timeout after {self.cpu_s:.2f} s of CPU time"
             return 0.0
-        return min(wall_left, max(self.cpu_s - used, 0.005))
+        return min(self.wall_s - elapsed, max(self.cpu_s - used, 0.005))
 
 
 class Zygote:
@@ -102,19 +107,28 @@ class Zygote:
     def gone(self):
         return bool(select.select([self.fd], [], [], 0)[0])
 
-    def fork_job(self):
-        """A fresh J_job (JobJudge), or None if Z did not answer."""
+    def ask_fork(self, job):
+        """Ask Z for a fresh J_job for `job` (judge.job_main's msg); W goes on (forks C) while Z
+        prepares and forks. -> what took_fork needs."""
         cmd_w, cmd_j = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
+        try:
+            frames.send_with_fds(self.sock, frames.pack(codec.encode(job)), [cmd_j.fileno(), out_w])
+            asked = True
+        except OSError:
+            asked = False
+        cmd_j.close()
+        os.close(out_w)
+        return asked, cmd_w, out_r
+
+    def took_fork(self, asked, cmd_w, out_r):
+        """The J_job asked for (JobJudge), or None if Z did not answer."""
         pidfd = None
         try:
-            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
-            if self.reader.next() == b"forked":
+            if asked and self.reader.next() == b"forked":
                 pidfd = (self.reader.take_fds(1) or [None])[0]
         except OSError:
             pass
-        cmd_j.close()
-        os.close(out_w)
         if pidfd is None:
             cmd_w.close()
             os.close(out_r)
@@ -186,7 +200,7 @@ class Incarnation:
         self.nonces = [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
         self.serial = serial
         self.clock = clock
-        self.judge = zygote.fork_job()
+        asked = zygote.ask_fork(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point))
         cmd_w, cmd_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # W's fds 0-5 stay open
         self.res_r, res_w = os.pipe()
         self.c = os.fork()
@@ -202,8 +216,7 @@ class Incarnation:
         self.cmd = cmd_w
         os.set_blocking(self.res_r, False)
         self.c_fd = os.pidfd_open(self.c)
-        if self.judge is not None:
-            self.judge.tell(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point))
+        self.judge = zygote.took_fork(*asked)
         self.buf = b""
         self.lines = collections.deque()
         self.reaped = {}

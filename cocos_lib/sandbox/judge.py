@@ -44,7 +44,7 @@ HumanEval prompt's `poly`, is setup's), except the task's entry point (a task wh
 called `sum`); a test that reads another builtin the program defines a function or class of is
 not judged here (fallback: real Python would call the program's).
 """
-import builtins, importlib, os, signal, socket, sys
+import builtins, importlib, os, socket, sys
 
 from . import analysis, codec, confine, frames
 
@@ -485,16 +485,25 @@ class Judgement:
             self.chan.finish()
 
 
-def job_main(cfg):
+def prepare(msg):
+    """Z's part of a job: parse and compile its texts (cached in Z, so every J_job forked after
+    finds them done; nothing runs)."""
+    _, serial, path, setup, code, tests, program_mode, entry_point = msg
+    for i, t in enumerate(tests):
+        analysis.plan(t, i)
+    analysis.setup_code(setup)
+    analysis.setup_reads(setup)
+    analysis.top_level(code)
+
+
+def job_main(msg):
     """J_job: fd 3 W's commands (a unix socket: frames, a test's socket riding on its command),
-    fd 4 messages to W. ("job", serial, dir, setup, code, tests, program_mode, entry_point) ->
-    ("ready", serial, setup error, trusted flags, needs-a-server flags); ("test", serial, i)
-    [+ the test's socket if it needs a server] -> ("verdict", serial, i, outcome, msg)."""
+    fd 4 messages to W. `msg` = ("job", serial, dir, setup, code, tests, program_mode,
+    entry_point) (from Z) -> ("ready", serial, setup error, trusted flags, needs-a-server
+    flags); ("test", serial, i) [+ the test's socket if it needs a server] -> ("verdict",
+    serial, i, outcome, msg)."""
     commands = frames.FdReader(socket.socket(fileno=3))
-    msg = commands.next()
-    if msg is None:
-        os._exit(0)
-    _, serial, path, setup, code, tests, program_mode, entry_point = codec.decode(msg)
+    _, serial, path, setup, code, tests, program_mode, entry_point = msg
     try:
         os.chdir(path)
     except OSError:  # the candidate made its dir unreadable: relative paths fail
@@ -513,8 +522,9 @@ def job_main(cfg):
 
 def main(cfg, fd):
     """Z's life (one per worker generation, replaced if it ends): fd, its socket to W, brings
-    ("fork",) frames with two descriptors (J_job's commands, J_job's messages to W); Z forks
-    J_job on them and answers ("forked",) with J_job's pidfd."""
+    a job (job_main's `msg`) with two descriptors (J_job's commands, J_job's messages to W); Z
+    prepares it, forks J_job on them and answers b"forked" with J_job's pidfd (and reaps the
+    J_jobs that ended)."""
     os.dup2(fd, 3)
     for x in {fd, 4, 5} - {3}:  # (W's own pipes to the parent are 4 and 5)
         os.close(x)
@@ -527,13 +537,19 @@ def main(cfg, fd):
         confine.prctl(confine.PR_SET_DUMPABLE, 0)  # no same-uid ptrace, no /proc/PID/mem
     if "userns" in cfg["active"]:
         confine.drop_caps()
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # J_jobs are reaped by the kernel
     sock = socket.socket(fileno=3)
     requests = frames.FdReader(sock)
-    while requests.next() is not None:
+    while (payload := requests.next()) is not None:
+        try:  # the J_jobs W ended (reaped here, so their CPU time shows in Z's)
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
         fds = requests.take_fds(2)
         if len(fds) != 2:
             os._exit(0)
+        msg = codec.decode(payload)
+        prepare(msg)
         pid = os.fork()
         if pid == 0:
             try:
@@ -542,7 +558,7 @@ def main(cfg, fd):
                 for x in set(fds) - {3, 4}:
                     os.close(x)
                 os.closerange(cfg["first_free_fd"], 1 << 16)
-                job_main(cfg)
+                job_main(msg)
             finally:
                 os._exit(70)
         pidfd = os.pidfd_open(pid)
