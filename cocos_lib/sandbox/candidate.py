@@ -1,14 +1,14 @@
-"""W's handle on one incarnation of a job: the candidate process C and its judge J_job.
+"""W's handle on one incarnation of a job: the candidate process C, as the judge J sees it.
 
 What an incarnation owns, and nothing outlives it: C (runs the program once; T_i, one fork per
-test), J_job (runs setup and the trusted tests; forked for it by the judge's zygote Z), their
-command channels, and per test a fresh socket pair between J_job and the process serving that
-test (W sends one end to each with the test's command and keeps a copy of the candidate's end
-only to tell J_job that the process serving its test has ended: "gone"). When the incarnation
-ends (the job is done, a test timed out, C crashed) W kills C's tree and J_job, answered or
-not: a judge left waiting for an answer never serves anything else.
+test), its command channel, and per test a fresh socket pair between J and the process serving
+that test (W sends one end to each with the test's command and keeps a copy of the candidate's
+end only to tell J that the process serving its test has ended: "gone"). When the incarnation
+ends (the job is done, a test timed out, C crashed) W kills C's tree, and J too if it owes an
+answer (worker.py): a judge left waiting for an answer never serves anything else. J itself
+(judge.py) runs setup afresh for every test and keeps nothing of a candidate's.
 Everything C says is untrusted and used only for progress (ready, reaped) and for the fallback
-tests' nonce-tagged reports; J_job's messages (frames of codec tuples) carry the trusted
+tests' nonce-tagged reports; J's messages (frames of codec tuples) carry the trusted
 verdicts. Every wait has a deadline: a phase (the program's start-up, each test) gets its
 budget of CPU time (what the worker's tree used meanwhile: Clock) and a wall-clock backstop
 (WALL_FACTOR x budget + WALL_SLACK), so a loaded machine does not turn slow starts into timeouts.
@@ -20,7 +20,7 @@ from . import child, codec, frames, judge, proctree
 DIED = "sandbox process died (the candidate killed its parent or process group?)"
 WALL_FACTOR, WALL_SLACK = 2.0, 0.5
 GRACE_S = 0.05  # a phase's first CPU-clock read comes after this much wall clock
-ASK_S = 10.0  # how long W waits for Z's answer or for J_job to take a command
+ASK_S = 10.0  # how long W waits for Z's answer or for J to take a command
 
 
 def how(status):
@@ -107,13 +107,16 @@ class Zygote:
     def gone(self):
         return bool(select.select([self.fd], [], [], 0)[0])
 
-    def ask_fork(self, job):
-        """Ask Z for a fresh J_job for `job` (judge.job_main's msg); W goes on (forks C) while Z
-        prepares and forks. -> what took_fork needs."""
+    def fork_judge(self):
+        """A fresh J (JobJudge), or None if Z did not answer."""
+        return self.took_fork(*self.ask_fork())
+
+    def ask_fork(self):
+        """Ask Z for a fresh J. -> what took_fork needs."""
         cmd_w, cmd_j = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
         try:
-            frames.send_with_fds(self.sock, frames.pack(codec.encode(job)), [cmd_j.fileno(), out_w])
+            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
             asked = True
         except OSError:
             asked = False
@@ -122,7 +125,7 @@ class Zygote:
         return asked, cmd_w, out_r
 
     def took_fork(self, asked, cmd_w, out_r):
-        """The J_job asked for (JobJudge), or None if Z did not answer."""
+        """The J asked for (JobJudge), or None if Z did not answer."""
         pidfd = None
         try:
             if asked and self.reader.next() == b"forked":
@@ -145,7 +148,8 @@ class Zygote:
 
 
 class JobJudge:
-    """W's handle on J_job: its command socket, its messages, its pidfd."""
+    """W's handle on J: its command socket, its messages, its pidfd, and whether it owes W an
+    answer (a job's "ready", a test's verdict)."""
 
     def __init__(self, cmd, out_r, pidfd):
         cmd.settimeout(ASK_S)
@@ -157,8 +161,14 @@ class JobJudge:
         self.msgs = collections.deque()
         self.dead = False
         self.eof = False
+        self.owes = False
+
+    @property
+    def gone(self):
+        return self.dead or self.eof
 
     def tell(self, message, fds=()):
+        self.owes = True
         try:
             frames.send_with_fds(self.cmd, frames.pack(codec.encode(message)), fds)
         except OSError:
@@ -181,7 +191,7 @@ class JobJudge:
             pass
 
     def end(self, wait_s=3.0):
-        """Kill J_job (Z reaps it), wait until it is gone, close W's ends; False if it is not."""
+        """Kill J (Z reaps it), wait until it is gone, close W's ends; False if it is not."""
         self.kill()
         gone = bool(select.select([self.fd], [], [], wait_s)[0])
         self.cmd.close()
@@ -191,16 +201,16 @@ class JobJudge:
 
 
 class Incarnation:
-    """C for one job, and its judge J_job (a fresh pair after a timeout or a crash: the program
-    runs again, and setup too)."""
+    """C for one job, seen by the judge J (a fresh C after a timeout or a crash: the program runs
+    again, and setup in J too; J is ended with it if it owes an answer)."""
 
-    def __init__(self, cfg, program, code, tests, setup, program_mode, entry_point, zygote, serial, path, clock):
+    def __init__(self, cfg, program, code, tests, setup, program_mode, entry_point, judge_, serial, path, clock):
         rand = os.urandom(16 * len(tests) + 8).hex()  # one getrandom: C's tag, a nonce per test
         self.ctag = f"@@C {rand[:16]} ".encode()
         self.nonces = [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
         self.serial = serial
         self.clock = clock
-        asked = zygote.ask_fork(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point))
+        self.judge = judge_
         cmd_w, cmd_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # W's fds 0-5 stay open
         self.res_r, res_w = os.pipe()
         self.c = os.fork()
@@ -216,7 +226,8 @@ class Incarnation:
         self.cmd = cmd_w
         os.set_blocking(self.res_r, False)
         self.c_fd = os.pidfd_open(self.c)
-        self.judge = zygote.took_fork(*asked)
+        if judge_ is not None:
+            judge_.tell(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point))
         self.buf = b""
         self.lines = collections.deque()
         self.reaped = {}
@@ -238,21 +249,19 @@ class Incarnation:
         return self.status[self.c]
 
     def close(self):
-        """Close W's ends and end J_job (C is the caller's to kill and reap); False if J_job
-        would not end."""
+        """Close W's ends (C is the caller's to kill and reap)."""
         self.end_test()
         self.cmd.close()
         for fd in (self.res_r, self.c_fd):
             os.close(fd)
-        return self.judge is None or self.judge.end()
 
     @property
     def judge_dead(self):
-        return self.judge is None or self.judge.dead or self.judge.eof
+        return self.judge is None or self.judge.gone
 
     # ------------------------------------------------------------------ events
     def pump(self, wait):
-        """Take in what arrived within `wait` seconds: C's lines, J_job's messages, deaths."""
+        """Take in what arrived within `wait` seconds: C's lines, J's messages, deaths."""
         j = self.judge
         fds = [self.c_fd] * (not self.c_dead) + [self.res_r] * (not self.res_eof)
         if j is not None:
@@ -293,7 +302,7 @@ class Incarnation:
             return False
 
     def gone(self, why):
-        """Make J_job's pending call (and any later one in this test) raise CandidateEnded."""
+        """Make J's pending call (and any later one in this test) raise CandidateEnded."""
         if self.b is not None:
             try:
                 self.b.send(frames.pack_marked(codec.encode(("gone", why))), socket.MSG_DONTWAIT)
@@ -307,7 +316,7 @@ class Incarnation:
 
     # ------------------------------------------------------------------ phases
     def start(self, budget):
-        """None once C ran the program and J_job ran setup; else (outcome, message) for the job."""
+        """None once C ran the program and J ran setup; else (outcome, message) for the job."""
         c_ready = False
         if self.judge is None:
             return "error", "the judge did not start"
@@ -322,6 +331,7 @@ class Incarnation:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:2] == ("ready", self.serial):
                     self.setup_error, self.trusted, self.needs = msg[2:]
+                    self.judge.owes = False
             if c_ready and (self.trusted is not None or self.judge_dead):
                 return None
             if self.c_dead:
@@ -331,8 +341,19 @@ class Incarnation:
                 return "timeout", None
             self.pump(left)
 
+    def await_ready(self, wait_s):
+        """Wait (bounded) for J's "ready" to this incarnation's job, so it owes nothing."""
+        end = time.monotonic() + wait_s
+        while self.judge is not None and self.judge.owes and not self.judge_dead and time.monotonic() < end:
+            while self.judge.msgs:
+                msg = self.judge.msgs.popleft()
+                if type(msg) is tuple and len(msg) == 5 and msg[:2] == ("ready", self.serial):
+                    self.judge.owes = False
+            if self.judge.owes:
+                self.pump(min(end - time.monotonic(), 0.1))
+
     def trusted_test(self, i, budget, in_c):
-        """(outcome, message) of test i, decided by J_job."""
+        """(outcome, message) of test i, decided by J."""
         a = None
         if self.needs[i]:
             a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -347,6 +368,7 @@ class Incarnation:
             while self.judge.msgs:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:3] == ("verdict", self.serial, i):
+                    self.judge.owes = False
                     self.end_test()
                     if self.needs[i] and not in_c:
                         self.settle(i, time.monotonic() + 1.0)

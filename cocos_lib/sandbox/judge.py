@@ -1,15 +1,13 @@
 """The judge: runs a task's trusted parts and decides each test's outcome.
 
-Three kinds of process, none of which ever runs candidate code:
-  Z      the judge's zygote, one per worker generation, forked by W into the judge's pid
-         namespace and confined there (its own mount, IPC and /proc view, its own uid). It runs
-         no task code at all: per incarnation of a job W sends it two fresh descriptors, Z
-         forks J_job on them and hands W a pidfd of it.
-  J_job  one per incarnation of a job (a fresh one after a timeout or a crash, like the
-         candidate's C): runs setup, then each trusted test statement, and dies with the job
-         (W kills it when the job or the incarnation ends, answered or not). Nothing a job's
-         tests or its candidate did to the judge's modules reaches another job.
-Per test, J_job runs setup again into a fresh namespace ("program" isolation: once per
+Two kinds of process, neither of which ever runs candidate code:
+  Z  the judge's zygote, one per worker generation, forked by W into the judge's pid namespace
+     and confined there (its own mount, IPC and /proc view, its own uid). It runs no task code:
+     it only forks J on two descriptors W sends and hands W a pidfd of it.
+  J  the judge proper: runs setup and the trusted test statements, job after job. W ends it
+     (and Z forks a fresh one) whenever it owes an answer W will not wait for: a test that
+     timed out, a job cut short; so a J never waits for a reply that belongs to an old test.
+Per test, J runs setup again into a fresh namespace ("program" isolation: once per
 incarnation, the tests share it) and binds every name the candidate must define (analysis.py:
 read by the test, bound neither by the test, nor by setup, nor a builtin) to a Handle. Calling a
 Handle sends the call (its name and the arguments, data the test itself computed) over the
@@ -18,7 +16,7 @@ test (T_i, a fresh fork of C: child.py), which runs it and answers ONLY with pla
 exact builtin types and a few stdlib containers, parsed here by a parser that executes nothing)
 or with a new handle for what is not plain. The comparison (`== y`, `abs(...) < 1e-6`,
 `math.isclose`, the test's loops and helpers) runs here, on data; the expected values never
-leave J_job.
+leave J.
 Handles (what a candidate call returned that is not plain data: an instance, a generator):
 calling one, reading an attribute, iterating (`list(h)`, `next(h)`, `itertools.islice(h, n)`,
 `x in h`; items come on demand, in chunks that double from 1 to CHUNK_MAX), len(), bool() and
@@ -51,6 +49,12 @@ from . import analysis, codec, confine, frames
 MAX_REPLY = 256 << 20
 CHUNK_MAX = 256
 BUILTIN_NAMES = frozenset(dir(builtins))
+# stdlib modules a program's `import m` makes the judge import too (a test's `math.isclose` on
+# it is judged): side-effect-free ones only; any other stays the candidate's name
+JUDGE_IMPORTS = frozenset({
+    "array", "bisect", "calendar", "cmath", "collections", "copy", "dataclasses", "datetime", "decimal", "enum",
+    "fractions", "functools", "hashlib", "heapq", "itertools", "json", "math", "numbers", "operator", "os",
+    "random", "re", "statistics", "string", "struct", "sys", "textwrap", "time", "typing", "unicodedata"})
 OWNED_MAX = 200_000  # objects walked to find what a test owns (write-back only)
 _SKIP_MODULES = ("sandbox", "__candidate__", "__main__", "candidate")
 
@@ -220,7 +224,7 @@ class Pull:
 
 
 class Channel:
-    """J_job's end of the socket to the process that serves the current test (a fresh socket
+    """J's end of the socket to the process that serves the current test (a fresh socket
     per test: begin(fd) .. finish()); handles live as long as the channel says (`keep`)."""
 
     def __init__(self):
@@ -409,7 +413,7 @@ def run_one(code, ns, chan):
 
 
 class Judgement:
-    """One incarnation of a job as J_job sees it: which tests it can judge, setup run afresh for
+    """One incarnation of a job as J sees it: which tests it can judge, setup run afresh for
     each test, and the channel to the candidate's side."""
 
     def __init__(self, setup, code, tests, program_mode, entry_point):
@@ -419,7 +423,7 @@ class Judgement:
         self.plans = [analysis.plan(t, i) for i, t in enumerate(tests)]
         defined, assigned, modules = analysis.top_level(code)
         self.modules = {} if program_mode else {  # ("program": the tests share the candidate's modules)
-            k: v for k, v in modules.items() if k not in defined | assigned and not v.startswith(_SKIP_MODULES)}
+            k: v for k, v in modules.items() if k not in defined | assigned and v.split(".")[0] in JUDGE_IMPORTS}
         ns0, self.error = self.run_setup()
         self.entry = entry_point if entry_point in BUILTIN_NAMES and entry_point in defined else None
         self.extra = analysis.setup_reads(setup) - ns0.keys() - BUILTIN_NAMES
@@ -485,46 +489,37 @@ class Judgement:
             self.chan.finish()
 
 
-def prepare(msg):
-    """Z's part of a job: parse and compile its texts (cached in Z, so every J_job forked after
-    finds them done; nothing runs)."""
-    _, serial, path, setup, code, tests, program_mode, entry_point = msg
-    for i, t in enumerate(tests):
-        analysis.plan(t, i)
-    analysis.setup_code(setup)
-    analysis.setup_reads(setup)
-    analysis.top_level(code)
-
-
-def job_main(msg):
-    """J_job: fd 3 W's commands (a unix socket: frames, a test's socket riding on its command),
-    fd 4 messages to W. `msg` = ("job", serial, dir, setup, code, tests, program_mode,
-    entry_point) (from Z) -> ("ready", serial, setup error, trusted flags, needs-a-server
-    flags); ("test", serial, i) [+ the test's socket if it needs a server] -> ("verdict",
-    serial, i, outcome, msg)."""
+def serve_jobs():
+    """J: fd 3 W's commands (a unix socket: frames, a test's socket riding on its command), fd 4
+    messages to W. ("job", serial, dir, setup, code, tests, program_mode, entry_point) ->
+    ("ready", serial, setup error, trusted flags, needs-a-server flags); ("test", serial, i)
+    [+ the test's socket if it needs a server] -> ("verdict", serial, i, outcome, msg)."""
     commands = frames.FdReader(socket.socket(fileno=3))
-    _, serial, path, setup, code, tests, program_mode, entry_point = msg
-    try:
-        os.chdir(path)
-    except OSError:  # the candidate made its dir unreadable: relative paths fail
-        os.chdir("/")
-    for key in ("HOME", "TMPDIR", "PWD"):
-        os.environ[key] = path
-    job = Judgement(setup, code, tests, program_mode, entry_point)
-    frames.write_frame(4, codec.encode(("ready", serial, job.error, job.trusted, job.needs)))
+    job = None
     while (msg := commands.next()) is not None:
-        _, serial_, i = codec.decode(msg)
-        fd = (commands.take_fds(1) or [-1])[0] if job.needs[i] else -1
-        reply = ("verdict", serial_, i) + job.test(i, fd)
+        msg = codec.decode(msg)
+        if msg[0] == "job":
+            _, serial, path, setup, code, tests, program_mode, entry_point = msg
+            try:
+                os.chdir(path)
+            except OSError:  # the candidate made its dir unreadable: relative paths fail
+                os.chdir("/")
+            for key in ("HOME", "TMPDIR", "PWD"):
+                os.environ[key] = path
+            job = Judgement(setup, code, tests, program_mode, entry_point)
+            reply = ("ready", serial, job.error, job.trusted, job.needs)
+        else:
+            _, serial, i = msg
+            fd = (commands.take_fds(1) or [-1])[0] if job.needs[i] else -1
+            reply = ("verdict", serial, i) + job.test(i, fd)
         frames.write_frame(4, codec.encode(reply))
     os._exit(0)
 
 
 def main(cfg, fd):
     """Z's life (one per worker generation, replaced if it ends): fd, its socket to W, brings
-    a job (job_main's `msg`) with two descriptors (J_job's commands, J_job's messages to W); Z
-    prepares it, forks J_job on them and answers b"forked" with J_job's pidfd (and reaps the
-    J_jobs that ended)."""
+    b"fork" with two descriptors (J's commands, J's messages to W); Z forks J on them and
+    answers b"forked" with J's pidfd (and reaps the Js that ended)."""
     os.dup2(fd, 3)
     for x in {fd, 4, 5} - {3}:  # (W's own pipes to the parent are 4 and 5)
         os.close(x)
@@ -539,8 +534,8 @@ def main(cfg, fd):
         confine.drop_caps()
     sock = socket.socket(fileno=3)
     requests = frames.FdReader(sock)
-    while (payload := requests.next()) is not None:
-        try:  # the J_jobs W ended (reaped here, so their CPU time shows in Z's)
+    while requests.next() is not None:
+        try:  # the Js W ended (reaped here, so their CPU time shows in Z's)
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
@@ -548,8 +543,6 @@ def main(cfg, fd):
         fds = requests.take_fds(2)
         if len(fds) != 2:
             os._exit(0)
-        msg = codec.decode(payload)
-        prepare(msg)
         pid = os.fork()
         if pid == 0:
             try:
@@ -558,7 +551,7 @@ def main(cfg, fd):
                 for x in set(fds) - {3, 4}:
                     os.close(x)
                 os.closerange(cfg["first_free_fd"], 1 << 16)
-                job_main(msg)
+                serve_jobs()
             finally:
                 os._exit(70)
         pidfd = os.pidfd_open(pid)

@@ -10,21 +10,22 @@ the layers it got and its mode, then serves jobs:
                                                                  code; in the judge's pid namespace)
                                                     --fork--> C (child.py: the program, once per
                                                                  incarnation; in the candidates' one)
-  Z --fork--> J_job, one per incarnation: setup + the trusted verdicts
-  C --fork--> T_i, one per test, which serves J_job's calls for test i (the last test: C itself)
-What a job owns (candidate.py: an Incarnation) dies with it: C, J_job, their channels, and per
-test a fresh J_job <-> candidate socket pair. Per test W sends C "serve i" and J_job ("test",
-serial, i), each with its end of the test's socket, and takes J_job's verdict within the test's
-budget: timeout_s of CPU time, with a wall-clock backstop (the program's start-up has a budget of
-its own). A test J_job cannot judge runs inside the candidate as before ("untrusted"; by default
-its pass is not paid). No SIGALRM. After every test ("test" isolation) every process of the job
-but C, Z, J_job and the program's own children is killed and what the test added to /tmp removed;
-after a timeout, a crash or a judge that ended, C and J_job are replaced (the program and setup
-run again); after the job everything but Z is killed, and /tmp is a fresh tmpfs unless it is
-empty. A process that will not die within a few seconds makes W finish the job and exit: the
-parent starts a new worker (new uids), and the kernel kills the old pid namespaces.
+  Z --fork--> J, the judge: setup + the trusted verdicts, job after job
+  C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
+What a job owns (candidate.py: an Incarnation) dies with it: C, its channels, and per test a
+fresh J <-> candidate socket pair; J is ended with it whenever it owes an answer (a test that
+timed out, a job cut short), and Z forks a fresh one. Per test W sends C "serve i" and J
+("test", serial, i), each with its end of the test's socket, and takes J's verdict within the
+test's budget: timeout_s of CPU time, with a wall-clock backstop (the program's start-up has a
+budget of its own). A test J cannot judge runs inside the candidate as before ("untrusted"; by
+default its pass is not paid). No SIGALRM. After every test ("test" isolation) every process of
+the job but C, Z, J and the program's own children is killed and what the test added to /tmp
+removed; after a timeout or a crash C is replaced (the program runs again, and setup in J);
+after the job everything but Z and J is killed, and /tmp is a fresh tmpfs unless it is empty. A
+process that will not die within a few seconds makes W finish the job and exit: the parent
+starts a new worker (new uids), and the kernel kills the old pid namespaces.
 """
-import gc, json, os, shutil, sys
+import gc, json, os, select, shutil, sys
 
 from . import confine, frames, judge, proctree, rootfs, startup
 from .candidate import Budget, Clock, Incarnation, Zygote
@@ -55,6 +56,7 @@ class Worker:
         self.mountns = "mountns" in cfg["active"]
         self.clock = clock
         self.zygote = None
+        self.judge = None
         self.serial = 0
         self.dirty = True
 
@@ -73,6 +75,19 @@ class Worker:
             finally:
                 confine.setns(self.judge_ns[1], confine.CLONE_NEWPID)
         return self.zygote
+
+    def ensure_judge(self):
+        """The judge J, a fresh one from Z if there is none or it is gone."""
+        if self.judge is not None and (self.judge.gone or select.select([self.judge.fd], [], [], 0)[0]):
+            self.end_judge()
+        if self.judge is None:
+            self.judge = self.ensure_zygote().fork_judge()
+        return self.judge
+
+    def end_judge(self):
+        judge_, self.judge = self.judge, None
+        if judge_ is not None and not judge_.end():
+            raise Wedged("the judge would not end")
 
     def scratch(self):
         """A fresh, empty job directory (cwd, HOME, TMPDIR of the job's processes)."""
@@ -101,7 +116,7 @@ class Worker:
         itself started (they live for the job, as in a fresh run); reap W's own zombies."""
         if keep_c and inc.ns_pids is not None and self.ns_pids() == inc.ns_pids:
             return  # the candidates' pid namespace holds exactly what it held after the program ran
-        judge_pid = self.zygote.pid if self.zygote is not None else None
+        judge_pid = self.zygote.pid if self.zygote is not None else None  # (J is Z's child: not swept)
         keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
 
         def roots():
@@ -122,13 +137,16 @@ class Worker:
         return {name for name in os.listdir("/proc") if name.isdigit()}
 
     def discard(self, inc):
-        """Kill and reap C and everything else of this incarnation, J_job included."""
-        if inc.judge is not None:
-            inc.judge.kill()  # (it dies while W sweeps C's tree)
+        """Kill and reap C and everything else of this incarnation; end J if it owes an answer
+        (a request W will not wait for: it must never answer a later one with it)."""
+        ending = self.judge is not None and (self.judge.owes or self.judge.gone)
+        if ending:
+            self.judge.kill()  # (it dies while W sweeps C's tree)
         self.sweep(inc, keep_c=False)
         inc.reap_c(3.0)
-        if not inc.close():
-            raise Wedged("the job's judge would not end")
+        inc.close()
+        if ending:
+            self.end_judge()
         if inc.c not in inc.status:
             raise Wedged(f"process {inc.c} could not be reaped")
 
@@ -148,8 +166,8 @@ class Worker:
 
     def run_job(self, setup, code, tests, timeout, isolation="test", entry_point=None, untrusted="refuse"):
         """(outcomes, first non-pass message, trusted flags); cleans everything up. An
-        incarnation (C and J_job) serves the tests until one times out or ends its process;
-        then a fresh one runs the program (and setup) again for the rest."""
+        incarnation of C serves the tests until one times out or ends its process; then a fresh
+        one runs the program (and J setup) again for the rest."""
         path = self.scratch()
         program, n = setup + "\n" + code, len(tests)
         program_mode = isolation == "program"
@@ -162,8 +180,10 @@ class Worker:
                         confine.unshare(confine.CLONE_NEWIPC)  # C inherits a fresh IPC namespace
                     self.serial += 1
                     inc = Incarnation(self.cfg, program, code, tests, setup, program_mode, entry_point,
-                                      self.ensure_zygote(), self.serial, path, self.clock)
+                                      self.ensure_judge(), self.serial, path, self.clock)
                     bad = inc.start(Budget(timeout, self.clock))
+                    if bad is not None and bad[0] == "error":
+                        inc.await_ready(1.0)  # (J is not ended for a program that does not run)
                     if bad is not None:
                         kind, msg = bad
                         msg = msg or f"timeout after {timeout:.2f} s (running the program)"
@@ -202,7 +222,7 @@ class Worker:
 
     def one_test(self, inc, i, budget, in_c):
         """(outcome, message, trusted) of test i."""
-        if inc.trusted is None:  # J_job ended while running setup
+        if inc.trusted is None:  # J ended while running setup
             return "error", "the judge ended while running setup", True
         if inc.trusted[i]:
             outcome, msg = inc.trusted_test(i, budget, in_c)
