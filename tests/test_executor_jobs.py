@@ -77,11 +77,11 @@ ATTACKS = {
     "O_NONBLOCK": ("fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)",
                    ("failed", "failed", "passed")),
     "queued answers": ("s.setblocking(False)\n            for _ in range(300):\n                s.send(FRAME)",
-                       ("passed", "failed", "failed")),  # (its own answer, 3, to its own call: no forgery)
+                       ("failed", "failed", "passed")),  # (answers without the request's id: dropped)
     "queued answers with fds": (
         "s.setblocking(False)\n            for _ in range(100):  # (100 fds in flight: under RLIMIT_NOFILE)\n"
         "                s.sendmsg([FRAME], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array('i', [0]))])",
-        ("passed", "failed", "failed")),
+        ("failed", "failed", "passed")),
 }
 
 
@@ -209,14 +209,17 @@ def test_a_builtin_name_the_task_does_not_name_is_judged_inside_the_candidate_vi
 def test_an_answer_too_large_for_the_channel_is_an_error_that_says_so(monkeypatch):
     mine, theirs = socket.socketpair()
     monkeypatch.setattr(child, "MAX_REPLY", 100)
-    child.reply(theirs.fileno(), ("C", lambda: "x" * 1000, (), {}), {}, child.Table())
+    for rid in (1, 2):  # (the first is the answer to a request that is no more: dropped)
+        child.reply(theirs.fileno(), (rid.to_bytes(child.RID, "big"), ("C", lambda: "x" * 1000, (), {})), {},
+                    child.Table())
     chan = judge.Channel()
-    chan.begin(mine.fileno(), {}, keep_handles=False)
+    chan.open(mine.detach())
+    chan.rid = 1
+    chan.begin(0, {}, keep_handles=False)
     with pytest.raises(ValueError, match=r"^the candidate's answer is \d+ bytes, more than the channel carries"):
         chan.request(("V", "x"))
     theirs.close()
-    mine.detach()
-    chan.finish()
+    chan.close()
 
 
 # ------------------------------------------------------------------ 8. messages any writer can write

@@ -1,9 +1,10 @@
 """W's handle on one incarnation of a job: the candidate process C, as the judge J sees it.
 
 What an incarnation owns, and nothing outlives it: C (runs the program once; T_i, one fork per
-test), its command channel, and per test a fresh socket pair between J and the process serving
-that test (W sends one end to each with the test's command and keeps a copy of the candidate's
-end only to tell J that the process serving its test has ended: "gone"). When the incarnation
+test), its command channel, and a fresh socket pair between J and C's side (C inherits one end,
+J gets the other with the job; W keeps a copy of C's end only to tell J that the process serving
+its test has ended: "gone"; requests and answers carry ids, so nothing left in it from one test
+answers another). When the incarnation
 ends (the job is done, a test timed out, C crashed) W kills C's tree, and J too if it owes an
 answer (worker.py): a judge left waiting for an answer never serves anything else. J itself
 (judge.py) runs setup afresh for every test and keeps nothing of a candidate's.
@@ -212,11 +213,12 @@ class Incarnation:
         self.clock = clock
         self.judge = judge_
         cmd_w, cmd_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # W's fds 0-5 stay open
+        a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # J <-> this incarnation
         self.res_r, res_w = os.pipe()
         self.c = os.fork()
         if self.c == 0:
             try:
-                child.candidate_main(cfg, program, tests, (cmd_c.fileno(), res_w), self.ctag)
+                child.candidate_main(cfg, program, tests, (cmd_c.fileno(), res_w, self.b.fileno()), self.ctag)
             finally:
                 os._exit(70)
         cmd_c.close()
@@ -227,7 +229,8 @@ class Incarnation:
         os.set_blocking(self.res_r, False)
         self.c_fd = os.pidfd_open(self.c)
         if judge_ is not None:
-            judge_.tell(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point))
+            judge_.tell(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point), [a.fileno()])
+        a.close()
         self.buf = b""
         self.lines = collections.deque()
         self.reaped = {}
@@ -237,7 +240,6 @@ class Incarnation:
         self.status = {}
         self.program_kids = set()
         self.ns_pids = None
-        self.b = None  # W's copy of the current test's candidate end
 
     def reap_c(self, wait_s):
         """C's exit status once it ended (-9 if it could not be reaped in time)."""
@@ -250,7 +252,7 @@ class Incarnation:
 
     def close(self):
         """Close W's ends (C is the caller's to kill and reap)."""
-        self.end_test()
+        self.b.close()
         self.cmd.close()
         for fd in (self.res_r, self.c_fd):
             os.close(fd)
@@ -293,26 +295,20 @@ class Incarnation:
             else:
                 self.lines.append(line)
 
-    def command(self, *records, fds=()):
-        """Fixed-size records to C (`fds` riding on the first); False if C does not take them."""
+    def command(self, *records):
+        """Fixed-size records to C; False if C does not take them (dead, or its buffer is full)."""
         try:
-            frames.send_with_fds(self.cmd, b"".join(r.encode().ljust(child.REC, b" ") for r in records), fds)
+            self.cmd.send(b"".join(r.encode().ljust(child.REC, b" ") for r in records))
             return True
         except OSError:
             return False
 
-    def gone(self, why):
-        """Make J's pending call (and any later one in this test) raise CandidateEnded."""
-        if self.b is not None:
-            try:
-                self.b.send(frames.pack_marked(codec.encode(("gone", why))), socket.MSG_DONTWAIT)
-            except OSError:
-                pass
-
-    def end_test(self):
-        if self.b is not None:
-            self.b.close()
-            self.b = None
+    def gone(self, i, why):
+        """Make J's pending call (and any later one in test i) raise CandidateEnded."""
+        try:
+            self.b.send(frames.pack_marked(judge.GONE + codec.encode(("gone", i, why))), socket.MSG_DONTWAIT)
+        except OSError:
+            pass
 
     # ------------------------------------------------------------------ phases
     def start(self, budget):
@@ -354,22 +350,15 @@ class Incarnation:
 
     def trusted_test(self, i, budget, in_c):
         """(outcome, message) of test i, decided by J."""
-        a = None
-        if self.needs[i]:
-            a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            if not self.command(f"{'sserve' if in_c else 'serve'} {i}", fds=[self.b.fileno()]):
-                a.close()
-                return "error", DIED
-        self.judge.tell(("test", self.serial, i), [a.fileno()] if a is not None else ())
-        if a is not None:
-            a.close()
+        if self.needs[i] and not self.command(f"{'sserve' if in_c else 'serve'} {i}"):
+            return "error", DIED
+        self.judge.tell(("test", self.serial, i))
         told = False
         while True:
             while self.judge.msgs:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:3] == ("verdict", self.serial, i):
                     self.judge.owes = False
-                    self.end_test()
                     if self.needs[i] and not in_c:
                         self.settle(i, time.monotonic() + 1.0)
                     return msg[3], msg[4]
@@ -380,7 +369,7 @@ class Incarnation:
                 if ended_here:
                     status = self.reaped.get(i, -9) if not in_c else None
                     why = "the candidate's process ended during the test"
-                    self.gone(why if status is None else f"{why} ({how(status)})")
+                    self.gone(i, why if status is None else f"{why} ({how(status)})")
                     told = True
             left = budget.left()
             if left <= 0:

@@ -6,33 +6,34 @@ trusted tests, decided by the judge: what C and T_i say can only fail or stall t
 own tests. Only the fallback tests (those the judge cannot run, judge.py) are still run and
 reported from in here, through the old nonce-checked channel, and flagged untrusted.
 
-C, forked by W: fds 0-2 /dev/null, 3 W's commands (a unix socket: fixed-size records, a test's
-channel to the judge riding on its command), 4 lines to W (W gave it a fresh IPC namespace). It
+C, forked by W: fds 0-2 /dev/null, 3 W's commands (a unix socket W only writes: fixed-size
+records), 4 lines to W, 5 the socket to the judge (fresh for this incarnation; W gave C a fresh
+IPC namespace too). It
 drops to the candidates' uid (or, in a user namespace, every capability), runs program =
 setup + "\\n" + code as module __candidate__, says "ready", then obeys:
-  serve i   (with test i's socket to the judge) read the judge's first request, fork T_i to
-            answer it and the next ones until "E"; close the socket; then "reaped i status"
-  sserve i  (with the socket) answer them in C itself (the last test in "test" isolation, any in
-            "program"), then close it
+  serve i   read the judge's first request, fork T_i to answer it and the next ones until "E";
+            then "reaped i status"
+  sserve i  answer them in C itself (the last test in "test" isolation, any in "program")
   go i      fork T_i, which runs fallback test i and reports "@@T nonce i outcome msg" with the
             nonce W sends once the test has finished; then "reaped i status"
   run i     run fallback test i in C itself, likewise
-Every test has a socket of its own (W makes a fresh pair per test): whatever a test's processes
-do to theirs (shut it down, set O_NONBLOCK, leave frames or descriptors queued) dies with it.
+Every incarnation has a socket of its own (W makes a fresh pair): whatever its processes do to
+it (shut it down, set O_NONBLOCK, leave frames or descriptors queued) reaches no other job, and
+within the job every request carries an id its answer must repeat (the judge drops the rest).
 Requests (codec tuples): ("C", f, args, kwargs) call, ("G", obj, name) attribute, ("I", obj)
 iter(obj) (as a handle), ("N", it, k) up to k more items of an iterator, ("L", obj) len, ("B",
 obj) bool, ("[", obj, key) item, ("V", name) a global, ("E",) end. Answers: ("R", value,
 mutated) with the post-call contents of list/dict/set arguments, ("X", *exc_info(e)), or
 ("big", size) for an answer larger than MAX_REPLY.
 """
-import builtins, gc, os, select, socket, sys, types
+import builtins, gc, os, select, sys, types
 
 from . import codec, confine, frames
 
 MAX_REPLY = 256 << 20  # (judge.MAX_REPLY: a larger answer is refused with its size)
 REC = 64  # W -> C command records have this fixed size (atomic pipe writes, exact reads)
 _fork, _exit, _read, _write, _getpid, _waitpid = os.fork, os._exit, os.read, os.write, os.getpid, os.waitpid
-_setpgid, _wstatus, _freeze = os.setpgid, os.waitstatus_to_exitcode, gc.freeze
+_setpgid, _wstatus, _freeze, _select = os.setpgid, os.waitstatus_to_exitcode, gc.freeze, select.select
 # the harness code that runs after candidate code uses only these (a candidate may patch builtins)
 _exec, _compile, _AssertionError, _BaseException = builtins.exec, builtins.compile, AssertionError, BaseException
 _len, _int, _str, _type, _isinstance, _getattr = len, int, str, type, isinstance, getattr
@@ -63,33 +64,22 @@ def _hex(text):
 
 
 class Commands:
-    """W's commands on fd 3: fixed-size records, with the descriptors that ride on them."""
-
-    def __init__(self):
-        self.sock = socket.socket(fileno=3)
-        self.fds = []
+    """W's commands on fd 3 (a unix socket W only writes): fixed-size records."""
 
     def next(self):
         data = b""
         while _len(data) < REC:
             try:
-                got, anc, _, _ = self.sock.recvmsg(REC - _len(data), socket.CMSG_SPACE(4 * 4))
+                got = _read(3, REC - _len(data))
             except BlockingIOError:  # a test set O_NONBLOCK on this (shared) description: wait anyway
-                select.select([3], [], [])
+                _select([3], [], [])
                 continue
             except OSError:
                 _exit(71)
             if not got:
                 _exit(71)
             data += got
-            for level, kind, raw in anc:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                    self.fds.extend(_int.from_bytes(raw[k:k + 4], sys.byteorder) for k in range(0, _len(raw) - 3, 4))
         return data.decode().split()
-
-    def fd(self):
-        """The descriptor that came with the last command (-1 if none)."""
-        return self.fds.pop(0) if self.fds else -1
 
 
 class Table:
@@ -184,11 +174,13 @@ def exc_info(e):
     return (_str(_type(e).__name__), builtin_base(e), describe(e), _tuple(mro[:32]), message, args, attrs)
 
 
-END = codec.encode(("E",))
+RID = 8  # a request's id: its first 8 bytes
+END = bytes(RID) + codec.encode(("E",))
 
 
 def decoded(data, ns, table):
-    """A request decoded here (names resolved in `ns`), or the exception to answer with."""
+    """(request id, the request decoded here (names resolved in `ns`) or the exception to answer
+    with). A request is its id (RID bytes) and a codec value; the answer carries the same id."""
 
     def lookup(name):
         if name not in ns:
@@ -196,13 +188,14 @@ def decoded(data, ns, table):
         return ns[name]
 
     try:
-        return codec.decode(data, handle=table.get, name=lookup)
+        return data[:RID], codec.decode(data[RID:], handle=table.get, name=lookup)
     except _BaseException as e:
-        return e
+        return data[:RID], e
 
 
-def reply(fd, req, ns, table):
-    """Run one decoded request and send the answer."""
+def reply(fd, request, ns, table):
+    """Run one decoded request and send the answer (with the request's id)."""
+    rid, req = request
     try:
         if _isinstance(req, _BaseException):
             raise req
@@ -217,21 +210,24 @@ def reply(fd, req, ns, table):
     if _len(payload) > MAX_REPLY:
         payload = codec.encode(("big", _len(payload)))
     try:
-        frames.write_all(fd, frames.pack_marked(payload))
+        frames.write_all(fd, frames.pack_marked(rid + payload))
     except OSError:
         pass
 
 
 def serve(reader, ns, table, first=None):
-    """Answer the judge's requests (from `reader`, a Resync on this test's socket) until it says
-    "E" or closes its end (then return). `first`: a request C already read and decoded before
+    """Answer the judge's requests (from `reader`, a Resync on fd 5: kept across calls, it may
+    hold the next test's request already) until it says "E" or closes its end (then return,
+    C; exit, T_i). `first`: a request C already read and decoded before
     forking this T_i (a fresh fork pays for every page it writes: decoding in C, whose pages
     are its own by then, is cheaper)."""
     if first is not None:
         reply(reader.fd, first, ns, table)
     while True:
         data = reader.next()
-        if data is None or data == END:
+        if data is None:
+            _exit(0)
+        if data == END:
             return
         reply(reader.fd, decoded(data, ns, table), ns, table)
 
@@ -266,7 +262,7 @@ def candidate_main(cfg, program, tests, fds, ctag):
         _write(4, ctag + text.encode() + b"\n")
 
     os.setpgid(0, 0)
-    for src, dst in _zip((5,) + fds, (2, 3, 4)):  # W's fd 5 is /dev/null
+    for src, dst in _zip((5,) + fds, (2, 3, 4, 5)):  # W's fd 5 is /dev/null
         os.dup2(src, dst)
     os.closerange(cfg["first_free_fd"], 1 << 16)
     if "uid" in cfg["active"]:
@@ -288,28 +284,24 @@ def candidate_main(cfg, program, tests, fds, ctag):
     say("ready")
     table = Table()
     commands = Commands()
+    reader = frames.Resync(5)
     while True:
         cmd = commands.next()
         if cmd[0] not in ("serve", "sserve", "go", "run"):
             continue
         i = _int(cmd[1])
-        chan = commands.fd() if cmd[0] in ("serve", "sserve") else -1
         if cmd[0] == "sserve":
-            if chan >= 0:
-                serve(frames.Resync(chan), ns, table)
-                os.close(chan)
+            serve(reader, ns, table)
             continue
         if cmd[0] == "run":
             report_fallback(i, tests[i], ns, commands)
             continue
-        first = reader = None
+        first = None
         if cmd[0] == "serve":
-            if chan < 0:
-                continue
-            reader = frames.Resync(chan)
             data = reader.next()
-            if data is None or data == END:  # the test made no call
-                os.close(chan)
+            if data is None:
+                _exit(0)
+            if data == END:  # the test made no call
                 say(f"reaped {i} 0")
                 continue
             first = decoded(data, ns, Table())
@@ -321,7 +313,5 @@ def candidate_main(cfg, program, tests, fds, ctag):
             else:
                 report_fallback(i, tests[i], ns, commands)
             _exit(0)
-        if chan >= 0:
-            os.close(chan)  # T_i holds the test's socket now
         _, status = _waitpid(pid, 0)
         say(f"reaped {i} {_wstatus(status)}")

@@ -6,7 +6,7 @@ bound on the length (`limit`), so a hostile writer can only make a frame be refu
 judge <-> candidate socket every frame starts with MARK, and `Resync` skips whatever junk a
 candidate writes between frames (it cannot make the judge mistake junk for a frame boundary).
 """
-import array, marshal, os, socket, struct
+import array, marshal, os, select, socket, struct
 from builtins import len, memoryview, min  # bound now: a program that patches builtins keeps its channel
 
 HEAD = struct.Struct(">I")
@@ -26,7 +26,10 @@ def pack(payload: bytes) -> bytes:
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # (someone set O_NONBLOCK on a description shared with it)
+            select.select([], [fd], [])
 
 
 def read_exact(fd, n):
@@ -70,7 +73,12 @@ class Resync:
         self.buf = b""
 
     def _fill(self):
-        data = os.read(self.fd, 1 << 16)
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+                break
+            except BlockingIOError:  # (someone set O_NONBLOCK on a description shared with it)
+                select.select([self.fd], [], [])
         self.buf += data
         return bool(data)
 

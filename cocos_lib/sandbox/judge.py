@@ -11,7 +11,7 @@ Per test, J runs setup again into a fresh namespace ("program" isolation: once p
 incarnation, the tests share it) and binds every name the candidate must define (analysis.py:
 read by the test, bound neither by the test, nor by setup, nor a builtin) to a Handle. Calling a
 Handle sends the call (its name and the arguments, data the test itself computed) over the
-test's own socket (a fresh pair per test, from W) to the candidate-side process serving this
+incarnation's own socket (a fresh pair, from W) to the candidate-side process serving this
 test (T_i, a fresh fork of C: child.py), which runs it and answers ONLY with plain data (codec.py:
 exact builtin types and a few stdlib containers, parsed here by a parser that executes nothing)
 or with a new handle for what is not plain. The comparison (`== y`, `abs(...) < 1e-6`,
@@ -47,6 +47,9 @@ import builtins, importlib, os, socket, sys
 from . import analysis, codec, confine, frames
 
 MAX_REPLY = 256 << 20
+RID = 8  # a request's id: the first bytes of a request and of its answer (child.RID)
+GONE = b"\xff" * RID  # W's word that the process serving a test ended
+END = bytes(RID) + codec.encode(("E",))
 CHUNK_MAX = 256
 BUILTIN_NAMES = frozenset(dir(builtins))
 # stdlib modules a program's `import m` makes the judge import too (a test's `math.isclose` on
@@ -224,22 +227,37 @@ class Pull:
 
 
 class Channel:
-    """J's end of the socket to the process that serves the current test (a fresh socket
-    per test: begin(fd) .. finish()); handles live as long as the channel says (`keep`)."""
+    """J's end of the socket to the candidate's side of one incarnation (a fresh socket per
+    incarnation: open(fd) .. close()), used test by test (begin(i, ns) .. finish()). Every request
+    carries an id (RID bytes) the answer must repeat: an answer left over from an earlier request
+    or test (a candidate may write several) is dropped, as is a "gone" of another test."""
 
     def __init__(self):
         self.fd = -1
         self.reader = None
         self.handles = {}
+        self.rid = 0
+        self.test = None
         self.dead = None
         self.used = False
         self.fallback = False
         self.ns = None
 
-    def begin(self, fd, ns, keep_handles):
+    def open(self, fd):
+        self.close()
         self.fd = fd
         self.reader = frames.Resync(fd, MAX_REPLY) if fd >= 0 else None
-        self.dead = None if fd >= 0 else "no channel to the candidate"
+        self.handles = {}
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
+        self.reader = None
+
+    def begin(self, i, ns, keep_handles):
+        self.test = i
+        self.dead = None if self.fd >= 0 else "no channel to the candidate"
         self.used = False
         self.fallback = False
         self.ns = ns
@@ -269,12 +287,14 @@ class Channel:
             self.fallback = True
             raise Untrustable(str(e)) from None
         self.used = True
+        self.rid += 1
+        rid = self.rid.to_bytes(RID, "big")
         try:
-            frames.write_all(self.fd, frames.pack_marked(payload))
+            frames.write_all(self.fd, frames.pack_marked(rid + payload))
         except OSError:
             self.dead = "the candidate's end of the channel closed"
             raise CandidateEnded(self.dead) from None
-        while True:  # what does not decode to a reply is junk the candidate wrote: skipped
+        while True:  # what does not decode to this request's answer is junk: skipped
             try:
                 data = self.reader.next()
             except OSError:
@@ -282,8 +302,10 @@ class Channel:
             if data is None:
                 self.dead = "the candidate's end of the channel closed"
                 raise CandidateEnded(self.dead)
+            if data[:RID] != rid and data[:RID] != GONE:
+                continue
             try:
-                reply = codec.decode(data, handle=self._handle)
+                reply = codec.decode(data[RID:], handle=self._handle)
             except codec.CodecError:
                 continue
             kind = reply[0] if type(reply) is tuple and reply else None
@@ -292,8 +314,8 @@ class Channel:
             if kind == "X" and len(reply) == 8 and all(type(x) is str for x in reply[1:4]) \
                     and type(reply[5]) is str:
                 raise candidate_exception(reply[1:])
-            if kind == "gone" and len(reply) == 2 and type(reply[1]) is str:
-                self.dead = reply[1]
+            if kind == "gone" and len(reply) == 3 and reply[1] == self.test and type(reply[2]) is str:
+                self.dead = reply[2]
                 raise CandidateEnded(self.dead)
             if kind == "big" and len(reply) == 2 and type(reply[1]) is int:
                 raise ValueError(f"the candidate's answer is {reply[1]} bytes, more than the channel carries "
@@ -323,17 +345,13 @@ class Channel:
         return value
 
     def finish(self):
-        """Tell the serving process this test is over, close this test's socket."""
-        if self.fd < 0:
-            return
-        if not self.dead:
+        """Tell the serving process this test is over (W told it to serve this test, so it
+        waits for the word even when the test made no call)."""
+        if self.fd >= 0 and not self.dead:
             try:
-                frames.write_all(self.fd, frames.pack_marked(codec.encode(("E",))))
+                frames.write_all(self.fd, frames.pack_marked(END))
             except OSError:
                 pass
-        os.close(self.fd)
-        self.fd = -1
-        self.reader = None
 
 
 def owned_ids(ns):
@@ -416,8 +434,8 @@ class Judgement:
     """One incarnation of a job as J sees it: which tests it can judge, setup run afresh for
     each test, and the channel to the candidate's side."""
 
-    def __init__(self, setup, code, tests, program_mode, entry_point):
-        self.chan = Channel()
+    def __init__(self, setup, code, tests, program_mode, entry_point, chan):
+        self.chan = chan
         self.setup = setup
         self.program_mode = program_mode
         self.plans = [analysis.plan(t, i) for i, t in enumerate(tests)]
@@ -463,10 +481,10 @@ class Judgement:
             self.shared = ns
         return ns
 
-    def test(self, i, fd):
-        """(outcome, message) of test i, its calls served over socket `fd` (-1: none)."""
+    def test(self, i):
+        """(outcome, message) of test i (the serving process is told when it is over)."""
         ns = self.namespace() if self.error is None else {}
-        self.chan.begin(fd, ns, keep_handles=self.program_mode)
+        self.chan.begin(i, ns, keep_handles=self.program_mode)
         try:
             if self.error is not None:
                 return "error", self.error
@@ -486,19 +504,22 @@ class Judgement:
                 self.shared.update((k, v) for k, v in ns.items() if k not in lazy)
             return outcome
         finally:
-            self.chan.finish()
+            if self.needs[i]:
+                self.chan.finish()
 
 
 def serve_jobs():
-    """J: fd 3 W's commands (a unix socket: frames, a test's socket riding on its command), fd 4
-    messages to W. ("job", serial, dir, setup, code, tests, program_mode, entry_point) ->
-    ("ready", serial, setup error, trusted flags, needs-a-server flags); ("test", serial, i)
-    [+ the test's socket if it needs a server] -> ("verdict", serial, i, outcome, msg)."""
+    """J: fd 3 W's commands (a unix socket: frames, an incarnation's socket riding on its job),
+    fd 4 messages to W. ("job", serial, dir, setup, code, tests, program_mode, entry_point) ->
+    ("ready", serial, setup error, trusted flags, needs-a-server flags); ("test", serial, i) ->
+    ("verdict", serial, i, outcome, msg)."""
     commands = frames.FdReader(socket.socket(fileno=3))
+    chan = Channel()
     job = None
     while (msg := commands.next()) is not None:
         msg = codec.decode(msg)
         if msg[0] == "job":
+            chan.open((commands.take_fds(1) or [-1])[0])
             _, serial, path, setup, code, tests, program_mode, entry_point = msg
             try:
                 os.chdir(path)
@@ -506,12 +527,11 @@ def serve_jobs():
                 os.chdir("/")
             for key in ("HOME", "TMPDIR", "PWD"):
                 os.environ[key] = path
-            job = Judgement(setup, code, tests, program_mode, entry_point)
+            job = Judgement(setup, code, tests, program_mode, entry_point, chan)
             reply = ("ready", serial, job.error, job.trusted, job.needs)
         else:
             _, serial, i = msg
-            fd = (commands.take_fds(1) or [-1])[0] if job.needs[i] else -1
-            reply = ("verdict", serial, i) + job.test(i, fd)
+            reply = ("verdict", serial, i) + job.test(i)
         frames.write_frame(4, codec.encode(reply))
     os._exit(0)
 
