@@ -303,8 +303,8 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     inits = {p for w in workers for p in descendants(w)}
     assert descendants() - before == workers | inits and len(inits) == 2 * per
     ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
-    kids = {p for w in workers for p in descendants(w)}  # ... and its judge, idle
-    assert descendants() - before == workers | kids and len(kids) == 2 * per + 2 and inits < kids
+    kids = {p for w in workers for p in descendants(w)}  # ... and its judge's zygote and judge, idle
+    assert descendants() - before == workers | kids and len(kids) == 2 * per + 4 and inits < kids
     assert procs_with("61.0404") == []
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []

@@ -108,7 +108,7 @@ def test_unprivileged_executor_is_confined_by_namespaces():
     caps = [("CapBnd", "0" * 16), ("CapEff", "0" * 16), ("CapPrm", "0" * 16), ("Uid", str(uid))]
     assert seen["procs"] == [f"AssertionError: (2, 1, {caps!r}) [test 0]",  # C sees its init and itself
                              "AssertionError: ['EPERM'] [test 0]",  # no ptrace of the init; its SIGKILL ignored
-                             "AssertionError: (2, 1) [test 0]"]  # the judge sees its own init and itself
+                             "AssertionError: (3, 1) [test 0]"]  # the judge sees its own init, its zygote and itself
     assert seen["judge_tmp"] == [["passed", True]] * 4
     assert seen["daemon"] == [["passed", "passed"], []] and seen["left"] == [[], False]
     assert seen["refused"] == ("Executor: cannot confine candidates here (userns: disabled by the configuration; "
