@@ -25,12 +25,14 @@ an outcome the candidate could have forged; its failures and timeouts stand. "co
 (the released harness's behaviour; untrusted_share shows how much of a reward rests on it).
 Measured: all 1,133 HumanEval asserts and all toy-world asserts take the trusted path.
 
-What a job owns dies with it (sandbox/candidate.py): the candidate's process, the judge process
-of that job (a fresh one per job, forked by a judge zygote that runs no task code) and, per
-test, a fresh judge <-> candidate socket. A test that never answers ends that judge; a channel a
-candidate shuts down, sets O_NONBLOCK on or fills with frames or descriptors serves no other
-test. The judge runs setup afresh for every test and writes a candidate's in-place mutation of
-an argument back only into objects the test owns (not a module's: `f(sys.path)`).
+What a job owns dies with it (sandbox/candidate.py): the candidate's process and its socket to
+the judge (fresh for every incarnation of the job; requests and answers carry ids, so nothing
+left in it answers a later request). The judge, forked by a zygote that runs no task code, serves
+job after job but is ended and replaced whenever it owes an answer that will not be waited for
+(a test that timed out): a test that never answers cannot leave it blocked, and a channel a
+candidate shuts down, sets O_NONBLOCK on or fills with frames or descriptors serves no other job.
+The judge runs setup afresh for every test and writes a candidate's in-place mutation of an
+argument back only into objects the test owns (not a module's: `f(sys.path)`).
 
 Isolation (`Executor(isolation=...)`), one outcome per test in both:
 - "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
@@ -86,8 +88,9 @@ in chunks of up to 256 (an endless generator is fine; one that hangs right after
 takes may time out). Answers above 256 MiB are refused with an error that says so. Processes and
 threads the program itself starts live for the whole job and may carry information between its
 tests (the arguments the judge sends, never an expected value); SysV objects a test creates are
-visible to the job's later tests. A module a trusted test itself changes in the judge
-(random.seed) stays changed for that job's later tests (never another job's). Test texts are no
+visible to the job's later tests. A module a trusted test's own text changes in the judge
+(random.seed, sys.setrecursionlimit) stays changed for later tests on that judge (the tests are
+the task's, never the candidate's). Test texts are no
 secret (they are in the prompt) and stay readable in the candidate's memory.
 Without root, the candidates run as the caller's uid (without capabilities, in namespaces):
 RLIMIT_NPROC is max_procs + 8 for the worker's whole tree (its own processes share the uid),
