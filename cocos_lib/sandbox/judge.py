@@ -306,8 +306,10 @@ class Channel:
                 continue
             try:
                 reply = codec.decode(data[RID:], handle=self._handle)
-            except codec.CodecError:
-                continue
+            except codec.CodecError as e:
+                if data[:RID] == GONE:
+                    continue
+                raise ValueError(f"the candidate's answer could not be read: {e}") from None
             kind = reply[0] if type(reply) is tuple and reply else None
             if kind == "R" and len(reply) == 3:
                 return reply
@@ -320,6 +322,8 @@ class Channel:
             if kind == "big" and len(reply) == 2 and type(reply[1]) is int:
                 raise ValueError(f"the candidate's answer is {reply[1]} bytes, more than the channel carries "
                                  f"({MAX_REPLY} bytes)")
+            if data[:RID] == rid:  # (this request's, but no answer: never a silent wait)
+                raise ValueError("the candidate's answer could not be read: not an answer")
 
     def ask(self, message):
         return self.request(message)[1]
