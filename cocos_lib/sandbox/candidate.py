@@ -109,35 +109,23 @@ class Zygote:
         return bool(select.select([self.fd], [], [], 0)[0])
 
     def fork_judge(self):
-        """A fresh J (JobJudge), or None if Z did not answer."""
-        return self.took_fork(*self.ask_fork())
-
-    def ask_fork(self):
-        """Ask Z for a fresh J. -> what took_fork needs."""
+        """A fresh J (Judge), or None if Z did not answer."""
         cmd_w, cmd_j = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         out_r, out_w = os.pipe()
-        try:
-            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
-            asked = True
-        except OSError:
-            asked = False
-        cmd_j.close()
-        os.close(out_w)
-        return asked, cmd_w, out_r
-
-    def took_fork(self, asked, cmd_w, out_r):
-        """The J asked for (JobJudge), or None if Z did not answer."""
         pidfd = None
         try:
-            if asked and self.reader.next() == b"forked":
+            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
+            if self.reader.next() == b"forked":
                 pidfd = (self.reader.take_fds(1) or [None])[0]
         except OSError:
             pass
+        cmd_j.close()
+        os.close(out_w)
         if pidfd is None:
             cmd_w.close()
             os.close(out_r)
             return None
-        return JobJudge(cmd_w, out_r, pidfd)
+        return Judge(cmd_w, out_r, pidfd)
 
     def end(self):
         """Kill and reap Z (bounded); False if it could not be reaped."""
@@ -148,7 +136,7 @@ class Zygote:
         return ok
 
 
-class JobJudge:
+class Judge:
     """W's handle on J: its command socket, its messages, its pidfd, and whether it owes W an
     answer (a job's "ready", a test's verdict)."""
 
