@@ -253,12 +253,12 @@ def test_a_long_mixed_stream_gets_a_fresh_executors_verdicts_per_job():
         with Executor(workers=1) as one:
             r = one.run_many([job])[0]
         fresh[name] = (r.outcomes, r.error, r.trusted)
-    names = [name for name in STREAM for _ in range(4)]
+    names = [name for name in STREAM for _ in range(6)]  # 90 jobs
     random.Random(25).shuffle(names)
     with Executor(workers=2) as ex2:
         reports = ex2.run_many([STREAM[n] for n in names])
-        reports += ex2.run_many([STREAM[n] for n in names[:12]])  # (a second batch on the same workers)
-    got = [(n, (r.outcomes, r.error, r.trusted)) for n, r in zip(names + names[:12], reports)]
+        reports += ex2.run_many([STREAM[n] for n in names[:20]])  # (a second batch on the same workers)
+    got = [(n, (r.outcomes, r.error, r.trusted)) for n, r in zip(names + names[:20], reports)]
     assert [(n, v) for n, v in got if v != fresh[n]] == []
     assert fresh["loop last"][0] == ("passed", "passed", "timeout") and fresh["right"][0] == ("passed",) * 3
 

@@ -37,7 +37,6 @@ def test_a_test_that_needs_most_of_its_budget_passes_under_load(executor, oversu
     assert oversubscribed == 2 * os.cpu_count() and time.monotonic() - start < 30
 
 
-@pytest.mark.slow
 def test_every_humaneval_canonical_solution_passes_on_an_oversubscribed_machine(executor, oversubscribed):
     from cocos_lib.tasks import load_humaneval
 
