@@ -93,6 +93,15 @@ def test_random_bytes_never_give_anything_but_plain_data_or_a_codec_error():
     assert 100 < ok < 3000
 
 
+def test_builtin_types_travel_by_name_and_nothing_else_does():
+    assert codec.decode(codec.encode([int, (str, frozenset)])) == [int, (str, frozenset)]
+    for value in (object, type, collections.OrderedDict, len):
+        with pytest.raises(codec.NotPlain):
+            codec.encode(value)
+    with pytest.raises(codec.CodecError, match="unknown type"):
+        codec.decode(b"y6:object")
+
+
 def test_depth_is_bounded_both_ways():
     deep = []
     for _ in range(codec.MAX_DEPTH + 5):

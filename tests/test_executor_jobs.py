@@ -183,6 +183,10 @@ CORRECT = {
                     "try:\n    check(3)\nexcept KeyError as e:\n    assert str(e) == '3' and e.args == (3,)"], "", None),
     "large values": ("def big():\n    return 3 ** 400000\ndef long():\n    return 'ab' * (10 << 20)\n",
                      ["assert big() % 1000 == pow(3, 400000, 1000)", "assert len(long()) == 20 << 20"], "", None),
+    "builtin types as data": ("def drop(xs, kind):\n    return [x for x in xs if not isinstance(x, kind)]\n"
+                              "def kind(x):\n    return type(x)\n",
+                              ["assert drop((4, 5, 7.7), int) == [7.7]", "assert drop((7, 'SR'), str) == [7]",
+                               "assert kind('a') == str and kind(1) is int"], "", None),  # (MBPP/533)
     "many calls": ("def inc(x):\n    return x + 1\n",
                    ["for i in range(30000):\n    assert inc(i) == i + 1"], "", None),
     "named like a builtin": ("def sum(a, b):\n    s = 0\n    for i in range(1, min(a, b) + 1):\n"

@@ -27,7 +27,9 @@ a test there).
 """
 import ast, builtins
 
-CALLABLE_BUILTINS = frozenset(n for n in dir(builtins) if callable(getattr(builtins, n)))
+# builtin functions a test may hand the candidate (not data); the plain types travel (codec.TYPES)
+CALLABLE_BUILTINS = frozenset(n for n in dir(builtins) if callable(getattr(builtins, n))) - {
+    "int", "float", "complex", "str", "bytes", "bool", "list", "tuple", "dict", "set", "frozenset"}
 INTROSPECTION = frozenset({"globals", "locals", "vars", "dir", "eval", "exec", "compile", "__import__", "breakpoint"})
 CACHE_MAX = 16384
 _plans = {}

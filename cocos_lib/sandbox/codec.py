@@ -14,7 +14,8 @@ checked against the bytes that are left (the frame that carries the bytes is siz
            | d <n> : (value value)*n        dict
            | h <id> ; value(str)            a handle: an object that stays in the candidate
            | n <len> : <utf-8>              a name in the candidate's module (judge -> candidate)
-           | o value(tuple)                 a stdlib container: (kind, extra, plain value), see STD
+           | o value(tuple)                 a stdlib container: (kind, extra, plain value), see _std
+           | y <len> : <name>               a builtin type of TYPES (`f(xs, int)`, `type(f(x)) == str`)
 
 Handles let the judge hold a candidate object (a function, a class instance) without seeing
 inside it: `encode(x, ref=...)` turns what is not plain into `ref(x)`'s handle; `decode(b,
@@ -31,6 +32,7 @@ from builtins import (all, bytes, complex, dict, float, frozenset, getattr, int,
 MAX_DEPTH = 100
 MAX_INT_HEX = 1 << 28  # more hex digits than a frame holds (judge.MAX_REPLY): the frame bounds an int
 FACTORIES = {t.__name__: t for t in (int, float, str, list, dict, set, tuple, bool, complex, bytes)}
+TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset)}
 _D = struct.Struct(">d")
 _DD = struct.Struct(">dd")
 _HEX = re.compile(rb"-?[0-9a-f]+")
@@ -182,6 +184,10 @@ def _enc(v, out, ref, loose, depth):
     elif t is bytes:
         out.append(b"b%d:" % len(v))
         out.append(v)
+    elif t is type and TYPES.get(v.__name__) is v:
+        name = v.__name__.encode()
+        out.append(b"y%d:" % len(name))
+        out.append(name)
     else:
         std = _std(v)
         if std is not None:
@@ -309,6 +315,12 @@ def _dec(data, i, handle, name, depth):
         if type(kind) is not str:
             raise CodecError("bad handle type name")
         return handle(int(digits), kind), i
+    if tag == 0x79:  # y
+        n, i = _count(data, i, b":")
+        got = TYPES.get(data[i:i + n].decode("ascii", "replace"))
+        if got is None:
+            raise CodecError("unknown type")
+        return got, i + n
     if tag == 0x6F:  # o
         spec, i = _dec(data, i, handle, name, depth + 1)
         if type(spec) is not tuple or len(spec) != 3 or type(spec[0]) is not str:
