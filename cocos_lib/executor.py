@@ -23,7 +23,8 @@ returns. `Executor(untrusted=...)`: "refuse" (the default, and what every profil
 such a test's pass as "error" ("untrusted pass not counted ..."), since a reward must not pay for
 an outcome the candidate could have forged; its failures and timeouts stand. "count" pays it
 (the released harness's behaviour; untrusted_share shows how much of a reward rests on it).
-Measured: all 1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+Measured: all 1,133 HumanEval asserts, all 2,922 MBPP asserts (reference solutions) and all
+toy-world asserts take the trusted path.
 
 What a job owns dies with it (sandbox/candidate.py): the candidate's process and its socket to
 the judge (fresh for every incarnation of the job; requests and answers carry ids, so nothing
