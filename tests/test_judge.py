@@ -134,10 +134,10 @@ def test_tests_that_reach_into_candidate_objects_run_in_the_candidate_untrusted(
 def test_a_test_passing_something_not_plain_falls_back(executor, ex_count):
     code = "def apply(f, x):\n    return f(x)\n"
     tests = ["assert apply(lambda v: v + 1, 1) == 2", "assert apply(abs, -3) == 3", "assert apply(str, 5) == '5'"]
-    r = ex_count.run(code, tests)
-    assert r.outcomes == ("passed", "passed", "passed") and r.trusted == (False, False, False)
+    r = ex_count.run(code, tests)  # (a builtin type is data: `str` travels by name)
+    assert r.outcomes == ("passed", "passed", "passed") and r.trusted == (False, False, True)
     r = executor.run(code, tests)
-    assert r.outcomes == ("error",) * 3 and r.trusted == (False, False, False)
+    assert r.outcomes == ("error", "error", "passed") and r.trusted == (False, False, True)
 
 
 def test_program_isolation_judges_too(executor):
