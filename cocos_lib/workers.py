@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections, functools, glob, json, marshal, os, random, select, shutil, subprocess, sys, threading, time
 
 from cocos_lib.sandbox import cgroups, frames, proctree
+from cocos_lib.sandbox.candidate import WALL_FACTOR, WALL_SLACK
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(HERE, "sandbox", "launch.py")
@@ -219,7 +220,7 @@ class Pool:
             for slot, w in enumerate(self.workers):
                 if w.inflight:
                     job = w.inflight[0][0]
-                    left = w.since + (3 * len(job[2]) + 2) * job[3] + 30 - now
+                    left = w.since + (len(job[2]) + 1) * (WALL_FACTOR * job[3] + WALL_SLACK + 1) + 30 - now
                     if left <= 0:
                         self._replace(slot, "sandbox worker hung and was replaced")
                     limit = min(limit, max(left, 0.0))

@@ -62,21 +62,39 @@ def test_timeout_is_wall_clock_and_ignores_signals(executor):
     assert r.outcomes == ("timeout", "timeout")
 
 
-def test_timeout_counts_program_plus_test(executor):
+def test_program_start_up_has_its_own_budget_and_tests_count_cpu_time(executor):
+    # (was "timeout counts program + test": the program's 0.4 s ate the test's 0.6 s of wall clock.
+    # Now the program's start-up has a budget of its own and a test counts the CPU time it used, so a
+    # loaded machine does not turn slow starts into timeouts; a wall-clock backstop of 2 x + 0.5 s stays)
     r = executor.run("import time\ntime.sleep(0.4)", ["time.sleep(0.4)", "assert 1"], timeout_s=0.6)
-    assert r.outcomes == ("timeout", "passed")
+    assert r.outcomes == ("passed", "passed")
+    r = executor.run("import time\ntime.sleep(0.4)", ["time.sleep(2)", "while True: pass", "assert 1"], timeout_s=0.6)
+    assert r.outcomes == ("timeout", "timeout", "passed")
+    assert r.error == "timeout: no result after 1.70 s (wall-clock backstop) [test 0]"
+    r = executor.run("import time\ntime.sleep(0.4)", ["while True: pass"], timeout_s=0.6)
+    assert r.error == "timeout after 0.60 s of CPU time [test 0]"
 
 
-def test_each_test_sees_the_program_fresh(executor):
-    code = "L = []\nimport math\ndef push(x):\n    L.append(x)\n    return len(L)\n"
+@pytest.fixture(scope="module")
+def ex_count():
+    """Untrusted passes counted (Executor(untrusted="count")): for tests about what a test that runs
+    inside the candidate sees, not about whether its pass is paid."""
+    with Executor(workers=2, untrusted="count") as e:
+        yield e
+
+
+def test_each_test_sees_the_program_fresh(ex_count):
+    code = ("L = []\nimport math\ndef push(x):\n    L.append(x)\n    return len(L)\n"
+            "def probe():\n    return len([1]), math.pi > 3.14\n")
     tests = ["assert push(1) == 1", "assert push(1) == 1", "import builtins; builtins.len = lambda x: 0",
-             "math.pi = 3; open('f.txt', 'w').write('x')", "assert len([1]) == 1 and math.pi > 3.14",
+             "math.pi = 3; open('f.txt', 'w').write('x')", "assert probe() == (1, True)",
              "import os; assert not os.path.exists('f.txt')", "assert push(1) == 1"]
-    assert executor.run(code, tests).outcomes == ("passed",) * 7
+    r = ex_count.run(code, tests)
+    assert r.outcomes == ("passed",) * 7 and r.trusted == (True, True, False, False, True, True, True)
 
 
 def test_nothing_leaks_between_candidates():
-    with Executor(workers=1) as ex1:  # one worker: the second job runs where the first ran
+    with Executor(workers=1, untrusted="count") as ex1:  # one worker: the second job runs where the first ran
         dirty = ("import builtins, math, os, sys\nbuiltins.abs = lambda x: 42\nmath.sqrt = None\n"
                  "sys.modules['json'] = None\nopen('leak.txt', 'w').write('x')\nGLOBAL = 1\n"
                  "def probe():\n    return abs(-1)\n")
@@ -207,9 +225,13 @@ def test_fake_results_on_every_fd_do_not_pass(executor):
 
 
 def test_killing_parent_or_group_voids_only_that_job(executor):
-    cases = [("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"], ("error",) * 3),  # kills C
-             ("import os", ["assert 1", "os.killpg(os.getpgid(0), 9)", "assert 1"], ("passed", "error", "passed")),
-             ("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"], ("error",) * 2)]
+    # (the kills are the candidate's: a test's own `os.kill` runs in the judge, which judges it)
+    kill = "import os\ndef parent():\n    os.kill(os.getppid(), 9)\ndef group():\n    os.killpg(os.getpgid(0), 9)\n"
+    cases = [(kill, ["assert 1", "parent.__name__ and parent()", "assert 1"], ("error",) * 3),  # kills C, untrusted
+             (kill, ["assert 1", "parent()", "assert 1"], ("passed",) * 3),  # (the judge has its answer: None)
+             (kill, ["assert 1", "group()", "assert 1"], ("passed", "error", "passed")),
+             ("import os\nos.killpg(os.getpgid(0), 9)", ["assert 1", "assert 1"], ("error",) * 2),
+             ("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"], ("passed",) * 3)]  # the judge's zygote
     for code, tests, want in cases:
         r = executor.run(code, tests)
         assert r.outcomes == want
@@ -281,8 +303,8 @@ def test_run_tests_convenience_and_no_process_left_after_close():
     inits = {p for w in workers for p in descendants(w)}
     assert descendants() - before == workers | inits and len(inits) == 2 * per
     ex1.run_many([Job(DAEMONS, ["spawn('61.0404')", "spawn('61.0404')"])] * 4, progress=True)
-    kids = {p for w in workers for p in descendants(w)}  # ... and its judge, idle
-    assert descendants() - before == workers | kids and len(kids) == 2 * per + 2 and inits < kids
+    kids = {p for w in workers for p in descendants(w)}  # ... and its judge's zygote and judge, idle
+    assert descendants() - before == workers | kids and len(kids) == 2 * per + 4 and inits < kids
     assert procs_with("61.0404") == []
     ex1.close()
     assert descendants() - before == set() and procs_with("61.0404") == []
@@ -341,16 +363,26 @@ def test_wrong_humaneval_variants_fail_exactly_the_right_asserts(executor):
     assert [r.outcomes for r in executor.run_many(jobs)] == [want for _, want in cases.values()]
 
 
+CLOSE = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
+
+
 def test_closing_the_harness_pipes_does_not_hang(executor):
-    close = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
-    r = executor.run("import time", [close + "time.sleep(30)", close + "time.sleep(30)"], timeout_s=0.5)
+    code = "import time\ndef close():\n" + "".join("    " + line + "\n" for line in CLOSE.splitlines()) + \
+        "    time.sleep(30)\n"
+    r = executor.run(code, ["close()", "close()"], timeout_s=0.5)
     assert r.outcomes == ("timeout", "timeout")
-    assert executor.run(close, ["assert 1", "assert 1"]).outcomes == ("error", "error")
+    assert executor.run(CLOSE, ["assert 1", "assert 1"]).outcomes == ("error", "error")
+    # a test that closes them itself runs in its job's judge: that judge cannot answer any more
+    r = executor.run("import time", [CLOSE + "time.sleep(30)", "assert 1"], timeout_s=0.5)
+    assert r.outcomes == ("error", "passed")
+    assert r.error == "test ended without a result (the judge's process ended) [test 0]"
 
 
 @pytest.fixture(scope="module")
 def ex_program():
-    with Executor(workers=2, isolation="program") as e:
+    """("program" isolation's tests share state through the candidate's objects: tests that reach
+    into them run there, untrusted, and these count their passes)"""
+    with Executor(workers=2, isolation="program", untrusted="count") as e:
         yield e
 
 
@@ -376,9 +408,10 @@ def test_timeout_in_the_middle_test_costs_only_that_test_in_both_modes(executor,
     for e in (executor, ex_program):
         start = time.monotonic()
         r = e.run("import time\nX = 1", ["assert X == 1", middle, "assert X == 1"], timeout_s=0.5)
-        assert r.outcomes == ("passed", "timeout", "passed")  # budget: 0.5 s less the program's own time
-        assert r.error.startswith("timeout after 0.") and r.error.endswith(" s [test 1]")
-        assert time.monotonic() - start < 3
+        assert r.outcomes == ("passed", "timeout", "passed")  # budget: 0.5 s of CPU, 1.5 s of wall clock
+        assert r.error == ("timeout after 0.50 s of CPU time [test 1]" if middle.startswith("while")
+                           else "timeout: no result after 1.50 s (wall-clock backstop) [test 1]")
+        assert time.monotonic() - start < 4
 
 
 @pytest.mark.parametrize("exit_code", ["import os; os._exit(0)", "import ctypes; ctypes.string_at(0)",
@@ -402,7 +435,8 @@ def test_program_isolation_keeps_the_safety_properties(ex_program):
              "            os.write(fd, b'@@T ' + b'0' * 32 + b' 1 passed \\n')\n        except OSError:\n            pass\n")
     assert ex_program.run(forge, ["forge(); os._exit(0)", "forge(); assert False", "assert 1"]).outcomes == ("error", "failed", "passed")
     # the tests run in C itself, so their parent is the worker, outside C's pid namespace:
-    # getppid() is 0 there, and kill(0) ends only the test's own process group
+    # getppid() is 0 there, and kill(0) ends only the test's own process group ("program"
+    # isolation: the program's `os` is the candidate's, so these tests run in C)
     r = ex_program.run("import os", ["assert 1", "os.kill(os.getppid(), 9)", "assert 1"])
     assert r.outcomes == ("passed", "error", "passed")
     r = ex_program.run("import os", ["assert 1", "os.killpg(os.getpgid(0), 9)", "assert 1"])
@@ -420,11 +454,12 @@ def test_after_a_hang_the_program_runs_again_in_both_modes(executor, ex_program)
 
 
 def test_program_isolation_survives_tests_that_close_the_harness_pipes(ex_program):
-    close = "import os\nfor fd in range(3, 64):\n    try:\n        os.close(fd)\n    except OSError:\n        pass\n"
+    close = CLOSE
     r = ex_program.run("import time", [close + "time.sleep(30)", close + "time.sleep(30)"], timeout_s=0.5)
     assert r.outcomes == ("timeout", "timeout")
-    r = ex_program.run("X = 1", ["assert X == 1", close, "assert X == 1"])
-    assert r.outcomes == ("passed", "error", "passed") and "exit status 70" in r.error
+    r = ex_program.run("X = 1", ["assert X == 1", close, "assert X == 1"])  # (the middle one runs in the judge)
+    assert r.outcomes == ("passed", "error", "passed")
+    assert r.error == "test ended without a result (the judge's process ended) [test 1]"
     assert ex_program.run(close, ["assert 1", "assert 1"]).outcomes == ("error", "error")
 
 
@@ -518,9 +553,16 @@ def test_untrusted_share_counts_the_outcomes_decided_inside_the_candidate(execut
     from cocos_lib.executor import untrusted_share
 
     reaches_in = "assert add(1, 2) == 3 and add.__name__ == 'add'"  # reads an attribute of the candidate's add
-    reports = executor.run_many([Job(ADD, ["assert add(1, 2) == 3", reaches_in]), Job(ADD, ["assert add(7, 1) == 8"])])
-    assert [r.outcomes for r in reports] == [("passed", "passed"), ("failed",)]
+    jobs = [Job(ADD, ["assert add(1, 2) == 3", reaches_in]), Job(ADD, ["assert add(7, 1) == 8"])]
+    reports = executor.run_many(jobs)
+    # by default (untrusted="refuse") a pass decided inside the candidate is not paid: "error"
+    assert [r.outcomes for r in reports] == [("passed", "error"), ("failed",)]
+    assert reports[0].error == ("untrusted pass not counted: the test ran inside the candidate, which could have "
+                                "forged it (Executor(untrusted='count') counts it) [test 1]")
     assert [r.trusted for r in reports] == [(True, False), (True,)]
+    with Executor(workers=1, untrusted="count") as ex1:
+        counted = ex1.run_many(jobs)
+    assert [r.outcomes for r in counted] == [("passed", "passed"), ("failed",)] and untrusted_share(counted) == 1 / 3
     assert untrusted_share(reports) == 1 / 3 and untrusted_share([]) == 0.0
     assert untrusted_share([TestReport(("passed", "failed"))]) == 1.0  # a hand-made report is not trusted
 
@@ -539,4 +581,5 @@ def test_rollout_stats_carry_the_untrusted_share(tiny_policy, executor, monkeypa
     trajs = rollout(tiny_policy, [task], RolloutConfig(turns=2, k=2, share_first_turn=True), executor, stats=stats)
     # turn 1 runs once for the group (3 tests), turn 2 once per sample (6): one of 3 is untrusted each time
     assert [t.turns[1].report.trusted for t in trajs] == [(True, True, False)] * 2
+    assert [t.turns[1].report.outcomes for t in trajs] == [("passed", "passed", "error")] * 2  # (not paid)
     assert stats["untrusted_tests"] == 3 / 9

@@ -106,19 +106,38 @@ def test_candidate_exceptions_reach_the_test_as_builtin_classes(executor):
     assert r.error == "Odd: 'one' [test 1]"
 
 
-def test_tests_that_reach_into_candidate_objects_run_in_the_candidate_untrusted(executor):
+UNPAID = "untrusted pass not counted: the test ran inside the candidate, which could have forged it " \
+         "(Executor(untrusted='count') counts it)"
+
+
+@pytest.fixture(scope="module")
+def ex_count():
+    from cocos_lib.executor import Executor
+
+    with Executor(workers=2, untrusted="count") as e:
+        yield e
+
+
+def test_tests_that_reach_into_candidate_objects_run_in_the_candidate_untrusted(executor, ex_count):
     code = "import math\nL = []\ndef push(x):\n    L.append(x)\n    return len(L)\n"
     tests = ["assert push(1) == 1", "L.append(5); assert push(1) == 2", "assert math.pi > 3", "assert 'push' in globals()",
              "assert L == []"]
-    r = executor.run(code, tests)
+    r = ex_count.run(code, tests)
     assert r.outcomes == ("passed",) * 5
-    assert r.trusted == (True, False, False, False, True)
+    # the program's `import math` is a stdlib module: the judge imports its own (the same module
+    # a fresh interpreter gives), so `math.pi` is judged; `L.append`, `globals()` are not
+    assert r.trusted == (True, False, True, False, True)
+    r = executor.run(code, tests)  # the default: an untrusted pass is not paid
+    assert r.outcomes == ("passed", "error", "passed", "error", "passed") and r.error == UNPAID + " [test 1]"
 
 
-def test_a_test_passing_something_not_plain_falls_back(executor):
+def test_a_test_passing_something_not_plain_falls_back(executor, ex_count):
     code = "def apply(f, x):\n    return f(x)\n"
-    r = executor.run(code, ["assert apply(lambda v: v + 1, 1) == 2", "assert apply(abs, -3) == 3", "assert apply(str, 5) == '5'"])
-    assert r.outcomes == ("passed", "passed", "passed") and r.trusted == (False, False, False)
+    tests = ["assert apply(lambda v: v + 1, 1) == 2", "assert apply(abs, -3) == 3", "assert apply(str, 5) == '5'"]
+    r = ex_count.run(code, tests)  # (a builtin type is data: `str` travels by name)
+    assert r.outcomes == ("passed", "passed", "passed") and r.trusted == (False, False, True)
+    r = executor.run(code, tests)
+    assert r.outcomes == ("error", "error", "passed") and r.trusted == (False, False, True)
 
 
 def test_program_isolation_judges_too(executor):

@@ -17,8 +17,11 @@ def test_forged_result_lines_and_early_exit_do_not_pass(executor):
     assert r.outcomes == ("error", "error") and r.trusted == (True, True)
     assert r.error.startswith("CandidateEnded: the candidate's process ended during the test")
     # the same forgery DOES work on a test the judge cannot run (it reaches into add): that
-    # outcome comes from inside the candidate, and the report says so
+    # outcome comes from inside the candidate, and the report says so; by default it is not paid
     r = executor.run(FORGE, ["assert add(1, 2) == 3 and add.__name__ == 'add'"])
+    assert r.outcomes == ("error",) and r.trusted == (False,) and r.error.startswith("untrusted pass not counted")
+    with Executor(workers=1, untrusted="count") as counting:
+        r = counting.run(FORGE, ["assert add(1, 2) == 3 and add.__name__ == 'add'"])
     assert r.outcomes == ("passed",) and r.trusted == (False,)
 
 

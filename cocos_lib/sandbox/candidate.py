@@ -1,16 +1,27 @@
-"""W's handle on one incarnation of a job: the candidate process C and its judge J.
+"""W's handle on one incarnation of a job: the candidate process C, as the judge J sees it.
 
-W forks both (C runs the program, J runs setup) and connects them with a socket pair; W keeps
-a copy of both ends, to drain what a killed process left unread and to tell J that the
-process serving its test has ended ("gone"). Everything C says is untrusted and used only for
-progress (ready, reaped) and for the fallback tests' nonce-tagged reports; J's messages
-(frames of codec tuples) carry the trusted verdicts. Every wait has a deadline.
+What an incarnation owns, and nothing outlives it: C (runs the program once; T_i, one fork per
+test), its command channel, and a fresh socket pair between J and C's side (C inherits one end,
+J gets the other with the job; W keeps a copy of C's end only to tell J that the process serving
+its test has ended: "gone"; requests and answers carry ids, so nothing left in it from one test
+answers another). When the incarnation
+ends (the job is done, a test timed out, C crashed) W kills C's tree, and J too if it owes an
+answer (worker.py): a judge left waiting for an answer never serves anything else. J itself
+(judge.py) runs setup afresh for every test and keeps nothing of a candidate's.
+Everything C says is untrusted and used only for progress (ready, reaped) and for the fallback
+tests' nonce-tagged reports; J's messages (frames of codec tuples) carry the trusted
+verdicts. Every wait has a deadline: a phase (the program's start-up, each test) gets its
+budget of CPU time (what the worker's tree used meanwhile: Clock) and a wall-clock backstop
+(WALL_FACTOR x budget + WALL_SLACK), so a loaded machine does not turn slow starts into timeouts.
 """
-import collections, os, select, socket, time
+import collections, os, select, signal, socket, time
 
 from . import child, codec, frames, judge, proctree
 
 DIED = "sandbox process died (the candidate killed its parent or process group?)"
+WALL_FACTOR, WALL_SLACK = 2.0, 0.5
+GRACE_S = 0.05  # a phase's first CPU-clock read comes after this much wall clock
+ASK_S = 10.0  # how long W waits for Z's answer or for J to take a command
 
 
 def how(status):
@@ -21,35 +32,136 @@ def ended(status):
     return "error", f"test ended without a result ({how(status)})"
 
 
-class Judge:
-    """W's handle on the judge J: one process per worker generation, forked when first needed
-    and again after a timeout or its own end; `a` is its end of the candidate socket."""
+class Clock:
+    """CPU seconds the worker's whole tree has used: its cgroup's cpu.stat where there is one
+    (an fd opened before the root changed), else the sum over its processes in /proc."""
 
-    def __init__(self, cfg, a):
-        cmd_r, self.cmd_w = os.pipe()
-        self.out_r, out_w = os.pipe()
+    def __init__(self, proc, stat_fd=None):
+        self.proc = proc
+        self.fd = stat_fd
+        self.hz = os.sysconf("SC_CLK_TCK")
+
+    def __call__(self):
+        if self.fd is not None:
+            data = os.pread(self.fd, 4096, 0)
+            for line in data.split(b"\n"):
+                if line.startswith(b"usage_usec "):
+                    return int(line.split()[1]) / 1e6
+        total = 0
+        for pid in self.proc.tree([os.getpid()]):
+            stat = self.proc.read(f"{pid}/stat")
+            if b")" in stat:
+                total += sum(map(int, stat.rsplit(b")", 1)[1].split()[11:15]))
+        return total / self.hz
+
+
+class Budget:
+    """A phase's time: `cpu_s` seconds of CPU (Clock) and a wall-clock backstop. The clock is
+    first read after `grace` seconds of wall clock (most phases end before: no read at all);
+    those count as CPU seconds used."""
+
+    def __init__(self, cpu_s, clock):
+        self.cpu_s = cpu_s
+        self.clock = clock
+        self.start = time.monotonic()
+        self.wall_s = WALL_FACTOR * cpu_s + WALL_SLACK
+        self.grace = min(GRACE_S, cpu_s / 2)
+        self.cpu0 = None
+        self.why = None
+
+    def left(self):
+        """Seconds W may wait before it looks again; 0 once the phase is over (`why` says why)."""
+        now = time.monotonic()
+        elapsed = now - self.start
+        if elapsed >= self.wall_s:
+            self.why = f"timeout: no result after {self.wall_s:.2f} s (wall-clock backstop)"
+            return 0.0
+        if elapsed < self.grace:
+            return self.grace - elapsed
+        if self.cpu0 is None:
+            self.cpu0 = self.clock() - self.grace
+        used = self.clock() - self.cpu0
+        if used >= self.cpu_s:
+            self.why = f"timeout after {self.cpu_s:.2f} s of CPU time"
+            return 0.0
+        return min(self.wall_s - elapsed, max(self.cpu_s - used, 0.005))
+
+
+class Zygote:
+    """W's handle on the judge's zygote Z: one per worker generation, forked when first
+    needed and again if it ends."""
+
+    def __init__(self, cfg):
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.pid = os.fork()
         if self.pid == 0:
             try:
-                judge.main(cfg, (cmd_r, out_w, a.fileno()))
+                judge.main(cfg, theirs.fileno())
             finally:
                 os._exit(70)
-        os.close(cmd_r)
-        os.close(out_w)
-        os.set_blocking(self.cmd_w, False)
-        os.set_blocking(self.out_r, False)
+        theirs.close()
+        mine.settimeout(ASK_S)
+        self.sock = mine
+        self.reader = frames.FdReader(mine)
         self.fd = os.pidfd_open(self.pid)
-        self.reader = frames.Reader(self.out_r)
+
+    def gone(self):
+        return bool(select.select([self.fd], [], [], 0)[0])
+
+    def fork_judge(self):
+        """A fresh J (Judge), or None if Z did not answer."""
+        cmd_w, cmd_j = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        out_r, out_w = os.pipe()
+        pidfd = None
+        try:
+            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
+            if self.reader.next() == b"forked":
+                pidfd = (self.reader.take_fds(1) or [None])[0]
+        except OSError:
+            pass
+        cmd_j.close()
+        os.close(out_w)
+        if pidfd is None:
+            cmd_w.close()
+            os.close(out_r)
+            return None
+        return Judge(cmd_w, out_r, pidfd)
+
+    def end(self):
+        """Kill and reap Z (bounded); False if it could not be reaped."""
+        proctree.kill(self.pid)
+        ok = proctree.reap(self.pid, 3.0) is not None
+        self.sock.close()
+        os.close(self.fd)
+        return ok
+
+
+class Judge:
+    """W's handle on J: its command socket, its messages, its pidfd, and whether it owes W an
+    answer (a job's "ready", a test's verdict)."""
+
+    def __init__(self, cmd, out_r, pidfd):
+        cmd.settimeout(ASK_S)
+        self.cmd = cmd
+        self.out_r = out_r
+        os.set_blocking(out_r, False)
+        self.fd = pidfd
+        self.reader = frames.Reader(out_r)
         self.msgs = collections.deque()
         self.dead = False
         self.eof = False
-        self.status = None
+        self.owes = False
 
-    def tell(self, message):
+    @property
+    def gone(self):
+        return self.dead or self.eof
+
+    def tell(self, message, fds=()):
+        self.owes = True
         try:
-            os.write(self.cmd_w, frames.pack(codec.encode(message)))
+            frames.send_with_fds(self.cmd, frames.pack(codec.encode(message)), fds)
         except OSError:
-            pass
+            self.dead = True
 
     def take(self):
         try:
@@ -61,46 +173,52 @@ class Judge:
         except (codec.CodecError, frames.FrameError):
             self.dead = True
 
-    def exit_status(self, wait_s):
-        """J's exit status once it ended (None if it could not be reaped in time)."""
-        if self.status is None:
-            self.status = proctree.reap(self.pid, wait_s)
-        return self.status
+    def kill(self):
+        try:
+            signal.pidfd_send_signal(self.fd, signal.SIGKILL)
+        except OSError:
+            pass
 
-    def end(self):
-        """Kill and reap J (bounded); False if it could not be reaped."""
-        proctree.kill(self.pid)
-        ok = self.exit_status(3.0) is not None
-        for fd in (self.cmd_w, self.out_r, self.fd):
+    def end(self, wait_s=3.0):
+        """Kill J (Z reaps it), wait until it is gone, close W's ends; False if it is not."""
+        self.kill()
+        gone = bool(select.select([self.fd], [], [], wait_s)[0])
+        self.cmd.close()
+        for fd in (self.out_r, self.fd):
             os.close(fd)
-        return ok
+        return gone
 
 
 class Incarnation:
-    """C for one job, and the judge's view of it (a fresh C after a timeout or a crash: the
-    program runs again, and J runs setup again)."""
+    """C for one job, seen by the judge J (a fresh C after a timeout or a crash: the program runs
+    again, and setup in J too; J is ended with it if it owes an answer)."""
 
-    def __init__(self, cfg, program, tests, setup, program_mode, judge_, b, serial, path):
+    def __init__(self, cfg, program, code, tests, setup, program_mode, entry_point, judge_, serial, path, clock):
         rand = os.urandom(16 * len(tests) + 8).hex()  # one getrandom: C's tag, a nonce per test
         self.ctag = f"@@C {rand[:16]} ".encode()
         self.nonces = [rand[16 + 32 * i:48 + 32 * i] for i in range(len(tests))]
-        self.judge = judge_
-        self.b = b
         self.serial = serial
-        cmd_r, self.cmd_w = os.pipe()  # W's fds 0-5 stay open, so these never land on 3-5
+        self.clock = clock
+        self.judge = judge_
+        cmd_w, cmd_c = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # W's fds 0-5 stay open
+        a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # J <-> this incarnation
         self.res_r, res_w = os.pipe()
         self.c = os.fork()
         if self.c == 0:
             try:
-                child.candidate_main(cfg, program, tests, (cmd_r, res_w, b.fileno()), self.ctag)
+                child.candidate_main(cfg, program, tests, (cmd_c.fileno(), res_w, self.b.fileno()), self.ctag)
             finally:
                 os._exit(70)
-        os.close(cmd_r)
+        cmd_c.close()
         os.close(res_w)
+        cmd_w.setblocking(False)
+        cmd_w.shutdown(socket.SHUT_RD)  # (C's side may not write back: nothing piles up in W's end)
+        self.cmd = cmd_w
         os.set_blocking(self.res_r, False)
-        os.set_blocking(self.cmd_w, False)
         self.c_fd = os.pidfd_open(self.c)
-        self.judge.tell(("job", serial, path, setup, tuple(tests), program_mode))
+        if judge_ is not None:
+            judge_.tell(("job", serial, path, setup, code, tuple(tests), program_mode, entry_point), [a.fileno()])
+        a.close()
         self.buf = b""
         self.lines = collections.deque()
         self.reaped = {}
@@ -121,19 +239,29 @@ class Incarnation:
         return self.status[self.c]
 
     def close(self):
-        for fd in (self.cmd_w, self.res_r, self.c_fd):
+        """Close W's ends (C is the caller's to kill and reap)."""
+        self.b.close()
+        self.cmd.close()
+        for fd in (self.res_r, self.c_fd):
             os.close(fd)
+
+    @property
+    def judge_dead(self):
+        return self.judge is None or self.judge.gone
 
     # ------------------------------------------------------------------ events
     def pump(self, wait):
         """Take in what arrived within `wait` seconds: C's lines, J's messages, deaths."""
         j = self.judge
-        fds = [self.c_fd] * (not self.c_dead) + [j.fd] * (not j.dead) + [j.out_r] * (not j.eof)
-        ready = select.select(fds + [self.res_r] * (not self.res_eof), [], [], max(wait, 0))[0]
+        fds = [self.c_fd] * (not self.c_dead) + [self.res_r] * (not self.res_eof)
+        if j is not None:
+            fds += [j.fd] * (not j.dead) + [j.out_r] * (not j.eof)
+        ready = select.select(fds, [], [], max(wait, 0))[0]
         self.c_dead = self.c_dead or self.c_fd in ready
-        j.dead = j.dead or j.fd in ready
-        if j.out_r in ready or (j.dead and not j.eof):
-            j.take()
+        if j is not None:
+            j.dead = j.dead or j.fd in ready
+            if j.out_r in ready or (j.dead and not j.eof):
+                j.take()
         while not self.res_eof and (self.c_dead or self.res_r in ready) and len(self.buf) < 1 << 20:
             try:
                 data = os.read(self.res_r, 1 << 16)
@@ -156,35 +284,26 @@ class Incarnation:
                 self.lines.append(line)
 
     def command(self, *records):
-        """Fixed-size records to C; False if C does not take them (dead, or its pipe is full)."""
+        """Fixed-size records to C; False if C does not take them (dead, or its buffer is full)."""
         try:
-            os.write(self.cmd_w, b"".join(r.encode().ljust(child.REC, b" ") for r in records))
+            self.cmd.send(b"".join(r.encode().ljust(child.REC, b" ") for r in records))
             return True
         except OSError:
             return False
 
-    def gone(self, why):
-        """Make J's pending call (and any later one in this test) raise CandidateEnded."""
+    def gone(self, i, why):
+        """Make J's pending call (and any later one in test i) raise CandidateEnded."""
         try:
-            self.b.send(frames.pack_marked(codec.encode(("gone", why))), socket.MSG_DONTWAIT)
+            self.b.send(frames.pack_marked(judge.GONE + codec.encode(("gone", i, why))), socket.MSG_DONTWAIT)
         except OSError:
             pass
 
-    def drain(self, a):
-        """Drop what a killed process left unread in the socket, both ways (bounded: a program's
-        daemon that keeps writing cannot hold W here; it only garbles its own job's answers)."""
-        for sock in (a, self.b):
-            for _ in range(64):
-                try:
-                    if not sock.recv(1 << 16, socket.MSG_DONTWAIT):
-                        break
-                except OSError:
-                    break
-
     # ------------------------------------------------------------------ phases
-    def start(self, deadline):
+    def start(self, budget):
         """None once C ran the program and J ran setup; else (outcome, message) for the job."""
         c_ready = False
+        if self.judge is None:
+            return "error", "the judge did not start"
         while True:
             while self.lines:
                 fields = self.lines.popleft()
@@ -196,18 +315,29 @@ class Incarnation:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:2] == ("ready", self.serial):
                     self.setup_error, self.trusted, self.needs = msg[2:]
-            if c_ready and (self.trusted is not None or self.judge.dead):
+                    self.judge.owes = False
+            if c_ready and (self.trusted is not None or self.judge_dead):
                 return None
             if self.c_dead:
                 return "error", "program ended early (os._exit, a crash or a kill)"
-            left = deadline - time.monotonic()
+            left = budget.left()
             if left <= 0:
                 return "timeout", None
             self.pump(left)
 
+    def await_ready(self, wait_s):
+        """Wait (bounded) for J's "ready" to this incarnation's job, so it owes nothing."""
+        end = time.monotonic() + wait_s
+        while self.judge is not None and self.judge.owes and not self.judge_dead and time.monotonic() < end:
+            while self.judge.msgs:
+                msg = self.judge.msgs.popleft()
+                if type(msg) is tuple and len(msg) == 5 and msg[:2] == ("ready", self.serial):
+                    self.judge.owes = False
+            if self.judge.owes:
+                self.pump(min(end - time.monotonic(), 0.1))
+
     def trusted_test(self, i, budget, in_c):
         """(outcome, message) of test i, decided by J."""
-        deadline = time.monotonic() + budget
         if self.needs[i] and not self.command(f"{'sserve' if in_c else 'serve'} {i}"):
             return "error", DIED
         self.judge.tell(("test", self.serial, i))
@@ -216,27 +346,27 @@ class Incarnation:
             while self.judge.msgs:
                 msg = self.judge.msgs.popleft()
                 if type(msg) is tuple and len(msg) == 5 and msg[:3] == ("verdict", self.serial, i):
+                    self.judge.owes = False
                     if self.needs[i] and not in_c:
-                        self.settle(i, deadline + 1.0)
+                        self.settle(i, time.monotonic() + 1.0)
                     return msg[3], msg[4]
-            if self.judge.dead:  # the test itself ended the judge's process (os._exit, a crash)
-                status = self.judge.exit_status(1.0)
-                return ended(-9 if status is None else status)
+            if self.judge_dead:  # the test itself ended the judge's process (os._exit, a crash)
+                return "error", "test ended without a result (the judge's process ended)"
             if self.needs[i] and not told:  # (C gone under a forked test: T_i may still answer)
                 ended_here = self.c_dead if in_c else i in self.reaped
                 if ended_here:
                     status = self.reaped.get(i, -9) if not in_c else None
                     why = "the candidate's process ended during the test"
-                    self.gone(why if status is None else f"{why} ({how(status)})")
+                    self.gone(i, why if status is None else f"{why} ({how(status)})")
                     told = True
-            left = deadline - time.monotonic()
+            left = budget.left()
             if left <= 0:
-                return "timeout", f"timeout after {budget:.2f} s"
+                return "timeout", budget.why
             self.pump(left)
 
     def settle(self, i, deadline):
-        """Wait (bounded) until C says test i's server is gone and it reads commands again:
-        only then may W drain the socket. If it does not, C is `stuck` (and replaced)."""
+        """Wait (bounded) until C says test i's server is gone and it reads commands again. If
+        it does not, C is `stuck` (and replaced)."""
         while i not in self.reaped and not self.c_dead:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -247,7 +377,6 @@ class Incarnation:
     def fallback_test(self, i, budget, in_c):
         """(outcome, message) of test i run inside the candidate (untrusted, as before); "void"
         if C died under a forked test (its report cannot be accepted: the job is void)."""
-        deadline = time.monotonic() + budget
         tag = f"@@T {self.nonces[i]} {i} ".encode()
         self.reaped.pop(i, None)  # (a trusted attempt of this test reported one already)
         if not self.command(f"{'run' if in_c else 'go'} {i}", f"nonce {self.nonces[i]}"):
@@ -265,9 +394,9 @@ class Incarnation:
                 return ended(self.reaped[i])
             if self.c_dead:
                 return ended(self.reap_c(1.0)) if in_c else ("void", DIED)
-            left = deadline - time.monotonic()
+            left = budget.left()
             if left <= 0:
-                return "timeout", f"timeout after {budget:.2f} s"
+                return "timeout", budget.why
             self.pump(left)
 
 

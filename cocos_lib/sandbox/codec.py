@@ -14,6 +14,8 @@ checked against the bytes that are left (the frame that carries the bytes is siz
            | d <n> : (value value)*n        dict
            | h <id> ; value(str)            a handle: an object that stays in the candidate
            | n <len> : <utf-8>              a name in the candidate's module (judge -> candidate)
+           | o value(tuple)                 a stdlib container: (kind, extra, plain value), see _std
+           | y <len> : <name>               a builtin type of TYPES (`f(xs, int)`, `type(f(x)) == str`)
 
 Handles let the judge hold a candidate object (a function, a class instance) without seeing
 inside it: `encode(x, ref=...)` turns what is not plain into `ref(x)`'s handle; `decode(b,
@@ -22,13 +24,15 @@ is not plain raises NotPlain / CodecError. `loose=True` (the candidate's side) s
 instance of a subclass of a plain type (a namedtuple, an OrderedDict, an IntEnum) as its base
 type's plain value.
 """
-import re, struct
+import collections, functools, keyword, re, struct
 # bound now, so that a program that patches builtins keeps its channel (see frames.py)
-from builtins import (all, bytes, complex, dict, float, frozenset, int, isinstance, len, list, range, set,
-                      slice, str, tuple, type, zip)
+from builtins import (all, bytes, complex, dict, float, frozenset, getattr, int, isinstance, len, list,
+                      range, set, slice, str, tuple, type, zip)
 
 MAX_DEPTH = 100
-MAX_INT_HEX = 1 << 17  # 512 Kbit ints at most
+MAX_INT_HEX = 1 << 28  # more hex digits than a frame holds (judge.MAX_REPLY): the frame bounds an int
+FACTORIES = {t.__name__: t for t in (int, float, str, list, dict, set, tuple, bool, complex, bytes)}
+TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset)}
 _D = struct.Struct(">d")
 _DD = struct.Struct(">dd")
 _HEX = re.compile(rb"-?[0-9a-f]+")
@@ -41,6 +45,61 @@ class NotPlain(TypeError):
 
 class CodecError(ValueError):
     """Bytes that are not a well-formed value."""
+
+
+class TooDeep(NotPlain):
+    """A value nested deeper than the format allows (and no `ref` hook took it): never a reason
+    to judge a test another way (judge.py makes it an error)."""
+
+
+class _Deep(NotPlain):
+    """(inside encode: the depth limit was hit; the container above goes by `ref`, or TooDeep)"""
+
+
+@functools.lru_cache(maxsize=256)
+def named_tuple(name, fields):
+    """The judge's namedtuple class for (name, field names), made by the stdlib from checked names."""
+    if not (name.isidentifier() and not keyword.iskeyword(name) and len(fields) <= 256
+            and all(type(f) is str and f.isidentifier() and not keyword.iskeyword(f) and not f.startswith("_")
+                    for f in fields) and len(set(fields)) == len(fields)):
+        raise CodecError("bad namedtuple")
+    return collections.namedtuple(name, fields)
+
+
+def _std(v):
+    """(kind, extra, plain value) for a stdlib container `encode(loose=True)` sends as itself."""
+    t = type(v)
+    if isinstance(v, tuple) and t is not tuple:
+        fields = getattr(t, "_fields", None)
+        if type(fields) is tuple and all(type(f) is str for f in fields) and len(fields) == tuple.__len__(v):
+            return "namedtuple", (str(t.__name__), fields), tuple(tuple.__iter__(v))
+        return None
+    if t is collections.OrderedDict or t is collections.Counter:
+        return t.__name__, None, dict(dict.items(v))
+    if t is collections.defaultdict:
+        factory = v.default_factory
+        name = next((k for k, f in FACTORIES.items() if f is factory), None)
+        if factory is None or name is not None:
+            return "defaultdict", name, dict(dict.items(v))
+        return None
+    if t is collections.deque:
+        return "deque", v.maxlen, list(v)
+    return None
+
+
+def _build(kind, extra, value):
+    """The judge-side object for a decoded "o" value."""
+    if kind == "namedtuple" and type(extra) is tuple and len(extra) == 2 and type(value) is tuple:
+        name, fields = extra
+        if type(name) is str and type(fields) is tuple and len(fields) == len(value):
+            return named_tuple(name, fields)(*value)
+    if kind in ("OrderedDict", "Counter") and extra is None and type(value) is dict:
+        return getattr(collections, kind)(value)
+    if kind == "defaultdict" and (extra is None or extra in FACTORIES) and type(value) is dict:
+        return collections.defaultdict(FACTORIES.get(extra), value)
+    if kind == "deque" and (extra is None or type(extra) is int and extra >= 0) and type(value) is list:
+        return collections.deque(value, extra)
+    raise CodecError(f"bad stdlib value {kind!r}")
 
 
 # ------------------------------------------------------------------ encoding
@@ -98,7 +157,7 @@ def _enc(v, out, ref, loose, depth):
     elif t is float:
         out.append(b"f" + _D.pack(v))
     elif depth >= MAX_DEPTH:
-        raise NotPlain(f"value nested deeper than {MAX_DEPTH} levels")
+        raise (TooDeep if ref is None else _Deep)(f"value nested deeper than {MAX_DEPTH} levels")
     elif t in _SEQ_TAG:
         mark = len(out)
         out.append(b"%s%d:" % (_SEQ_TAG[t], len(v)))
@@ -107,11 +166,8 @@ def _enc(v, out, ref, loose, depth):
                 if t in (set, frozenset) and not _strict(x):
                     raise NotPlain("a set member that is not plain hashable data")
                 _enc(x, out, ref, loose, depth + 1)
-        except NotPlain:
-            if ref is None:
-                raise
-            del out[mark:]
-            _ref(v, out, ref)
+        except NotPlain as e:
+            _instead(v, out, ref, mark, e)
     elif t is dict:
         mark = len(out)
         out.append(b"d%d:" % len(v))
@@ -121,17 +177,27 @@ def _enc(v, out, ref, loose, depth):
                     raise NotPlain("a dict key that is not plain hashable data")
                 _enc(k, out, ref, loose, depth + 1)
                 _enc(x, out, ref, loose, depth + 1)
-        except NotPlain:
-            if ref is None:
-                raise
-            del out[mark:]
-            _ref(v, out, ref)
+        except NotPlain as e:
+            _instead(v, out, ref, mark, e)
     elif t is complex:
         out.append(b"c" + _DD.pack(v.real, v.imag))
     elif t is bytes:
         out.append(b"b%d:" % len(v))
         out.append(v)
+    elif t is type and TYPES.get(v.__name__) is v:
+        name = v.__name__.encode()
+        out.append(b"y%d:" % len(name))
+        out.append(name)
     else:
+        std = _std(v)
+        if std is not None:
+            mark = len(out)
+            out.append(b"o")
+            try:
+                _enc(std, out, ref, loose, depth + 1)
+            except NotPlain as e:
+                _instead(v, out, ref, mark, e)
+            return
         plain = _base(v) if loose else None
         if plain is not None:
             _enc(plain, out, ref, loose, depth)
@@ -139,6 +205,20 @@ def _enc(v, out, ref, loose, depth):
             raise NotPlain(f"not plain data: {t.__name__}")
         else:
             _ref(v, out, ref)
+
+
+def _instead(v, out, ref, mark, e):
+    """A container that could not go as data goes by `ref` (a handle), if the hook takes it; a
+    depth limit nobody took becomes TooDeep."""
+    if ref is None or isinstance(e, TooDeep):
+        raise TooDeep(str(e)) if isinstance(e, _Deep) else e
+    del out[mark:]
+    try:
+        _ref(v, out, ref)
+    except NotPlain:
+        if isinstance(e, _Deep):
+            raise TooDeep(str(e)) from None
+        raise
 
 
 def _ref(v, out, ref):
@@ -235,4 +315,15 @@ def _dec(data, i, handle, name, depth):
         if type(kind) is not str:
             raise CodecError("bad handle type name")
         return handle(int(digits), kind), i
+    if tag == 0x79:  # y
+        n, i = _count(data, i, b":")
+        got = TYPES.get(data[i:i + n].decode("ascii", "replace"))
+        if got is None:
+            raise CodecError("unknown type")
+        return got, i + n
+    if tag == 0x6F:  # o
+        spec, i = _dec(data, i, handle, name, depth + 1)
+        if type(spec) is not tuple or len(spec) != 3 or type(spec[0]) is not str:
+            raise CodecError("bad stdlib value")
+        return _build(*spec), i
     raise CodecError(f"unknown tag {tag:#x}")

@@ -27,8 +27,8 @@ layers of its mode only; STOPS says what each one stops):
 REQUIRED[mode] layers missing => the parent refuses to run candidates unless allowed explicitly.
 Always set: rlimits (AS, NPROC, FSIZE, NOFILE, CORE=0) and no_new_privs (no set-uid binary
 gives a candidate privileges back). Not defended: the kernel itself (no seccomp filter:
-a kernel bug reachable by syscalls is reachable by candidates), CPU time beyond the wall
-clock timeout of the running test, side channels (timing, /proc/meminfo, load).
+a kernel bug reachable by syscalls is reachable by candidates), CPU time beyond the running
+test's budget (its CPU time, with a wall-clock backstop), side channels (timing, /proc/meminfo, load).
 """
 import ctypes, os, resource, signal
 

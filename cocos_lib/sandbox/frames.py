@@ -6,7 +6,7 @@ bound on the length (`limit`), so a hostile writer can only make a frame be refu
 judge <-> candidate socket every frame starts with MARK, and `Resync` skips whatever junk a
 candidate writes between frames (it cannot make the judge mistake junk for a frame boundary).
 """
-import marshal, os, struct
+import array, marshal, os, select, socket, struct
 from builtins import len, memoryview, min  # bound now: a program that patches builtins keeps its channel
 
 HEAD = struct.Struct(">I")
@@ -26,7 +26,10 @@ def pack(payload: bytes) -> bytes:
 def write_all(fd, data):
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:  # (someone set O_NONBLOCK on a description shared with it)
+            select.select([], [fd], [])
 
 
 def read_exact(fd, n):
@@ -70,7 +73,12 @@ class Resync:
         self.buf = b""
 
     def _fill(self):
-        data = os.read(self.fd, 1 << 16)
+        while True:
+            try:
+                data = os.read(self.fd, 1 << 16)
+                break
+            except BlockingIOError:  # (someone set O_NONBLOCK on a description shared with it)
+                select.select([self.fd], [], [])
         self.buf += data
         return bool(data)
 
@@ -98,6 +106,52 @@ class Resync:
             payload = self.buf[8:8 + n]
             self.buf = self.buf[8 + n:]
             return payload
+
+
+def send_with_fds(sock, data, fds):
+    """Write all of `data` to a connected unix stream socket, `fds` riding on its first byte."""
+    view = memoryview(data)
+    sent = sock.sendmsg([view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]) if fds else 0
+    view = view[sent:]
+    while view:
+        view = view[sock.send(view):]
+
+
+class FdReader:
+    """Frames and the file descriptors sent with them (send_with_fds) from a blocking unix stream
+    socket: `next()` -> the next payload (None at EOF); `take_fds(n)` -> the n descriptors that
+    came with it (they ride on a frame's first byte, so they are here once its payload is)."""
+
+    def __init__(self, sock, limit=MAX_FRAME):
+        self.sock = sock
+        self.limit = limit
+        self.buf = b""
+        self.fds = []
+
+    def _fill(self):
+        data, anc, _, _ = self.sock.recvmsg(CHUNK, socket.CMSG_SPACE(16 * 4))
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                got = array.array("i")
+                got.frombytes(raw[:len(raw) - len(raw) % 4])
+                self.fds.extend(got)
+        self.buf += data
+        return bool(data)
+
+    def next(self):
+        while len(self.buf) < 4 or len(self.buf) < 4 + HEAD.unpack_from(self.buf)[0]:
+            if len(self.buf) >= 4 and HEAD.unpack_from(self.buf)[0] > self.limit:
+                raise FrameError(f"frame of {HEAD.unpack_from(self.buf)[0]} bytes > {self.limit}")
+            if not self._fill():
+                return None
+        n = HEAD.unpack_from(self.buf)[0]
+        payload, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+        return payload
+
+    def take_fds(self, n):
+        """The next n descriptors received (fewer if the peer sent fewer)."""
+        fds, self.fds = self.fds[:n], self.fds[n:]
+        return fds
 
 
 def read_obj(fd):

@@ -32,7 +32,7 @@ def fd_paths():
 
 def start(cfg):
     """Confine this process; (host /proc view, inits, judge's and candidates' pid namespace fds,
-    layers, mode)."""
+    layers, mode, an fd of its cgroup's cpu.stat or None)."""
     skip = set(cfg["disable"])
     mode = userns.choose_mode(cfg["uid"] is not None, skip)
     layers = {name: "disabled by the configuration" for name in confine.MODE_LAYERS[mode] if name in skip}
@@ -72,6 +72,7 @@ def start(cfg):
         except OSError as e:
             layers["mountns"] = f"building the root failed: {e}"
     inits, init_r = candidates_pidns(cfg, layers, root)
+    stat_fd = cpu_stat(cfg, layers) if layers["mountns"] is None else None  # (the cgroup tree is gone after the pivot)
     if layers["mountns"] is None:
         try:
             rootfs.enter(root, cfg["scratch_mb"])
@@ -92,9 +93,22 @@ def start(cfg):
         proc.close()
         cfg["first_free_fd"] = fd_paths()
         proc = proctree.Proc()  # above the import dirs: C and J close it
+    if layers["mountns"] is not None:
+        stat_fd = cpu_stat(cfg, layers)  # (above the import dirs too)
     confine.prctl(confine.PR_SET_CHILD_SUBREAPER, 1)
     confine.set_rlimits(cfg)
-    return proc, inits, judge_ns, layers, mode
+    return proc, inits, judge_ns, layers, mode, stat_fd
+
+
+def cpu_stat(cfg, layers):
+    """An fd of the worker's cgroup's cpu.stat (cgroup v2: the CPU time of its whole tree), or
+    None (the Clock then sums /proc); opened where the children close it (>= first_free_fd)."""
+    if layers.get("cgroup") is not None or len(cfg["cgroup"]) != 1:
+        return None
+    try:
+        return os.open(os.path.join(cfg["cgroup"][0], "cpu.stat"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 def rebirth(cfg, layers):

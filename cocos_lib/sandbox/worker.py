@@ -5,29 +5,38 @@ interpreter, no venv); it imports no project module and never torch. At start it
 itself (cgroups.py; userns.py: a user namespace where it is not root; confine.py: namespaces;
 rootfs.py: a root with the stdlib only; two pid namespaces with an init Z each), says hello with
 the layers it got and its mode, then serves jobs:
-  W (trusted: runs neither candidate nor test code) --fork--> J (judge.py: one per generation,
-                                                                 setup + the trusted verdicts;
-                                                                 in the judge's pid namespace)
+  W (trusted: runs neither candidate nor test code) --fork--> Z (judge.py: the judge's zygote,
+                                                                 one per generation, runs no task
+                                                                 code; in the judge's pid namespace)
                                                     --fork--> C (child.py: the program, once per
-                                                                 job; in the candidates' one)
+                                                                 incarnation; in the candidates' one)
+  Z --fork--> J, the judge: setup + the trusted verdicts, job after job
   C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
-Per test W sends C "serve i" and J ("test", serial, i), and takes J's verdict within the
-timeout. A test J cannot judge runs inside the candidate as before ("untrusted"). Wall-clock
-timeouts are W's (no SIGALRM). After every test ("test" isolation) every process of the job but
-C, J and the program's own children is killed, the J<->C socket drained and what the test added
-to /tmp removed; after a timeout or a crash C is replaced (the program runs again; J too after
-a timeout or its own end); after the job everything but J is killed, and /tmp is a fresh tmpfs
-unless it is empty. A process that will not die within a few seconds makes W finish the job and
-exit: the parent starts a new worker (new uids), and the kernel kills the old pid namespace.
+What a job owns (candidate.py: an Incarnation) dies with it: C, its channels, and per test a
+fresh J <-> candidate socket pair; J is ended with it whenever it owes an answer (a test that
+timed out, a job cut short), and Z forks a fresh one. Per test W sends C "serve i" and J
+("test", serial, i), each with its end of the test's socket, and takes J's verdict within the
+test's budget: timeout_s of CPU time, with a wall-clock backstop (the program's start-up has a
+budget of its own). A test J cannot judge runs inside the candidate as before ("untrusted"; by
+default its pass is not paid). No SIGALRM. After every test ("test" isolation) every process of
+the job but C, Z, J and the program's own children is killed and what the test added to /tmp
+removed; after a timeout or a crash C is replaced (the program runs again, and setup in J);
+after the job everything but Z and J is killed, and /tmp is a fresh tmpfs unless it is empty. A
+process that will not die within a few seconds makes W finish the job and exit: the parent
+starts a new worker (new uids), and the kernel kills the old pid namespaces.
 """
-import gc, json, os, select, shutil, socket, sys, time
+import gc, json, os, select, shutil, sys
 
 from . import confine, frames, judge, proctree, rootfs, startup
-from .candidate import Incarnation, Judge
+from .candidate import Budget, Clock, Incarnation, Zygote
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
 # random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
 PRELOAD = ("typing", "re", "collections", "math", "itertools", "functools", "heapq", "bisect", "string")
+
+
+UNTRUSTED_PASS = ("untrusted pass not counted: the test ran inside the candidate, which could have forged it "
+                  "(Executor(untrusted='count') counts it)")
 
 
 class Wedged(Exception):
@@ -36,39 +45,49 @@ class Wedged(Exception):
 
 class Worker:
     """W's state: config, its /proc view, its pid namespaces' inits (candidates', judge's; none
-    without pid namespaces) and the fds of those namespaces, the judge, the socket pair between
-    the judge (end a) and the candidates (end b)."""
+    without pid namespaces) and the fds of those namespaces, the judge's zygote, the CPU clock."""
 
-    def __init__(self, cfg, proc, inits, judge_ns):
+    def __init__(self, cfg, proc, inits, judge_ns, clock):
         self.cfg = cfg
         self.proc = proc
         self.inits = inits
         self.init = inits[0] if inits else None
         self.judge_ns = judge_ns
         self.mountns = "mountns" in cfg["active"]
-        self.a, self.b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.clock = clock
+        self.zygote = None
         self.judge = None
         self.serial = 0
         self.dirty = True
 
-    def ensure_judge(self):
-        """The judge, forked anew if it is gone (its pidfd is readable once it ended)."""
-        if self.judge is not None and (self.judge.dead or select.select([self.judge.fd], [], [], 0)[0]):
-            self.end_judge()
-        if self.judge is None and self.judge_ns is None:
-            self.judge = Judge(self.cfg, self.a)
-        elif self.judge is None:  # forked into the judge's pid namespace
+    def ensure_zygote(self):
+        """The judge's zygote, forked anew if it is gone (its pidfd is readable once it ended)."""
+        if self.zygote is not None and self.zygote.gone():
+            zygote, self.zygote = self.zygote, None
+            if not zygote.end():
+                raise Wedged("the judge's zygote could not be reaped")
+        if self.zygote is None and self.judge_ns is None:
+            self.zygote = Zygote(self.cfg)
+        elif self.zygote is None:  # forked into the judge's pid namespace
             confine.setns(self.judge_ns[0], confine.CLONE_NEWPID)
             try:
-                self.judge = Judge(self.cfg, self.a)
+                self.zygote = Zygote(self.cfg)
             finally:
                 confine.setns(self.judge_ns[1], confine.CLONE_NEWPID)
+        return self.zygote
+
+    def ensure_judge(self):
+        """The judge J, a fresh one from Z if there is none or it is gone."""
+        if self.judge is not None and (self.judge.gone or select.select([self.judge.fd], [], [], 0)[0]):
+            self.end_judge()
+        if self.judge is None:
+            self.judge = self.ensure_zygote().fork_judge()
         return self.judge
 
     def end_judge(self):
         judge_, self.judge = self.judge, None
         if judge_ is not None and not judge_.end():
-            raise Wedged("the judge could not be reaped")
+            raise Wedged("the judge would not end")
 
     def scratch(self):
         """A fresh, empty job directory (cwd, HOME, TMPDIR of the job's processes)."""
@@ -97,7 +116,7 @@ class Worker:
         itself started (they live for the job, as in a fresh run); reap W's own zombies."""
         if keep_c and inc.ns_pids is not None and self.ns_pids() == inc.ns_pids:
             return  # the candidates' pid namespace holds exactly what it held after the program ran
-        judge_pid = self.judge.pid if self.judge is not None else None
+        judge_pid = self.zygote.pid if self.zygote is not None else None  # (J is Z's child: not swept)
         keep = {inc.c, judge_pid} | inc.program_kids if keep_c else {judge_pid}
 
         def roots():
@@ -117,16 +136,19 @@ class Worker:
             return None
         return {name for name in os.listdir("/proc") if name.isdigit()}
 
-    def discard(self, inc, judge_too=False):
-        """Kill and reap C and everything else of this incarnation (and J if judge_too)."""
+    def discard(self, inc):
+        """Kill and reap C and everything else of this incarnation; end J if it owes an answer
+        (a request W will not wait for: it must never answer a later one with it)."""
+        ending = self.judge is not None and (self.judge.owes or self.judge.gone)
+        if ending:
+            self.judge.kill()  # (it dies while W sweeps C's tree)
         self.sweep(inc, keep_c=False)
         inc.reap_c(3.0)
         inc.close()
+        if ending:
+            self.end_judge()
         if inc.c not in inc.status:
             raise Wedged(f"process {inc.c} could not be reaped")
-        if judge_too:
-            self.end_judge()
-        inc.drain(self.a)
 
     def restore(self, path, baseline):
         """Remove what a test added to the job dir (the program's own files stay)."""
@@ -142,8 +164,10 @@ class Worker:
                     return False
         return True
 
-    def run_job(self, setup, code, tests, timeout, isolation="test"):
-        """(outcomes, first non-pass message, trusted flags); cleans everything up."""
+    def run_job(self, setup, code, tests, timeout, isolation="test", entry_point=None, untrusted="refuse"):
+        """(outcomes, first non-pass message, trusted flags); cleans everything up. An
+        incarnation of C serves the tests until one times out or ends its process; then a fresh
+        one runs the program (and J setup) again for the rest."""
         path = self.scratch()
         program, n = setup + "\n" + code, len(tests)
         program_mode = isolation == "program"
@@ -152,37 +176,38 @@ class Worker:
             while len(outcomes) < n:
                 i = len(outcomes)
                 if inc is None:
-                    begun = time.monotonic()
                     if "ipcns" in self.cfg["active"]:
                         confine.unshare(confine.CLONE_NEWIPC)  # C inherits a fresh IPC namespace
                     self.serial += 1
-                    inc = Incarnation(self.cfg, program, tests, setup, program_mode, self.ensure_judge(), self.b,
-                                      self.serial, path)
-                    bad = inc.start(begun + timeout)
+                    inc = Incarnation(self.cfg, program, code, tests, setup, program_mode, entry_point,
+                                      self.ensure_judge(), self.serial, path, self.clock)
+                    bad = inc.start(Budget(timeout, self.clock))
+                    if bad is not None and bad[0] == "error":
+                        inc.await_ready(1.0)  # (J is not ended for a program that does not run)
                     if bad is not None:
                         kind, msg = bad
                         msg = msg or f"timeout after {timeout:.2f} s (running the program)"
                         return tuple(outcomes + [kind] * (n - i)), error or msg, tuple(trusted + [True] * (n - i))
-                    used = time.monotonic() - begun
                     baseline = set(os.listdir(path))
                     inc.program_kids = set(self.proc.children(inc.c))
                     inc.ns_pids = self.ns_pids()
                 in_c = program_mode or i == n - 1
-                outcome, msg, judged = self.one_test(inc, i, timeout - used, in_c)
+                outcome, msg, judged = self.one_test(inc, i, Budget(timeout, self.clock), in_c)
                 if outcome == "void":  # C died under a forked test: the whole job is void
                     return ("error",) * n, msg, (True,) * n
+                if outcome == "passed" and not judged and untrusted == "refuse":
+                    outcome, msg = "error", UNTRUSTED_PASS
                 outcomes.append(outcome)
                 trusted.append(judged)
                 if outcome != "passed" and error is None:
                     error = f"{msg} [test {i}]"
                 if len(outcomes) == n:
                     break
-                if outcome == "timeout" or self.judge.dead or inc.c_dead or inc.stuck:
-                    self.discard(inc, judge_too=outcome == "timeout" or self.judge.dead)
+                if outcome == "timeout" or inc.judge_dead or inc.c_dead or inc.stuck:
+                    self.discard(inc)
                     inc = None
                 elif not program_mode:
                     self.sweep(inc, keep_c=True)
-                    inc.drain(self.a)
                     if not self.restore(path, baseline):
                         self.discard(inc)
                         self.dirty = True
@@ -190,7 +215,7 @@ class Worker:
             return tuple(outcomes), error, tuple(trusted)
         finally:
             if inc is not None:
-                self.discard(inc, judge_too=self.judge is not None and self.judge.dead)
+                self.discard(inc)
             if not self.mountns:
                 os.chdir("/")
                 shutil.rmtree(path, ignore_errors=True)
@@ -205,7 +230,6 @@ class Worker:
                 return outcome, msg, True
             if not in_c:
                 self.sweep(inc, keep_c=True)
-                inc.drain(self.a)
         outcome, msg = inc.fallback_test(i, budget, in_c)
         return outcome, msg, outcome in ("void", "timeout")
 
@@ -218,8 +242,8 @@ def main():
     assert (req, rsp, devnull) == (3, 4, 5), "the worker expects fds 0-2 only at start"
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
-    proc, inits, judge_ns, layers, mode = startup.start(cfg)
-    worker = Worker(cfg, proc, inits, judge_ns)
+    proc, inits, judge_ns, layers, mode, stat_fd = startup.start(cfg)
+    worker = Worker(cfg, proc, inits, judge_ns, Clock(proc, stat_fd))
     for name in PRELOAD:
         __import__(name)
     # the first compile() of a process builds the AST types (~1.3 ms, 2+ ms of copy-on-write in
@@ -232,13 +256,13 @@ def main():
     refuse = missing and not cfg["allow_unconfined"]
     frames.write_obj(rsp, ("hello", os.getpid(), layers, mode))
     while (msg := frames.read_obj(req)) is not None:
-        job_id, setup, code, tests, timeout, isolation = msg
+        job_id, setup, code, tests, timeout, isolation, entry_point, untrusted = msg
         wedged = False
         if refuse:
             result = (("error",) * len(tests), f"sandbox layers missing: {', '.join(missing)}", (True,) * len(tests))
         else:
             try:
-                result = worker.run_job(setup, code, tests, timeout, isolation)
+                result = worker.run_job(setup, code, tests, timeout, isolation, entry_point, untrusted)
             except Wedged as e:
                 result = (("error",) * len(tests), f"sandbox worker gave up: {e}", (True,) * len(tests))
                 wedged = True
