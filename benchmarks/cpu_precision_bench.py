@@ -11,7 +11,8 @@ Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is t
   seconds, new tokens and new tokens/s; the share of rows whose extracted code equals fp32's.
 - `logprobs`: log pi(y|x) of those prompts + completions (no grad, micro-batch 8): tokens/s.
 - `update`: one real `rl.rl_step` (LoRA r = 8 on q/k/v/o/gate/up/down, fp32 adapter and AdamW, micro-batch 4,
-  fused path) on trajectories made of those completions with alternating rewards (so every group has a
+  fused path) on trajectories made of the first --update-rollouts prompts and their bf16 greedy completions
+  with alternating rewards (so every group has a
   gradient): seconds per rollout, split into log-probs and backward.
 - `accuracy` (bf16): greedy turn 1 on all 164 HumanEval tasks in the committed study's settings (chat, 512
   tokens, packed), against the committed fp32 study (data/results/real/study_cocos.jsonl): Acc@t1 both, and
@@ -109,9 +110,13 @@ def section_update(policy_unused, tasks, prompts, args) -> list[dict]:
     from cocos_lib.optim import make_optimizer
     from cocos_lib.rl import rl_step
     from cocos_lib.train import load_models
+    cfg = make_config("cpu", dtype="bf16", micro_batch=4, lora_r=8, lora_alpha=16)
+    gen, _ = load_models(cfg)                                   # the rollouts: bf16 greedy (only their lengths matter)
+    prompts = prompts[:args.update_rollouts]
+    comps = _completions(gen, prompts, max(args.batches))
+    del gen
     cfg = make_config("cpu", dtype=args.dtype, micro_batch=4, lora_r=8, lora_alpha=16)
     policy, ref = load_models(cfg)
-    comps = _completions(policy, prompts, max(args.batches))
     trajs = _trajectories(prompts, comps)
     opt = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda u: 1.0)
@@ -175,7 +180,8 @@ def child(args) -> None:
 
 def run_child(args, dtype: str, section: str) -> list[dict]:
     cmd = [sys.executable, __file__, "--child", "--dtype", dtype, "--section", section, "--prompts", str(args.prompts),
-           "--threads", str(args.threads), "--batches", *map(str, args.batches)]
+           "--threads", str(args.threads), "--update-rollouts", str(args.update_rollouts),
+           "--batches", *map(str, args.batches)]
     cmd += ["--accuracy-rows", args.accuracy_rows] if args.accuracy_rows else []
     out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
     if out.returncode:
@@ -196,6 +202,7 @@ def main(argv=None) -> None:
     p.add_argument("--prompts", type=int, default=32)
     p.add_argument("--batches", nargs="+", type=int, default=[8, 16, 32])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--update-rollouts", type=int, default=8, help="rollouts in the timed LoRA update")
     p.add_argument("--skip-accuracy", action="store_true")
     p.add_argument("--accuracy-rows", default=None, help="bf16 HumanEval answers already evaluated (evaluate --out)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
