@@ -215,3 +215,31 @@ def test_fewshot_for_picks_the_source_by_task_set(tmp_path):
         fewshot_for("toy-test", 4)
     with pytest.raises(ValueError, match="4 few-shot examples requested, 3 available"):
         fewshot_for("mbpp-test", 4, path=str(tmp_path))  # prompt split here: ids 2, 3, 4
+
+
+RELEASE_CASES = [   # (completion, the release's code_process(text.strip()).strip())
+    ("def f():\n    return 1\n[DONE]\nYou are an expert", "def f():\n    return 1"),
+    ("[BEGIN]\ndef f():\n    return 1\n[DONE]", "def f():\n    return 1"),
+    ("```python\ndef f(): pass\n```\n[DONE] more", "def f(): pass"),
+    ("Sure! Here is the code:\n```python\n" + F + "\n```", "Sure! Here is the code:\n```python\n" + F + "\n```"),
+    ("[CORRECT]\nx = 1", "[CORRECT]\nx = 1"),   # no [DONE]: kept as it is, marker included
+    ("", ""),
+]
+
+
+@pytest.mark.parametrize("text,want", RELEASE_CASES)
+def test_release_extraction_is_code_process(text, want):
+    assert release_extract(text) == want
+    assert extract_answer(text, "completion", "release") == want
+    assert code_process(text.strip()).strip() == want
+
+
+def test_extraction_is_a_named_setting():
+    chatter = "Sure! Here is the code:\n```python\n" + F + "\n```"
+    assert extract_answer(chatter) == F                                    # lenient: the fenced block
+    assert extract_answer(chatter, "completion", "release") == chatter    # release: no [DONE], kept as is
+    # chat: the closing fence is the format's [DONE] under "release"; the prefill is not part of the text
+    assert extract_answer(F + "\n```", "chat", "release") == F
+    assert extract_answer(F + "\n```", "chat") == F
+    with pytest.raises(ValueError, match="field 'extraction': unknown extraction 'strict'"):
+        extract_answer(F, extraction="strict")
