@@ -6,7 +6,12 @@
 Per update u: take `prompts_per_update` tasks (epoch-shuffled from `seed`), sample k trajectories
 of `turns` turns each (turn 1 shared by the group when `share_first_turn`), score them with the
 executor (r_t, R with discount gamma), and take one `rl.rl_step`. One JSON line per update goes
-to OUT/metrics.jsonl; OUT/checkpoint/ holds everything needed to resume bit for bit.
+to OUT/metrics.jsonl (grad_norm: the norm before clipping). With cfg.boost_steps > 0 the SFT warm-start
+(cocos_lib.boost) runs first into OUT/boost/, and RL starts from OUT/boost/final (pi_theta and pi_ref).
+OUT/checkpoint/ (and the one before it, OUT/checkpoint.prev/, each with a checksums.json) holds everything
+needed to resume: the same data order, RNG states, optimizer state and weights. On the CPU the resumed run
+computes the same floats as the uninterrupted one (the tests check it); on CUDA only with deterministic
+algorithms (docs/paper.md §9), else it is the same run up to the last bits of nondeterministic kernels.
 """
 from __future__ import annotations
 
