@@ -289,7 +289,8 @@ def _parser() -> argparse.ArgumentParser:
                             "and prints the summary metrics as one JSON line on stdout.")
     p.add_argument("--policy", required=True, help="model dir, a train run dir (its final/ or last checkpoint), "
                    "HF hub name, or 'tiny-warmstart'")
-    p.add_argument("--tasks", required=True, help="task set: mbpp-test, humaneval, toy-test, ...")
+    p.add_argument("--tasks", required=True, help="task set: mbpp-test, humaneval-release (the paper's HumanEval "
+                   "format), humaneval (signature and docstring shown: not comparable to the paper), toy-test, ...")
     p.add_argument("--turns", type=int, default=2, help=f"turns per task, 1..{MAX_TURNS} (default 2)")
     p.add_argument("--out", required=True, help="output JSONL file (one object per task, sample and turn)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
