@@ -88,10 +88,13 @@ def epoch_order(n: int, seed: int, start: int, count: int) -> list[int]:
 
 def encode_pair(tokenizer, pair: Pair, max_tokens: int) -> tuple[list[int], int]:
     """(ids of prompt + completion cut to max_tokens, number of prompt tokens). The prompt's tokens are those
-    of the joint text up to the prompt's length (a token across the boundary counts as prompt)."""
+    of the joint text before the first token that starts at or after the prompt's end (a token across the
+    boundary counts as prompt; the prompt ends with the marker's "\n", which the release's collator trains
+    and this one does not: one token)."""
     enc = tokenizer(pair.prompt + pair.completion, return_offsets_mapping=True)
     ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
-    n_prompt = sum(1 for a, b in offsets if a < len(pair.prompt) or b <= 0)
+    end = len(pair.prompt)
+    n_prompt = next((i for i, (a, b) in enumerate(offsets) if a >= end and b > a), len(ids))
     return ids[:max_tokens], min(n_prompt, max_tokens)
 
 
