@@ -358,7 +358,7 @@ def test_cli_help_and_bad_set_value(capsys, tmp_path):
     assert main(["--profile", "tiny", "--out", str(tmp_path), "--set", "model=/nonexistent/m"]) == 2
     assert capsys.readouterr().err.startswith("error: config field 'model': model '/nonexistent/m'")
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
-    assert "resume: no checkpoint in" in capsys.readouterr().err
+    assert "resume: no intact checkpoint in" in capsys.readouterr().err
 
 
 def test_bf16_run_trains_fp32_master_weights(tiny_policy_dir, fake_world, tmp_path):
