@@ -1,6 +1,6 @@
 """Boost then one RLOO update on the real Qwen2.5-Coder-0.5B-Instruct, on the CPU, in a few minutes.
 
-  python benchmarks/real_boost.py --mbpp /work/shared/data/mbpp.jsonl [--steps 2] [--batch 4] [--dtype fp32]
+  python benchmarks/real_boost.py [--mbpp FILE] [--steps 2] [--batch 4] [--dtype fp32]
       [--out data/results/real/boost_cpu]
 
 What the `paper` profile does first (cocos_lib.boost), shortened: `steps` SFT steps of `batch` pairs from MBPP
@@ -56,7 +56,7 @@ def main(argv=None) -> dict:
     from cocos_lib.tasks import load_mbpp
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
-    p.add_argument("--mbpp", default=None, help="a local mbpp.jsonl (google-research); default: the hub")
+    p.add_argument("--mbpp", default=None, help="a local mbpp.jsonl (google-research); default: the vendored copy")
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--micro-batch", type=int, default=2)
