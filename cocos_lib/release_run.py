@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from cocos_lib import release
-from cocos_lib.prompts import DONE
 
 STAND_INS: dict[str, str] = {}   # hub name -> local model dir (tests); empty in normal use
 
@@ -69,7 +68,7 @@ def sampling(batch_size: int = release.BATCH_SIZE, stop_at_done: bool = False,
     """Greedy, one beam, EOS stop, 512 new tokens (optionally also stopping at [DONE])."""
     from cocos_lib.sampling import SamplingConfig
     return SamplingConfig(greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          stop=DONE if stop_at_done else None)
+                          stop=release.DONE if stop_at_done else None)
 
 
 def encode(tokenizer, texts: Sequence[str], max_tokens: int = release.MAX_PROMPT_TOKENS) -> list[list[int]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from cocos_lib import tasks, toy_world
 
-TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval",
-             "humaneval-release", "toy-train", "toy-test")
+TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval", "toy-train",
+             "toy-test")
 
 
 def load_tasks(name: str, **kw) -> list[tasks.Task]:
@@ -19,8 +19,6 @@ def load_tasks(name: str, **kw) -> list[tasks.Task]:
         return tasks.load_mbpp(split=name[5:], **kw)
     if name == "humaneval":
         return tasks.load_humaneval(**kw)
-    if name == "humaneval-release":  # the release's HumanEval text, "Write a python function {entry_point}."
-        return tasks.load_humaneval(text="release", **kw)
     if name in ("toy-train", "toy-test"):
         return toy_world.toy_tasks(name[4:], **kw)
     raise tasks.TaskFormatError(f"<load_tasks>:0: field 'name': unknown task set {name!r} "

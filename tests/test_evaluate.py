@@ -9,7 +9,6 @@ import pytest
 
 from cocos_lib import evaluate as E
 from cocos_lib import metrics as M
-from cocos_lib import prompts
 
 P, F = "passed", "failed"
 
@@ -338,51 +337,3 @@ def test_paired_differences_on_hand_built_rows():
     assert got["i2c"]["diff"] == 0.25 and got["c2i"]["diff"] == 0.0
     assert (got["no_edit_rate"]["before"], got["no_edit_rate"]["after"]) == (1.0, 0.5)
     assert got["acc_t2"]["lo"] == 0.0 and got["acc_t2"]["hi"] in (0.5, 0.75)   # one repair in 4 tasks: wide
-
-
-def _stop_at_evaluate(monkeypatch):
-    from cocos_lib import models, task_sets
-    monkeypatch.setattr(task_sets, "load_tasks", lambda name, **kw: [_task()])
-    monkeypatch.setattr(models, "load_policy", lambda path, **kw: "policy")
-    seen = {}
-
-    def fake_evaluate(policy, tasks, **kw):
-        seen.update(kw)
-        raise KeyboardInterrupt  # stop before writing output
-    monkeypatch.setattr(E, "evaluate", fake_evaluate)
-    return seen
-
-
-def test_cli_run_dir_uses_the_run_prompt_settings(monkeypatch, tiny_policy_dir, tmp_path):
-    """#21 item 6: --policy RUN_DIR evaluates with the prompts the run trained on (config.json: fewshot,
-    ending, prompt_format, extraction); a flag given on the command line wins."""
-    import shutil
-    seen = _stop_at_evaluate(monkeypatch)
-    run = tmp_path / "run"
-    shutil.copytree(tiny_policy_dir, run / "final")
-    (run / "metrics.jsonl").write_text("")
-    (run / "config.json").write_text(json.dumps({"model": "x", "fewshot": 2, "ending": "begin",
-                                                 "prompt_format": "completion", "extraction": "release"}))
-    args = ["--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl")]
-    with pytest.raises(KeyboardInterrupt):
-        E.main(args)
-    assert (seen["ending"], seen["extraction"], seen["prompt_format"]) == ("begin", "release", "completion")
-    assert seen["fewshot"] == prompts.fewshot_block(n=2)
-    with pytest.raises(KeyboardInterrupt):
-        E.main(args + ["--fewshot", "0", "--ending", "correct", "--extraction", "lenient"])
-    assert (seen["fewshot"], seen["ending"], seen["extraction"]) == ("", "correct", "lenient")
-    assert E.run_prompt_settings(tiny_policy_dir) == {}   # a model dir is not a run dir
-
-
-def test_cli_truncated_weights_are_one_line(tiny_policy_dir, tmp_path):
-    """#21 item 9: a cut final/model.safetensors: one line naming the file and what to do, no traceback."""
-    import shutil
-    run = tmp_path / "run"
-    shutil.copytree(tiny_policy_dir, run / "final")
-    (run / "metrics.jsonl").write_text("")
-    f = run / "final" / "model.safetensors"
-    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
-    r = _cli("--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl"))
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
-    assert f"{f}: damaged or truncated (" in r.stderr and "delete its final/ to evaluate the last checkpoint" in r.stderr
-    assert E.damaged_weights(tiny_policy_dir) is None
