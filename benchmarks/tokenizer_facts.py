@@ -23,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cocos_lib.prompts import DONE, render_prompt  # noqa: E402
-from cocos_lib.tasks import humaneval_path, load_humaneval, read_jsonl  # noqa: E402
+from cocos_lib.task_files import read_jsonl  # noqa: E402
+from cocos_lib.tasks import humaneval_path, load_humaneval  # noqa: E402
 
 
 FACTS = Path(__file__).resolve().parents[1] / "data" / "results" / "real" / "tokenizer_facts.json"

@@ -44,3 +44,14 @@ def summarise(trajs: Sequence[Trajectory], ks: Sequence[int]) -> dict:
     return {"groups": len(firsts), "samples": len(trajs),
             "acc_t1": sum(tr.turns[0].report.all_passed for tr in firsts) / max(len(firsts), 1),
             **correction_stats(trajs), "unequal_by_k": {str(k): unequal_share(trajs, k) for k in ks}}
+
+
+def signal_metrics(trajs: Sequence[Trajectory], turns: int, k: int) -> dict:
+    """A metrics.jsonl line's share: correction_stats of every turn t >= 2, and unequal_k{j}, the share of groups
+    whose last-turn rewards differ among their first j samples, for j = 2, 4, 8 below the run's k."""
+    m = {}
+    for t in range(2, turns + 1):
+        m.update(correction_stats(trajs, t))
+    if turns >= 2:
+        m.update({f"unequal_k{j}": unequal_share(trajs, j, turns) for j in (2, 4, 8) if j < k})
+    return m

@@ -6,6 +6,7 @@ sets from `cocos_lib.toy_world`; neither loader module imports this one.
 from __future__ import annotations
 
 from cocos_lib import tasks, toy_world
+from cocos_lib.task_files import TaskFormatError
 
 TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval", "toy-train",
              "toy-test")
@@ -21,5 +22,5 @@ def load_tasks(name: str, **kw) -> list[tasks.Task]:
         return tasks.load_humaneval(**kw)
     if name in ("toy-train", "toy-test"):
         return toy_world.toy_tasks(name[4:], **kw)
-    raise tasks.TaskFormatError(f"<load_tasks>:0: field 'name': unknown task set {name!r} "
+    raise TaskFormatError(f"<load_tasks>:0: field 'name': unknown task set {name!r} "
                           f"(expected one of {', '.join(TASK_SETS)})")

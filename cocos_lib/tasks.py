@@ -27,13 +27,12 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
-import gzip
 import inspect
-import json
 import os
 from dataclasses import dataclass
 
 from cocos_lib.hub import load_dataset_cached_first
+from cocos_lib.task_files import TaskFormatError, format_error, get_field, read_json_array, read_jsonl
 
 MBPP_SPLITS = {"prompt": (1, 10), "test": (11, 510), "validation": (511, 600), "train": (601, 974)}
 MBPP_FILES = {"full": "mbpp.jsonl", "sanitized": "sanitized-mbpp.json"}
@@ -57,87 +56,6 @@ class Task:
     entry_point: str | None = None
     reference: str | None = None
     source: str = ""
-
-
-class TaskFormatError(ValueError):
-    """Bad task data; the message reads "<file>:<line>: field '<name>': <problem>"."""
-
-
-def _err(file, line, field, problem) -> TaskFormatError:
-    return TaskFormatError(f"{file}:{line}: field '{field}': {problem}")
-
-
-# ---------------------------------------------------------------- reading files
-def _read_text(path) -> str:
-    if not os.path.isfile(path):
-        raise _err(path, 0, "path", "no such file")
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return f.read()
-
-
-def _check_object(obj, file, line):
-    if not isinstance(obj, dict):
-        raise _err(file, line, "json", f"expected a JSON object, got {type(obj).__name__}")
-    return obj
-
-
-def read_jsonl(path) -> list[tuple[int, dict]]:
-    """(line number, object) per non-blank line of a .jsonl(.gz) file."""
-    rows = []
-    for i, line in enumerate(_read_text(path).split("\n"), 1):  # not splitlines(): U+2028 may sit in strings
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise _err(path, i, "json", f"malformed JSON line ({e.msg}, column {e.colno})") from None
-        rows.append((i, _check_object(obj, path, i)))
-    return rows
-
-
-def read_json_array(path) -> list[tuple[int, dict]]:
-    """(line number where the object starts, object) per element of a JSON array file."""
-    text, dec = _read_text(path), json.JSONDecoder()
-
-    def line_of(pos):
-        return text.count("\n", 0, pos) + 1
-
-    def skip(pos):
-        while pos < len(text) and text[pos].isspace():
-            pos += 1
-        return pos
-
-    i = skip(0)
-    if text[i:i + 1] != "[":
-        raise _err(path, line_of(i), "json", "expected a JSON array of task objects")
-    rows, i = [], skip(i + 1)
-    while text[i:i + 1] != "]":
-        try:
-            obj, end = dec.raw_decode(text, i)
-        except json.JSONDecodeError as e:
-            raise _err(path, e.lineno, "json", f"malformed JSON ({e.msg}, column {e.colno})") from None
-        rows.append((line_of(i), _check_object(obj, path, line_of(i))))
-        i = skip(end)
-        if text[i:i + 1] == ",":
-            i = skip(i + 1)
-        elif text[i:i + 1] != "]":
-            raise _err(path, line_of(i), "json", "malformed JSON (expected ',' or ']')")
-    if skip(i + 1) != len(text):
-        raise _err(path, line_of(skip(i + 1)), "json", "malformed JSON (extra data after the array)")
-    return rows
-
-
-def _get(row, name, kind, file, line):
-    """Field `name` of `row`, checked to be `kind` ("str", "int" or "list[str]")."""
-    if name not in row:
-        raise _err(file, line, name, "missing field")
-    v = row[name]
-    ok = {"str": isinstance(v, str), "int": isinstance(v, int) and not isinstance(v, bool),
-          "list[str]": isinstance(v, list) and all(isinstance(x, str) for x in v)}[kind]
-    if not ok:
-        raise _err(file, line, name, f"expected {kind}, got {type(v).__name__} {v!r:.40}")
-    return v
 
 
 # ---------------------------------------------------------------- MBPP
@@ -168,26 +86,26 @@ def mbpp_task(row: dict, variant: str, file, line, challenge: bool = False) -> T
     def nl(s):
         return s.replace("\r\n", "\n").replace("\r", "\n")
 
-    tid = _get(row, "task_id", "int", file, line)
-    code = nl(_get(row, "code", "str", file, line))
-    tests = list(_get(row, "test_list", "list[str]", file, line))
+    tid = get_field(row, "task_id", "int", file, line)
+    code = nl(get_field(row, "code", "str", file, line))
+    tests = list(get_field(row, "test_list", "list[str]", file, line))
     if variant == "full":
-        text = _get(row, "text", "str", file, line)
-        setup = nl(_get(row, "test_setup_code", "str", file, line))
-        extra = _get(row, "challenge_test_list", "list[str]", file, line)
+        text = get_field(row, "text", "str", file, line)
+        setup = nl(get_field(row, "test_setup_code", "str", file, line))
+        extra = get_field(row, "challenge_test_list", "list[str]", file, line)
         tests += extra if challenge else []
     else:
-        text = _get(row, "prompt", "str", file, line)
-        setup = "\n".join(_get(row, "test_imports", "list[str]", file, line))
+        text = get_field(row, "prompt", "str", file, line)
+        setup = "\n".join(get_field(row, "test_imports", "list[str]", file, line))
     if not tests:
-        raise _err(file, line, "test_list", "no tests")
+        raise format_error(file, line, "test_list", "no tests")
     src = "mbpp" if variant == "full" else "mbpp-sanitized"
     return Task(f"MBPP/{tid}", text, tuple(tests), setup, _entry_point(code, tests), code, src)
 
 
 def _check_choice(value, allowed, file, field):
     if value not in allowed:
-        raise _err(file, 0, field, f"unknown {field} {value!r} (expected one of {', '.join(allowed)})")
+        raise format_error(file, 0, field, f"unknown {field} {value!r} (expected one of {', '.join(allowed)})")
 
 
 def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: bool = False) -> list[Task]:
@@ -210,11 +128,11 @@ def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: 
         task = mbpp_task(row, variant, path, line, challenge)
         tid = row["task_id"]
         if tid in seen:
-            raise _err(path, line, "task_id", f"duplicate task_id {tid} (first on line {seen[tid]})")
+            raise format_error(path, line, "task_id", f"duplicate task_id {tid} (first on line {seen[tid]})")
         seen[tid] = line
         s = mbpp_split_of(tid)
         if s is None:
-            raise _err(path, line, "task_id", f"task_id {tid} is outside every split range (1-974)")
+            raise format_error(path, line, "task_id", f"task_id {tid} is outside every split range (1-974)")
         if s == split:
             tasks.append(task)
     return tasks
@@ -287,10 +205,10 @@ def split_check(test_src: str, entry_point: str, file="<test>", line=0) -> tuple
     try:
         tree = ast.parse(test_src)
     except SyntaxError as e:
-        raise _err(file, line, "test", f"not valid Python ({e.msg}, line {e.lineno})") from None
+        raise format_error(file, line, "test", f"not valid Python ({e.msg}, line {e.lineno})") from None
     checks = [s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == "check"]
     if len(checks) != 1 or not checks[0].args.args:
-        raise _err(file, line, "test", "expected exactly one `def check(candidate):`")
+        raise format_error(file, line, "test", "expected exactly one `def check(candidate):`")
     check, src = checks[0], test_src.encode()
     arg = check.args.args[0].arg
     setup = [_segment(src, s) for s in tree.body if s is not check]
@@ -308,7 +226,7 @@ def split_check(test_src: str, entry_point: str, file="<test>", line=0) -> tuple
         else:
             pending.append(text)
     if not tests:
-        raise _err(file, line, "test", "check() holds no assert on the candidate")
+        raise format_error(file, line, "test", "check() holds no assert on the candidate")
     return setup, tests
 
 
@@ -331,15 +249,15 @@ def _signature(fn) -> str:
 
 def humaneval_task(row: dict, file, line) -> Task:
     """One HumanEval row as an MBPP-style Task (see `load_humaneval`)."""
-    tid, prompt, solution, test, ep = (_get(row, k, "str", file, line) for k in
+    tid, prompt, solution, test, ep = (get_field(row, k, "str", file, line) for k in
                                        ("task_id", "prompt", "canonical_solution", "test", "entry_point"))
     try:
         body = ast.parse(prompt).body
     except SyntaxError as e:
-        raise _err(file, line, "prompt", f"not valid Python ({e.msg})") from None
+        raise format_error(file, line, "prompt", f"not valid Python ({e.msg})") from None
     fns = [s for s in body if isinstance(s, ast.FunctionDef) and s.name == ep]
     if not fns:
-        raise _err(file, line, "entry_point", f"prompt defines no function {ep!r}")
+        raise format_error(file, line, "entry_point", f"prompt defines no function {ep!r}")
     fn, psrc = fns[-1], prompt.encode()
     prelude = [_segment(psrc, s) for s in body if s is not fn]
     helpers = [_signature(s) for s in body if isinstance(s, ast.FunctionDef) and s is not fn]

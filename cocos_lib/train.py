@@ -30,10 +30,10 @@ import torch
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
-from cocos_lib.learning_signal import correction_stats, unequal_share
+from cocos_lib.learning_signal import signal_metrics
 from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
 from cocos_lib.rl import rl_step
-from cocos_lib.tasks import TaskFormatError
+from cocos_lib.task_files import TaskFormatError
 
 
 # ------------------------------------------------------------------------------ data and lr
@@ -105,10 +105,7 @@ def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
         m[f"reward_t{t + 1}"] = float(np.mean([tr.turns[t].reward for tr in trajs]))
         m[f"acc_t{t + 1}"] = float(np.mean([tr.turns[t].report.all_passed for tr in trajs]))
     m["accumulated"] = float(np.mean([tr.accumulated(cfg.gamma) for tr in trajs]))
-    for t in range(2, cfg.turns + 1):  # what the corrections do: edit rate, repairs, breakages
-        m.update(correction_stats(trajs, t))
-    if cfg.turns >= 2:  # the groups that could teach at smaller k: each group's first j samples
-        m.update({f"unequal_k{j}": unequal_share(trajs, j, cfg.turns) for j in (2, 4, 8) if j < cfg.k})
+    m.update(signal_metrics(trajs, cfg.turns, cfg.k))  # what the corrections do; groups that could teach at smaller k
     return m
 
 

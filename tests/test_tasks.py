@@ -12,7 +12,8 @@ import pytest
 
 from cocos_lib import toy_world
 from cocos_lib.task_sets import load_tasks
-from cocos_lib.tasks import (Task, TaskFormatError, humaneval_path, load_humaneval, load_mbpp, mbpp_split_of, read_jsonl,
+from cocos_lib.task_files import TaskFormatError, read_jsonl
+from cocos_lib.tasks import (Task, humaneval_path, load_humaneval, load_mbpp, mbpp_split_of,
                              split_check)
 
 # One subprocess per task: for each (code, test) pair, exec setup + "\n" + code in a fresh
