@@ -6,7 +6,7 @@ import os, random, socket
 import pytest
 
 from cocos_lib.executor import Executor, Job
-from cocos_lib.sandbox import child, frames, judge
+from cocos_lib.sandbox import channel, child, frames
 
 ADD = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a - b\n"
@@ -216,7 +216,7 @@ def test_an_answer_too_large_for_the_channel_is_an_error_that_says_so(monkeypatc
     for rid in (1, 2):  # (the first is the answer to a request that is no more: dropped)
         child.reply(theirs.fileno(), (rid.to_bytes(child.RID, "big"), ("C", lambda: "x" * 1000, (), {})), {},
                     child.Table())
-    chan = judge.Channel()
+    chan = channel.Channel()
     chan.open(mine.detach())
     chan.rid = 1
     chan.begin(0, {}, keep_handles=False)

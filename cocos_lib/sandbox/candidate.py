@@ -16,7 +16,7 @@ budget of CPU time (what the worker's tree used meanwhile: Clock) and a wall-clo
 """
 import collections, os, select, signal, socket, time
 
-from . import child, codec, frames, judge, proctree
+from . import channel, child, codec, frames, judge, proctree
 
 DIED = "sandbox process died (the candidate killed its parent or process group?)"
 WALL_FACTOR, WALL_SLACK = 2.0, 0.5
@@ -294,7 +294,7 @@ class Incarnation:
     def gone(self, i, why):
         """Make J's pending call (and any later one in test i) raise CandidateEnded."""
         try:
-            self.b.send(frames.pack_marked(judge.GONE + codec.encode(("gone", i, why))), socket.MSG_DONTWAIT)
+            self.b.send(frames.pack_marked(channel.GONE + codec.encode(("gone", i, why))), socket.MSG_DONTWAIT)
         except OSError:
             pass
 

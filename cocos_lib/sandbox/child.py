@@ -30,7 +30,7 @@ import builtins, gc, os, select, sys, types
 
 from . import codec, confine, frames
 
-MAX_REPLY = 256 << 20  # (judge.MAX_REPLY: a larger answer is refused with its size)
+MAX_REPLY = 256 << 20  # (channel.MAX_REPLY: a larger answer is refused with its size)
 REC = 64  # W -> C command records have this fixed size (atomic pipe writes, exact reads)
 _fork, _exit, _read, _write, _getpid, _waitpid = os.fork, os._exit, os.read, os.write, os.getpid, os.waitpid
 _setpgid, _wstatus, _freeze, _select = os.setpgid, os.waitstatus_to_exitcode, gc.freeze, select.select

@@ -30,7 +30,7 @@ from builtins import (all, bytes, complex, dict, float, frozenset, getattr, int,
                       range, set, slice, str, tuple, type, zip)
 
 MAX_DEPTH = 100
-MAX_INT_HEX = 1 << 28  # more hex digits than a frame holds (judge.MAX_REPLY): the frame bounds an int
+MAX_INT_HEX = 1 << 28  # more hex digits than a frame holds (channel.MAX_REPLY): the frame bounds an int
 FACTORIES = {t.__name__: t for t in (int, float, str, list, dict, set, tuple, bool, complex, bytes)}
 TYPES = {t.__name__: t for t in (int, float, complex, str, bytes, bool, list, tuple, dict, set, frozenset)}
 _D = struct.Struct(">d")

@@ -27,7 +27,7 @@ starts a new worker (new uids), and the kernel kills the old pid namespaces.
 """
 import gc, json, os, select, shutil, sys
 
-from . import confine, frames, judge, proctree, rootfs, startup
+from . import confine, exceptions, frames, proctree, rootfs, startup
 from .candidate import Budget, Clock, Incarnation, Zygote
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
@@ -267,7 +267,7 @@ def main():
                 result = (("error",) * len(tests), f"sandbox worker gave up: {e}", (True,) * len(tests))
                 wedged = True
             except Exception as e:  # a bug here must not take the worker down silently
-                result = (("error",) * len(tests), f"sandbox worker error: {judge.describe(e)}", (True,) * len(tests))
+                result = (("error",) * len(tests), f"sandbox worker error: {exceptions.describe(e)}", (True,) * len(tests))
         frames.write_obj(rsp, (job_id,) + result)
         if wedged:
             break
