@@ -17,7 +17,7 @@ from __future__ import annotations
 import collections, functools, glob, json, marshal, os, random, select, shutil, subprocess, sys, threading, time
 
 from cocos_lib.sandbox import cgroups, frames, proctree
-from cocos_lib.sandbox.candidate import WALL_FACTOR, WALL_SLACK
+from cocos_lib.sandbox.budget import WALL_FACTOR, WALL_SLACK
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(HERE, "sandbox", "launch.py")

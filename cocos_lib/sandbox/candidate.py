@@ -10,18 +10,13 @@ answer (worker.py): a judge left waiting for an answer never serves anything els
 (judge.py) runs setup afresh for every test and keeps nothing of a candidate's.
 Everything C says is untrusted and used only for progress (ready, reaped) and for the fallback
 tests' nonce-tagged reports; J's messages (frames of codec tuples) carry the trusted
-verdicts. Every wait has a deadline: a phase (the program's start-up, each test) gets its
-budget of CPU time (what the worker's tree used meanwhile: Clock) and a wall-clock backstop
-(WALL_FACTOR x budget + WALL_SLACK), so a loaded machine does not turn slow starts into timeouts.
+verdicts. W's handles on J and its zygote: zygote.py; every wait's deadline: budget.py.
 """
-import collections, os, select, signal, socket, time
+import collections, os, select, socket, time
 
-from . import channel, child, codec, frames, judge, proctree
+from . import channel, child, codec, frames, proctree
 
 DIED = "sandbox process died (the candidate killed its parent or process group?)"
-WALL_FACTOR, WALL_SLACK = 2.0, 0.5
-GRACE_S = 0.05  # a phase's first CPU-clock read comes after this much wall clock
-ASK_S = 10.0  # how long W waits for Z's answer or for J to take a command
 
 
 def how(status):
@@ -30,163 +25,6 @@ def how(status):
 
 def ended(status):
     return "error", f"test ended without a result ({how(status)})"
-
-
-class Clock:
-    """CPU seconds the worker's whole tree has used: its cgroup's cpu.stat where there is one
-    (an fd opened before the root changed), else the sum over its processes in /proc."""
-
-    def __init__(self, proc, stat_fd=None):
-        self.proc = proc
-        self.fd = stat_fd
-        self.hz = os.sysconf("SC_CLK_TCK")
-
-    def __call__(self):
-        if self.fd is not None:
-            data = os.pread(self.fd, 4096, 0)
-            for line in data.split(b"\n"):
-                if line.startswith(b"usage_usec "):
-                    return int(line.split()[1]) / 1e6
-        total = 0
-        for pid in self.proc.tree([os.getpid()]):
-            stat = self.proc.read(f"{pid}/stat")
-            if b")" in stat:
-                total += sum(map(int, stat.rsplit(b")", 1)[1].split()[11:15]))
-        return total / self.hz
-
-
-class Budget:
-    """A phase's time: `cpu_s` seconds of CPU (Clock) and a wall-clock backstop. The clock is
-    first read after `grace` seconds of wall clock (most phases end before: no read at all);
-    those count as CPU seconds used."""
-
-    def __init__(self, cpu_s, clock):
-        self.cpu_s = cpu_s
-        self.clock = clock
-        self.start = time.monotonic()
-        self.wall_s = WALL_FACTOR * cpu_s + WALL_SLACK
-        self.grace = min(GRACE_S, cpu_s / 2)
-        self.cpu0 = None
-        self.why = None
-
-    def left(self):
-        """Seconds W may wait before it looks again; 0 once the phase is over (`why` says why)."""
-        now = time.monotonic()
-        elapsed = now - self.start
-        if elapsed >= self.wall_s:
-            self.why = f"timeout: no result after {self.wall_s:.2f} s (wall-clock backstop)"
-            return 0.0
-        if elapsed < self.grace:
-            return self.grace - elapsed
-        if self.cpu0 is None:
-            self.cpu0 = self.clock() - self.grace
-        used = self.clock() - self.cpu0
-        if used >= self.cpu_s:
-            self.why = f"timeout after {self.cpu_s:.2f} s of CPU time"
-            return 0.0
-        return min(self.wall_s - elapsed, max(self.cpu_s - used, 0.005))
-
-
-class Zygote:
-    """W's handle on the judge's zygote Z: one per worker generation, forked when first
-    needed and again if it ends."""
-
-    def __init__(self, cfg):
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.pid = os.fork()
-        if self.pid == 0:
-            try:
-                judge.main(cfg, theirs.fileno())
-            finally:
-                os._exit(70)
-        theirs.close()
-        mine.settimeout(ASK_S)
-        self.sock = mine
-        self.reader = frames.FdReader(mine)
-        self.fd = os.pidfd_open(self.pid)
-
-    def gone(self):
-        return bool(select.select([self.fd], [], [], 0)[0])
-
-    def fork_judge(self):
-        """A fresh J (Judge), or None if Z did not answer."""
-        cmd_w, cmd_j = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        out_r, out_w = os.pipe()
-        pidfd = None
-        try:
-            frames.send_with_fds(self.sock, frames.pack(b"fork"), [cmd_j.fileno(), out_w])
-            if self.reader.next() == b"forked":
-                pidfd = (self.reader.take_fds(1) or [None])[0]
-        except OSError:
-            pass
-        cmd_j.close()
-        os.close(out_w)
-        if pidfd is None:
-            cmd_w.close()
-            os.close(out_r)
-            return None
-        return Judge(cmd_w, out_r, pidfd)
-
-    def end(self):
-        """Kill and reap Z (bounded); False if it could not be reaped."""
-        proctree.kill(self.pid)
-        ok = proctree.reap(self.pid, 3.0) is not None
-        self.sock.close()
-        os.close(self.fd)
-        return ok
-
-
-class Judge:
-    """W's handle on J: its command socket, its messages, its pidfd, and whether it owes W an
-    answer (a job's "ready", a test's verdict)."""
-
-    def __init__(self, cmd, out_r, pidfd):
-        cmd.settimeout(ASK_S)
-        self.cmd = cmd
-        self.out_r = out_r
-        os.set_blocking(out_r, False)
-        self.fd = pidfd
-        self.reader = frames.Reader(out_r)
-        self.msgs = collections.deque()
-        self.dead = False
-        self.eof = False
-        self.owes = False
-
-    @property
-    def gone(self):
-        return self.dead or self.eof
-
-    def tell(self, message, fds=()):
-        self.owes = True
-        try:
-            frames.send_with_fds(self.cmd, frames.pack(codec.encode(message)), fds)
-        except OSError:
-            self.dead = True
-
-    def take(self):
-        try:
-            for payload in self.reader.poll():
-                if payload is None:
-                    self.eof = True
-                else:
-                    self.msgs.append(codec.decode(payload))
-        except (codec.CodecError, frames.FrameError):
-            self.dead = True
-
-    def kill(self):
-        try:
-            signal.pidfd_send_signal(self.fd, signal.SIGKILL)
-        except OSError:
-            pass
-
-    def end(self, wait_s=3.0):
-        """Kill J (Z reaps it), wait until it is gone, close W's ends; False if it is not."""
-        self.kill()
-        gone = bool(select.select([self.fd], [], [], wait_s)[0])
-        self.cmd.close()
-        for fd in (self.out_r, self.fd):
-            os.close(fd)
-        return gone
 
 
 class Incarnation:

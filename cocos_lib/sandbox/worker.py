@@ -28,7 +28,9 @@ starts a new worker (new uids), and the kernel kills the old pid namespaces.
 import gc, json, os, select, shutil, sys
 
 from . import confine, exceptions, frames, proctree, rootfs, startup
-from .candidate import Budget, Clock, Incarnation, Zygote
+from .budget import Budget, Clock
+from .candidate import Incarnation
+from .zygote import Zygote
 
 # Loaded once for all candidates. Each makes every fork dearer: only cheap, common ones; never
 # random or tempfile (random re-seeds itself in every forked child: +0.2 ms CPU per test).
