@@ -103,12 +103,12 @@ caller can, and leave processes behind.
 """
 from __future__ import annotations
 
-import math, os, sys, tempfile, threading, warnings, weakref
+import math, os, sys, tempfile, warnings, weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS
-from cocos_lib.workers import Pool, interpreter, shared_libs, user_procs
+from cocos_lib.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS, unconfined_warning
+from cocos_lib.workers import Batch, Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")
@@ -191,23 +191,6 @@ def check_job(job, max_chars: int) -> tuple[int, str | None]:
         return n, f"source too large: {size} characters > max_source_chars={max_chars}"
     return n, None
 
-class _Batch:
-    """The reports of one run_many call, filled by the dispatcher thread."""
-
-    def __init__(self, n):
-        self.reports = [None] * n
-        self.left = n
-        self.cond = threading.Condition()
-
-    def put(self, i, outcomes, error, trusted):
-        if error is not None:  # (a candidate's message may hold lone surrogates: no UTF-8 writer may choke)
-            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
-        with self.cond:
-            self.reports[i] = TestReport(tuple(outcomes), error, tuple(trusted))
-            self.left -= 1
-            if not self.left:  # run_many polls for the progress bar; wake it once, when done
-                self.cond.notify_all()
-
 
 class Executor:
     """A reusable pool of sandbox workers: `with Executor() as ex: ex.run_many(jobs)`.
@@ -289,7 +272,7 @@ class Executor:
     def run_many(self, jobs: Sequence[Job], progress: bool = False) -> list[TestReport]:
         """One TestReport per job, in job order."""
         jobs = list(jobs)
-        batch = _Batch(len(jobs))
+        batch = Batch(len(jobs), TestReport)
         tickets = []
         for i, job in enumerate(jobs):
             n, problem = check_job(job, self.max_source_chars)
@@ -331,18 +314,6 @@ def untrusted_share(reports: Sequence[TestReport]) -> float:
     """Share of the test outcomes in `reports` not decided outside the candidate (0.0 if none)."""
     n = sum(len(r.trusted) for r in reports)
     return sum(len(r.trusted) - sum(r.trusted) for r in reports) / n if n else 0.0
-
-
-def unconfined_warning(described: dict) -> str:
-    """The loud warning for an executor that runs without some required layers (from describe())."""
-    missing = {k: v for k, v in described["missing"].items() if k in described["required"]}
-    lines = [f"cocos executor: running candidates WITHOUT {', '.join(missing)} (see Executor.describe())",
-             "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable",
-             "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have",
-             "  !! stopped:"]
-    for k, why in missing.items():
-        lines.append(f"  - {k} ({why}): {described['stops'][k]}")
-    return "\n".join(lines)
 
 
 def in_colab() -> bool:

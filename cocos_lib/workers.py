@@ -10,7 +10,7 @@ worker, enforces a generous per-job deadline (the worker enforces the real per-t
 replaces a worker that died or hung (its running job becomes "error", the queued ones go back
 in line) and shuts everything down on close: the worker, then every process of its uids (its
 pid namespaces die with it anyway), then its cgroup. Results go to
-`ticket[1].put(index, outcomes, error, trusted)`.
+`ticket[1].put(index, outcomes, error, trusted)` (ticket[1]: a Batch).
 """
 from __future__ import annotations
 
@@ -154,6 +154,26 @@ class Worker:
             self.proc.stdin.close()
         except OSError:  # unflushed bytes to a dead worker
             pass
+
+
+class Batch:
+    """The reports of one run_many call, filled by the dispatcher thread (`report`: the report
+    type, executor.TestReport, made from (outcomes, error, trusted))."""
+
+    def __init__(self, n, report):
+        self.report = report
+        self.reports = [None] * n
+        self.left = n
+        self.cond = threading.Condition()
+
+    def put(self, i, outcomes, error, trusted):
+        if error is not None:  # (a candidate's message may hold lone surrogates: no UTF-8 writer may choke)
+            error = error.encode("utf-8", "backslashreplace").decode("utf-8")
+        with self.cond:
+            self.reports[i] = self.report(tuple(outcomes), error, tuple(trusted))
+            self.left -= 1
+            if not self.left:  # run_many polls for the progress bar; wake it once, when done
+                self.cond.notify_all()
 
 
 class Pool:

@@ -62,6 +62,18 @@ SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def unconfined_warning(described: dict) -> str:
+    """The loud warning for an executor that runs without some required layers (from describe())."""
+    missing = {k: v for k, v in described["missing"].items() if k in described["required"]}
+    lines = [f"cocos executor: running candidates WITHOUT {', '.join(missing)} (see Executor.describe())",
+             "  !! Model-written code now runs with fewer walls than designed. Do this only on a disposable",
+             "  !! machine (a Colab runtime, a throwaway VM) or with code you trust. What is missing would have",
+             "  !! stopped:"]
+    for k, why in missing.items():
+        lines.append(f"  - {k} ({why}): {described['stops'][k]}")
+    return "\n".join(lines)
+
+
 def _check(ret, what):
     if ret != 0:
         err = ctypes.get_errno()
