@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import cpu_attention, hardware, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import hardware, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
 from cocos_lib.fastgen import DecodeCache
@@ -286,8 +286,6 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dev)
-    if dev.type == "cpu" and model.config._attn_implementation == "sdpa":
-        model.set_attn_implementation(cpu_attention.register())  # one-token decode queries: two small matmuls
     if lora is not None:
         from peft import LoraConfig, get_peft_model
         tm = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)

@@ -1,10 +1,9 @@
-"""bf16 on CPUs with native bf16 (AMX-BF16 / AVX512-BF16): the one-token decode attention, log-probs,
-a LoRA step and greedy decoding on tiny models, against fp32. The bf16 tests need such a CPU: elsewhere
+"""bf16 on CPUs with native bf16 (AMX-BF16 / AVX512-BF16): log-probs, a LoRA step and greedy decoding on tiny
+models, against fp32. The bf16 tests need such a CPU: elsewhere
 PyTorch emulates bf16 (slow, and not what `dtype="auto"` picks), so they are skipped there, saying so."""
 import pytest
 import torch
 
-from cocos_lib import cpu_attention
 from cocos_lib.generation import generate
 from cocos_lib.logprobs import token_logprobs
 from cocos_lib.hardware import cpu_bf16_flags
@@ -40,43 +39,6 @@ def gqa_dir(tmp_path_factory):
     """A tiny Qwen2 with grouped-query attention (4 query heads share 2 KV heads), as Qwen2.5."""
     return make_tiny_policy(tmp_path_factory.mktemp("gqa"), arch="qwen2", seed=4, num_attention_heads=4,
                             num_key_value_heads=2, hidden_size=64)
-
-
-def _decode_logits(model, attn: str, prompts: torch.Tensor, mask: torch.Tensor, nxt: torch.Tensor):
-    from transformers import DynamicCache
-    model.set_attn_implementation(attn)
-    cache = DynamicCache(config=model.config)
-    with torch.no_grad():
-        model(input_ids=prompts, attention_mask=mask, past_key_values=cache, use_cache=True)
-        full = torch.cat([mask, torch.ones_like(nxt)], 1)
-        return model(input_ids=nxt, attention_mask=full, past_key_values=cache, use_cache=True).logits
-
-
-def test_decode_attention_equals_sdpa_with_padding_and_gqa(gqa_dir):
-    """The one-token path (regrouped query, fp32 softmax) computes what sdpa and eager compute, in fp32, with
-    left padding in some rows; a prompt of several tokens goes to sdpa itself (identical)."""
-    from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(gqa_dir, dtype=torch.float32).eval()
-    g = torch.Generator().manual_seed(0)
-    prompts = torch.randint(1, 300, (5, 12), generator=g)
-    mask = torch.ones(5, 12, dtype=torch.long)
-    mask[:2, :4] = 0
-    nxt = torch.randint(1, 300, (5, 1), generator=g)
-    name = cpu_attention.register()
-    ours = _decode_logits(model, name, prompts, mask, nxt)
-    for ref in ("sdpa", "eager"):
-        assert torch.allclose(ours, _decode_logits(model, ref, prompts, mask, nxt), atol=1e-5, rtol=0)
-    model.set_attn_implementation(name)
-    with torch.no_grad():
-        a = model(input_ids=prompts, attention_mask=mask).logits
-    model.set_attn_implementation("sdpa")
-    with torch.no_grad():
-        assert torch.equal(a, model(input_ids=prompts, attention_mask=mask).logits)
-
-
-def test_load_policy_uses_the_decode_attention_on_cpu_only_for_sdpa_models(gqa_dir):
-    p = load_policy(gqa_dir, dtype="fp32", device="cpu")
-    assert p.model.config._attn_implementation == cpu_attention.NAME
 
 
 @needs_bf16

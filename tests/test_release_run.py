@@ -7,7 +7,6 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from cocos_lib import cpu_attention
 from cocos_lib import evaluate as E
 from cocos_lib import release, release_run
 from cocos_lib.task_sets import load_tasks
@@ -102,8 +101,7 @@ def test_load_stand_ins_set_the_family_pad(monkeypatch, tiny_policy_dir, tiny_po
     assert qwen.tokenizer.pad_token == "<|endoftext|>" and qwen.model.config.pad_token_id == qwen.tokenizer.pad_token_id
     llama = release_run.load("Jay-Cho/CoCoS-Llama-3.2-1B", dtype="fp32", device="cpu")
     assert llama.tokenizer.pad_token == llama.tokenizer.eos_token  # the tiny vocab has no Llama pad: load_policy's
-    # never FlashAttention-2; on a CPU sdpa with the one-token decode path (cocos_lib.cpu_attention)
-    assert llama.model.config._attn_implementation in ("sdpa", "eager", cpu_attention.NAME)
+    assert llama.model.config._attn_implementation in ("sdpa", "eager")   # never FlashAttention-2
 
 
 def test_sampling_and_truncation(tiny_policy):
