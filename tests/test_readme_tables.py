@@ -59,3 +59,20 @@ def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch
     monkeypatch.setattr(R, "RESULTS", tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="run the notebook in a copy of the repository"):
         R.results_dir(tmp_path / "empty")
+
+
+def test_precision_bench_table_by_hand():
+    """fp32 and bf16 side by side, the same-run ratio and same-code share, each section's peak memory."""
+    from cocos_lib.results import precision_bench_table
+    recs = [dict(section="env"),
+            dict(section="decode", dtype="fp32", batch=8, new_tokens_per_s=20.04, peak_rss_gib=3.86),
+            dict(section="decode", dtype="bf16", batch=8, new_tokens_per_s=61.98, peak_rss_gib=1.79),
+            dict(section="update", dtype="fp32", seconds_per_rollout=11.234, peak_rss_gib=15.9),
+            dict(section="update", dtype="bf16", seconds_per_rollout=5.331, peak_rss_gib=11.3),
+            dict(section="ratio", what="decode", batch=8, bf16_over_fp32=3.093, same_code_share=0.6875),
+            dict(section="ratio", what="update", bf16_over_fp32=2.107)]
+    t = precision_bench_table(recs)
+    row = t.loc["packed decode, batch 8 (new tokens/s)"]
+    assert (row["fp32"], row["bf16"], row["bf16 / fp32"], row["same code"]) == (20.0, 62.0, 3.09, "69%")
+    row = t.loc["LoRA RLOO update (s per rollout)"]
+    assert (row["fp32"], row["bf16"], row["bf16 / fp32"], row["peak GiB fp32"]) == (11.23, 5.33, 2.11, 15.9)
