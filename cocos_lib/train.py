@@ -149,7 +149,7 @@ def rollout_config(cfg: TrainConfig):
 def restore_state(ckpt: Path, optimizer, scaler=None) -> tuple[int, int]:
     """Load optimizer (fp32 masters included), loss-scaler and RNG states (python, numpy, torch, cuda);
     return (update, data_pos). The lr schedule is not restored: `set_schedule` derives it from the config."""
-    blob = torch.load(ckpt / "state.pt", weights_only=False)
+    blob = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")  # a GPU run's state resumes anywhere
     optimizer.load_state_dict(blob["optimizer"])
     if scaler is not None and blob.get("scaler"):
         scaler.load_state_dict(blob["scaler"])

@@ -353,3 +353,21 @@ def test_released_no_stop_rollouts_run_max_new_tokens(tiny_policy_dir, fake_worl
 def rollout_config_of(cfg):
     from cocos_lib.train import rollout_config
     return rollout_config(cfg)
+
+
+def test_restore_state_maps_a_gpu_checkpoint_to_the_cpu(monkeypatch, tmp_path):
+    """A state.pt written on CUDA resumes on a CPU-only runtime: torch.load is given map_location='cpu' (the
+    optimizer's state then follows its parameters' device in load_state_dict)."""
+    from cocos_lib import train as T
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_load(path, **kw):
+        seen.update(kw)
+        raise Stop
+    monkeypatch.setattr(T.torch, "load", fake_load)
+    with pytest.raises(Stop):
+        T.restore_state(tmp_path, None)
+    assert seen["map_location"] == "cpu"
