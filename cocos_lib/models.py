@@ -72,9 +72,21 @@ class Policy:
         ids.update(extra if isinstance(extra, (list, tuple)) else [extra])
         return sorted(i for i in ids if i is not None)
 
-    def reference(self) -> contextlib.AbstractContextManager:
-        """Context in which `self.model` computes pi_ref: LoRA adapter disabled; else a no-op."""
-        return self.model.disable_adapter() if self.is_lora else contextlib.nullcontext()
+    @contextlib.contextmanager
+    def reference(self):
+        """Context in which `self.model` computes pi_ref: LoRA adapter disabled; else a no-op. Every submodule's
+        train/eval flag is restored on exit: peft >= 0.22's disable_adapter resets them (it turned the dropout
+        that `modes.dropout_off` had switched off back on for the rest of an RL step)."""
+        if not self.is_lora:
+            yield
+            return
+        flags = [(m, m.training) for m in self.model.modules()]
+        try:
+            with self.model.disable_adapter():
+                yield
+        finally:
+            for m, training in flags:
+                m.training = training
 
     def save(self, out_dir: str | os.PathLike) -> str:
         """save_pretrained of model (or LoRA adapter) and tokenizer; returns out_dir."""

@@ -343,3 +343,16 @@ def test_a_saved_adapter_names_a_registry_base_by_its_short_name(tiny_policy_dir
     assert json.loads((tmp_path / "a" / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-registry"
     q = load_policy(tmp_path / "a", dtype="fp32")
     assert q.is_lora and q.base == "tiny-registry" and q.tokenizer.eos_token_id == p.tokenizer.eos_token_id
+
+
+def test_reference_keeps_every_submodule_mode(tiny_policy_dir):
+    """pi_ref (adapter disabled) leaves each submodule's train/eval flag as it was: peft 0.22's disable_adapter
+    resets them, which switched the dropout that an RL step had turned off back on."""
+    p = load_policy(tiny_policy_dir, dtype="fp32", lora=LoraSpec(r=2, alpha=4, dropout=0.5))
+    p.model.train()
+    drops = [m for m in p.model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in drops:
+        m.training = False
+    with p.reference():
+        pass
+    assert drops and not any(m.training for m in drops) and p.model.training
