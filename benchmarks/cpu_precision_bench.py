@@ -12,8 +12,7 @@ Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is t
 - `logprobs`: log pi(y|x) of those prompts + completions (no grad, micro-batch 8): tokens/s.
 - `update`: one real `rl.rl_step` (LoRA r = 8 on q/k/v/o/gate/up/down, fp32 adapter and AdamW, micro-batch 4,
   fused path) on trajectories made of the first --update-rollouts prompts and their bf16 greedy completions
-  with alternating rewards (so every group has a
-  gradient): seconds per rollout, split into log-probs and backward.
+  with alternating rewards (so every group has a gradient): seconds per rollout, split into log-probs and backward.
 - `accuracy` (bf16): greedy turn 1 on all 164 HumanEval tasks in the committed study's settings (chat, 512
   tokens, packed), against the committed fp32 study (data/results/real/study_cocos.jsonl): Acc@t1 both, and
   the tasks whose verdict changed. --accuracy-rows FILE reads those bf16 answers from an evaluation already
