@@ -11,7 +11,8 @@ Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is t
   seconds, new tokens and new tokens/s; the share of rows whose extracted code equals fp32's.
 - `logprobs`: log pi(y|x) of those prompts + completions (no grad, micro-batch 8): tokens/s.
 - `update`: one real `rl.rl_step` (LoRA r = 8 on q/k/v/o/gate/up/down, fp32 adapter and AdamW, micro-batch 4,
-  fused path; `--only-checkpointing`: with and without gradient checkpointing) on trajectories made of the first --update-rollouts prompts and their bf16 greedy completions
+  fused path; `--only-checkpointing`: with and without gradient checkpointing) on trajectories made of the
+  first --update-rollouts prompts and their bf16 greedy completions
   with alternating rewards (so every group has a gradient): seconds per rollout, split into log-probs and backward.
 - `accuracy` (bf16): greedy turn 1 on all 164 HumanEval tasks in the committed study's settings (chat, 512
   tokens, packed), against the committed fp32 study (data/results/real/study_cocos.jsonl): Acc@t1 both, and
@@ -125,7 +126,8 @@ def section_update(policy_unused, tasks, prompts, args) -> list[dict]:
     m = rl_step(policy, ref, opt, sched, trajs, cfg.rl_config())
     secs = time.perf_counter() - t
     tokens = sum(len(c) for c in comps) + sum(len(p) for p in prompts)
-    return [dict(rollouts=len(trajs), tokens=tokens, gradient_checkpointing=ckpt, micro_batch=cfg.micro_batch, seconds=secs, seconds_per_rollout=secs / len(trajs),
+    return [dict(rollouts=len(trajs), tokens=tokens, gradient_checkpointing=ckpt, micro_batch=cfg.micro_batch,
+                 seconds=secs, seconds_per_rollout=secs / len(trajs),
                  sec_logprobs=m["sec_logprobs"], sec_backward=m["sec_backward"], grad_norm=m["grad_norm"])]
 
 
