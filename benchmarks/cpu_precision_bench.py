@@ -207,6 +207,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--update-rollouts", type=int, default=8, help="rollouts in the timed LoRA update")
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--only-accuracy", action="store_true", help="only the bf16 HumanEval Acc@t1 line (--accuracy-rows)")
     p.add_argument("--only-checkpointing", action="store_true",
                    help="only the bf16 update with and without gradient checkpointing (ratio line 'checkpointing')")
     p.add_argument("--accuracy-rows", default=None, help="bf16 HumanEval answers already evaluated (evaluate --out)")
@@ -228,6 +229,10 @@ def main(argv=None) -> None:
               cpus=os.cpu_count(), loadavg_start=load, platform=platform.platform()), args.out)
     if args.only_checkpointing:
         return checkpointing_ab(args, common)
+    if args.only_accuracy:
+        for r in run_child(args, "bf16", "accuracy"):
+            emit(dict(common, section="accuracy", dtype="bf16", **r), args.out)
+        return None
     got: dict = {}
     for section in ("decode", "logprobs", "update"):
         for dtype in ("fp32", "bf16"):

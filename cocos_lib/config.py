@@ -175,11 +175,12 @@ PROFILES: dict[str, dict] = {
     # packed decoding. Sized from data/results/real/signal_probe.json (24 MBPP-train tasks, temperature 0.9):
     # groups whose corrections do not all score the same: 12.5% at k = 2, 37.5% at k = 4, 41.7% at k = 8, so
     # 16 prompts x k = 4 per update (as many samples as 8 x 8, about 1.8x the unequal groups). No gradient
-    # checkpointing, micro-batch 2: 4.6 s per rollout against 6.8 with it (benchmarks/cpu_precision_bench.py
-    # --only-checkpointing), 5.8 GB peak (a micro-batch of 8 rows without it held 23.6 GB).
+    # checkpointing: 4.6 s per rollout against 6.8 with it (benchmarks/cpu_precision_bench.py --only-checkpointing,
+    # micro-batch 2: 5.8 GB peak; a micro-batch of 8 rows without it held 23.6 GB). Micro-batch 4 = one group, so
+    # rl_step takes the fused path (pi_old and pi_ref per group; a smaller one adds a no-grad forward of every row).
     "cpu": dict(model="qwen2.5-coder-0.5b-instruct", tasks="mbpp-trainval", updates=12, prompts_per_update=16,
                 k=4, lr=2e-4, lora_r=8, lora_alpha=16, dtype="auto", device="cpu", prompt_format="chat",
-                max_new_tokens=384, gen_batch_size=32, micro_batch=2, gradient_checkpointing=False, exec_workers=2,
+                max_new_tokens=384, gen_batch_size=32, micro_batch=4, gradient_checkpointing=False, exec_workers=2,
                 checkpoint_every=1, backend="packed", seed=0),
     # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,

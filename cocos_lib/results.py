@@ -131,9 +131,10 @@ def histories(root: str | Path = RESULTS / "ablations") -> dict[str, list[list[d
 
 
 def cpu_run_table(metrics: list[dict]) -> pd.DataFrame:
-    """The real model's CPU run, one row per update: rewards, KL, and seconds per phase."""
-    keys = ["reward_t1", "reward_t2", "accumulated", "kl", "equal_groups", "loss",
-            "sec_generate", "sec_execute", "sec_logprobs", "sec_backward", "sec_update"]
+    """The real model's CPU run, one row per update: rewards, KL, what the sampled corrections did (edit, i→c, c→i:
+    shares of the turn-2 samples; learning_signal), the pre-clip gradient norm, and seconds per phase."""
+    keys = ["reward_t1", "reward_t2", "accumulated", "kl", "equal_groups", "edit_t2", "i2c_t2", "c2i_t2", "loss",
+            "grad_norm", "sec_generate", "sec_execute", "sec_logprobs", "sec_backward", "sec_update"]
     df = pd.DataFrame(metrics).set_index("update")
     return df[[k for k in keys if k in df]].round(3)
 
@@ -169,6 +170,11 @@ def precision_bench_table(records: list[dict]) -> pd.DataFrame:
             key, value, unit = ("logprobs", None), r["tokens_per_s"], "log-probs, no grad (tokens/s)"
         elif r["section"] == "update":
             key, value, unit = ("update", None), r["seconds_per_rollout"], "LoRA RLOO update (s per rollout)"
+        elif r["section"] == "accuracy":  # bf16 measured; fp32 = the committed study's turn 1
+            rows[f"HumanEval Acc@t1, greedy (% of {r['tasks']})"] = {
+                "fp32": round(100 * r["acc_t1_fp32_committed"], 1), "bf16": round(100 * r["acc_t1_bf16"], 1),
+                "same code": f"{len(r['changed'])} verdicts differ"}
+            continue
         else:
             continue
         row = rows.setdefault(unit, {})
@@ -244,7 +250,7 @@ def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:
         name = f"real/cocos_cpu/before_after_{bench}.json"
         if (Path(root) / name).is_file():
             out[f"cpu-before-after-{bench}"] = markdown(before_after_table(read_json(name, root)["paired"]))
-    if (Path(root) / "real" / "train_cpu" / "metrics.jsonl").is_file():
-        table = cpu_run_table(read_jsonl("real/train_cpu/metrics.jsonl", root))
+    if (Path(root) / "real" / "cocos_cpu" / "metrics.jsonl").is_file():
+        table = cpu_run_table(read_jsonl("real/cocos_cpu/metrics.jsonl", root))
         out["cpu-run"] = markdown(table, {c: 0 if c.startswith("sec_") else 3 for c in table.columns})
     return out

@@ -264,16 +264,16 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     with StopOnSigint() as stop, own as executor:
         try:
             while update < cfg.updates and not stop.requested:
-                # rollout: prompts_per_update tasks x k trajectories, scored by the executor
-                consistent = False
+                consistent = False  # rollout: prompts_per_update tasks x k trajectories, scored by the executor
                 t0 = time.perf_counter()
                 idx = task_indices(len(tasks), cfg.seed, data_pos, cfg.prompts_per_update)
                 stats: dict = {}
+                bar.set_postfix_str(f"update {update + 1}: rollout", refresh=True)  # phases take minutes on a CPU
                 trajs = rollout(policy, [tasks[i] for i in idx], rcfg, executor,
                                 seed=cfg.seed * 100_003 + update, stats=stats)
                 sec_rollout = time.perf_counter() - t0
-                # update: one RLOO step
                 lr = optimizer.param_groups[0]["lr"]
+                bar.set_postfix_str(f"update {update + 1}: RLOO step", refresh=True)  # update: one RLOO step
                 step = rl_step(policy, ref, optimizer, scheduler, trajs, rl_cfg, scaler)
                 optimizer.zero_grad(set_to_none=True)
                 update += 1

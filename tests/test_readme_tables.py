@@ -76,3 +76,13 @@ def test_precision_bench_table_by_hand():
     assert (row["fp32"], row["bf16"], row["bf16 / fp32"], row["same code"]) == (20.0, 62.0, 3.09, "69%")
     row = t.loc["LoRA RLOO update (s per rollout)"]
     assert (row["fp32"], row["bf16"], row["bf16 / fp32"], row["peak GiB fp32"]) == (11.23, 5.33, 2.11, 15.9)
+
+
+def test_precision_bench_accuracy_row_by_hand():
+    """The accuracy line: fp32 from the committed study, bf16 measured, and how many verdicts differ."""
+    from cocos_lib.results import precision_bench_table
+    recs = [dict(section="decode", dtype="bf16", batch=8, new_tokens_per_s=61.98, peak_rss_gib=1.79),
+            dict(section="accuracy", dtype="bf16", tasks=164, acc_t1_bf16=93 / 164, acc_t1_fp32_committed=94 / 164,
+                 changed=["HumanEval/1", "HumanEval/7", "HumanEval/9"], peak_rss_gib=2.0)]
+    row = precision_bench_table(recs).loc["HumanEval Acc@t1, greedy (% of 164)"]
+    assert (row["fp32"], row["bf16"], row["same code"]) == (57.3, 56.7, "3 verdicts differ")
