@@ -89,7 +89,8 @@ def rollout(policy, tasks: Sequence, turns: int, sampling, executor, fewshot: st
     changes MBPP prompts (turn 1, and the [BEGIN] ending after it)."""
     from cocos_lib.generation import generate
     from cocos_lib.rewards import REWARDS
-    from cocos_lib.rollout import Trajectory, Turn, execute, turn_seed
+    from cocos_lib.rollout import execute, turn_seed
+    from cocos_lib.trajectory import Trajectory, Turn
     trajs = [Trajectory(task=task, turns=[], group=g, sample=0) for g, task in enumerate(tasks)]
     for t in range(1, turns + 1):
         texts = [release.prompt(tr.task, [u.code for u in tr.turns], fewshot) for tr in trajs]

@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from cocos_lib.learning_signal import signal_metrics
 from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
 from cocos_lib.rl import rl_step
 from cocos_lib.task_files import TaskFormatError
+from cocos_lib.trajectory import Trajectory
 
 
 # ------------------------------------------------------------------------------ data and lr
@@ -99,7 +100,7 @@ def _read_metrics(path: Path, upto: int) -> list[dict]:
     return [r for r in rows if r["update"] <= upto]
 
 
-def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
+def _trajectory_metrics(trajs: Sequence[Trajectory], cfg: TrainConfig) -> dict:
     m = {}
     for t in range(cfg.turns):
         m[f"reward_t{t + 1}"] = float(np.mean([tr.turns[t].reward for tr in trajs]))
@@ -204,8 +205,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def update_metrics(update: int, trajs, step: dict, cfg: TrainConfig, lr: float, stats: dict, sec_rollout: float,
-                   sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
+def update_metrics(*, update: int, trajs: Sequence[Trajectory], step: dict, cfg: TrainConfig, lr: float, stats: dict,
+                   sec_rollout: float, sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
     """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings,
     untrusted_tests (share of test outcomes not decided outside the candidate, see rollout)."""
     return {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
@@ -279,8 +280,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
                 update += 1
                 data_pos += len(idx)
                 # log
-                m = update_metrics(update, trajs, step, cfg, lr, stats, sec_rollout, time.perf_counter() - t0,
-                                   time.time() - t_start, data_pos, len(tasks))
+                m = update_metrics(update=update, trajs=trajs, step=step, cfg=cfg, lr=lr, stats=stats,
+                                   sec_rollout=sec_rollout, sec_update=time.perf_counter() - t0,
+                                   elapsed=time.time() - t_start, data_pos=data_pos, n_tasks=len(tasks))
                 with open(run / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(m) + "\n")
                 history.append(m)

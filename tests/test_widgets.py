@@ -9,7 +9,7 @@ import pytest
 from cocos_lib import plots, rewards, widgets
 from cocos_lib.evaluate import trajectory_rows
 from cocos_lib.executor import TestReport
-from cocos_lib.rollout import Trajectory, Turn
+from cocos_lib.trajectory import Trajectory, Turn
 
 SUB = "def add(a, b):\n    return a - b\n"
 ADD = "def add(a, b):\n    return a + b\n"
