@@ -38,7 +38,16 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from cocos_lib.config import make_config
+from cocos_lib.evaluate import evaluate, summarize
+from cocos_lib.executor import Executor
+from cocos_lib.notebook import last_checkpoint
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.toy import TINY_WARMSTART
+from cocos_lib.toy_world import toy_tasks
+
+# torch-free at import: cocos_lib.results reads SETTINGS / COMPARISONS from here to build the README's tables without
+# torch; torch, transformers and the modules that import them (models, train) load inside the functions that train.
 
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cocos": ("CoCoS default (γ=0.5, progressive, shared y_1)", {}),
@@ -105,9 +114,7 @@ def eval_extras(df) -> dict:
 
 def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dict:
     """Greedy 2-turn evaluation: {"summary": summarize(df), "extra": eval_extras(df)}."""
-    from cocos_lib.evaluate import evaluate, summarize
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.models import load_policy
+    from cocos_lib.models import load_policy  # lazy: torch (see the note at the imports)
     policy = load_policy(policy_dir, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=sizes.max_new_tokens)
     df = evaluate(policy, tasks, turns=2, sampling=sampling, executor=executor, progress=False)
@@ -121,7 +128,6 @@ def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dic
 
 def train_config(setting: str, seed: int, sizes: Sizes):
     """make_config("tiny") with the sizes, the seed and the setting's changes."""
-    from cocos_lib.config import make_config
     changes = SETTINGS[setting][1]
     return make_config("tiny", updates=sizes.updates, prompts_per_update=sizes.prompts_per_update, k=sizes.k,
                        max_new_tokens=sizes.max_new_tokens, seed=seed, checkpoint_every=10, **changes)
@@ -138,8 +144,7 @@ def trim_history(history: list[dict]) -> list[dict]:
 
 def run_one(setting: str, seed: int, sizes: Sizes, out: Path, work: Path, tasks: list, executor) -> dict:
     """Train (resuming from WORK if interrupted), evaluate, write OUT/<setting>/seed<s>/; return wall times."""
-    from cocos_lib.notebook import last_checkpoint
-    from cocos_lib.train import train
+    from cocos_lib.train import train  # lazy: torch (see the note at the imports)
     run_dir = work / setting / f"seed{seed}"
     dest = out / setting / f"seed{seed}"
     t0 = time.time()
@@ -171,7 +176,7 @@ def _write_json(path: Path, obj) -> None:
 def versions() -> dict:
     """Python, library versions and the repo's commit (None outside git)."""
     import numpy
-    import torch
+    import torch  # lazy: torch and transformers (see the note at the imports)
     import transformers
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -186,9 +191,7 @@ def run_all(out: str | Path, work: str | Path, sizes: Sizes = Sizes(), seeds=(0,
             settings=tuple(SETTINGS), threads: int = 1, progress: bool = True, command: str | None = None) -> dict:
     """Every (setting, seed) plus the untrained row; writes as it goes (see the module docstring).
     command: the command line recorded in meta.json (None: keep the recorded one)."""
-    import torch
-    from cocos_lib.executor import Executor
-    from cocos_lib.toy_world import toy_tasks
+    import torch  # lazy: see the note at the imports
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise ValueError(f"ablations: unknown setting {unknown[0]!r} (expected one of {', '.join(SETTINGS)})")

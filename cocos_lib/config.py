@@ -12,9 +12,11 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from cocos_lib.rewards import REWARDS
 from cocos_lib.hardware import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
+from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
+from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS
+from cocos_lib.task_sets import TASK_SETS
 from cocos_lib.toy import TINY_WARMSTART
 
 SCHEDULES = ("cosine", "linear", "constant")
@@ -93,9 +95,7 @@ class TrainConfig:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message.
         hardware: the machine "auto" resolves on (hardware.detect() when None, only for full fine-tuning with
         dtype "auto" off the CPU: on a T4 "auto" is fp16, which full fine-tuning refuses as the literal "fp16")."""
-        from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
-        from cocos_lib.rl import KL_MODES
-        from cocos_lib.task_sets import TASK_SETS
+        from cocos_lib.rl import KL_MODES  # lazy: rl imports torch; this module stays torch-free
         for name, kind in typing.get_type_hints(TrainConfig).items():
             v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
             kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds
@@ -149,7 +149,7 @@ class TrainConfig:
         run past EOS, so their tokens from the first pad-id token on are masked (mask_from_pad), as TRL's
         RLOO in the release: with pad = EOS (Qwen2.5, deepseek-coder) training stops before the first EOS;
         with pad_token="released" on Llama-3.2 (pad 128004, never sampled) all max_new_tokens are trained."""
-        from cocos_lib.rl import RLConfig
+        from cocos_lib.rl import RLConfig  # lazy: torch (see validate)
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
                         train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
                         micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
@@ -238,7 +238,7 @@ def make_config(profile: str = "tiny", base: dict | None = None, **overrides) ->
 
 def check_model(cfg: TrainConfig) -> str:
     """Resolve cfg.model (local dir, hub name, "tiny-warmstart") or raise ConfigError, before any work."""
-    from cocos_lib.models import resolve_model
+    from cocos_lib.models import resolve_model  # lazy: models imports torch
     try:
         return resolve_model(cfg.model)
     except (FileNotFoundError, ImportError, ValueError) as e:

@@ -4,7 +4,7 @@
 the truncation rule) is `cocos_lib.sampling`. Backends:
 - "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
   the last few tokens of each sequence per step;
-- "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` (imported lazily) with the
+- "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` / `cocos_lib.vllm_backend` with the
   same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`;
 - "packed": continuous batching for CPU decoding in `cocos_lib.packed` (finished rows are
   replaced by waiting prompts at once; same signature).
@@ -14,14 +14,17 @@ is complete (stop text included), or after the first EOS (included), or at max_n
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from transformers import StoppingCriteria
 
+from cocos_lib.fastgen import static_generate
 from cocos_lib.modes import mode
+from cocos_lib.packed import packed_generate
 from cocos_lib.sampling import (BACKENDS, SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
                                 truncate_completion)
+from cocos_lib.vllm_backend import vllm_generate
 
 
 def last_char_table(tokenizer, stop: str, vocab_size: int) -> torch.Tensor | None:
@@ -105,7 +108,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 torch.manual_seed(seed)
             for s in range(0, len(order), cfg.batch_size):
                 idx = order[s:s + cfg.batch_size]
-                batch = _left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
+                batch = hf_inputs([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
                 width = batch["input_ids"].shape[1]
                 crit = StoppingCriteriaList([TailStopCriteria(tok, cfg.stop, width, lut)] if cfg.stop else [])
                 seqs = model.generate(**batch, generation_config=gen_cfg, stopping_criteria=crit)
@@ -116,8 +119,8 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     return out  # type: ignore[return-value]
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """HF generate's inputs: left-padded `input_ids` [B, P] and their `attention_mask` (0 on padding)."""
+def hf_inputs(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """HF generate's inputs: `input_ids` [B, P] (sampling.left_pad) and their `attention_mask` (0 on padding)."""
     if min(len(r) for r in rows) == 0:
         raise ValueError("generate: an empty prompt (0 tokens) cannot be continued")
     ids, pad = left_pad(rows, pad_id, device)
@@ -126,21 +129,17 @@ def _left_pad(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Ten
 
 
 def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int | None = None,
-             backend: str = "hf") -> list[list[int]]:
-    """Sample one completion per prompt; see the module docstring for truncation rules."""
+             backend: str = "hf", backends: dict[str, Callable] | None = None) -> list[list[int]]:
+    """Sample one completion per prompt; see the module docstring for truncation rules.
+    backends: name -> fn(policy, prompt_ids, cfg, seed) (default `GENERATORS`; tests pass their own)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend '{backend}': expected one of {list(BACKENDS)}")
     if not prompt_ids:
         return []
-    if backend == "hf":
-        return hf_generate(policy, prompt_ids, cfg, seed)
-    if cfg.top_k and not cfg.greedy:
+    if backend != "hf" and cfg.top_k and not cfg.greedy:
         raise ValueError(f"backend '{backend}': SamplingConfig.top_k={cfg.top_k} is implemented by the hf backend only")
-    if backend == "packed":
-        from cocos_lib.packed import packed_generate  # lazy: imports fastgen
-        return packed_generate(policy, prompt_ids, cfg, seed)
-    if backend == "static":
-        from cocos_lib.fastgen import static_generate  # lazy: GPU-only code paths
-        return static_generate(policy, prompt_ids, cfg, seed)
-    from cocos_lib.vllm_backend import vllm_generate  # lazy: GPU-only code paths
-    return vllm_generate(policy, prompt_ids, cfg, seed)
+    return (backends or GENERATORS)[backend](policy, prompt_ids, cfg, seed)
+
+
+GENERATORS: dict[str, Callable] = {"hf": hf_generate, "static": static_generate, "vllm": vllm_generate,
+                                   "packed": packed_generate}  # one per sampling.BACKENDS name

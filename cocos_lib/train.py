@@ -26,14 +26,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.learning_signal import signal_metrics
+from cocos_lib.models import LoraSpec, frozen_reference, load_policy
 from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
+from cocos_lib.prompts import DONE, fewshot_for
 from cocos_lib.rl import rl_step
+from cocos_lib.rollout import RolloutConfig, rollout
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.task_files import TaskFormatError
+from cocos_lib.task_sets import load_tasks
 from cocos_lib.trajectory import Trajectory
 
 
@@ -115,7 +121,6 @@ def _trajectory_metrics(trajs: Sequence[Trajectory], cfg: TrainConfig) -> dict:
 def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     """(pi_theta, pi_ref): pi_ref is always cfg.model (a frozen copy, or None = LoRA adapter disabled);
     pi_theta is cfg.model (+ a fresh LoRA) or, when resuming, the checkpoint's weights / adapter."""
-    from cocos_lib.models import LoraSpec, frozen_reference, load_policy
     kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing,
               pad_token=cfg.pad_token)
     if ckpt is None:
@@ -134,9 +139,6 @@ def rollout_config(cfg: TrainConfig):
     """The rollout.RolloutConfig (sampling, prompts, reward) of a TrainConfig. The turn-1 few-shot
     block (base models, cfg.fewshot > 0) is `prompts.fewshot_for`: MBPP prompt-split tasks for
     mbpp-* sets (docs/paper.md §2, §8), the shipped offline default otherwise."""
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.prompts import DONE, fewshot_for
-    from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               top_k=cfg.top_k,
                               stop=DONE if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
@@ -232,9 +234,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     # ---------------------------------------------------------------- set-up
     cfg.validate()
     check_model(cfg)  # before any work
-    from tqdm.auto import tqdm
-    from cocos_lib.rollout import rollout
-    from cocos_lib.task_sets import load_tasks
     run = Path(out_dir)
     ckpt = find_checkpoint(run if resume is True else resume) if resume else None
     rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()

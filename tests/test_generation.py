@@ -126,13 +126,15 @@ def test_seeded_sampling(tiny_policy):
     assert a != greedy
 
 
-def test_dispatch_and_bad_config(tiny_policy, monkeypatch):
-    from cocos_lib import fastgen, vllm_backend
+def test_dispatch_and_bad_config(tiny_policy):
+    from cocos_lib.generation import GENERATORS
+    from cocos_lib.sampling import BACKENDS
+    assert set(GENERATORS) == set(BACKENDS)
     calls = []
-    monkeypatch.setattr(fastgen, "static_generate", lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]])
-    monkeypatch.setattr(vllm_backend, "vllm_generate", lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]])
-    assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static") == [[1]]
-    assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm") == [[2]]
+    fakes = {"static": lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]],
+             "vllm": lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]]}
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static", backends=fakes) == [[1]]
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm", backends=fakes) == [[2]]
     assert calls == [("s", 4), ("v", 5)]
     assert generate(tiny_policy, [], SamplingConfig()) == []
     with pytest.raises(ValueError, match="backend 'foo'"):

@@ -202,10 +202,9 @@ def test_cli_release_format(monkeypatch, tmp_path, capsys, tiny_policy_dir_multi
         seen.update(kw)
         return real(policy, tasks, **kw)
 
-    monkeypatch.setattr(E, "evaluate", spy)
     out = tmp_path / "rows.jsonl"
     summary = E.main(["--policy", CKPT, "--tasks", "humaneval", "--limit", "2", "--turns", "2", "--format", "release",
-                      "--max-new-tokens", "8", "--out", str(out), "--no-progress", "--device", "cpu"])
+                      "--max-new-tokens", "8", "--out", str(out), "--no-progress", "--device", "cpu"], run=spy)
     assert summary["format"] == "release" and summary["turns"] == 2 and summary["n_tasks"] == 2
     assert seen["prompt_format"] == "release" and seen["fewshot"] == ""
     assert (seen["sampling"].batch_size, seen["sampling"].stop, seen["sampling"].greedy) == (8, None, True)

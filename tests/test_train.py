@@ -133,7 +133,7 @@ def test_rollout_fewshot_is_mbpp_prompt_split_for_mbpp_and_default_otherwise(mon
     def fake_load_mbpp(split_name="test", variant="full", path=None, challenge=False):
         calls.append((split_name, path))
         return split if split_name == "prompt" else pytest.fail(f"asked for split {split_name!r}")
-    monkeypatch.setattr(tasks, "load_mbpp", fake_load_mbpp)  # no network
+    monkeypatch.setattr(prompts, "load_mbpp", fake_load_mbpp)  # no network (the name mbpp_fewshot_block reads)
     block = rollout_config(make_config("paper")).fewshot  # paper: tasks=mbpp-train, fewshot=3
     assert calls == [("prompt", None)]
     assert block == "".join(f"{prompts.task_header(t)}[BEGIN]\n{t.reference}\n[DONE]\n\n" for t in split[1:4])
