@@ -38,11 +38,14 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from cocos_lib.config import make_config
 from cocos_lib.evaluate import evaluate, summarize
 from cocos_lib.executor import Executor
 from cocos_lib.notebook import last_checkpoint
 from cocos_lib.sampling import SamplingConfig
+from cocos_lib.tables import markdown
 from cocos_lib.toy import TINY_WARMSTART
 from cocos_lib.toy_world import toy_tasks
 
@@ -277,18 +280,16 @@ def compare(agg: dict[str, dict], keys=AGG_KEYS) -> dict[str, dict]:
 
 def markdown_table(agg: dict[str, dict], keys=TABLE_KEYS) -> str:
     """One row per setting: mean ± std in percent (min–max in brackets when n > 1)."""
-    head = "| setting | seeds | " + " | ".join(keys) + " |"
-    lines = [head, "|" + "---|" * (len(keys) + 2)]
     order = [UNTRAINED] + [s for s in SETTINGS if s in agg] + [s for s in agg if s not in SETTINGS and s != UNTRAINED]
+    rows = {}
     for setting in [s for s in order if s in agg]:
-        cells = []
+        cells = {"seeds": str(max((a["n"] for a in agg[setting].values()), default=0))}
         for key in keys:
             a = agg[setting].get(key)
-            cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a["n"] > 1
-                         else f"{100 * a['mean']:.1f}")
-        n = max((a["n"] for a in agg[setting].values()), default=0)
-        lines.append(f"| {setting} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells[key] = ("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a["n"] > 1
+                          else f"{100 * a['mean']:.1f}")
+        rows[setting] = cells
+    return markdown(pd.DataFrame.from_dict(rows, orient="index", columns=["seeds", *keys]), corner="setting") + "\n"
 
 
 COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train_acc1_last5", "train_equal_groups")
@@ -297,14 +298,10 @@ COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train
 def compare_table(comparisons: dict[str, dict], keys=COMPARE_KEYS) -> str:
     """One row per comparison: the difference of means in points, the larger std in brackets,
     and "*" where the seeds' min-max ranges do not overlap."""
-    lines = ["| comparison | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    for name, rows in comparisons.items():
-        cells = []
-        for key in keys:
-            r = rows.get(key)
-            cells.append("" if r is None else f"{100 * r['diff']:+.1f} ({100 * r['spread']:.1f}){'*' if r['separated'] else ''}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = {name: {key: "" if (r := rows.get(key)) is None
+                    else f"{100 * r['diff']:+.1f} ({100 * r['spread']:.1f}){'*' if r['separated'] else ''}" for key in keys}
+             for name, rows in comparisons.items()}
+    return markdown(pd.DataFrame.from_dict(cells, orient="index", columns=list(keys)), corner="comparison") + "\n"
 
 
 def write_summary(out: str | Path) -> dict:

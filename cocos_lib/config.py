@@ -146,14 +146,14 @@ class TrainConfig:
 
     def rl_config(self):
         """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run. With ignore_eos, completions
-        run past EOS, so their tokens from the first pad-id token on are masked (mask_from_pad), as TRL's
+        run past EOS, so their tokens from the first pad-id token on are masked (logprobs.build_batch mask_from_pad), as TRL's
         RLOO in the release: with pad = EOS (Qwen2.5, deepseek-coder) training stops before the first EOS;
         with pad_token="released" on Llama-3.2 (pad 128004, never sampled) all max_new_tokens are trained."""
         from cocos_lib.rl import RLConfig  # lazy: torch (see validate)
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
                         train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
                         micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
-                        temperature=self.temperature, mask_from_pad=self.ignore_eos, old_top_k=self.top_k)
+                        temperature=self.temperature, ignore_eos=self.ignore_eos, top_k=self.top_k)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

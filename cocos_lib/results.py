@@ -21,6 +21,7 @@ import pandas as pd
 
 from cocos_lib import tables
 from cocos_lib.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.tables import markdown
 
 RESULTS = Path(__file__).resolve().parent.parent / "data" / "results"
 MAIN = ("acc_t1", "acc_t2", "i2c", "c2i", "delta")
@@ -209,18 +210,6 @@ def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
         rows[nb] = {"long cells": "; ".join(e.what for e in found),
                     "estimated": estimates.duration(sum(e.seconds for e in found))}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def markdown(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> str:
-    """A GitHub-markdown table, NaN as an empty cell; floats with 1 decimal, or decimals[column]."""
-    header = ["", *map(str, df.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    places = [(decimals or {}).get(c, 1) for c in df.columns]
-    for idx, row in df.iterrows():
-        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.{n}f}" if isinstance(v, float) else str(v)
-                 for v, n in zip(row.tolist(), places)]
-        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
-    return "\n".join(lines)
 
 
 def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:

@@ -48,13 +48,14 @@ class RLConfig:
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
     (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are
-    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
+    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. ignore_eos (the knob of
+    TrainConfig and SamplingConfig of the same name): completions that ran past
     EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
     pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
     over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
     (all of them for Llama-3.2, whose released pad 128004 is never sampled), several times the
     tokens of a stopped answer, so beta weighs more against R, and the tokens after [DONE], which
-    no reward sees, carry KL and gradient. old_top_k > 0 (the release: HF's default top_k 50 in
+    no reward sees, carry KL and gradient. top_k > 0 (TrainConfig.top_k, the knob that sampled y) (the release: HF's default top_k 50 in
     sampling): log pi_old is the top-k-renormalised softmax(logits / T) that sampled y_t, as the
     release's old log-probs (generate's processed scores), while log pi_theta (in the ratio) and
     log pi_ref stay the full softmax(logits / T). Then at one epoch log rho_i = sum_t log M_t <= 0,
@@ -71,8 +72,8 @@ class RLConfig:
     micro_batch: int = 8                      # rows per forward/backward
     max_grad_norm: float | None = 1.0         # gradient clipping; None: none (the release)
     temperature: float = 1.0                  # log-probs of softmax(logits / temperature)
-    mask_from_pad: bool = False               # cut completions at their first pad token (TrainConfig.ignore_eos)
-    old_top_k: int = 0                        # > 0: pi_old top-k renormalised (TrainConfig.top_k)
+    ignore_eos: bool = False                  # rows ran past EOS: cut them at their first pad token (build_batch)
+    top_k: int = 0                            # > 0: y was sampled top-k: pi_old is top-k renormalised
 
     def __post_init__(self):
         self.train_turns = tuple(int(t) for t in self.train_turns)
@@ -82,8 +83,8 @@ class RLConfig:
             raise ValueError(f"RLConfig.train_turns={self.train_turns}: need turn indices >= 1")
         if self.micro_batch < 1:
             raise ValueError(f"RLConfig.micro_batch={self.micro_batch}: must be >= 1")
-        if self.old_top_k < 0:
-            raise ValueError(f"RLConfig.old_top_k={self.old_top_k}: must be >= 0 (0: off)")
+        if self.top_k < 0:
+            raise ValueError(f"RLConfig.top_k={self.top_k}: must be >= 0 (0: off)")
 
 
 # ------------------------------------------------------------------------- pure tensor math
@@ -197,7 +198,8 @@ def select_rows(policy, trajectories: Sequence[Trajectory], groups: torch.Tensor
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
     turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device,
+                        mask_from_pad=cfg.ignore_eos)
     dev = batch.mask.device
     trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)        # [B]
     R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)  # [N]
@@ -281,18 +283,18 @@ def score_groups(old: torch.Tensor, ref: torch.Tensor, rows: Batch, trained: tor
 
 def all_rows_logprobs(policy, ref_model, batch: Batch, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 2, two-pass path: (log pi_old, log pi_ref) [B, L-1] of every row, no grad."""
-    old = logprobs_no_grad(policy.model, batch, cfg.micro_batch, cfg.temperature, cfg.old_top_k)
+    old = logprobs_no_grad(policy.model, batch, cfg.micro_batch, cfg.temperature, cfg.top_k)
     ref = reference_logprobs(policy, ref_model, batch, cfg.micro_batch, cfg.temperature)
     return old, ref
 
 
 def fused_logprobs(policy, ref_model, mb: Batch, logp: torch.Tensor, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 2, fused path: (log pi_old, log pi_ref) [b, L] of one micro-batch; pi_old is the grad forward
-    `logp` detached (one epoch), or with old_top_k the release's top-k pi_old (one more no-grad forward)."""
+    `logp` detached (one epoch), or with top_k the release's top-k pi_old (one more no-grad forward)."""
     B = mb.mask.shape[0]
     old = logp.detach()
-    if cfg.old_top_k:
-        old = logprobs_no_grad(policy.model, mb, B, cfg.temperature, cfg.old_top_k)
+    if cfg.top_k:
+        old = logprobs_no_grad(policy.model, mb, B, cfg.temperature, cfg.top_k)
     return old.float() * mb.mask, reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
 
 

@@ -50,7 +50,7 @@ class RolloutConfig:
     ending: str = "correct"
     backend: str = "hf"
     max_prompt_tokens: int | None = None
-    timeout_s: float = 3.0
+    exec_timeout_s: float = 3.0          # wall-clock seconds per unit test (executor.Job.timeout_s)
     prompt_format: str = "completion"   # "completion" (paper) | "chat" (instruct models)
 
     @property
@@ -64,7 +64,7 @@ class RolloutConfig:
                   (self.ending in ("correct", "begin"), "ending", "expected 'correct' or 'begin'"),
                   (self.backend in BACKENDS, "backend", f"expected one of {list(BACKENDS)}"),
                   (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens",
-                   "must be >= 1 or None"), (self.timeout_s > 0, "timeout_s", "must be > 0"),
+                   "must be >= 1 or None"), (self.exec_timeout_s > 0, "exec_timeout_s", "must be > 0"),
                   (self.prompt_format in PROMPT_FORMATS, "prompt_format", f"expected one of {list(PROMPT_FORMATS)}"),
                   (self.prompt_format != "chat" or not self.fewshot, "fewshot",
                    "the chat format takes no few-shot block (an instruct model answers from the task)")]
@@ -139,7 +139,7 @@ def run_turn(policy, tasks: Sequence[Task], texts: Sequence[str], cfg: RolloutCo
     prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats)
     codes = [extract_answer(o, cfg.prompt_format) for o in outs]
     t0 = time.perf_counter()
-    reports = execute(executor, tasks, codes, cfg.timeout_s)
+    reports = execute(executor, tasks, codes, cfg.exec_timeout_s)
     if stats is not None:
         stats["sec_execute"] = stats.get("sec_execute", 0.0) + time.perf_counter() - t0
     reward_fn = REWARDS[cfg.reward]

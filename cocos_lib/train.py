@@ -145,7 +145,7 @@ def rollout_config(cfg: TrainConfig):
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
-                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s,
+                         ending=cfg.ending, backend=cfg.backend, exec_timeout_s=cfg.exec_timeout_s,
                          prompt_format=cfg.prompt_format)
 
 

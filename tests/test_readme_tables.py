@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from cocos_lib import results as R
+from cocos_lib.tables import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
@@ -47,7 +48,7 @@ def test_study_table_puts_the_paper_rows_beside_the_models():
     assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "Acc@t1"] == 43.8
     assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "no edit, wrong t2"] == 93.0
     assert df.loc["m: simple prompting", "Acc@t2"] == 55.0 and df.loc["m: simple prompting", "Δc→i"] == 5.0
-    assert R.markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
+    assert markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
 
 
 def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch):

@@ -439,11 +439,11 @@ def test_mask_from_pad_is_the_released_padding_mask():
     other_pad = build_batch([traj], [1], pad_id=128, mask_from_pad=True)
     assert other_pad.mask[0].tolist() == [0, 0] + [1] * 6
     assert build_batch([traj], [1], pad_id=eos).mask[0].tolist() == [0, 0] + [1] * 6  # default: all tokens
-    assert RLConfig().mask_from_pad is False
+    assert RLConfig().ignore_eos is False
 
 
 def test_old_top_k_is_the_release_top_k_renormalised_pi_old(policy):
-    """#15: old_top_k=k: log pi_old = log of softmax(z / T) renormalised on the top k (HF's warper, as the
+    """#15: top_k=k: log pi_old = log of softmax(z / T) renormalised on the top k (HF's warper, as the
     release's generate scores); pi_theta and pi_ref stay full, so at pi_theta = pi_ref the KL is sum -log M_t."""
     from cocos_lib.logprobs import _top_k_log_softmax
     z = torch.tensor([[[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 0.0, 5.0]]])
@@ -454,10 +454,10 @@ def test_old_top_k_is_the_release_top_k_renormalised_pi_old(policy):
     trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)]])
     k, T = 5, 0.9
     m = rl_step(policy, frozen_ref(policy), GradCapture(policy.model.parameters()), None, trajs,
-                RLConfig(old_top_k=k, temperature=T, kl_coef=0.0, micro_batch=4))
+                RLConfig(top_k=k, temperature=T, kl_coef=0.0, micro_batch=4))
     b = build_batch(trajs, [2], policy.tokenizer.pad_token_id)
     with torch.no_grad():
         u = policy.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1] / T
     top_mass = torch.softmax(u, -1).topk(k, -1).values.sum(-1)  # M_t
     assert m["kl"] == pytest.approx(float((-torch.log(top_mass) * b.mask).sum(-1).mean()), rel=1e-4)
-    assert m["kl"] > 0 and RLConfig().old_top_k == 0
+    assert m["kl"] > 0 and RLConfig().top_k == 0
