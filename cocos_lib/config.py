@@ -17,7 +17,7 @@ from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS
 from cocos_lib.task_sets import TASK_SETS
-from cocos_lib.toy import TINY_WARMSTART
+from cocos_lib.toy.warmstart import TINY_WARMSTART
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "fp32", "fp16", "bf16")  # the names a run accepts; models.resolve_dtype maps them to torch

@@ -2,7 +2,7 @@
 
 ``evaluate`` runs ``rollout`` (method "cocos": the correction instruction, i.e. simple
 prompting for an untrained model) or ``baselines.self_refine`` and returns a DataFrame
-with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.summary``, importable
+with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.evaluation.summary``, importable
 from here) turns it into every metric of the paper's tables (fractions in [0, 1]); see
 ``cocos_lib.metrics`` for the definitions.
 
@@ -24,14 +24,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cocos_lib import metrics as M
-from cocos_lib import prompts, registry_models, release, release_run
+from cocos_lib import prompts, registry_models
+from cocos_lib.release import authors as release
+from cocos_lib.release import pipeline as release_run
 from cocos_lib.executor import open_executor
 from cocos_lib.metrics import transition_metrics
 from cocos_lib.prompts import DONE, fewshot_for
 from cocos_lib.sampling import SamplingConfig
-from cocos_lib.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
+from cocos_lib.evaluation.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
 from cocos_lib.task_sets import load_tasks
-from cocos_lib.toy import TINY_WARMSTART, warmstart_path
+from cocos_lib.toy.warmstart import TINY_WARMSTART, warmstart_path
 
 # torch is imported only where a model runs (rollout, baselines, models: inside _run, _rollout_config, _load): a bad
 # CLI argument fails in one line without the seconds of a torch import, and reading / summarising rows needs no torch.
@@ -151,7 +153,7 @@ def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_form
 
 def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold,
          prompt_format="completion") -> pd.DataFrame:
-    from cocos_lib import baselines  # torch: see the note at the imports
+    from cocos_lib.evaluation import baselines  # torch: see the note at the imports
     from cocos_lib.rollout import rollout
     turns = rcfg.turns
     own = executor is None
@@ -274,7 +276,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
     p.add_argument("--prompt-format", "--format", choices=PROMPT_FORMATS, default="completion", dest="prompt_format",
                    help="completion: the paper's prompts (base models, as trained); chat: the chat template "
-                        "(instruct models); release: the authors' test.py (cocos_lib/release.py)")
+                        "(instruct models); release: the authors' test.py (cocos_lib/release/authors.py)")
     p.add_argument("--stop-at-done", action="store_true", help="--format release: stop rows at [DONE] too (same code)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")

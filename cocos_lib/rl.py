@@ -27,7 +27,7 @@ from typing import Sequence
 
 import torch
 
-from cocos_lib.fastgen import release_static_cache
+from cocos_lib.generation.static import release_static_cache
 from cocos_lib.logprobs import Batch, build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
 from cocos_lib.optim import TrainingDiverged, optimizer_step

@@ -24,7 +24,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from cocos_lib.executor import Executor, Job, TestReport, untrusted_share
-from cocos_lib.generation import generate
+from cocos_lib.generation.dispatch import generate
 from cocos_lib.prompts import MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS, SamplingConfig

@@ -153,7 +153,7 @@ def _task():
 
 
 def test_self_refine_prompts():
-    from cocos_lib import baselines as B
+    from cocos_lib.evaluation import baselines as B
     from cocos_lib import prompts
     task = _task()
     code = "def add(a, b):\n    return a - b"
@@ -318,7 +318,7 @@ def test_transition_metrics_is_importable_from_evaluate():
 def test_paired_differences_on_hand_built_rows():
     """Two models on 4 tasks: the trained one repairs task c at turn 2 and edits it; differences by hand."""
     import pandas as pd
-    from cocos_lib.summary import paired_differences
+    from cocos_lib.evaluation.summary import paired_differences
 
     def rows(correct):  # correct: {task: (t1, t2, edit distance at t2)}
         out = []

@@ -51,10 +51,10 @@ def test_no_import_circle_in_cocos_lib():
 
 
 def test_sandbox_imports_only_itself_and_the_stdlib():
-    for path in (LIB / "sandbox").glob("*.py"):
+    for path in (LIB / "executor" / "sandbox").glob("*.py"):
         for name in imports(path):
             top = name.split(".")[0]
-            assert top in sys.stdlib_module_names or name.startswith("cocos_lib.sandbox") or top == "sandbox", \
+            assert top in sys.stdlib_module_names or name.startswith("cocos_lib.executor.sandbox") or top == "sandbox", \
                 f"{path.name} imports {name}"
 
 

@@ -1,11 +1,11 @@
-"""README's tables are the ones cocos_lib.results builds from the committed results."""
+"""README's tables are the ones cocos_lib.report.results builds from the committed results."""
 import importlib.util
 from pathlib import Path
 
 import pytest
 
-from cocos_lib import results as R
-from cocos_lib.tables import markdown
+from cocos_lib.report import results as R
+from cocos_lib.report.tables import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
@@ -64,7 +64,7 @@ def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch
 
 def test_precision_bench_table_by_hand():
     """fp32 and bf16 side by side, the same-run ratio and same-code share, each section's peak memory."""
-    from cocos_lib.results import precision_bench_table
+    from cocos_lib.report.results import precision_bench_table
     recs = [dict(section="env"),
             dict(section="decode", dtype="fp32", batch=8, new_tokens_per_s=20.04, peak_rss_gib=3.86),
             dict(section="decode", dtype="bf16", batch=8, new_tokens_per_s=61.98, peak_rss_gib=1.79),

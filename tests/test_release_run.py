@@ -8,7 +8,8 @@ from types import SimpleNamespace as NS
 import pytest
 
 from cocos_lib import evaluate as E
-from cocos_lib import release, release_run
+from cocos_lib.release import authors as release
+from cocos_lib.release import pipeline as release_run
 from cocos_lib.task_sets import load_tasks
 from cocos_lib.tasks import Task, load_humaneval
 
@@ -28,7 +29,7 @@ def chatty_warmstart(tmp_path_factory):
     """The shipped toy policy, changed into what a base model looks like to the release: its markers
     are plain text (not special tokens), and its own end token is no longer EOS, so after [DONE]
     it keeps writing until max_new_tokens."""
-    from cocos_lib.toy import warmstart_path
+    from cocos_lib.toy.warmstart import warmstart_path
     out = tmp_path_factory.mktemp("chatty") / "policy"
     shutil.copytree(warmstart_path(), out)
     tj = json.loads((out / "tokenizer.json").read_text())

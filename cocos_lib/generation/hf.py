@@ -1,30 +1,17 @@
-"""Batched sampling of completions y ~ pi_theta(. | x) that stop at a stop string ("[DONE]").
-
-`generate` is the one entry point; the contract every backend keeps (SamplingConfig, BACKENDS,
-the truncation rule) is `cocos_lib.sampling`. Backends:
-- "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
-  the last few tokens of each sequence per step;
-- "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` / `cocos_lib.vllm_backend` with the
-  same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`;
-- "packed": continuous batching for CPU decoding in `cocos_lib.packed` (finished rows are
-  replaced by waiting prompts at once; same signature).
-Every backend returns, per prompt, the completion ids truncated right after the stop string
-is complete (stop text included), or after the first EOS (included), or at max_new_tokens.
-"""
+"""The "hf" backend: HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
+the last few tokens of each sequence per step. The entry point for every backend is
+`cocos_lib.generation.dispatch.generate`; the contract they share is `cocos_lib.sampling`."""
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from transformers import StoppingCriteria
 
-from cocos_lib.fastgen import static_generate
 from cocos_lib.modes import mode
-from cocos_lib.packed import packed_generate
-from cocos_lib.sampling import (BACKENDS, SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
+from cocos_lib.sampling import (SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
                                 truncate_completion)
-from cocos_lib.vllm_backend import vllm_generate
 
 
 def last_char_table(tokenizer, stop: str, vocab_size: int) -> torch.Tensor | None:
@@ -126,20 +113,3 @@ def hf_inputs(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Ten
     ids, pad = left_pad(rows, pad_id, device)
     mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] >= pad[:, None]).long()
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int | None = None,
-             backend: str = "hf", backends: dict[str, Callable] | None = None) -> list[list[int]]:
-    """Sample one completion per prompt; see the module docstring for truncation rules.
-    backends: name -> fn(policy, prompt_ids, cfg, seed) (default `GENERATORS`; tests pass their own)."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend '{backend}': expected one of {list(BACKENDS)}")
-    if not prompt_ids:
-        return []
-    if backend != "hf" and cfg.top_k and not cfg.greedy:
-        raise ValueError(f"backend '{backend}': SamplingConfig.top_k={cfg.top_k} is implemented by the hf backend only")
-    return (backends or GENERATORS)[backend](policy, prompt_ids, cfg, seed)
-
-
-GENERATORS: dict[str, Callable] = {"hf": hf_generate, "static": static_generate, "vllm": vllm_generate,
-                                   "packed": packed_generate}  # one per sampling.BACKENDS name

@@ -1,6 +1,6 @@
 """The reflection-failure study on a real model, run turn by turn and resumable.
 
-    python -m cocos_lib.study --model qwen2.5-coder-0.5b-instruct --out data/results/real
+    python -m cocos_lib.evaluation.study --model qwen2.5-coder-0.5b-instruct --out data/results/real
 
 does what `evaluate.evaluate(policy, tasks, turns=T, prompt_format="chat")` and
 `evaluate(..., method="self-refine", turns=2)` do (greedy, same chunks, same prompts, same rows),
@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from cocos_lib import baselines
+from cocos_lib.evaluation import baselines
 from cocos_lib import evaluate as E
 from cocos_lib import metrics as M
 from cocos_lib import registry_models
@@ -213,7 +213,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
         E.write_rows(df, out / FILES[name])  # sorted, complete
     source = registry_models.fetched_dir(model) if model in registry_models.REGISTRY else None
     marker = json.loads((source / registry_models.MARKER).read_text()) if source else {}
-    command = "python -m cocos_lib.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m cocos_lib.evaluation.study " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = dict(command=command, commands=meta.get("commands", []) + [command],
                 model=model, model_sha256=marker.get("sha256"), model_source=marker.get("wheels"),
                 upstream=marker.get("upstream"), tasks="humaneval", n_tasks=len(tasks), turns=turns, sr_turns=sr_turns,
@@ -232,7 +232,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cocos_lib.study", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cocos_lib.evaluation.study", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     p.add_argument("--out", default="data/results/real")
     p.add_argument("--turns", type=int, default=4)

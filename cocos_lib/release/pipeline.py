@@ -1,5 +1,5 @@
 """Running the released evaluation: load a released model the way the authors' `test.py` does, and
-generate, extract and test its turns in the release's format (`cocos_lib.release`).
+generate, extract and test its turns in the release's format (`cocos_lib.release.authors`).
 
     policy = load("Jay-Cho/CoCoS-Qwen2.5-1.5B")                       # pad token of its family set
     trajs = rollout(policy, tasks, turns=4, sampling=sampling(), executor=ex, fewshot="")
@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib import release
+from cocos_lib.release import authors as release
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import SamplingConfig
 from cocos_lib.tasks import load_mbpp
@@ -94,7 +94,7 @@ def rollout(policy, tasks: Sequence, turns: int, sampling, executor, fewshot: st
     """One greedy trajectory per task (rollout.Trajectory, sample 0) in the release's format:
     turn t's prompt is release.prompt(task, codes so far, fewshot); the few-shot block only
     changes MBPP prompts (turn 1, and the [BEGIN] ending after it)."""
-    from cocos_lib.generation import generate  # lazy: torch (see the note at the imports)
+    from cocos_lib.generation.dispatch import generate  # lazy: torch (see the note at the imports)
     from cocos_lib.rollout import execute, turn_seed
     trajs = [Trajectory(task=task, turns=[], group=g, sample=0) for g, task in enumerate(tasks)]
     for t in range(1, turns + 1):
