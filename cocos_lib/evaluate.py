@@ -1,8 +1,8 @@
 """Multi-turn evaluation (docs/paper.md §5 "Evaluation"): greedy or sampled, up to 4 turns.
 
-``evaluate`` runs ``rollout`` (method "cocos": the correction instruction, i.e. simple
-prompting for an untrained model) or ``baselines.self_refine`` and returns a DataFrame
-with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.evaluation.summary``, importable
+``evaluate`` produces turns with the method's entry of ``methods.TURNS`` (method "cocos": the correction
+instruction, i.e. simple prompting for an untrained model; "self-refine"; the release format's pipeline) and
+returns a DataFrame with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.evaluation.summary``, importable
 from here) turns it into every metric of the paper's tables (fractions in [0, 1]); see
 ``cocos_lib.metrics`` for the definitions.
 
@@ -35,7 +35,7 @@ from cocos_lib.evaluation.summary import accuracy_gains, by_turn, edit_distances
 from cocos_lib.task_sets import load_tasks
 from cocos_lib.toy.warmstart import TINY_WARMSTART, warmstart_path
 
-# torch is imported only where a model runs (rollout, baselines, models: inside _run, _rollout_config, _load): a bad
+# torch is imported only where a model runs (methods, rollout, models: inside _run, _rollout_config, _load): a bad
 # CLI argument fails in one line without the seconds of a torch import, and reading / summarising rows needs no torch.
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
@@ -153,8 +153,8 @@ def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_form
 
 def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold,
          prompt_format="completion") -> pd.DataFrame:
-    from cocos_lib.evaluation import baselines  # torch: see the note at the imports
-    from cocos_lib.rollout import rollout
+    from cocos_lib.methods import producer  # torch: see the note at the imports
+    produce = producer(method, prompt_format)  # how this method produces turns (methods.TURNS)
     turns = rcfg.turns
     own = executor is None
     ex = open_executor() if own else executor
@@ -163,13 +163,7 @@ def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold
         bar = tqdm(total=len(tasks), desc=f"evaluate {method} ({turns} turns)", disable=not progress, unit="task")
         for start in range(0, len(tasks), chunk):
             part = tasks[start:start + chunk]
-            if prompt_format == "release":
-                trajs, fb = release_run.rollout(policy, part, turns, rcfg.sampling, ex, rcfg.fewshot,
-                                                seed=seed + start, reward=rcfg.reward), None
-            elif method == "self-refine":
-                trajs, fb = baselines.self_refine(policy, part, rcfg, ex, seed=seed + start)
-            else:
-                trajs, fb = rollout(policy, part, rcfg, ex, seed=seed + start), None
+            trajs, fb = produce(policy, part, rcfg, ex, seed + start)
             for i, tr in enumerate(trajs):
                 rows.extend(trajectory_rows(tr, method, threshold, fb[i] if fb else None))
             bar.update(len(part))

@@ -334,3 +334,13 @@ def test_paired_differences_on_hand_built_rows():
     assert got["i2c"]["diff"] == 0.25 and got["c2i"]["diff"] == 0.0
     assert (got["no_edit_rate"]["before"], got["no_edit_rate"]["after"]) == (1.0, 0.5)
     assert got["acc_t2"]["lo"] == 0.0 and got["acc_t2"]["hi"] in (0.5, 0.75)   # one repair in 4 tasks: wide
+
+
+def test_one_table_of_how_methods_produce_turns():
+    """evaluate dispatches on methods.TURNS (one signature) instead of branching on the method and format."""
+    from cocos_lib import methods
+    assert set(methods.TURNS) == {*E.METHODS, "release"}
+    assert methods.producer("cocos") is methods.cocos_turns
+    assert methods.producer("self-refine") is methods.self_refine_turns
+    assert methods.producer("cocos", "release") is methods.release_turns
+    assert methods.producer("self-refine", "chat") is methods.self_refine_turns
