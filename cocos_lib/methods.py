@@ -6,7 +6,7 @@ trajectories: one `Trajectory` per task and sample, ordered by (group, sample) a
 feedback: None, or per trajectory the (critique text, critique tokens) of each turn t >= 2 (Self-Refine).
     "cocos"        the correction instruction (`rollout.rollout`; simple prompting for an untrained model)
     "self-refine"  critique, then rewrite with that feedback (`evaluation.baselines.self_refine`)
-    "release"      the authors' evaluation pipeline (`release.pipeline.rollout`: their prompts and extraction,
+    "release"      the authors' evaluation pipeline (`release.pipeline.released_rollout`: their prompts and extraction,
                    greedy, one sample; cfg gives turns, sampling, few-shot block and reward)
 """
 from __future__ import annotations
@@ -35,8 +35,8 @@ def self_refine_turns(policy, tasks: Sequence[Task], cfg: RolloutConfig, executo
 
 def release_turns(policy, tasks: Sequence[Task], cfg: RolloutConfig, executor: Executor,
                   seed: int) -> tuple[list[Trajectory], Feedback]:
-    return pipeline.rollout(policy, tasks, cfg.turns, cfg.sampling, executor, cfg.fewshot, seed=seed,
-                            reward=cfg.reward, timeout_s=cfg.exec_timeout_s), None
+    return pipeline.released_rollout(policy, tasks, cfg.turns, cfg.sampling, executor, cfg.fewshot, seed=seed,
+                                     reward=cfg.reward, timeout_s=cfg.exec_timeout_s), None
 
 
 TURNS: dict[str, Callable[..., tuple[list[Trajectory], Feedback]]] = {

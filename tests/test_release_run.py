@@ -120,7 +120,7 @@ def test_rollout_prompts_are_the_release_strings(tiny_policy):
     tasks = load_humaneval()[:2] + [Task("MBPP/9", "Add.", ("assert f(1) == 2",), reference="def f(x):\n  return x + 1",
                                          source="mbpp")]
     with Executor(workers=1) as ex:
-        trajs = release_run.rollout(tiny_policy, tasks, 3, release_run.sampling(batch_size=3, max_new_tokens=12), ex,
+        trajs = release_run.released_rollout(tiny_policy, tasks, 3, release_run.sampling(batch_size=3, max_new_tokens=12), ex,
                                     fewshot="SHOTS\n\n")
     tok = tiny_policy.tokenizer
     for tr in trajs:

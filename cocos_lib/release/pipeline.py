@@ -27,7 +27,7 @@ from typing import Sequence
 from cocos_lib.release import authors as release
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import SamplingConfig
-from cocos_lib.tasks import load_mbpp
+from cocos_lib.tasks import Task, load_mbpp
 from cocos_lib.trajectory import Trajectory, Turn
 
 # torch-free at import (evaluate's CLI and notebook 04's plans read this module before any model loads): generation,
@@ -88,10 +88,11 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
 
 
-def rollout(policy, tasks: Sequence, turns: int, sampling, executor, fewshot: str = "", seed: int = 0,
-            max_prompt_tokens: int = release.MAX_PROMPT_TOKENS, reward: str = "progressive",
-            timeout_s: float = 3.0) -> list:
-    """One greedy trajectory per task (rollout.Trajectory, sample 0) in the release's format:
+def released_rollout(policy, tasks: Sequence[Task], turns: int, sampling: SamplingConfig, executor, fewshot: str = "",
+                     seed: int = 0, max_prompt_tokens: int = release.MAX_PROMPT_TOKENS, reward: str = "progressive",
+                     timeout_s: float = 3.0) -> list[Trajectory]:
+    """The released evaluation pipeline (not `rollout.rollout`: its own prompts, decoding and extraction):
+    one greedy trajectory per task (Trajectory, sample 0) in the release's format:
     turn t's prompt is release.prompt(task, codes so far, fewshot); the few-shot block only
     changes MBPP prompts (turn 1, and the [BEGIN] ending after it)."""
     from cocos_lib.generation.dispatch import generate  # lazy: torch (see the note at the imports)
