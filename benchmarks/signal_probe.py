@@ -1,6 +1,6 @@
 """Measure the learning signal of a profile's rollouts before sizing a run: roll out n tasks with k = max(--k)
 corrections each (shared turn 1) and report, per k, the share of groups whose corrections do not all score the
-same (cocos_lib.evaluation.learning_signal), with the edit / repair / breakage shares of the corrections.
+same (cocos_lib.learning_signal), with the edit / repair / breakage shares of the corrections.
 
   python benchmarks/signal_probe.py --profile cpu --tasks mbpp-train --n 24 --k 2 4 8 [--out FILE]
 """
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from cocos_lib.config import make_config  # noqa: E402
 from cocos_lib.executor import open_executor  # noqa: E402
-from cocos_lib.evaluation.learning_signal import summarise  # noqa: E402
+from cocos_lib.learning_signal import summarise  # noqa: E402
 from cocos_lib.models import describe_dtype  # noqa: E402
 from cocos_lib.rollout import rollout  # noqa: E402
 from cocos_lib.task_sets import load_tasks  # noqa: E402

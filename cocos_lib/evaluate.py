@@ -2,7 +2,7 @@
 
 ``evaluate`` produces turns with the method's entry of ``methods.TURNS`` (method "cocos": the correction
 instruction, i.e. simple prompting for an untrained model; "self-refine"; the release format's pipeline) and
-returns a DataFrame with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.evaluation.summary``, importable
+returns a DataFrame with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.summary``, importable
 from here) turns it into every metric of the paper's tables (fractions in [0, 1]); see
 ``cocos_lib.metrics`` for the definitions.
 
@@ -31,7 +31,7 @@ from cocos_lib.executor import open_executor
 from cocos_lib.metrics import transition_metrics
 from cocos_lib.prompts import DONE, fewshot_for
 from cocos_lib.sampling import SamplingConfig
-from cocos_lib.evaluation.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
+from cocos_lib.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
 from cocos_lib.task_sets import load_tasks
 from cocos_lib.toy.warmstart import TINY_WARMSTART, warmstart_path
 

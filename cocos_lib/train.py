@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
-from cocos_lib.evaluation.learning_signal import signal_metrics
+from cocos_lib.learning_signal import signal_metrics
 from cocos_lib.models import LoraSpec, frozen_reference, load_policy
 from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
 from cocos_lib.prompts import DONE, fewshot_for

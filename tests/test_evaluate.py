@@ -318,7 +318,7 @@ def test_transition_metrics_is_importable_from_evaluate():
 def test_paired_differences_on_hand_built_rows():
     """Two models on 4 tasks: the trained one repairs task c at turn 2 and edits it; differences by hand."""
     import pandas as pd
-    from cocos_lib.evaluation.summary import paired_differences
+    from cocos_lib.summary import paired_differences
 
     def rows(correct):  # correct: {task: (t1, t2, edit distance at t2)}
         out = []

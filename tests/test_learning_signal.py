@@ -1,7 +1,7 @@
 """learning_signal on hand-built trajectories: edits, repairs, breakages, unequal groups at each k."""
 from types import SimpleNamespace
 
-from cocos_lib.evaluation.learning_signal import correction_stats, summarise, unequal_share
+from cocos_lib.learning_signal import correction_stats, summarise, unequal_share
 from cocos_lib.trajectory import Trajectory, Turn
 
 
