@@ -45,7 +45,7 @@ colab-check: setup
 	$(BIN)/python tools/colab_check.py
 
 warmstart: setup
-	$(BIN)/python -m cocos_lib.toy build-warmstart
+	$(BIN)/python -m cocos_lib.toy.warmstart build-warmstart
 
 bench: setup
 	$(BIN)/python benchmarks/executor_bench.py

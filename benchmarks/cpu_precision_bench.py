@@ -6,7 +6,7 @@
 Each (dtype, section) runs in a child process of its own, so `peak_rss_gib` is that section's peak
 (resident memory, model included). Sections, in the order they run (fp32 then bf16 each time):
 
-- `decode`: the packed backend (cocos_lib.packed), greedy, the chat-format turn-1 prompts of the first
+- `decode`: the packed backend (cocos_lib.generation.packed), greedy, the chat-format turn-1 prompts of the first
   --prompts HumanEval tasks, stop at the end of the code block, 512 new tokens at most; per batch size
   seconds, new tokens and new tokens/s; the share of rows whose extracted code equals fp32's.
 - `logprobs`: log pi(y|x) of those prompts + completions (no grad, micro-batch 8): tokens/s.
@@ -57,7 +57,7 @@ def _setup(dtype: str, prompts_n: int, threads: int):
 
 
 def _completions(policy, prompts, batch: int):
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.prompts import CHAT_STOP
     from cocos_lib.sampling import SamplingConfig
     cfg = SamplingConfig(greedy=True, max_new_tokens=512, stop=CHAT_STOP, batch_size=batch)

@@ -62,7 +62,7 @@ def main(argv=None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from cocos_lib import registry_models
-    from cocos_lib.memory import arch_config
+    from cocos_lib.notebook.memory import arch_config
     from cocos_lib.task_sets import load_tasks
     folder = registry_models.fetched_dir("qwen2.5-coder-0.5b-instruct")
     task = load_tasks("humaneval")[0]

@@ -1,4 +1,4 @@
-"""Print the memory plans (cocos_lib/memory.py) as JSON lines: the colab profile on a 16 GB T4
+"""Print the memory plans (cocos_lib/notebook/memory.py) as JSON lines: the colab profile on a 16 GB T4
 and the paper profile on an 80 GB card, plus any model / knob combination you ask for.
 
   python benchmarks/memory_plan.py                                  # both plans
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cocos_lib import memory  # noqa: E402
+from cocos_lib.notebook import memory  # noqa: E402
 
 
 def parse_sets(items: list[str]) -> dict:

@@ -13,9 +13,9 @@ Prompts: the chat-format turn-1 prompts of the first --prompts HumanEval tasks (
   grows a little with length, so this slightly UNDER-states the baseline);
 - `hf_eos`: plain HF generate with the model's EOS (<|im_end|>, <|endoftext|>) only, 512 tokens max:
   what an instruct model costs when it is left to finish its prose;
-- `ours_hf` = `cocos_lib.generation.generate` (backend "hf") with the chat format's stop "```": a
+- `ours_hf` = `cocos_lib.generation.dispatch.generate` (backend "hf") with the chat format's stop "```": a
   row ends at the end of its code block (cocos_lib.prompts), and the batch when all rows have;
-- `ours_packed`: the same with backend "packed" (cocos_lib.packed: continuous batching, B rows
+- `ours_packed`: the same with backend "packed" (cocos_lib.generation.packed: continuous batching, B rows
   live; rows that end are replaced by waiting prompts).
 
 JSON lines: seconds, new tokens, new tokens/s, rollouts/s, and the ratios of the baselines' time to
@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
-from cocos_lib.generation import generate  # noqa: E402
+from cocos_lib.generation.dispatch import generate  # noqa: E402
 
 from cocos_lib.sampling import SamplingConfig  # noqa: E402
 from cocos_lib.models import load_policy  # noqa: E402

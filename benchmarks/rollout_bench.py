@@ -48,8 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from benchmarks import tokenizer_facts as facts  # noqa: E402
-from cocos_lib import fastgen, memory  # noqa: E402
-from cocos_lib.generation import generate  # noqa: E402
+from cocos_lib.generation import static as fastgen
+from cocos_lib.notebook import memory  # noqa: E402
+from cocos_lib.generation.dispatch import generate  # noqa: E402
 from cocos_lib.sampling import SamplingConfig  # noqa: E402
 
 ARCHS = ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2.5-0.5B")
@@ -359,9 +360,9 @@ def colab_peak(args, run: Run, device, smoke) -> None:
 # ------------------------------------------------------------------ CPU mode (tiny policy)
 def tiny_policy(tmp: str):
     from cocos_lib.models import load_policy
-    from cocos_lib.tiny_models import make_tiny_policy
+    from cocos_lib.toy.tiny_models import make_tiny_policy
     try:
-        from cocos_lib.toy import warmstart_path
+        from cocos_lib.toy.warmstart import warmstart_path
         if (Path(warmstart_path()) / "config.json").exists():
             return load_policy("tiny-warmstart", dtype="fp32", device="cpu"), "tiny-warmstart"
     except ImportError:

@@ -12,10 +12,12 @@ import dataclasses
 import typing
 from dataclasses import dataclass
 
-from cocos_lib.rewards import REWARDS
 from cocos_lib.hardware import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
+from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
+from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS
-from cocos_lib.toy import TINY_WARMSTART
+from cocos_lib.task_sets import TASK_SETS
+from cocos_lib.toy.warmstart import TINY_WARMSTART
 
 SCHEDULES = ("cosine", "linear", "constant")
 DTYPES = ("auto", "fp32", "fp16", "bf16")  # the names a run accepts; models.resolve_dtype maps them to torch
@@ -44,7 +46,7 @@ class TrainConfig:
     model: str = TINY_WARMSTART             # HF hub name, local dir, or "tiny-warmstart"
     tasks: str = "toy-train"                # a name in cocos_lib.task_sets.TASK_SETS
     n_tasks: int | None = None              # use only the first n tasks
-    updates: int = 1500
+    updates: int = 1500                     # RL updates (one rollout + one rl_step each)
     prompts_per_update: int = 64            # rollouts per update = prompts_per_update * k
     k: int = 2                              # samples per prompt (RLOO group size)
     turns: int = 2                          # T
@@ -55,16 +57,16 @@ class TrainConfig:
     kl_coef: float = 0.01                   # beta
     kl: str = "sequence"                    # sequence (score - beta KL) | token (per-token advantage)
     first_turn_kl_coef: float = 0.0         # beta_1: SCoRe Stage I direct KL on turn-1 tokens
-    cliprange: float | None = 0.2
-    lr: float = 1e-5
-    schedule: str = "cosine"
+    cliprange: float | None = 0.2           # PPO clip epsilon; None: plain policy gradient
+    lr: float = 1e-5                        # peak learning rate (AdamW)
+    schedule: str = "cosine"                # lr schedule after warm-up: cosine | linear | constant
     warmup: int = 0                         # updates of linear warm-up
-    weight_decay: float = 0.0
-    max_grad_norm: float | None = 1.0
-    temperature: float = 0.9
-    top_p: float = 1.0
+    weight_decay: float = 0.0               # AdamW weight decay
+    max_grad_norm: float | None = 1.0       # gradient clipping norm; None: no clipping (the release)
+    temperature: float = 0.9                # sampling temperature; log-probs use logits / temperature too
+    top_p: float = 1.0                      # nucleus sampling; 1.0: off
     top_k: int = 0                          # 0: off; 50: the release (HF's default; pi_old top-k, see rl.RLConfig)
-    max_new_tokens: int = 512
+    max_new_tokens: int = 512               # most tokens generated per turn
     stop_at_done: bool = True               # False: no [DONE] stop (with ignore_eos: the released no-stop rollouts)
     ignore_eos: bool = False                # rows run past EOS too: every row max_new_tokens (released); see rl_config
     pad_token: str = "auto"                 # auto (tokenizer's, else EOS) | released (per family) | a vocab token
@@ -73,15 +75,15 @@ class TrainConfig:
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
     prompt_format: str = "completion"       # completion (paper, base models) | chat (instruct: chat template)
     dtype: str = "auto"                     # weights' dtype; bf16 full fine-tuning keeps fp32 masters (optim.py)
-    device: str | None = None
+    device: str | None = None               # None: cuda when available, else cpu
     lora_r: int = 0                         # 0 = full fine-tuning
-    lora_alpha: int = 32
-    gradient_checkpointing: bool = False
-    micro_batch: int = 8
-    backend: str = "hf"
-    exec_workers: int | None = None
-    exec_timeout_s: float = 3.0
-    seed: int = 42
+    lora_alpha: int = 32                    # LoRA scaling (alpha / r), used when lora_r > 0
+    gradient_checkpointing: bool = False    # recompute activations in the backward (less memory, more compute)
+    micro_batch: int = 8                    # rows (one turn of one trajectory) per forward/backward
+    backend: str = "hf"                     # generation backend: a name in sampling.BACKENDS
+    exec_workers: int | None = None         # executor worker processes; None: the executor's default
+    exec_timeout_s: float = 3.0             # wall-clock seconds per unit test (Job.timeout_s)
+    seed: int = 42                          # task order, sampling and initialisation
     checkpoint_every: int = 100             # also at the end; 0 = never (except on Ctrl-C)
 
     def __post_init__(self):
@@ -93,9 +95,7 @@ class TrainConfig:
         """Cheap checks (no model, no data): raise ConfigError with a one-line message.
         hardware: the machine "auto" resolves on (hardware.detect() when None, only for full fine-tuning with
         dtype "auto" off the CPU: on a T4 "auto" is fp16, which full fine-tuning refuses as the literal "fp16")."""
-        from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
-        from cocos_lib.rl import KL_MODES
-        from cocos_lib.task_sets import TASK_SETS
+        from cocos_lib.rl import KL_MODES  # lazy: rl imports torch; this module stays torch-free
         for name, kind in typing.get_type_hints(TrainConfig).items():
             v, kinds = getattr(self, name), typing.get_args(kind) or (kind,)
             kinds = (tuple,) if typing.get_origin(kind) is tuple else kinds
@@ -146,14 +146,14 @@ class TrainConfig:
 
     def rl_config(self):
         """The rl.RLConfig (gamma, beta, clipping, trained turns) of this run. With ignore_eos, completions
-        run past EOS, so their tokens from the first pad-id token on are masked (mask_from_pad), as TRL's
+        run past EOS, so their tokens from the first pad-id token on are masked (logprobs.build_batch mask_from_pad), as TRL's
         RLOO in the release: with pad = EOS (Qwen2.5, deepseek-coder) training stops before the first EOS;
         with pad_token="released" on Llama-3.2 (pad 128004, never sampled) all max_new_tokens are trained."""
-        from cocos_lib.rl import RLConfig
+        from cocos_lib.rl import RLConfig  # lazy: torch (see validate)
         return RLConfig(gamma=self.gamma, kl_coef=self.kl_coef, kl=self.kl, cliprange=self.cliprange,
                         train_turns=self.train_turns, first_turn_kl_coef=self.first_turn_kl_coef,
                         micro_batch=self.micro_batch, max_grad_norm=self.max_grad_norm,
-                        temperature=self.temperature, mask_from_pad=self.ignore_eos, old_top_k=self.top_k)
+                        temperature=self.temperature, ignore_eos=self.ignore_eos, top_k=self.top_k)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -241,7 +241,7 @@ def make_config(profile: str = "tiny", base: dict | None = None, **overrides) ->
 
 def check_model(cfg: TrainConfig) -> str:
     """Resolve cfg.model (local dir, hub name, "tiny-warmstart") or raise ConfigError, before any work."""
-    from cocos_lib.models import resolve_model
+    from cocos_lib.models import resolve_model  # lazy: models imports torch
     try:
         return resolve_model(cfg.model)
     except (FileNotFoundError, ImportError, ValueError) as e:

@@ -1,8 +1,8 @@
 """Multi-turn evaluation (docs/paper.md §5 "Evaluation"): greedy or sampled, up to 4 turns.
 
-``evaluate`` runs ``rollout`` (method "cocos": the correction instruction, i.e. simple
-prompting for an untrained model) or ``baselines.self_refine`` and returns a DataFrame
-with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.summary``, importable
+``evaluate`` produces turns with the method's entry of ``methods.TURNS`` (method "cocos": the correction
+instruction, i.e. simple prompting for an untrained model; "self-refine"; the release format's pipeline) and
+returns a DataFrame with one row per (task, sample, turn); ``summarize`` (owned by ``cocos_lib.summary``, importable
 from here) turns it into every metric of the paper's tables (fractions in [0, 1]); see
 ``cocos_lib.metrics`` for the definitions.
 
@@ -18,16 +18,25 @@ import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from cocos_lib import metrics as M
 from cocos_lib import prompts, registry_models
+from cocos_lib.release import authors as release
+from cocos_lib.release import pipeline as release_run
+from cocos_lib.executor import open_executor
 from cocos_lib.metrics import transition_metrics
-from cocos_lib.prompts import DONE
+from cocos_lib.prompts import DONE, fewshot_for
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.summary import accuracy_gains, by_turn, edit_distances, summarize, transition_matrices
-from cocos_lib.toy import TINY_WARMSTART, warmstart_path
+from cocos_lib.task_sets import load_tasks
+from cocos_lib.toy.warmstart import TINY_WARMSTART, warmstart_path
+
+# torch is imported only where a model runs (methods, rollout, models: inside _run, _rollout_config, _load): a bad
+# CLI argument fails in one line without the seconds of a torch import, and reading / summarising rows needs no torch.
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
            "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
@@ -102,7 +111,6 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     new_tokens, error, text (raw completion), feedback (Self-Refine critique, else "").
     """
     _check(turns, k, method, sampling.greedy if sampling is not None else greedy, prompt_format)
-    from cocos_lib.sampling import SamplingConfig
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
     # the release format has its own prompts and extraction (release_run); the rollout config carries the rest
     rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward,
@@ -114,25 +122,28 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     if prompt_format != "completion":  # only then: earlier caches keep their keys
         settings["prompt_format"] = prompt_format
     if prompt_format == "release" and isinstance(policy, (str, Path)):
-        from cocos_lib import release_run
         name = release_run.source(str(name))
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
     if path is not None and path.is_file():
         return read_rows(path)
-    if isinstance(policy, (str, Path)) and prompt_format == "release":
-        from cocos_lib import release_run
-        policy = release_run.load(str(policy))
-    elif isinstance(policy, (str, Path)):
-        from cocos_lib.models import load_policy
-        policy = load_policy(policy)
+    if isinstance(policy, (str, Path)):
+        policy = _load(str(policy), prompt_format)
     df = _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, no_edit_threshold, prompt_format)
     if path is not None:
         write_rows(df, path)
     return df
 
 
+def _load(name: str, prompt_format: str, **kw):
+    """The policy `name`: release_run.load for the release format (its pad token, stand-ins), else models.load_policy."""
+    if prompt_format == "release":
+        return release_run.load(name, **kw)
+    from cocos_lib.models import load_policy  # torch: see the note at the imports
+    return load_policy(name, **kw)
+
+
 def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format):
-    from cocos_lib.rollout import RolloutConfig
+    from cocos_lib.rollout import RolloutConfig  # torch: see the note at the imports
     try:
         return RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg, fewshot=fewshot,
                              ending=ending, backend=backend, prompt_format=prompt_format)
@@ -142,11 +153,8 @@ def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_form
 
 def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold,
          prompt_format="completion") -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
-    from cocos_lib import baselines
-    from cocos_lib.executor import open_executor
-    from cocos_lib.rollout import rollout
+    from cocos_lib.methods import producer  # torch: see the note at the imports
+    produce = producer(method, prompt_format)  # how this method produces turns (methods.TURNS)
     turns = rcfg.turns
     own = executor is None
     ex = open_executor() if own else executor
@@ -155,14 +163,7 @@ def _run(policy, tasks, rcfg, executor, progress, method, seed, chunk, threshold
         bar = tqdm(total=len(tasks), desc=f"evaluate {method} ({turns} turns)", disable=not progress, unit="task")
         for start in range(0, len(tasks), chunk):
             part = tasks[start:start + chunk]
-            if prompt_format == "release":
-                from cocos_lib import release_run
-                trajs, fb = release_run.rollout(policy, part, turns, rcfg.sampling, ex, rcfg.fewshot,
-                                                seed=seed + start, reward=rcfg.reward), None
-            elif method == "self-refine":
-                trajs, fb = baselines.self_refine(policy, part, rcfg, ex, seed=seed + start)
-            else:
-                trajs, fb = rollout(policy, part, rcfg, ex, seed=seed + start), None
+            trajs, fb = produce(policy, part, rcfg, ex, seed + start)
             for i, tr in enumerate(trajs):
                 rows.extend(trajectory_rows(tr, method, threshold, fb[i] if fb else None))
             bar.update(len(part))
@@ -269,7 +270,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
     p.add_argument("--prompt-format", "--format", choices=PROMPT_FORMATS, default="completion", dest="prompt_format",
                    help="completion: the paper's prompts (base models, as trained); chat: the chat template "
-                        "(instruct models); release: the authors' test.py (cocos_lib/release.py)")
+                        "(instruct models); release: the authors' test.py (cocos_lib/release/authors.py)")
     p.add_argument("--stop-at-done", action="store_true", help="--format release: stop rows at [DONE] too (same code)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")
@@ -280,7 +281,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
+def main(argv: Sequence[str] | None = None, *, tasks_of: Callable = load_tasks, load: Callable = _load,
+         fewshot_of: Callable = fewshot_for, run: Callable = evaluate) -> dict:
+    """The CLI. tasks_of(name), load(path, prompt_format, dtype=, device=), fewshot_of(task_set, n) and run (as
+    `evaluate`) are what it calls; tests pass stand-ins instead of patching modules."""
     args = _parser().parse_args(argv)
     if not 1 <= args.turns <= MAX_TURNS:
         _fail(f"--turns {args.turns}: must be in 1..{MAX_TURNS}")
@@ -291,21 +295,18 @@ def main(argv: Sequence[str] | None = None) -> dict:
     release_format = args.prompt_format == "release"
     if args.stop_at_done and not release_format:
         _fail("--stop-at-done: only with --format release (the repo format always stops at [DONE])")
-    from cocos_lib.task_sets import load_tasks
     try:
-        tasks = load_tasks(args.tasks)
+        tasks = tasks_of(args.tasks)
     except (ValueError, OSError) as e:
         _fail(f"--tasks {args.tasks}: {str(e).splitlines()[0]}")
     tasks = tasks[:args.limit] if args.limit else tasks
     if args.policy.startswith(("/", ".", "~")) and not Path(args.policy).expanduser().exists():
         _fail(f"--policy {args.policy}: no such local directory")  # before the slow torch import
-    from cocos_lib import release, release_run
     try:
         policy_path = str(run_model_dir(args.policy) or args.policy)  # a train run dir: its final/ model
     except EvalConfigError as e:
         _fail(f"--policy {args.policy}: {e}")
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.models import load_policy, resolve_model
+    from cocos_lib.models import resolve_model  # torch: see the note at the imports
     batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
         resolve_model(release_run.source(policy_path) if release_format else policy_path)
@@ -314,15 +315,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                   stop=None if release_format and not args.stop_at_done else DONE)
     except (ValueError, OSError) as e:
         _fail(f"--policy {args.policy}: {str(e).splitlines()[0]}" if isinstance(e, OSError) else str(e))
-    from cocos_lib.prompts import fewshot_for
     try:
         fewshot = (release_run.fewshot_for(args.policy, args.tasks, args.fewshot) if release_format
-                   else fewshot_for(args.tasks, args.fewshot or 0))
+                   else fewshot_of(args.tasks, args.fewshot or 0))
     except (ValueError, OSError) as e:
         _fail(f"--fewshot {args.fewshot}: {str(e).splitlines()[0]}")
-    loader = release_run.load if release_format else load_policy  # release: the family's pad token too
-    policy = loader(policy_path, dtype=args.dtype, device=args.device)
-    df = evaluate(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
+    policy = load(policy_path, args.prompt_format, dtype=args.dtype, device=args.device)  # release: its pad token
+    df = run(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
                   progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
                   backend=args.backend, seed=args.seed, prompt_format=args.prompt_format)
     write_rows(df, args.out)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from cocos_lib.rollout import Trajectory
+from cocos_lib.trajectory import Trajectory
 
 
 def correction_stats(trajs: Sequence[Trajectory], turn: int = 2) -> dict:

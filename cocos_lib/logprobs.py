@@ -7,9 +7,11 @@ log pi(x_{j+1} | x_<=j)). Log-probs are those of the sampling distribution: logi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
+
+from cocos_lib.trajectory import Trajectory
 
 
 # ------------------------------------------------------------------------------- log-probs
@@ -117,7 +119,7 @@ class Batch:
         return int(nz[0]) if len(nz) else self.mask.shape[1] - 1
 
 
-def build_batch(trajectories: Sequence[Any], turns: Sequence[int], pad_id: int,
+def build_batch(trajectories: Sequence[Trajectory], turns: Sequence[int], pad_id: int,
                 device: str | torch.device = "cpu", mask_from_pad: bool = False) -> Batch:
     """One row per (trajectory, turn in `turns`): prompt_ids + completion_ids, right-padded.
 

@@ -18,11 +18,13 @@ from typing import Any, Sequence
 
 import torch
 
-from cocos_lib import hardware, registry_models, release, toy  # stdlib-only at import (toy: torch inside its functions)
+from cocos_lib import hardware, registry_models
+from cocos_lib.release import authors as release
+from cocos_lib.toy import warmstart as toy  # stdlib-only at import (toy: torch inside its functions)
 from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, shared with cocos_lib.tasks
 
-from cocos_lib.fastgen import DecodeCache
-from cocos_lib.toy import TINY_WARMSTART
+from cocos_lib.generation.static import DecodeCache
+from cocos_lib.toy.warmstart import TINY_WARMSTART
 
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
            "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
@@ -146,7 +148,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
     """Return a loadable local dir or hub name, or raise ModelNotFoundError in one line.
 
     Cheap (reads config.json only), so callers can fail before any heavy work.
-    "tiny-warmstart" resolves to the shipped toy checkpoint (cocos_lib.toy.warmstart_path()).
+    "tiny-warmstart" resolves to the shipped toy checkpoint (cocos_lib.toy.warmstart.warmstart_path()).
     A registry short name (registry_models.REGISTRY, e.g. "qwen2.5-coder-0.5b-instruct") resolves
     to its converted folder in the cocos cache, or fails saying the command that fetches it.
     A hub name resolves to its local HF-cache snapshot when complete (no network at all);
@@ -158,7 +160,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
         name = str(toy.warmstart_path())
         if not Path(name).is_dir():
             raise ModelNotFoundError(f"model 'tiny-warmstart': no checkpoint at {name} "
-                                     "(build it: python -m cocos_lib.toy build-warmstart)")
+                                     "(build it: python -m cocos_lib.toy.warmstart build-warmstart)")
     if name in registry_models.REGISTRY:
         folder = registry_models.fetched_dir(name)
         if folder is None:

@@ -18,7 +18,7 @@ rotary code would promote the residual stream and K to fp32 (more activation and
 memory), and the fast "static" / vLLM backends expect the model's own dtype. Here generation,
 the forward and the frozen reference copy (deep-copied from the bf16 model) stay bf16.
 Memory per trainable parameter: 2 (bf16 w) + 4 (w32) + 8 (Adam m, v) + 4 (fp32 grads) = 18 bytes,
-vs 2 + 4 + 2 = 8 without masters (cocos_lib/memory.py, `master_fp32`). Checkpoints save w32 with
+vs 2 + 4 + 2 = 8 without masters (cocos_lib/notebook/memory.py, `master_fp32`). Checkpoints save w32 with
 the optimizer state (exact resume); the saved model is bf16(w32).
 
 Parameters that already are fp32 (the tiny profile, LoRA adapters, which peft keeps in fp32)

@@ -20,7 +20,7 @@ import os
 import re
 from typing import Sequence
 
-from cocos_lib.tasks import Task
+from cocos_lib.tasks import Task, load_mbpp
 
 BEGIN, DONE, CORRECT = "[BEGIN]", "[DONE]", "[CORRECT]"
 MARKERS = (BEGIN, DONE, CORRECT)  # the one list of the format's markers
@@ -86,8 +86,6 @@ def fewshot_block(tasks: Sequence[Task] | None = None, n: int = 3) -> str:
 
 def mbpp_fewshot_block(n: int = 3, path=None) -> str:
     """The usual MBPP n-shot block: prompt-split task_ids 2, 3, 4 (hub when `path` is None)."""
-    from cocos_lib.tasks import load_mbpp
-
     return fewshot_block(load_mbpp("prompt", path=path)[1:1 + n], n)
 
 

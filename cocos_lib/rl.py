@@ -23,14 +23,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 
-from cocos_lib.fastgen import release_static_cache
-from cocos_lib.logprobs import build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
+from cocos_lib.generation.static import release_static_cache
+from cocos_lib.logprobs import Batch, build_batch, logprobs_no_grad, reference_logprobs, token_logprobs
 from cocos_lib.modes import dropout_off, mode
 from cocos_lib.optim import TrainingDiverged, optimizer_step
+from cocos_lib.trajectory import Trajectory
 
 KL_MODES = ("sequence", "token")
 
@@ -47,13 +48,14 @@ class RLConfig:
     extra KL on turn 1 (see `first_turn_kl_loss`), applied even when turn 1 is not trained.
     micro_batch: rows (one turn of one trajectory) per forward/backward. max_grad_norm: clip
     (None: no clipping, as the release; 1.0 by default here, a guard). temperature: logits are
-    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. mask_from_pad: completions that ran past
+    divided by it before log-softmax, as TRL does, so log-probs are those of the sampling distribution. ignore_eos (the knob of
+    TrainConfig and SamplingConfig of the same name): completions that ran past
     EOS (SamplingConfig.ignore_eos, the released no-stop rollouts) count only up to their first
     pad-id token, excluded (logprobs.build_batch), as TRL's RLOO in the release. Then KL_t(i) sums
     over every token up to that point, not only up to [DONE]: up to max_new_tokens = 512 per row
     (all of them for Llama-3.2, whose released pad 128004 is never sampled), several times the
     tokens of a stopped answer, so beta weighs more against R, and the tokens after [DONE], which
-    no reward sees, carry KL and gradient. old_top_k > 0 (the release: HF's default top_k 50 in
+    no reward sees, carry KL and gradient. top_k > 0 (TrainConfig.top_k, the knob that sampled y) (the release: HF's default top_k 50 in
     sampling): log pi_old is the top-k-renormalised softmax(logits / T) that sampled y_t, as the
     release's old log-probs (generate's processed scores), while log pi_theta (in the ratio) and
     log pi_ref stay the full softmax(logits / T). Then at one epoch log rho_i = sum_t log M_t <= 0,
@@ -61,17 +63,17 @@ class RLConfig:
     clipped (no gradient) and A_i > 0 rows get rho_i A_i; and KL_t(i) gains sum_t -log M_t >= 0,
     non-zero even at pi_theta = pi_ref. Costs one more no-grad forward per micro-batch.
     """
-    gamma: float = 0.5
-    kl_coef: float = 0.01
-    kl: str = "sequence"
-    cliprange: float | None = 0.2
-    train_turns: tuple[int, ...] = (2,)
-    first_turn_kl_coef: float = 0.0
-    micro_batch: int = 8
-    max_grad_norm: float | None = 1.0
-    temperature: float = 1.0
-    mask_from_pad: bool = False
-    old_top_k: int = 0
+    gamma: float = 0.5                        # discount of R
+    kl_coef: float = 0.01                     # beta
+    kl: str = "sequence"                      # "sequence" (in the score) | "token" (per-token advantage)
+    cliprange: float | None = 0.2             # PPO clip epsilon; None: plain policy gradient
+    train_turns: tuple[int, ...] = (2,)       # 1-based turns whose tokens get the reward gradient
+    first_turn_kl_coef: float = 0.0           # beta_1: SCoRe Stage I direct KL on turn 1
+    micro_batch: int = 8                      # rows per forward/backward
+    max_grad_norm: float | None = 1.0         # gradient clipping; None: none (the release)
+    temperature: float = 1.0                  # log-probs of softmax(logits / temperature)
+    ignore_eos: bool = False                  # rows ran past EOS: cut them at their first pad token (build_batch)
+    top_k: int = 0                            # > 0: y was sampled top-k: pi_old is top-k renormalised
 
     def __post_init__(self):
         self.train_turns = tuple(int(t) for t in self.train_turns)
@@ -81,8 +83,8 @@ class RLConfig:
             raise ValueError(f"RLConfig.train_turns={self.train_turns}: need turn indices >= 1")
         if self.micro_batch < 1:
             raise ValueError(f"RLConfig.micro_batch={self.micro_batch}: must be >= 1")
-        if self.old_top_k < 0:
-            raise ValueError(f"RLConfig.old_top_k={self.old_top_k}: must be >= 0 (0: off)")
+        if self.top_k < 0:
+            raise ValueError(f"RLConfig.top_k={self.top_k}: must be >= 0 (0: off)")
 
 
 # ------------------------------------------------------------------------- pure tensor math
@@ -167,9 +169,9 @@ def first_turn_kl_loss(logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.T
     return (0.5 * (logp - ref_logp) ** 2 * mask).sum()
 
 
-def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
+def _group_matrix(trajectories: Sequence[Trajectory]) -> torch.Tensor:
     """Index matrix [G, k] of trajectory positions per group (groups must all have k >= 2 members)."""
-    groups: dict[Any, list[int]] = {}
+    groups: dict[int, list[int]] = {}
     for i, traj in enumerate(trajectories):
         groups.setdefault(traj.group, []).append(i)
     sizes = {len(v) for v in groups.values()}
@@ -180,18 +182,28 @@ def _group_matrix(trajectories: Sequence[Any]) -> torch.Tensor:
 
 # --------------------------------------------------------------------- stages of one update
 
-def _rows(policy, trajectories: Sequence[Any], cfg: RLConfig):
-    """Stage 1: the rows (trajectory, turn) of the trained turns (+ turn 1 when beta_1 > 0).
-    Returns (batch, turns, trained [B] bool: the row's turn is in train_turns, R [N])."""
+@dataclass
+class Rows:
+    """Stage 1: what one update trains on."""
+    batch: Batch            # B rows (trajectory, turn), right-padded
+    turns: list[int]        # the turns that have rows: train_turns (+ turn 1 when beta_1 > 0)
+    trained: torch.Tensor   # [B] bool: the row's turn is in train_turns (gets the reward gradient)
+    R: torch.Tensor         # [N] accumulated reward of each trajectory
+    groups: torch.Tensor    # [G, k] trajectory indices per group
+
+
+def select_rows(policy, trajectories: Sequence[Trajectory], groups: torch.Tensor, cfg: RLConfig) -> Rows:
+    """Stage 1: the rows (trajectory, turn) of the trained turns (+ turn 1 when beta_1 > 0) and R_i."""
     T = min(len(t.turns) for t in trajectories)
     if max(cfg.train_turns) > T:
         raise ValueError(f"rl_step: train_turns={cfg.train_turns} but trajectories have {T} turns")
     turns = sorted(set(cfg.train_turns) | ({1} if cfg.first_turn_kl_coef > 0 else set()))
-    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device, cfg.mask_from_pad)
+    batch = build_batch(trajectories, turns, policy.tokenizer.pad_token_id or 0, policy.device,
+                        mask_from_pad=cfg.ignore_eos)
     dev = batch.mask.device
     trained = torch.tensor([int(t) in cfg.train_turns for t in batch.turn.tolist()], device=dev)        # [B]
     R = torch.tensor([t.accumulated(cfg.gamma) for t in trajectories], dtype=torch.float32, device=dev)  # [N]
-    return batch, turns, trained, R
+    return Rows(batch, turns, trained, R, groups.to(dev))
 
 
 def fused_chunks(groups: torch.Tensor, rows_per_traj: int, micro: int) -> list[tuple[slice, torch.Tensor]] | None:
@@ -241,15 +253,63 @@ def microbatch_loss(logp: torch.Tensor, old: torch.Tensor, ref: torch.Tensor, ad
     return loss / n, metrics
 
 
-def _assign(targets: tuple[torch.Tensor, ...], groups: torch.Tensor, values: tuple[torch.Tensor, ...]) -> None:
-    """targets[j][groups] = values[j] for [N] targets and [Gc, k] values."""
-    for target, value in zip(targets, values):
-        target[groups.flatten()] = value.flatten()
+@dataclass
+class Scores:
+    """Stage 3 of whole groups: A_i, KL(i) and s_i, each [Gc, k], of the trajectories `groups` [Gc, k]."""
+    groups: torch.Tensor
+    adv: torch.Tensor
+    kl: torch.Tensor
+    score: torch.Tensor
+
+    def per_trajectory(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(A, KL, s) as [n] vectors indexed by trajectory (0 for trajectories outside these groups)."""
+        idx = self.groups.flatten()
+        return tuple(torch.zeros(n, dtype=v.dtype, device=v.device).index_copy(0, idx, v.flatten())
+                     for v in (self.adv, self.kl, self.score))
+
+    @staticmethod
+    def cat(parts: Sequence["Scores"]) -> "Scores":
+        return Scores(*(torch.cat([getattr(p, f) for p in parts]) for f in ("groups", "adv", "kl", "score")))
+
+
+def score_groups(old: torch.Tensor, ref: torch.Tensor, rows: Batch, trained: torch.Tensor, R: torch.Tensor,
+                 groups: torch.Tensor, cfg: RLConfig) -> Scores:
+    """Stage 3 for the rows `rows` (every row of the trajectories in `groups` [Gc, k]): row KLs from
+    log pi_old, log pi_ref [b, L] (`row_kl`), then `scores_and_advantages`. The fused and the two-pass
+    paths both score through here."""
+    kl_rows = row_kl(old, ref, rows.mask, trained)                          # [b]
+    return Scores(groups, *scores_and_advantages(R, kl_rows, rows.traj, groups, cfg))
+
+
+def all_rows_logprobs(policy, ref_model, batch: Batch, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2, two-pass path: (log pi_old, log pi_ref) [B, L-1] of every row, no grad."""
+    old = logprobs_no_grad(policy.model, batch, cfg.micro_batch, cfg.temperature, cfg.top_k)
+    ref = reference_logprobs(policy, ref_model, batch, cfg.micro_batch, cfg.temperature)
+    return old, ref
+
+
+def fused_logprobs(policy, ref_model, mb: Batch, logp: torch.Tensor, cfg: RLConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stage 2, fused path: (log pi_old, log pi_ref) [b, L] of one micro-batch; pi_old is the grad forward
+    `logp` detached (one epoch), or with top_k the release's top-k pi_old (one more no-grad forward)."""
+    B = mb.mask.shape[0]
+    old = logp.detach()
+    if cfg.top_k:
+        old = logprobs_no_grad(policy.model, mb, B, cfg.temperature, cfg.top_k)
+    return old.float() * mb.mask, reference_logprobs(policy, ref_model, mb, B, cfg.temperature)
+
+
+def policy_logprobs(model, mb: Batch, temperature: float) -> torch.Tensor:
+    """log pi_theta of one micro-batch, with grad: [b, L]; a non-finite value raises TrainingDiverged."""
+    logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), temperature)
+    if not bool(torch.isfinite(logp.detach()[mb.mask.bool()]).all()):  # fp16 overflow: stop, not skip
+        raise TrainingDiverged(f"non-finite log-probs from the {next(model.parameters()).dtype} forward (an "
+                               "activation overflowed); use dtype bf16 (compute >= 8.0) or fp32")
+    return logp
 
 
 # ------------------------------------------------------------------------------ one update
 
-def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any], cfg: RLConfig,
+def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Trajectory], cfg: RLConfig,
             scaler=None) -> dict:
     """One RLOO update on N trajectories (groups of k); returns metrics. Stages:
 
@@ -276,63 +336,56 @@ def rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Any]
         return _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler)
 
 
-def _rl_step(policy, ref_model, optimizer, scheduler, trajectories, groups, cfg, scaler) -> dict:
-    model, n, T = policy.model, len(trajectories), cfg.temperature
+def _rl_step(policy, ref_model, optimizer, scheduler, trajectories: Sequence[Trajectory], groups: torch.Tensor,
+             cfg: RLConfig, scaler) -> dict:
+    model, n = policy.model, len(trajectories)
     t0 = time.perf_counter()
     # 1. rows
-    batch, turns, trained, R = _rows(policy, trajectories, cfg)            # B rows, trained [B], R [N]
-    groups = groups.to(R.device)                                           # [G, k]
-    B, micro = batch.mask.shape[0], cfg.micro_batch
-    old_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
-    ref_logp = torch.zeros_like(batch.mask)                                # [B, L-1]
-    adv, kl, score = torch.zeros_like(R), torch.zeros_like(R), R.clone()    # [N] each
-    chunks = fused_chunks(groups, len(turns), micro)
-    if chunks is None:  # a group does not fit in a micro-batch: stages 2-3 first, every row, no grad
-        # 2. log-probs
-        old_logp = logprobs_no_grad(model, batch, micro, T, cfg.old_top_k)  # [B, L-1]
-        ref_logp = reference_logprobs(policy, ref_model, batch, micro, T)   # [B, L-1]
-        # 3. scores and RLOO advantages
-        kl_rows = row_kl(old_logp, ref_logp, batch.mask, trained)           # [B]
-        _assign((adv, kl, score), groups, scores_and_advantages(R, kl_rows, batch.traj, groups, cfg))
-        chunks = [(slice(a, a + micro), None) for a in range(0, B, micro)]
+    rows = select_rows(policy, trajectories, groups, cfg)                  # B rows, trained [B], R [N]
+    batch, micro = rows.batch, cfg.micro_batch
+    chunks = fused_chunks(rows.groups, len(rows.turns), micro)
+    fused = chunks is not None
+    parts: list[Scores] = []                                               # stage 3 of each micro-batch's groups
+    if not fused:  # a group does not fit in a micro-batch: stages 2-3 first, every row, no grad
+        old_all, ref_all = all_rows_logprobs(policy, ref_model, batch, cfg)                      # 2. [B, L-1]
+        parts.append(score_groups(old_all, ref_all, batch, rows.trained, rows.R, rows.groups, cfg))  # 3.
+        chunks = [(slice(a, a + micro), None) for a in range(0, batch.mask.shape[0], micro)]
     sec_lp = time.perf_counter() - t0
     optimizer.zero_grad(set_to_none=True)
-    total_loss, clipped, clip_of = 0.0, 0.0, 0
-    for rows, g in chunks:
-        mb = batch.rows(rows)
-        Lm = mb.mask.shape[1]
-        logp = token_logprobs(model, mb.input_ids, mb.attention_mask, mb.start(), T)  # [b, Lm], with grad
-        if not bool(torch.isfinite(logp.detach()[mb.mask.bool()]).all()):  # fp16 overflow: stop, not skip
-            raise TrainingDiverged(f"non-finite log-probs from the {next(model.parameters()).dtype} forward (an "
-                                   "activation overflowed); use dtype bf16 (compute >= 8.0) or fp32")
-        if g is not None:  # fused: stages 2-3 for this micro-batch's whole groups g [Gc, k]
+    total_loss, clipped, clip_of, kl_t1 = 0.0, 0.0, 0, []
+    for sl, g in chunks:
+        mb = batch.rows(sl)
+        logp = policy_logprobs(model, mb, cfg.temperature)                 # [b, Lm], with grad
+        if fused:  # stages 2-3 for this micro-batch's whole groups g [Gc, k]
             t1 = time.perf_counter()
-            old = logp.detach()
-            if cfg.old_top_k:  # the release's pi_old: top-k renormalised, one more no-grad forward
-                old = logprobs_no_grad(model, mb, B, T, cfg.old_top_k)
-            old_logp[rows, :Lm] = old.float() * mb.mask
-            ref_logp[rows, :Lm] = reference_logprobs(policy, ref_model, mb, B, T)
-            kl_rows = row_kl(old_logp[rows], ref_logp[rows], batch.mask[rows], trained[rows])  # [b]
-            _assign((adv, kl, score), g, scores_and_advantages(R, kl_rows, batch.traj[rows], g, cfg))
+            old, ref = fused_logprobs(policy, ref_model, mb, logp, cfg)                          # 2.
+            parts.append(score_groups(old, ref, mb, rows.trained[sl], rows.R, g, cfg))           # 3.
             sec_lp += time.perf_counter() - t1
+        else:
+            Lm = mb.mask.shape[1]
+            old, ref = old_all[sl, :Lm], ref_all[sl, :Lm]
+        adv = parts[-1].per_trajectory(n)[0][mb.traj]                      # [b] A_i of each row's trajectory
         # 4. loss of this micro-batch, backward
-        loss, m = microbatch_loss(logp, old_logp[rows, :Lm], ref_logp[rows, :Lm], adv[mb.traj], mb.mask,
-                                  trained[rows], mb.turn, n, cfg)
+        loss, m = microbatch_loss(logp, old, ref, adv, mb.mask, rows.trained[sl], mb.turn, n, cfg)
         if loss.requires_grad:
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total_loss += float(loss.detach())
         clipped += m["clipped"]
         clip_of += m["clip_of"]
+        if cfg.first_turn_kl_coef > 0:
+            first = mb.turn == 1
+            kl_t1.append(row_kl(old, ref, mb.mask, first)[first])
     # 5. optimizer step (fp16: skipped by the scaler when the gradients overflowed; then grad_norm is None)
     step: dict = {}
     grad_norm = optimizer_step(optimizer, scheduler, scaler, cfg.max_grad_norm, stats=step)
+    adv, kl, score = Scores.cat(parts).per_trajectory(n)                   # [N] each
     metrics = dict(loss=total_loss, kl=float(kl.mean()), score=float(score.mean()),
-                   equal_groups=equal_group_share(R[groups]),
+                   equal_groups=equal_group_share(rows.R[rows.groups]),
                    adv_mean=float(adv.mean()), adv_std=float(adv.std(correction=0)), adv_abs_max=float(adv.abs().max()),
                    grad_norm=grad_norm if math.isfinite(grad_norm) else None, clipfrac=clipped / max(clip_of, 1),
                    skipped=step["skipped"], loss_scale=step["loss_scale"],
-                   tokens_trained=int((batch.mask * trained[:, None]).sum()),
+                   tokens_trained=int((batch.mask * rows.trained[:, None]).sum()),
                    sec_logprobs=sec_lp, sec_backward=time.perf_counter() - t0 - sec_lp)
     if cfg.first_turn_kl_coef > 0:
-        metrics["kl_t1"] = float(row_kl(old_logp, ref_logp, batch.mask, batch.turn == 1)[batch.turn == 1].mean())
+        metrics["kl_t1"] = float(torch.cat(kl_t1).mean())
     return metrics

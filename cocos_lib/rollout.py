@@ -18,46 +18,18 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
-from cocos_lib.generation import generate
-from cocos_lib.sampling import BACKENDS, SamplingConfig
+from tqdm.auto import tqdm
+
+from cocos_lib.executor import Executor, Job, TestReport, untrusted_share
+from cocos_lib.generation.dispatch import generate
 from cocos_lib.prompts import MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
-
-
-@dataclass
-class Turn:
-    """One turn t: prompt x_t, completion y_t (every completion token is the model's, so the
-    completion mask is all ones and kept implicit by the lengths), code, report, reward r_t."""
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    text: str
-    code: str
-    report: Any  # executor.TestReport
-    reward: float
-
-    @property
-    def completion_mask(self) -> list[int]:
-        return [1] * len(self.completion_ids)
-
-
-@dataclass
-class Trajectory:
-    """The T turns of sample `sample` (0..k-1) of task `group` (its index in the task list)."""
-    task: Any  # tasks.Task
-    turns: list[Turn] = field(default_factory=list)
-    group: int = 0
-    sample: int = 0
-
-    @property
-    def rewards(self) -> list[float]:
-        return [t.reward for t in self.turns]
-
-    def accumulated(self, gamma: float) -> float:
-        """R = gamma^(T-1) r_1 + sum_{t>=2} gamma^(T-t) (r_t - r_{t-1})."""
-        from cocos_lib.rewards import accumulated_reward
-        return accumulated_reward(self.rewards, gamma)
+from cocos_lib.rewards import REWARDS
+from cocos_lib.sampling import BACKENDS, SamplingConfig
+from cocos_lib.tasks import Task
+from cocos_lib.trajectory import Trajectory, Turn
 
 
 @dataclass(frozen=True)
@@ -78,7 +50,7 @@ class RolloutConfig:
     ending: str = "correct"
     backend: str = "hf"
     max_prompt_tokens: int | None = None
-    timeout_s: float = 3.0
+    exec_timeout_s: float = 3.0          # wall-clock seconds per unit test (executor.Job.timeout_s)
     prompt_format: str = "completion"   # "completion" (paper) | "chat" (instruct models)
 
     @property
@@ -87,13 +59,12 @@ class RolloutConfig:
         return dataclasses.replace(self.sampling, stop=answer_stop(self.prompt_format, self.sampling.stop))
 
     def __post_init__(self):
-        from cocos_lib.rewards import REWARDS
         checks = [(self.turns >= 1, "turns", "must be >= 1"), (self.k >= 1, "k", "must be >= 1"),
                   (self.reward in REWARDS, "reward", f"expected one of {sorted(REWARDS)}"),
                   (self.ending in ("correct", "begin"), "ending", "expected 'correct' or 'begin'"),
                   (self.backend in BACKENDS, "backend", f"expected one of {list(BACKENDS)}"),
                   (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens",
-                   "must be >= 1 or None"), (self.timeout_s > 0, "timeout_s", "must be > 0"),
+                   "must be >= 1 or None"), (self.exec_timeout_s > 0, "exec_timeout_s", "must be > 0"),
                   (self.prompt_format in PROMPT_FORMATS, "prompt_format", f"expected one of {list(PROMPT_FORMATS)}"),
                   (self.prompt_format != "chat" or not self.fewshot, "fewshot",
                    "the chat format takes no few-shot block (an instruct model answers from the task)")]
@@ -135,9 +106,8 @@ def decode_completion(policy, ids: Sequence[int]) -> str:
     return tok.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
-def execute(executor, tasks: Sequence[Any], codes: Sequence[str], timeout_s: float) -> list[Any]:
+def execute(executor: Executor, tasks: Sequence[Task], codes: Sequence[str], timeout_s: float) -> list[TestReport]:
     """One executor.run_many call for a whole turn; identical (task, code) pairs run once."""
-    from cocos_lib.executor import Job
     key_of = [(id(t), c) for t, c in zip(tasks, codes)]
     unique: dict = {}
     for key, task, code in zip(key_of, tasks, codes):
@@ -163,14 +133,13 @@ def generate_texts(policy, texts: Sequence[str], cfg: RolloutConfig, sampling: S
     return prompt_ids, completions, [decode_completion(policy, c) for c in completions]
 
 
-def run_turn(policy, tasks: Sequence[Any], texts: Sequence[str], cfg: RolloutConfig, executor, seed: int,
+def run_turn(policy, tasks: Sequence[Task], texts: Sequence[str], cfg: RolloutConfig, executor: Executor, seed: int,
              stats: dict | None = None) -> list[Turn]:
     """One turn for a batch: generate_texts, extract each answer's code, execute, r_t = reward."""
-    from cocos_lib.rewards import REWARDS
     prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats)
     codes = [extract_answer(o, cfg.prompt_format) for o in outs]
     t0 = time.perf_counter()
-    reports = execute(executor, tasks, codes, cfg.timeout_s)
+    reports = execute(executor, tasks, codes, cfg.exec_timeout_s)
     if stats is not None:
         stats["sec_execute"] = stats.get("sec_execute", 0.0) + time.perf_counter() - t0
     reward_fn = REWARDS[cfg.reward]
@@ -178,7 +147,7 @@ def run_turn(policy, tasks: Sequence[Any], texts: Sequence[str], cfg: RolloutCon
             for p, c, o, code, rep in zip(prompt_ids, completions, outs, codes, reports)]
 
 
-def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: int = 0,
+def rollout(policy, tasks: Sequence[Task], cfg: RolloutConfig, executor: Executor, seed: int = 0,
             progress: bool = False, stats: dict | None = None) -> list[Trajectory]:
     """len(tasks) * k trajectories ordered by (group, sample); see the module docstring.
 
@@ -187,8 +156,6 @@ def rollout(policy, tasks: Sequence[Any], cfg: RolloutConfig, executor, seed: in
     share of the test outcomes behind the rewards that the executor could not decide outside the candidate
     (TestReport.trusted False: such a pass may be forged; the reward counts it all the same).
     """
-    from cocos_lib.executor import untrusted_share
-    from tqdm.auto import tqdm
     k = cfg.k
     if not tasks:
         return []

@@ -3,8 +3,8 @@
 What a backend is asked for (`SamplingConfig`), the backend names (`BACKENDS`), and what it
 must return: per prompt, the completion ids cut right after the stop string is complete (stop
 text included), or after the first EOS (included), or at max_new_tokens (`truncate_completion`).
-The backends live in `cocos_lib.generation` ("hf" and the `generate` dispatch),
-`cocos_lib.fastgen` ("static", "vllm") and `cocos_lib.packed` ("packed"); each imports this
+The backends live in `cocos_lib.generation.dispatch` ("hf" and the `generate` dispatch),
+`cocos_lib.generation.static` ("static", "vllm") and `cocos_lib.generation.packed` ("packed"); each imports this
 module, none imports another's internals through it.
 """
 from __future__ import annotations

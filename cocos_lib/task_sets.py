@@ -1,11 +1,12 @@
 """The task sets by name: the one list (`TASK_SETS`) and the one loader (`load_tasks`).
 
 A registry above the loaders: MBPP and HumanEval come from `cocos_lib.tasks`, the toy world's
-sets from `cocos_lib.toy_world`; neither loader module imports this one.
+sets from `cocos_lib.toy.world`; neither loader module imports this one.
 """
 from __future__ import annotations
 
-from cocos_lib import tasks, toy_world
+from cocos_lib import tasks
+from cocos_lib.toy import world as toy_world
 from cocos_lib.task_files import TaskFormatError
 
 TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval", "toy-train",

@@ -22,18 +22,25 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.learning_signal import signal_metrics
+from cocos_lib.models import LoraSpec, frozen_reference, load_policy
 from cocos_lib.optim import GuardedGradScaler, TrainingDiverged, make_optimizer
+from cocos_lib.prompts import DONE, fewshot_for
 from cocos_lib.rl import rl_step
+from cocos_lib.rollout import RolloutConfig, rollout
+from cocos_lib.sampling import SamplingConfig
 from cocos_lib.task_files import TaskFormatError
+from cocos_lib.task_sets import load_tasks
+from cocos_lib.trajectory import Trajectory
 
 
 # ------------------------------------------------------------------------------ data and lr
@@ -99,7 +106,7 @@ def _read_metrics(path: Path, upto: int) -> list[dict]:
     return [r for r in rows if r["update"] <= upto]
 
 
-def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
+def _trajectory_metrics(trajs: Sequence[Trajectory], cfg: TrainConfig) -> dict:
     m = {}
     for t in range(cfg.turns):
         m[f"reward_t{t + 1}"] = float(np.mean([tr.turns[t].reward for tr in trajs]))
@@ -114,7 +121,6 @@ def _trajectory_metrics(trajs, cfg: TrainConfig) -> dict:
 def load_models(cfg: TrainConfig, ckpt: Path | None = None):
     """(pi_theta, pi_ref): pi_ref is always cfg.model (a frozen copy, or None = LoRA adapter disabled);
     pi_theta is cfg.model (+ a fresh LoRA) or, when resuming, the checkpoint's weights / adapter."""
-    from cocos_lib.models import LoraSpec, frozen_reference, load_policy
     kw = dict(dtype=cfg.dtype, device=cfg.device, gradient_checkpointing=cfg.gradient_checkpointing,
               pad_token=cfg.pad_token)
     if ckpt is None:
@@ -133,16 +139,13 @@ def rollout_config(cfg: TrainConfig):
     """The rollout.RolloutConfig (sampling, prompts, reward) of a TrainConfig. The turn-1 few-shot
     block (base models, cfg.fewshot > 0) is `prompts.fewshot_for`: MBPP prompt-split tasks for
     mbpp-* sets (docs/paper.md §2, §8), the shipped offline default otherwise."""
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.prompts import DONE, fewshot_for
-    from cocos_lib.rollout import RolloutConfig
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               top_k=cfg.top_k,
                               stop=DONE if cfg.stop_at_done else None, batch_size=cfg.gen_batch_size,
                               ignore_eos=cfg.ignore_eos)
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
-                         ending=cfg.ending, backend=cfg.backend, timeout_s=cfg.exec_timeout_s,
+                         ending=cfg.ending, backend=cfg.backend, exec_timeout_s=cfg.exec_timeout_s,
                          prompt_format=cfg.prompt_format)
 
 
@@ -204,8 +207,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def update_metrics(update: int, trajs, step: dict, cfg: TrainConfig, lr: float, stats: dict, sec_rollout: float,
-                   sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
+def update_metrics(*, update: int, trajs: Sequence[Trajectory], step: dict, cfg: TrainConfig, lr: float, stats: dict,
+                   sec_rollout: float, sec_update: float, elapsed: float, data_pos: int, n_tasks: int) -> dict:
     """One line of metrics.jsonl: rewards per turn and R (trajectories), rl_step's metrics, lr, tokens, timings,
     untrusted_tests (share of test outcomes not decided outside the candidate, see rollout)."""
     return {"update": update, **_trajectory_metrics(trajs, cfg), **step, "lr": lr,
@@ -231,9 +234,6 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     # ---------------------------------------------------------------- set-up
     cfg.validate()
     check_model(cfg)  # before any work
-    from tqdm.auto import tqdm
-    from cocos_lib.rollout import rollout
-    from cocos_lib.task_sets import load_tasks
     run = Path(out_dir)
     ckpt = find_checkpoint(run if resume is True else resume) if resume else None
     rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()
@@ -279,8 +279,9 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
                 update += 1
                 data_pos += len(idx)
                 # log
-                m = update_metrics(update, trajs, step, cfg, lr, stats, sec_rollout, time.perf_counter() - t0,
-                                   time.time() - t_start, data_pos, len(tasks))
+                m = update_metrics(update=update, trajs=trajs, step=step, cfg=cfg, lr=lr, stats=stats,
+                                   sec_rollout=sec_rollout, sec_update=time.perf_counter() - t0,
+                                   elapsed=time.time() - t_start, data_pos=data_pos, n_tasks=len(tasks))
                 with open(run / "metrics.jsonl", "a") as f:
                     f.write(json.dumps(m) + "\n")
                 history.append(m)

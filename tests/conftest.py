@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def tiny_policy_dir(tmp_path_factory):
     """A random-init 2-layer Llama (hidden 64) + byte-level BPE tokenizer trained on the fly,
     markers [BEGIN] [DONE] [CORRECT] as single tokens, no pad token; saved with save_pretrained."""
-    from cocos_lib.tiny_models import make_tiny_policy
+    from cocos_lib.toy.tiny_models import make_tiny_policy
     return make_tiny_policy(tmp_path_factory.mktemp("tiny_policy"), arch="llama", seed=0)
 
 
@@ -21,7 +21,7 @@ def tiny_policy_dir(tmp_path_factory):
 def tiny_policy_dir_multitoken(tmp_path_factory):
     """Same as tiny_policy_dir but a Qwen2 architecture whose tokenizer splits the markers
     into several tokens (as real BPE vocabularies do)."""
-    from cocos_lib.tiny_models import make_tiny_policy
+    from cocos_lib.toy.tiny_models import make_tiny_policy
     return make_tiny_policy(tmp_path_factory.mktemp("tiny_policy_mt"), arch="qwen2", seed=1,
                             markers_as_tokens=False)
 

@@ -2,7 +2,8 @@
 extraction, and the option threaded through rollout, Self-Refine, evaluate, train and the study."""
 import pytest
 
-from cocos_lib import baselines, prompts
+from cocos_lib import prompts
+from cocos_lib.evaluation import baselines
 from cocos_lib import rollout as R
 from cocos_lib.evaluate import evaluate
 from cocos_lib.executor import Executor
@@ -114,7 +115,7 @@ def test_evaluate_chat_end_to_end(chat_policy, executor, tmp_path):
 
 def test_cpu_profiles_use_chat():
     from cocos_lib.config import ConfigError, make_config
-    from cocos_lib.notebook import notebook_profile
+    from cocos_lib.notebook.profile import notebook_profile
     from cocos_lib.train import rollout_config
     cfg = make_config("cpu")
     assert (cfg.model, cfg.tasks, cfg.prompt_format, cfg.dtype, cfg.device) == (
@@ -134,7 +135,7 @@ def test_cpu_profiles_use_chat():
 
 def test_study_turn_major_equals_evaluate(chat_policy, executor, tmp_path):
     """The resumable turn-major study gives evaluate()'s rows (simple prompting and Self-Refine)."""
-    from cocos_lib import study
+    from cocos_lib.evaluation import study
     from cocos_lib.tasks import load_humaneval
     tasks = load_humaneval()[:3]
     sampling = SamplingConfig(greedy=True, max_new_tokens=6, batch_size=2)
@@ -161,7 +162,7 @@ def test_run_study_writes_rows_meta_and_examples(chat_policy, tmp_path):
     """run_study end to end on a local model dir (2 tasks, 2 turns, Self-Refine); a second call resumes."""
     import json
 
-    from cocos_lib import study
+    from cocos_lib.evaluation import study
     model_dir = chat_policy.model.name_or_path
     kw = dict(turns=2, sr_turns=2, limit=2, batch_size=2, chunk=2, max_new_tokens=4, threads=1, progress=False)
     meta = study.run_study(model_dir, tmp_path, argv=["--limit", "2"], **kw)
@@ -171,7 +172,7 @@ def test_run_study_writes_rows_meta_and_examples(chat_policy, tmp_path):
                                                         ("HumanEval/1", 2)]
     assert {r["method"] for r in sr} == {"self-refine"} and [r["code"] for r in sr if r["turn"] == 1] == [
         r["code"] for r in rows if r["turn"] == 1]  # Self-Refine's turn 1 is simple prompting's
-    assert meta["summary"]["cocos"]["n_tasks"] == 2 and meta["command"] == "python -m cocos_lib.study --limit 2"
+    assert meta["summary"]["cocos"]["n_tasks"] == 2 and meta["command"] == "python -m cocos_lib.evaluation.study --limit 2"
     assert json.loads((tmp_path / "study_meta.json").read_text())["turns"] == 2
     timing = (tmp_path / "study_timing.jsonl").read_text().splitlines()
     assert len(timing) == 2 + 1  # cocos turns 1, 2 and Self-Refine turn 2 (its turn 1 is copied)
@@ -187,7 +188,8 @@ def test_run_study_self_refine_on_a_subset(chat_policy, tmp_path):
     """sr_limit: simple prompting on every task, Self-Refine on the first N; the meta says so."""
     import json
 
-    from cocos_lib import results, study
+    from cocos_lib.report import results
+    from cocos_lib.evaluation import study
     kw = dict(turns=2, sr_turns=2, limit=3, batch_size=3, chunk=3, max_new_tokens=4, threads=1, progress=False)
     meta = study.run_study(chat_policy.model.name_or_path, tmp_path, argv=[], sr_limit=1, **kw)
     sr = [json.loads(x) for x in (tmp_path / "study_self_refine.jsonl").read_text().splitlines()]
@@ -205,7 +207,7 @@ def test_repeats_prompt_is_prompt_identity(chat_policy, executor, tmp_path):
 
     import pandas as pd
 
-    from cocos_lib import study
+    from cocos_lib.evaluation import study
     from cocos_lib.tasks import load_humaneval
     tasks = load_humaneval()[:4]
     sampling = SamplingConfig(greedy=True, max_new_tokens=6, batch_size=4)
@@ -233,7 +235,7 @@ def test_repeats_prompt_is_prompt_identity(chat_policy, executor, tmp_path):
 
 def test_code_diff():
     """One line per line, also when a program has no final newline (lines are never run together)."""
-    from cocos_lib import study
+    from cocos_lib.evaluation import study
     assert study.code_diff("x = 1\n", "x = 1\n") == ""
     want = ["--- turn 1", "+++ turn 2", "@@ -1,2 +1,2 @@", " x = 1", "-y = 2", "+y = 3"]
     assert study.code_diff("x = 1\ny = 2\n", "x = 1\ny = 3\n").splitlines() == want

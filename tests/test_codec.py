@@ -3,7 +3,7 @@ import collections, math, random
 
 import pytest
 
-from cocos_lib.sandbox import codec, frames
+from cocos_lib.executor.sandbox import codec, frames
 
 PLAIN = [None, True, False, 0, -1, 7 ** 300, -(2 ** 70000), 1.5, -0.0, float("inf"), 1e-308, 1 + 2j, "",
          "h\u00e9\U0001f600", "\ud800", b"", b"\x00\xff", [], [1, [2, (3, "x")]], (), (None,), {}, {1: "a", (1, 2): [3]},

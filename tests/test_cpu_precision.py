@@ -4,11 +4,11 @@ PyTorch emulates bf16 (slow, and not what `dtype="auto"` picks), so they are ski
 import pytest
 import torch
 
-from cocos_lib.generation import generate
+from cocos_lib.generation.dispatch import generate
 from cocos_lib.logprobs import token_logprobs
 from cocos_lib.hardware import cpu_bf16_flags
 from cocos_lib.models import LoraSpec, load_policy
-from cocos_lib.tiny_models import make_tiny_policy
+from cocos_lib.toy.tiny_models import make_tiny_policy
 from cocos_lib.sampling import SamplingConfig
 
 needs_bf16 = pytest.mark.skipif(not cpu_bf16_flags(), reason="this CPU has no amx_bf16/avx512_bf16: "

@@ -7,10 +7,10 @@ from statistics import NormalDist
 
 import pytest
 
-from cocos_lib import estimates as X
-from cocos_lib import release_run
-from cocos_lib.memory import Shape
-from cocos_lib.notebook import notebook_profile
+from cocos_lib.notebook import estimates as X
+from cocos_lib.release import pipeline as release_run
+from cocos_lib.notebook.memory import Shape
+from cocos_lib.notebook.profile import notebook_profile
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

@@ -153,7 +153,7 @@ def _task():
 
 
 def test_self_refine_prompts():
-    from cocos_lib import baselines as B
+    from cocos_lib.evaluation import baselines as B
     from cocos_lib import prompts
     task = _task()
     code = "def add(a, b):\n    return a - b"
@@ -244,25 +244,25 @@ def test_sampled_k_samples_pass_at_k(tiny_policy):
         assert s[f"pass@2_t{t}"] == pytest.approx((per > 0).mean())
 
 
-@pytest.mark.parametrize("task_set, n, expected", [
-    ("toy-test", 0, ""), ("toy-test", 2, "DEFAULT2"), ("humaneval", 1, "DEFAULT1"), ("mbpp-test", 3, "MBPP3")])
-def test_cli_fewshot_uses_fewshot_for(monkeypatch, tiny_policy_dir, task_set, n, expected):
-    """--fewshot N with --tasks NAME: the block evaluate() gets is prompts.fewshot_for(NAME, N)."""
-    from cocos_lib import models, prompts, task_sets
-    monkeypatch.setattr(task_sets, "load_tasks", lambda name, **kw: [_task()])
-    monkeypatch.setattr(prompts, "mbpp_fewshot_block", lambda n, path=None: f"MBPP{n}")
-    monkeypatch.setattr(prompts, "fewshot_block", lambda tasks=None, n=3: f"DEFAULT{n}")
-    monkeypatch.setattr(models, "load_policy", lambda *a, **kw: "policy")
+def _stop_before_output(policy, tasks, **kw):
+    raise KeyboardInterrupt  # stop before writing output
+
+
+@pytest.mark.parametrize("task_set, n", [("toy-test", 0), ("toy-test", 2), ("humaneval", 1), ("mbpp-test", 3)])
+def test_cli_fewshot_uses_fewshot_for(tiny_policy_dir, task_set, n):
+    """--fewshot N with --tasks NAME: the block evaluate() gets is fewshot_for(NAME, N) (what fewshot_for picks per
+    task set: tests/test_prompts.py); the collaborators are passed in, no module is patched."""
     seen = {}
 
-    def fake_evaluate(policy, tasks, **kw):
+    def record(policy, tasks, **kw):
         seen.update(kw, policy=policy)
         raise KeyboardInterrupt  # stop before writing output
 
-    monkeypatch.setattr(E, "evaluate", fake_evaluate)
     with pytest.raises(KeyboardInterrupt):
-        E.main(["--policy", tiny_policy_dir, "--tasks", task_set, "--out", "unused.jsonl", "--fewshot", str(n)])
-    assert seen["policy"] == "policy" and seen["fewshot"] == expected
+        E.main(["--policy", tiny_policy_dir, "--tasks", task_set, "--out", "unused.jsonl", "--fewshot", str(n)],
+               tasks_of=lambda name: [_task()], load=lambda *a, **kw: "policy",
+               fewshot_of=lambda name, k: f"{name}:{k}", run=record)
+    assert seen["policy"] == "policy" and seen["fewshot"] == f"{task_set}:{n}"
 
 
 def test_cli_fewshot_too_many_is_one_line(tiny_policy_dir):
@@ -272,33 +272,30 @@ def test_cli_fewshot_too_many_is_one_line(tiny_policy_dir):
                                 "4 few-shot examples requested, 3 available")
 
 
-def test_cli_accepts_a_train_run_directory(monkeypatch, tiny_policy_dir, tmp_path):
+def test_cli_accepts_a_train_run_directory(tiny_policy_dir, tmp_path):
     """#15: --policy RUN_DIR (what train wrote: config.json = a TrainConfig, final/, checkpoint/model) loads
     final/, else the last checkpoint's model; a run dir with neither is one line."""
     import shutil
-    from cocos_lib import models, task_sets
-    monkeypatch.setattr(task_sets, "load_tasks", lambda name, **kw: [_task()])
     loaded = []
-    monkeypatch.setattr(models, "load_policy", lambda path, **kw: loaded.append(path) or "policy")
 
-    def fake_evaluate(policy, tasks, **kw):
-        raise KeyboardInterrupt  # stop before writing output
+    def main(args):
+        return E.main(args, tasks_of=lambda name: [_task()], load=lambda path, fmt, **kw: loaded.append(path) or "policy",
+                      run=_stop_before_output)
 
-    monkeypatch.setattr(E, "evaluate", fake_evaluate)
     run = tmp_path / "run"
     (run / "checkpoint").mkdir(parents=True)
     (run / "config.json").write_text(json.dumps({"model": "tiny-warmstart", "updates": 3}))  # not a model config
     (run / "metrics.jsonl").write_text("")
     args = ["--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl")]
     with pytest.raises(SystemExit) as e:
-        E.main(args)
+        main(args)
     assert e.value.code == 2 and loaded == []
     shutil.copytree(tiny_policy_dir, run / "checkpoint" / "model")
     with pytest.raises(KeyboardInterrupt):
-        E.main(args)
+        main(args)
     shutil.copytree(tiny_policy_dir, run / "final")
     with pytest.raises(KeyboardInterrupt):
-        E.main(args)
+        main(args)
     assert loaded == [str(run / "checkpoint" / "model"), str(run / "final")]
     assert E.run_model_dir(tiny_policy_dir) is None and E.run_model_dir("Qwen/Qwen2.5-1.5B") is None
 
@@ -337,3 +334,13 @@ def test_paired_differences_on_hand_built_rows():
     assert got["i2c"]["diff"] == 0.25 and got["c2i"]["diff"] == 0.0
     assert (got["no_edit_rate"]["before"], got["no_edit_rate"]["after"]) == (1.0, 0.5)
     assert got["acc_t2"]["lo"] == 0.0 and got["acc_t2"]["hi"] in (0.5, 0.75)   # one repair in 4 tasks: wide
+
+
+def test_one_table_of_how_methods_produce_turns():
+    """evaluate dispatches on methods.TURNS (one signature) instead of branching on the method and format."""
+    from cocos_lib import methods
+    assert set(methods.TURNS) == {*E.METHODS, "release"}
+    assert methods.producer("cocos") is methods.cocos_turns
+    assert methods.producer("self-refine") is methods.self_refine_turns
+    assert methods.producer("cocos", "release") is methods.release_turns
+    assert methods.producer("self-refine", "chat") is methods.self_refine_turns

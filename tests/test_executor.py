@@ -314,7 +314,7 @@ def test_run_tests_convenience_and_no_process_left_after_close():
 
 def test_worker_is_stdlib_only(executor):
     import ast, glob, sys
-    from cocos_lib import sandbox
+    from cocos_lib.executor import sandbox
 
     files = glob.glob(os.path.join(os.path.dirname(sandbox.__file__), "*.py"))
     names = set()

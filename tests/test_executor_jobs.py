@@ -6,7 +6,7 @@ import os, random, socket
 import pytest
 
 from cocos_lib.executor import Executor, Job
-from cocos_lib.sandbox import channel, child, frames
+from cocos_lib.executor.sandbox import channel, child, frames
 
 ADD = "def add(a, b):\n    return a + b\n"
 WRONG = "def add(a, b):\n    return a - b\n"

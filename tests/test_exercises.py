@@ -1,4 +1,4 @@
-"""cocos_lib.exercises: each checker accepts a correct answer and rejects a plausible wrong one with
+"""cocos_lib.notebook.exercises: each checker accepts a correct answer and rejects a plausible wrong one with
 its one-line hint; the exercises and solutions notebooks run headless (papermill, as test_notebooks)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from cocos_lib import exercises as E
+from cocos_lib.notebook import exercises as E
 
 EXERCISES_DIR = Path(__file__).resolve().parent.parent / "notebooks" / "exercises"
 

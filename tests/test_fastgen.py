@@ -1,13 +1,14 @@
-"""The "static" backend (cocos_lib/fastgen.py): same greedy tokens as HF generate, exact stop
+"""The "static" backend (cocos_lib/generation/static.py): same greedy tokens as HF generate, exact stop
 handling for multi-token stop strings, early exit, compaction, reproducible seeded sampling."""
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from cocos_lib import fastgen, vllm_backend
-from cocos_lib.fastgen import FastGenError, sample_next, static_generate
-from cocos_lib.stop_automaton import stop_table
+from cocos_lib.generation import static as fastgen
+from cocos_lib.generation import vllm as vllm_backend
+from cocos_lib.generation.static import FastGenError, sample_next, static_generate
+from cocos_lib.generation.stop_automaton import stop_table
 
 
 def _cfg(**kw):
@@ -54,7 +55,7 @@ def peaky_policy(tmp_path_factory):
     """A tiny policy with large random weights: peaked, position-sensitive logits, so an
     off-by-one position id or a padding leak changes the greedy tokens."""
     from cocos_lib.models import load_policy
-    from cocos_lib.tiny_models import make_tiny_policy
+    from cocos_lib.toy.tiny_models import make_tiny_policy
     d = make_tiny_policy(tmp_path_factory.mktemp("peaky"), arch="qwen2", seed=5, initializer_range=0.2)
     return load_policy(d, dtype="fp32", device="cpu")
 
@@ -73,7 +74,7 @@ def test_greedy_equals_hf_generate(peaky_policy):
 
 def test_greedy_equals_hf_backend(peaky_policy):
     tiny_policy = peaky_policy
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     prompts = [tiny_policy.tokenizer.encode(p) for p in PROMPTS]
     for stop in (None, "[DONE]"):
         cfg = _cfg(max_new_tokens=20, stop=stop)
@@ -84,7 +85,7 @@ def test_greedy_equals_hf_backend(peaky_policy):
 def test_lora_policy_greedy_equals_hf_backend(tiny_policy_dir):
     """A peft-wrapped policy (LoRA, B initialised non-zero so the adapter matters) goes through
     the same static path and matches the hf backend."""
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.models import LoraSpec, load_policy
     pol = load_policy(tiny_policy_dir, dtype="fp32", device="cpu", lora=LoraSpec(r=4, dropout=0.0))
     torch.manual_seed(0)

@@ -4,8 +4,8 @@ import contextlib
 import pytest
 import torch
 
-from cocos_lib import generation as G
-from cocos_lib.generation import generate
+from cocos_lib.generation import hf as G
+from cocos_lib.generation.dispatch import generate
 from cocos_lib.sampling import SamplingConfig, truncate_completion
 from cocos_lib.models import load_policy
 
@@ -126,13 +126,15 @@ def test_seeded_sampling(tiny_policy):
     assert a != greedy
 
 
-def test_dispatch_and_bad_config(tiny_policy, monkeypatch):
-    from cocos_lib import fastgen, vllm_backend
+def test_dispatch_and_bad_config(tiny_policy):
+    from cocos_lib.generation.dispatch import GENERATORS
+    from cocos_lib.sampling import BACKENDS
+    assert set(GENERATORS) == set(BACKENDS)
     calls = []
-    monkeypatch.setattr(fastgen, "static_generate", lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]])
-    monkeypatch.setattr(vllm_backend, "vllm_generate", lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]])
-    assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static") == [[1]]
-    assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm") == [[2]]
+    fakes = {"static": lambda p, ids, cfg, seed: calls.append(("s", seed)) or [[1]],
+             "vllm": lambda p, ids, cfg, seed: calls.append(("v", seed)) or [[2]]}
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 4, backend="static", backends=fakes) == [[1]]
+    assert generate(tiny_policy, [[3]], SamplingConfig(), 5, backend="vllm", backends=fakes) == [[2]]
     assert calls == [("s", 4), ("v", 5)]
     assert generate(tiny_policy, [], SamplingConfig()) == []
     with pytest.raises(ValueError, match="backend 'foo'"):
@@ -196,7 +198,7 @@ def test_last_char_table(tiny_policy, mt_policy):
 def char_policy(tmp_path_factory):
     """The toy world's character tokenizer ([DONE] is one *special* token) on a tiny Llama."""
     from transformers import LlamaConfig, LlamaForCausalLM
-    from cocos_lib.toy import char_tokenizer
+    from cocos_lib.toy.warmstart import char_tokenizer
     tok = char_tokenizer()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                       num_attention_heads=2, num_key_value_heads=2, eos_token_id=tok.eos_token_id,
@@ -262,7 +264,7 @@ def test_no_invalid_generation_flags_warning(tiny_policy, greedy):
 def test_ignore_eos_runs_every_row_to_max_new_tokens(tiny_policy):
     """The released pipeline's rollouts (no stop, no EOS): every completion has max_new_tokens ids,
     in both backends, while the default stops at EOS/[DONE] where the model writes them."""
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.sampling import SamplingConfig
     prompts = [tiny_policy.tokenizer("def f(x):", add_special_tokens=False)["input_ids"]] * 3
     eos = tiny_policy.eos_token_ids[0]

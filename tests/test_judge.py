@@ -1,7 +1,7 @@
 """The trusted verdict: which tests the judge runs itself, and what they see of the candidate."""
 import pytest
 
-from cocos_lib import toy
+from cocos_lib.toy import warmstart as toy
 from cocos_lib.executor import Job
 
 # MBPP-style tasks written for this repo (reference code, asserts in MBPP's habits): float

@@ -2,7 +2,7 @@
 from types import SimpleNamespace
 
 from cocos_lib.learning_signal import correction_stats, summarise, unequal_share
-from cocos_lib.rollout import Trajectory, Turn
+from cocos_lib.trajectory import Trajectory, Turn
 
 
 def turn(code: str, passed: bool, reward: float) -> Turn:

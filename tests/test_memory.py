@@ -1,4 +1,4 @@
-"""Memory estimator (cocos_lib/memory.py) against numbers computed by hand for Qwen2.5-0.5B."""
+"""Memory estimator (cocos_lib/notebook/memory.py) against numbers computed by hand for Qwen2.5-0.5B."""
 import dataclasses
 
 import pytest

@@ -1,5 +1,5 @@
 """memory.estimate's formulas against what the same code allocates, measured on small shapes on the CPU with
-cocos_lib.live_bytes.LiveBytes (live tensor storage bytes: what torch.cuda.max_memory_allocated counts on a GPU,
+cocos_lib.notebook.live_bytes.LiveBytes (live tensor storage bytes: what torch.cuda.max_memory_allocated counts on a GPU,
 without allocator rounding). The formulas carry to the GPU; the CUDA context and allocator slack do not (the plan's
 overhead_gb). Tolerances: the formulas leave out tensors of O(hidden) or O(1) per token (norm statistics, rotary
 tables, masks, losses), a few percent at these shapes, so 10% where the counted tensors dominate."""
@@ -9,10 +9,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from cocos_lib.fastgen import cache_length, static_generate
-from cocos_lib.live_bytes import LiveBytes
+from cocos_lib.generation.static import cache_length, static_generate
+from cocos_lib.notebook.live_bytes import LiveBytes
 from cocos_lib.logprobs import build_batch, token_logprobs
-from cocos_lib.memory import Shape, activation_bytes, kv_cache_bytes, logits_bytes
+from cocos_lib.notebook.memory import Shape, activation_bytes, kv_cache_bytes, logits_bytes
 from cocos_lib.optim import adamw_kwargs
 from cocos_lib.sampling import SamplingConfig
 
@@ -94,7 +94,7 @@ def test_foreach_adamw_temporary_and_fused_none():
 def test_generation_caches_as_measured():
     """static: a StaticCache of cache_length(P + N) positions (bucketed) holds what kv_cache_bytes counts;
     hf: HF generate's peak is the grown cache, one layer's copy (torch.cat) and the prefill's temporaries."""
-    from cocos_lib import fastgen
+    from cocos_lib.generation import static as fastgen
     model, cfg = qwen2(256, 64, 128, 4)
     s = Shape.from_config(cfg)
     policy = SimpleNamespace(model=model, tokenizer=None, eos_token_ids=[], decode_cache=fastgen.DecodeCache())

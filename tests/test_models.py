@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import hardware, models, tiny_models, unload
+from cocos_lib import hardware, models, unload
+from cocos_lib.toy import tiny_models
 from cocos_lib.prompts import MARKERS
 from cocos_lib.models import LoraSpec, ModelNotFoundError, frozen_reference, load_policy
 
@@ -291,7 +292,7 @@ def test_released_pad_tokens(tiny_policy_dir, tmp_path):
 
 
 def test_mode_sets_and_restores_train_or_eval(tiny_policy_dir):
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.sampling import SamplingConfig
     from cocos_lib.modes import mode
     p = load_policy(tiny_policy_dir, dtype="fp32", device="cpu")

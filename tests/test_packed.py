@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cocos_lib import packed
-from cocos_lib.generation import generate
+from cocos_lib.generation import packed
+from cocos_lib.generation.dispatch import generate
 from cocos_lib.sampling import SamplingConfig
 
 TEXTS = ["def add(a, b):", "You are an expert Python programmer, and here is your task: Write a function",

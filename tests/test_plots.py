@@ -2,7 +2,7 @@
 import matplotlib.image
 import pytest
 
-from cocos_lib import plots
+from cocos_lib.report import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -2,7 +2,10 @@
 dtype names of a run are the ones memory and models know."""
 import pytest
 
-from cocos_lib import config, memory, notebook, runtime
+from cocos_lib import config
+from cocos_lib.notebook import memory
+from cocos_lib.notebook import profile as notebook
+from cocos_lib.notebook import runtime
 
 
 @pytest.mark.parametrize("name", sorted(memory.PLANS))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
-from cocos_lib import project
+from cocos_lib.notebook import project
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -139,7 +139,7 @@ def test_readme_and_every_notebook_agree_with_the_constant():
 
 
 def test_sync_rewrites_a_copy_for_a_fork(tmp_path):
-    for part in ("README.md", "notebooks", "cocos_lib/project.py"):
+    for part in ("README.md", "notebooks", "cocos_lib/notebook/project.py"):
         src, dst = ROOT / part, tmp_path / part
         dst.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
@@ -147,7 +147,7 @@ def test_sync_rewrites_a_copy_for_a_fork(tmp_path):
         else:
             shutil.copy(src, dst)
     tool = _sync_tool()
-    assert tool.sync(tmp_path, "me/fork", write=False)[0] == "cocos_lib/project.py: REPO is 'OWNER/cocos', not 'me/fork'"
+    assert tool.sync(tmp_path, "me/fork", write=False)[0] == "cocos_lib/notebook/project.py: REPO is 'OWNER/cocos', not 'me/fork'"
     assert tool.main(["--root", str(tmp_path), "--repo", "me/fork"]) == 0
     assert tool.current_repo(tmp_path) == "me/fork" and tool.sync(tmp_path, write=False) == []
     readme = (tmp_path / "README.md").read_text()

@@ -1,10 +1,11 @@
-"""README's tables are the ones cocos_lib.results builds from the committed results."""
+"""README's tables are the ones cocos_lib.report.results builds from the committed results."""
 import importlib.util
 from pathlib import Path
 
 import pytest
 
-from cocos_lib import results as R
+from cocos_lib.report import results as R
+from cocos_lib.report.tables import markdown
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("readme_tables", ROOT / "tools" / "readme_tables.py")
@@ -47,7 +48,7 @@ def test_study_table_puts_the_paper_rows_beside_the_models():
     assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "Acc@t1"] == 43.8
     assert df.loc["paper, Qwen2.5-1.5B: simple prompting", "no edit, wrong t2"] == 93.0
     assert df.loc["m: simple prompting", "Acc@t2"] == 55.0 and df.loc["m: simple prompting", "Δc→i"] == 5.0
-    assert R.markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
+    assert markdown(df).splitlines()[0].startswith("|  | Acc@t1 | Acc@t2")
 
 
 def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch):
@@ -63,7 +64,7 @@ def test_results_dir_finds_an_uploaded_copy_below_work_dir(tmp_path, monkeypatch
 
 def test_precision_bench_table_by_hand():
     """fp32 and bf16 side by side, the same-run ratio and same-code share, each section's peak memory."""
-    from cocos_lib.results import precision_bench_table
+    from cocos_lib.report.results import precision_bench_table
     recs = [dict(section="env"),
             dict(section="decode", dtype="fp32", batch=8, new_tokens_per_s=20.04, peak_rss_gib=3.86),
             dict(section="decode", dtype="bf16", batch=8, new_tokens_per_s=61.98, peak_rss_gib=1.79),

@@ -92,7 +92,7 @@ def test_fetch_converts_loads_and_generates(sandbox, tiny_source):
     ids = torch.tensor([policy.tokenizer("def f(x):")["input_ids"]])
     with torch.no_grad():
         assert torch.allclose(policy.model(ids).logits, ref.eval()(ids).logits, atol=1e-5)
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.sampling import SamplingConfig
     out = generate(policy, ids.tolist(), SamplingConfig(greedy=True, max_new_tokens=6, stop=None))
     want = ref.generate(ids, max_new_tokens=6, do_sample=False, eos_token_id=policy.eos_token_ids,

@@ -3,7 +3,7 @@ cocos/prompts.py (MBPP and HumanEval, turns 1-3, with and without a few-shot blo
 extraction order, the pad-token table and the released pairs."""
 import pytest
 
-from cocos_lib import release
+from cocos_lib.release import authors as release
 from cocos_lib.tasks import Task
 
 MBPP = Task("MBPP/2", "Write a function to find the shared elements from the given two lists.",

@@ -8,7 +8,8 @@ from types import SimpleNamespace as NS
 import pytest
 
 from cocos_lib import evaluate as E
-from cocos_lib import release, release_run
+from cocos_lib.release import authors as release
+from cocos_lib.release import pipeline as release_run
 from cocos_lib.task_sets import load_tasks
 from cocos_lib.tasks import Task, load_humaneval
 
@@ -28,7 +29,7 @@ def chatty_warmstart(tmp_path_factory):
     """The shipped toy policy, changed into what a base model looks like to the release: its markers
     are plain text (not special tokens), and its own end token is no longer EOS, so after [DONE]
     it keeps writing until max_new_tokens."""
-    from cocos_lib.toy import warmstart_path
+    from cocos_lib.toy.warmstart import warmstart_path
     out = tmp_path_factory.mktemp("chatty") / "policy"
     shutil.copytree(warmstart_path(), out)
     tj = json.loads((out / "tokenizer.json").read_text())
@@ -119,7 +120,7 @@ def test_rollout_prompts_are_the_release_strings(tiny_policy):
     tasks = load_humaneval()[:2] + [Task("MBPP/9", "Add.", ("assert f(1) == 2",), reference="def f(x):\n  return x + 1",
                                          source="mbpp")]
     with Executor(workers=1) as ex:
-        trajs = release_run.rollout(tiny_policy, tasks, 3, release_run.sampling(batch_size=3, max_new_tokens=12), ex,
+        trajs = release_run.released_rollout(tiny_policy, tasks, 3, release_run.sampling(batch_size=3, max_new_tokens=12), ex,
                                     fewshot="SHOTS\n\n")
     tok = tiny_policy.tokenizer
     for tr in trajs:
@@ -202,10 +203,9 @@ def test_cli_release_format(monkeypatch, tmp_path, capsys, tiny_policy_dir_multi
         seen.update(kw)
         return real(policy, tasks, **kw)
 
-    monkeypatch.setattr(E, "evaluate", spy)
     out = tmp_path / "rows.jsonl"
     summary = E.main(["--policy", CKPT, "--tasks", "humaneval", "--limit", "2", "--turns", "2", "--format", "release",
-                      "--max-new-tokens", "8", "--out", str(out), "--no-progress", "--device", "cpu"])
+                      "--max-new-tokens", "8", "--out", str(out), "--no-progress", "--device", "cpu"], run=spy)
     assert summary["format"] == "release" and summary["turns"] == 2 and summary["n_tasks"] == 2
     assert seen["prompt_format"] == "release" and seen["fewshot"] == ""
     assert (seen["sampling"].batch_size, seen["sampling"].stop, seen["sampling"].greedy) == (8, None, True)

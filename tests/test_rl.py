@@ -1,6 +1,5 @@
 """RL step: RLOO advantages, losses and gradients against hand computations (CPU, tiny policy)."""
 import copy
-from dataclasses import dataclass
 
 import pytest
 import torch
@@ -9,42 +8,30 @@ from hypothesis import given, settings, strategies as st
 from cocos_lib.logprobs import sequence_logprobs
 from cocos_lib.rl import (RLConfig, build_batch, equal_group_share, first_turn_kl_loss, grpo_advantages, policy_loss,
                           rl_step, rloo_advantages, sequence_kl, token_logprobs)
+from cocos_lib.trajectory import Trajectory, Turn
 
 
 # ------------------------------------------------------------------ small trajectory fakes
 
-@dataclass
-class FTurn:
-    prompt_ids: list
-    completion_ids: list
-    reward: float = 0.0
+def make_turn(prompt_ids: list, completion_ids: list, reward: float = 0.0) -> Turn:
+    """A real Turn with only what the RL step reads (ids, reward)."""
+    return Turn(prompt_ids, completion_ids, text="", code="", report=None, reward=reward)
 
 
-@dataclass
-class FTraj:
-    turns: list
-    group: int
-    sample: int
-
-    @property
-    def rewards(self):
-        return [t.reward for t in self.turns]
-
-    def accumulated(self, gamma):
-        r = self.rewards
-        T = len(r)
-        return gamma ** (T - 1) * r[0] + sum(gamma ** (T - t) * (r[t - 1] - r[t - 2]) for t in range(2, T + 1))
+def make_traj(turns: list, group: int, sample: int) -> Trajectory:
+    """A real Trajectory without a task (the RL step never reads it): R comes from rewards.accumulated_reward."""
+    return Trajectory(task=None, turns=turns, group=group, sample=sample)
 
 
 def make_trajs(rewards, t1_completion=(5, 6, 7), shared=True):
     """Groups of k trajectories; rewards[g][i] = (r1, r2). Turn-2 completions differ per sample."""
     out = []
     for g, grp in enumerate(rewards):
-        t1 = FTurn([10, 11, 12, 13], list(t1_completion), grp[0][0])
+        t1 = make_turn([10, 11, 12, 13], list(t1_completion), grp[0][0])
         for i, (r1, r2) in enumerate(grp):
-            first = t1 if shared else FTurn([10, 11, 12, 13], [5 + i, 6, 7 + g], r1)
-            second = FTurn([20, 21, 22 + g, 23, 24], [30 + i, 31 + g, 32 + 2 * i, 33], r2)
-            out.append(FTraj([first, second], g, i))
+            first = t1 if shared else make_turn([10, 11, 12, 13], [5 + i, 6, 7 + g], r1)
+            second = make_turn([20, 21, 22 + g, 23, 24], [30 + i, 31 + g, 32 + 2 * i, 33], r2)
+            out.append(make_traj([first, second], g, i))
     return out
 
 
@@ -445,18 +432,18 @@ def test_mask_from_pad_is_the_released_padding_mask():
     """#15: rows that ran past EOS count up to their first pad-id token (excluded), as TRL's RLOO; a pad id
     that is never sampled (Llama-3.2's released 128004) trains the whole completion, EOS included."""
     eos = 9
-    traj = FTraj([FTurn([1, 2, 3], [30, 31, eos, 32, eos, 33])], 0, 0)
+    traj = make_traj([make_turn([1, 2, 3], [30, 31, eos, 32, eos, 33])], 0, 0)
     pad_is_eos = build_batch([traj], [1], pad_id=eos, mask_from_pad=True)
     assert pad_is_eos.input_ids[0].tolist() == [1, 2, 3, 30, 31]
     assert pad_is_eos.mask[0].tolist() == [0, 0, 1, 1]  # 30 and 31: the first EOS and all after it are out
     other_pad = build_batch([traj], [1], pad_id=128, mask_from_pad=True)
     assert other_pad.mask[0].tolist() == [0, 0] + [1] * 6
     assert build_batch([traj], [1], pad_id=eos).mask[0].tolist() == [0, 0] + [1] * 6  # default: all tokens
-    assert RLConfig().mask_from_pad is False
+    assert RLConfig().ignore_eos is False
 
 
 def test_old_top_k_is_the_release_top_k_renormalised_pi_old(policy):
-    """#15: old_top_k=k: log pi_old = log of softmax(z / T) renormalised on the top k (HF's warper, as the
+    """#15: top_k=k: log pi_old = log of softmax(z / T) renormalised on the top k (HF's warper, as the
     release's generate scores); pi_theta and pi_ref stay full, so at pi_theta = pi_ref the KL is sum -log M_t."""
     from cocos_lib.logprobs import _top_k_log_softmax
     z = torch.tensor([[[2.0, 1.0, 0.0, -1.0], [0.0, 0.0, 0.0, 5.0]]])
@@ -467,10 +454,10 @@ def test_old_top_k_is_the_release_top_k_renormalised_pi_old(policy):
     trajs = make_trajs([[(0.0, 1.0), (0.0, 0.0)]])
     k, T = 5, 0.9
     m = rl_step(policy, frozen_ref(policy), GradCapture(policy.model.parameters()), None, trajs,
-                RLConfig(old_top_k=k, temperature=T, kl_coef=0.0, micro_batch=4))
+                RLConfig(top_k=k, temperature=T, kl_coef=0.0, micro_batch=4))
     b = build_batch(trajs, [2], policy.tokenizer.pad_token_id)
     with torch.no_grad():
         u = policy.model(input_ids=b.input_ids, attention_mask=b.attention_mask).logits[:, :-1] / T
     top_mass = torch.softmax(u, -1).topk(k, -1).values.sum(-1)  # M_t
     assert m["kl"] == pytest.approx(float((-torch.log(top_mass) * b.mask).sum(-1).mean()), rel=1e-4)
-    assert m["kl"] > 0 and RLConfig().old_top_k == 0
+    assert m["kl"] > 0 and RLConfig().top_k == 0

@@ -7,8 +7,10 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from cocos_lib import hardware, runtime, workspace
-from cocos_lib.notebook import ProfileError
+from cocos_lib import hardware
+from cocos_lib.notebook import runtime
+from cocos_lib.notebook import workspace
+from cocos_lib.notebook.profile import ProfileError
 
 ROOT = Path(__file__).resolve().parent.parent
 GiB = 1024 ** 3
@@ -55,7 +57,7 @@ def test_auto_picks_colab_on_a_gpu_in_one_line_and_shows_memory():
         "PROFILE=None -> 'colab': CUDA GPU Tesla T4 (compute 7.5, 14.7 GiB); fp16 weights + loss scaling, sdpa "
         "attention (set PROFILE to choose)",
         "memory: profile 'colab' (Qwen/Qwen2.5-0.5B) peaks at ~4.5 GiB of this GPU's 14.7 GiB (estimated from the "
-        "model's shapes, cocos_lib/memory.py)"]
+        "model's shapes, cocos_lib/notebook/memory.py)"]
 
 
 def test_auto_picks_tiny_on_a_cpu():
@@ -97,7 +99,7 @@ def test_memory_fit_from_the_real_plans():
 
 
 def test_has_frontend_is_true_in_a_colab_kernel(monkeypatch):
-    from cocos_lib.notebook import has_frontend
+    from cocos_lib.notebook.profile import has_frontend
     ipython = types.ModuleType("IPython")
     ipython.get_ipython = lambda: NS(kernel=object())
     monkeypatch.setitem(sys.modules, "IPython", ipython)

@@ -150,7 +150,7 @@ def test_missing_layers_refuse_without_opt_in(monkeypatch):
 
 
 def test_no_room_for_fresh_uids_refuses_instead_of_running_as_root(monkeypatch):
-    from cocos_lib import workers
+    from cocos_lib.executor import pool as workers
 
     monkeypatch.delenv(ALLOW_ENV, raising=False)
     monkeypatch.setattr(workers, "fresh_uids", lambda n=2: None)  # a uid map without room

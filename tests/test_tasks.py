@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cocos_lib import toy_world
+from cocos_lib.toy import world as toy_world
 from cocos_lib.task_sets import load_tasks
 from cocos_lib.task_files import TaskFormatError, read_jsonl
 from cocos_lib.tasks import (Task, humaneval_path, load_humaneval, load_mbpp, mbpp_split_of,

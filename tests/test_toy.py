@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from cocos_lib import toy, toy_world as W
+from cocos_lib.toy import warmstart as toy
+from cocos_lib.toy import world as W
 
 
 def test_generator_is_deterministic_and_seeded():
@@ -99,7 +100,7 @@ def test_warmstart_ships_small_and_loads_through_load_policy():
 def greedy_summary(policy_dir, n=200):
     """Greedy 2-turn evaluation on held-out toy tasks (64 new tokens): summarize + eval_extras."""
     import torch
-    from cocos_lib.ablations import Sizes, evaluate_policy
+    from cocos_lib.evaluation.ablations import Sizes, evaluate_policy
     from cocos_lib.executor import Executor
     torch.manual_seed(0)
     with Executor(workers=2) as ex:
@@ -138,7 +139,7 @@ def test_warmstart_sampled_turn2_mostly_copies_a_misconception_and_sometimes_rep
     tests pass) in 19% (measured, seed 0; the build's repair_rate is 0.2)."""
     import torch
     from cocos_lib.executor import Executor
-    from cocos_lib.generation import generate
+    from cocos_lib.generation.dispatch import generate
     from cocos_lib.sampling import SamplingConfig
     from cocos_lib.models import load_policy
     from cocos_lib.prompts import build_prompt, extract_code
@@ -181,7 +182,7 @@ SHORT_UPDATES = 6
 def test_ablation_runner_writes_its_files(tmp_path):
     """1 update, 2 prompts, k = 2, 2 evaluation tasks, two settings, one seed: every promised file
     and key; a second call skips the finished runs (resumable)."""
-    from cocos_lib import ablations as A
+    from cocos_lib.evaluation import ablations as A
     sizes = A.Sizes(updates=1, prompts_per_update=2, k=2, max_new_tokens=48, n_eval=2)
     out, work = tmp_path / "out", tmp_path / "work"
     agg = A.run_all(out, work, sizes, seeds=(0,), settings=("cocos", "indep-gamma0"), progress=False, command="x")
@@ -210,7 +211,7 @@ def test_ablation_runner_writes_its_files(tmp_path):
 
 
 def test_ablation_aggregate_and_table_from_hand_made_rows():
-    from cocos_lib import ablations as A
+    from cocos_lib.evaluation import ablations as A
     agg = A.aggregate({"cocos": [{"acc_t2": 0.5}, {"acc_t2": 0.7}], "untrained": [{"acc_t2": 0.4}]}, keys=("acc_t2",))
     assert agg["cocos"]["acc_t2"] == pytest.approx({"mean": 0.6, "std": 0.1, "min": 0.5, "max": 0.7, "n": 2})
     table = A.markdown_table(agg, keys=("acc_t2",))

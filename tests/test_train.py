@@ -73,7 +73,7 @@ def test_released_profile_is_paper_with_the_release_choices():
     assert changed == dict(reward="count", max_grad_norm=None, stop_at_done=False, ignore_eos=True,
                            pad_token="released", top_k=50)
     rl = r.rl_config()
-    assert rl.max_grad_norm is None and rl.mask_from_pad and rl.old_top_k == 50
+    assert rl.max_grad_norm is None and rl.ignore_eos and rl.top_k == 50
     from cocos_lib.train import rollout_config
     s = rollout_config(make_config("released", fewshot=0)).sampling  # fewshot 3 would load MBPP
     assert (s.stop, s.ignore_eos, s.top_k, s.max_new_tokens, s.temperature) == (None, True, 50, 512, 0.9)
@@ -133,7 +133,7 @@ def test_rollout_fewshot_is_mbpp_prompt_split_for_mbpp_and_default_otherwise(mon
     def fake_load_mbpp(split_name="test", variant="full", path=None, challenge=False):
         calls.append((split_name, path))
         return split if split_name == "prompt" else pytest.fail(f"asked for split {split_name!r}")
-    monkeypatch.setattr(tasks, "load_mbpp", fake_load_mbpp)  # no network
+    monkeypatch.setattr(prompts, "load_mbpp", fake_load_mbpp)  # no network (the name mbpp_fewshot_block reads)
     block = rollout_config(make_config("paper")).fewshot  # paper: tasks=mbpp-train, fewshot=3
     assert calls == [("prompt", None)]
     assert block == "".join(f"{prompts.task_header(t)}[BEGIN]\n{t.reference}\n[DONE]\n\n" for t in split[1:4])
@@ -343,11 +343,11 @@ def test_released_no_stop_rollouts_run_max_new_tokens(tiny_policy_dir, fake_worl
     the RL step masks each completion from its first pad-id token on (mask_from_pad), as TRL's RLOO."""
     cfg = small_config(tiny_policy_dir, stop_at_done=False, ignore_eos=True, updates=2)
     sampling = rollout_config_of(cfg).sampling
-    assert sampling.stop is None and sampling.ignore_eos is True and cfg.rl_config().mask_from_pad is True
+    assert sampling.stop is None and sampling.ignore_eos is True and cfg.rl_config().ignore_eos is True
     hist = train(cfg, tmp_path, executor=fake_world, progress=False)
     assert [m["tokens"] for m in hist] == [(2 + 4) * 6] * 2  # 2 shared turn-1 rows + 4 turn-2 rows, 6 tokens each
     assert all(m["tokens_trained"] <= 4 * 6 for m in hist)
-    assert make_config("tiny").ignore_eos is False and make_config("tiny").rl_config().mask_from_pad is False
+    assert make_config("tiny").ignore_eos is False and make_config("tiny").rl_config().ignore_eos is False
 
 
 def rollout_config_of(cfg):

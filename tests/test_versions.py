@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from cocos_lib import toy
+from cocos_lib.toy import warmstart as toy
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("colab_check", ROOT / "tools" / "colab_check.py")

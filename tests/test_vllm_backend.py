@@ -1,4 +1,4 @@
-"""The "vllm" backend (cocos_lib/vllm_backend.py VLLMEngine, vllm_generate) against a fake vLLM: what it hands the
+"""The "vllm" backend (cocos_lib/generation/vllm.py VLLMEngine, vllm_generate) against a fake vLLM: what it hands the
 engine (model path, dtype, length budget), the prefix-cache reset after each weight refresh, the sampling
 parameters (ignore_eos), the merged LoRA weights. No vLLM and no GPU here: the fake records the calls."""
 import functools
@@ -9,9 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cocos_lib import hardware, registry_models, toy, vllm_backend
-from cocos_lib.fastgen import FastGenError
-from cocos_lib.vllm_backend import VLLMEngine, vllm_generate, vllm_max_model_len
+from cocos_lib import hardware, registry_models
+from cocos_lib.toy import warmstart as toy
+from cocos_lib.generation import vllm as vllm_backend
+from cocos_lib.generation.static import FastGenError
+from cocos_lib.generation.vllm import VLLMEngine, vllm_generate, vllm_max_model_len
 from cocos_lib.models import LoraSpec, load_policy
 from cocos_lib.sampling import SamplingConfig
 

@@ -1,4 +1,4 @@
-"""cocos_lib.widgets: the pure views (numbers, diffs), the static fallback, and the widgets themselves."""
+"""cocos_lib.notebook.widgets: the pure views (numbers, diffs), the static fallback, and the widgets themselves."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -6,10 +6,12 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from cocos_lib import plots, rewards, widgets
+from cocos_lib import rewards
+from cocos_lib.report import plots
+from cocos_lib.notebook import widgets
 from cocos_lib.evaluate import trajectory_rows
 from cocos_lib.executor import TestReport
-from cocos_lib.rollout import Trajectory, Turn
+from cocos_lib.trajectory import Trajectory, Turn
 
 SUB = "def add(a, b):\n    return a - b\n"
 ADD = "def add(a, b):\n    return a + b\n"
@@ -124,7 +126,7 @@ def test_under_papermill_the_committed_output_is_the_static_view(tmp_path):
     import nbformat
     import papermill as pm
 
-    cells = ["from cocos_lib.widgets import reward_explorer, trajectory_browser",
+    cells = ["from cocos_lib.notebook.widgets import reward_explorer, trajectory_browser",
              "reward_explorer(gamma=0.5, n_tests=2)",
              "trajectory_browser([dict(task_id='t', turn=1, code='x = 1', outcomes=['failed'], reward=0.0),\n"
              "                    dict(task_id='t', turn=2, code='x = 2', outcomes=['passed'], reward=1.0)])"]

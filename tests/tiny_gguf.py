@@ -34,7 +34,7 @@ def tiny_tokenizer():
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from cocos_lib.tiny_models import _TINY_CORPUS
+    from cocos_lib.toy.tiny_models import _TINY_CORPUS
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),

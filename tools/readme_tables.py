@@ -1,9 +1,9 @@
-"""Write README's generated tables from the committed results (cocos_lib.results).
+"""Write README's generated tables from the committed results (cocos_lib.report.results).
 
     python tools/readme_tables.py           # rewrite every `<!-- table:NAME -->...<!-- /table:NAME -->` block
     python tools/readme_tables.py --check   # exit 1 and name the table when README differs
 
-Each block's body is cocos_lib.results.readme_tables()[NAME], so README shows exactly what the
+Each block's body is cocos_lib.report.results.readme_tables()[NAME], so README shows exactly what the
 notebooks compute from the same files.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cocos_lib.results import readme_tables  # noqa: E402  (the repo root on sys.path first)
+from cocos_lib.report.results import readme_tables  # noqa: E402  (the repo root on sys.path first)
 
 BLOCK = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>(?:.*?\n)?)(<!-- /table:(?P=name) -->)", re.S)
 

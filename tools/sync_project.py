@@ -1,8 +1,8 @@
-"""Write the repository address (REPO in cocos_lib/project.py) into the README's Colab badges and
+"""Write the repository address (REPO in cocos_lib/notebook/project.py) into the README's Colab badges and
 into every notebook's install cell (and the note above it), or check that they all agree.
 
     python tools/sync_project.py                    # rewrite badges and install cells from REPO
-    python tools/sync_project.py --repo owner/name  # set REPO in cocos_lib/project.py first
+    python tools/sync_project.py --repo owner/name  # set REPO in cocos_lib/notebook/project.py first
     python tools/sync_project.py --check            # list what disagrees, exit 1 (tests run this)
 
 Notebooks are edited as JSON, keeping everything else byte for byte; a rewritten cell loses its
@@ -18,22 +18,22 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from cocos_lib import project  # noqa: E402  (the repo's own copy, whatever is installed)
+from cocos_lib.notebook import project  # noqa: E402  (the repo's own copy, whatever is installed)
 
 _REPO_LINE = re.compile(r'^REPO = "([^"]*)"', re.M)
 _COLAB_LINK = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]*?/notebooks/([0-9][0-9]_[\w.-]+\.ipynb)")
 
 
 def current_repo(root: Path) -> str:
-    """REPO as written in root/cocos_lib/project.py (read as text: root may be a copy)."""
-    m = _REPO_LINE.search((root / "cocos_lib" / "project.py").read_text(encoding="utf-8"))
+    """REPO as written in root/cocos_lib/notebook/project.py (read as text: root may be a copy)."""
+    m = _REPO_LINE.search((root / "cocos_lib" / "notebook" / "project.py").read_text(encoding="utf-8"))
     if m is None:
-        raise SystemExit(f"{root / 'cocos_lib/project.py'}: no line 'REPO = \"owner/name\"'")
+        raise SystemExit(f"{root / 'cocos_lib/notebook/project.py'}: no line 'REPO = \"owner/name\"'")
     return m.group(1)
 
 
 def set_repo(root: Path, repo: str) -> None:
-    path = root / "cocos_lib" / "project.py"
+    path = root / "cocos_lib" / "notebook" / "project.py"
     text = path.read_text(encoding="utf-8")
     path.write_text(_REPO_LINE.sub(f'REPO = "{project.check_repo(repo)}"', text, count=1), encoding="utf-8")
 
@@ -66,7 +66,7 @@ def sync_notebook(path: Path, repo: str, write: bool) -> list[str]:
     wanted = {i: project.install_cell(repo)}
     if i > 0 and cells[i - 1]["cell_type"] == "markdown":
         wanted[i - 1] = project.INSTALL_NOTE
-    problems = [f"{path.name}: cell {j} differs from cocos_lib/project.py ({'install cell' if j == i else 'its note'})"
+    problems = [f"{path.name}: cell {j} differs from cocos_lib/notebook/project.py ({'install cell' if j == i else 'its note'})"
                 for j, text in sorted(wanted.items()) if _source(cells[j]) != text]
     if write and problems:
         for j, text in wanted.items():
@@ -99,13 +99,13 @@ def sync(root: Path = ROOT, repo: str | None = None, write: bool = True) -> list
     problems = [p for nb in paths for p in sync_notebook(nb, repo, write)]
     problems += sync_readme(root / "README.md", [p.name for p in paths], repo, write)
     if repo != current_repo(root):
-        problems.insert(0, f"cocos_lib/project.py: REPO is {current_repo(root)!r}, not {repo!r}")
+        problems.insert(0, f"cocos_lib/notebook/project.py: REPO is {current_repo(root)!r}, not {repo!r}")
     return problems
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repo", help="GitHub owner/name to write into cocos_lib/project.py first")
+    ap.add_argument("--repo", help="GitHub owner/name to write into cocos_lib/notebook/project.py first")
     ap.add_argument("--check", action="store_true", help="only report what disagrees; exit 1 if anything does")
     ap.add_argument("--root", type=Path, default=ROOT, help="repository root (default: this checkout)")
     args = ap.parse_args(argv)

@@ -1,6 +1,6 @@
 """The sandbox worker W: a pristine, stdlib-only interpreter that runs model-written code.
 
-Started per slot by cocos_lib/workers.py as `python -I -S launch.py CONFIG_JSON` (the base
+Started per slot by cocos_lib/executor/pool.py as `python -I -S launch.py CONFIG_JSON` (the base
 interpreter, no venv); it imports no project module and never torch. At start it confines
 itself (cgroups.py; userns.py: a user namespace where it is not root; confine.py: namespaces;
 rootfs.py: a root with the stdlib only; two pid namespaces with an init Z each), says hello with

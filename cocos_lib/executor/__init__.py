@@ -107,8 +107,8 @@ import math, os, sys, tempfile, warnings, weakref
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS, unconfined_warning
-from cocos_lib.workers import Batch, Pool, interpreter, shared_libs, user_procs
+from cocos_lib.executor.sandbox.confine import LAYERS, MODE_LAYERS, REQUIRED, SEPARATION, STOPS, unconfined_warning
+from cocos_lib.executor.pool import Batch, Pool, interpreter, shared_libs, user_procs
 
 OUTCOMES = ("passed", "failed", "error", "timeout")
 ISOLATION = ("test", "program")

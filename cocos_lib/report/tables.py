@@ -131,11 +131,19 @@ def format_percent(df: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
     return df.apply(lambda col: col.map(fmt) if pd.api.types.is_numeric_dtype(col) else col)
 
 
-def to_markdown(df: pd.DataFrame, decimals: int = 1) -> str:
-    """A GitHub-markdown table (no extra dependency), index as the first column."""
-    text = format_percent(df, decimals)
-    header = ["", *map(str, text.columns)]
+def markdown(df: pd.DataFrame, decimals: Mapping[str, int] | None = None, corner: str = "") -> str:
+    """The one GitHub-markdown table writer (no extra dependency): the index as the first column (headed
+    `corner`), floats with 1 decimal or decimals[column], NaN as an empty cell, anything else as str()."""
+    header = [corner, *map(str, df.columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for idx, row in text.iterrows():
-        lines.append("| " + " | ".join([str(idx), *map(str, row.tolist())]) + " |")
+    places = [(decimals or {}).get(c, 1) for c in df.columns]
+    for idx, row in df.iterrows():
+        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.{n}f}" if isinstance(v, float) else str(v)
+                 for v, n in zip(row.tolist(), places)]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
     return "\n".join(lines)
+
+
+def to_markdown(df: pd.DataFrame, decimals: int = 1) -> str:
+    """A percent table (`compare`) as markdown: `format_percent` then `markdown`."""
+    return markdown(format_percent(df, decimals))

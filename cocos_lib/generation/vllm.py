@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from cocos_lib import hardware as hw_facts
-from cocos_lib.fastgen import FastGenError, _finalise, decode_cache
+from cocos_lib.generation.static import FastGenError, _finalise, decode_cache
 from cocos_lib.models import resolve_model
 
 # The length budget of a vLLM engine: the longest turn-2 prompt of HumanEval (the longest task set) with the

@@ -1,5 +1,5 @@
 """The toy world's policy: a character-level Llama and its warm-start (SFT) on the tasks of
-`cocos_lib.toy_world`, so that CoCoS can be *seen* learning on a laptop CPU.
+`cocos_lib.toy.world`, so that CoCoS can be *seen* learning on a laptop CPU.
 
 Candidly: the reluctance to revise is built in. The warm-start is trained to imitate what
 the paper measured in real 1B models (docs/paper.md §7, "Why small models need this"):
@@ -21,7 +21,7 @@ Measured on toy-test (200 tasks), greedy, 2 turns (64 or 512 new tokens give the
   2-core machine with OMP_NUM_THREADS=1) and `python -m cocos_lib.evaluate --policy DIR/final
   --tasks toy-test --turns 2 --out F`: Acc@t1 65.5%, Acc@t2 87.5%, i->c 22.5%, c->i 0.5%
   (unit-level 22.5% / 1.5%), no-edit rate 79%. Turn 1 improves too: it shares the weights.
-Rebuild: `python -m cocos_lib.toy build-warmstart` (2000 SFT steps, 35 min on one core of the
+Rebuild: `python -m cocos_lib.toy.warmstart build-warmstart` (2000 SFT steps, 35 min on one core of the
 loaded 2-core machine: the checkpoint is shipped so nobody has to). The context is 2048
 positions (RoPE: no position weights), so a 512-token evaluation keeps the whole turn-2 prompt.
 """
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cocos_lib.prompts import DONE, MARKERS, build_prompt
-from cocos_lib.toy_world import code_for, misconception, parse_task, toy_tasks
+from cocos_lib.toy.world import code_for, misconception, parse_task, toy_tasks
 
 TINY_WARMSTART = "tiny-warmstart"  # the model name of the shipped warm-start (cocos_lib/assets/tiny-warmstart)
 SPECIALS = ("<pad>", "<eos>", "<unk>", *MARKERS)
@@ -106,7 +106,7 @@ def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
 
 def warmstart_path() -> Path:
     """The shipped warm-start checkpoint (`load_policy(TINY_WARMSTART)` resolves to it)."""
-    return Path(__file__).resolve().parent / "assets" / TINY_WARMSTART
+    return Path(__file__).resolve().parent.parent / "assets" / TINY_WARMSTART
 
 
 # ------------------------------------------------------------------------------ warm-start SFT
@@ -232,7 +232,7 @@ def portable_tokenizer_config(folder: str | Path) -> Path:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m cocos_lib.toy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m cocos_lib.toy.warmstart", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build-warmstart", help="rebuild the tiny warm-start checkpoint (deterministic)")
     b.add_argument("--out", default=None, help=f"output dir (default: {warmstart_path()})")

@@ -12,7 +12,7 @@ One update has three peaks:
                (a frozen copy for full fine-tuning; nothing with LoRA: adapter disabled) + overhead
 The static caches are released before the RL step's backward (rl.rl_step), so they are in no training peak.
 The estimate is an engineering model of what the code allocates, not a measurement: tests/test_memory.py checks
-its formulas against the live tensor bytes of the same code on small shapes (cocos_lib.live_bytes.LiveBytes on
+its formulas against the live tensor bytes of the same code on small shapes (cocos_lib.notebook.live_bytes.LiveBytes on
 the CPU; the formula carries to the GPU, the constants of the CUDA context and allocator do not): the CUDA
 context and allocator slack are one constant `overhead_gb`. `benchmarks/rollout_bench.py --gpu` measures the
 real peaks of the same configs to compare.
@@ -168,7 +168,7 @@ def logits_bytes(s: Shape, micro: int, span: int, dtype: str) -> int:
 def generation_cache_bytes(s: Shape, c: MemoryConfig) -> int:
     """KV cache bytes at the generation peak: "static": the turn-1 and turn-2 caches, bucketed lengths (both held
     by the DecodeCache during turn 2); "hf": the turn-2 cache, + one layer's copy while torch.cat grows it."""
-    from cocos_lib.fastgen import cache_length
+    from cocos_lib.generation.static import cache_length
     if c.backend == "static":
         return (kv_cache_bytes(s, c.gen_batch, cache_length(c.prompt_len + c.new_tokens), c.dtype)
                 + kv_cache_bytes(s, min(c.turn1_batch, c.gen_batch), cache_length(c.turn1_prompt_len + c.new_tokens),

@@ -1,16 +1,6 @@
-"""Batched sampling of completions y ~ pi_theta(. | x) that stop at a stop string ("[DONE]").
-
-`generate` is the one entry point; the contract every backend keeps (SamplingConfig, BACKENDS,
-the truncation rule) is `cocos_lib.sampling`. Backends:
-- "hf": HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
-  the last few tokens of each sequence per step;
-- "static" / "vllm": fast GPU backends in `cocos_lib.fastgen` (imported lazily) with the
-  same signature `fn(policy, prompt_ids, cfg, seed) -> list[list[int]]`;
-- "packed": continuous batching for CPU decoding in `cocos_lib.packed` (finished rows are
-  replaced by waiting prompts at once; same signature).
-Every backend returns, per prompt, the completion ids truncated right after the stop string
-is complete (stop text included), or after the first EOS (included), or at max_new_tokens.
-"""
+"""The "hf" backend: HF `generate` (KV cache, left padding) with a stopping criterion that decodes only
+the last few tokens of each sequence per step. The entry point for every backend is
+`cocos_lib.generation.dispatch.generate`; the contract they share is `cocos_lib.sampling`."""
 from __future__ import annotations
 
 import contextlib
@@ -20,7 +10,7 @@ import torch
 from transformers import StoppingCriteria
 
 from cocos_lib.modes import mode
-from cocos_lib.sampling import (BACKENDS, SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
+from cocos_lib.sampling import (SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
                                 truncate_completion)
 
 
@@ -105,7 +95,7 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
                 torch.manual_seed(seed)
             for s in range(0, len(order), cfg.batch_size):
                 idx = order[s:s + cfg.batch_size]
-                batch = _left_pad([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
+                batch = hf_inputs([prompt_ids[i] for i in idx], tok.pad_token_id, policy.device)
                 width = batch["input_ids"].shape[1]
                 crit = StoppingCriteriaList([TailStopCriteria(tok, cfg.stop, width, lut)] if cfg.stop else [])
                 seqs = model.generate(**batch, generation_config=gen_cfg, stopping_criteria=crit)
@@ -116,31 +106,10 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     return out  # type: ignore[return-value]
 
 
-def _left_pad(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
-    """HF generate's inputs: left-padded `input_ids` [B, P] and their `attention_mask` (0 on padding)."""
+def hf_inputs(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """HF generate's inputs: `input_ids` [B, P] (sampling.left_pad) and their `attention_mask` (0 on padding)."""
     if min(len(r) for r in rows) == 0:
         raise ValueError("generate: an empty prompt (0 tokens) cannot be continued")
     ids, pad = left_pad(rows, pad_id, device)
     mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] >= pad[:, None]).long()
     return {"input_ids": ids, "attention_mask": mask}
-
-
-def generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig, seed: int | None = None,
-             backend: str = "hf") -> list[list[int]]:
-    """Sample one completion per prompt; see the module docstring for truncation rules."""
-    if backend not in BACKENDS:
-        raise ValueError(f"backend '{backend}': expected one of {list(BACKENDS)}")
-    if not prompt_ids:
-        return []
-    if backend == "hf":
-        return hf_generate(policy, prompt_ids, cfg, seed)
-    if cfg.top_k and not cfg.greedy:
-        raise ValueError(f"backend '{backend}': SamplingConfig.top_k={cfg.top_k} is implemented by the hf backend only")
-    if backend == "packed":
-        from cocos_lib.packed import packed_generate  # lazy: imports fastgen
-        return packed_generate(policy, prompt_ids, cfg, seed)
-    if backend == "static":
-        from cocos_lib.fastgen import static_generate  # lazy: GPU-only code paths
-        return static_generate(policy, prompt_ids, cfg, seed)
-    from cocos_lib.vllm_backend import vllm_generate  # lazy: GPU-only code paths
-    return vllm_generate(policy, prompt_ids, cfg, seed)

@@ -12,7 +12,7 @@ slot, shorter rows are left-padded and masked, exactly as in HF's batched `gener
 left-pad and a concatenation, leaving an `index_select`, and slots that are padding in every row
 are trimmed. Position ids are passed per row.
 
-Output contract (as cocos_lib.generation): per prompt, the completion ids cut right after the
+Output contract (as cocos_lib.generation.dispatch): per prompt, the completion ids cut right after the
 stop string (included), or after the first EOS (included), or at max_new_tokens. Stop detection
 is fastgen's token-level automaton, then the shared host-side truncation. Greedy tokens equal
 the "hf" backend's up to floating-point rounding (a row's neighbours change the kernels' blocking,
@@ -26,9 +26,9 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from cocos_lib import fastgen
+from cocos_lib.generation import static as fastgen
 from cocos_lib.sampling import left_pad
-from cocos_lib.stop_automaton import cached_stop_table
+from cocos_lib.generation.stop_automaton import cached_stop_table
 
 
 class _Live:

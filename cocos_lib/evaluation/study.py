@@ -1,6 +1,6 @@
 """The reflection-failure study on a real model, run turn by turn and resumable.
 
-    python -m cocos_lib.study --model qwen2.5-coder-0.5b-instruct --out data/results/real
+    python -m cocos_lib.evaluation.study --model qwen2.5-coder-0.5b-instruct --out data/results/real
 
 does what `evaluate.evaluate(policy, tasks, turns=T, prompt_format="chat")` and
 `evaluate(..., method="self-refine", turns=2)` do (greedy, same chunks, same prompts, same rows),
@@ -28,10 +28,19 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import torch
+from tqdm.auto import tqdm
 
+from cocos_lib.evaluation import baselines
 from cocos_lib import evaluate as E
 from cocos_lib import metrics as M
 from cocos_lib import registry_models
+from cocos_lib.executor import Executor
+from cocos_lib.models import load_policy
+from cocos_lib.prompts import render_prompt
+from cocos_lib.rollout import RolloutConfig, run_turn, turn_seed
+from cocos_lib.sampling import SamplingConfig
+from cocos_lib.tasks import load_humaneval
 
 FILES = {"cocos": "study_cocos.jsonl", "self-refine": "study_self_refine.jsonl"}
 
@@ -57,11 +66,6 @@ def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int
 
     Chunks of `chunk` tasks (default cfg.sampling.batch_size), as evaluate(chunk=); turn t of the chunk
     at `start` uses the seed evaluate would (turn_seed(seed + start, t)). first_turn: rows to copy as turn 1."""
-    from tqdm.auto import tqdm
-
-    from cocos_lib import baselines
-    from cocos_lib.prompts import render_prompt
-    from cocos_lib.rollout import run_turn
     chunk, t0 = chunk or cfg.sampling.batch_size, time.perf_counter()
     done = _done(path)
     for t in range(1, turns + 1):
@@ -97,7 +101,6 @@ def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int
 
 
 def _turn_seed(seed: int, t: int) -> int:
-    from cocos_lib.rollout import turn_seed
     return turn_seed(seed, t)
 
 
@@ -167,8 +170,7 @@ def _clean(d: dict) -> dict:
 
 
 def versions() -> dict:
-    import tokenizers
-    import torch
+    import tokenizers  # lazy: only this record needs them (transformers: ~1 s; models imports it when it loads one)
     import transformers
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__, "platform": platform.platform()}
@@ -183,13 +185,6 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
     chunk: tasks per generation call (sorted by prompt length there, then cut into batches of
     batch_size: little padding in the prefill, which dominates on a CPU); rows are written per chunk.
     sr_limit: Self-Refine on the first sr_limit tasks only (None: all; simple prompting always runs on all)."""
-    import torch
-
-    from cocos_lib.executor import Executor
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.models import load_policy
-    from cocos_lib.rollout import RolloutConfig
-    from cocos_lib.tasks import load_humaneval
     if threads:
         torch.set_num_threads(threads)
     out = Path(out)
@@ -218,7 +213,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
         E.write_rows(df, out / FILES[name])  # sorted, complete
     source = registry_models.fetched_dir(model) if model in registry_models.REGISTRY else None
     marker = json.loads((source / registry_models.MARKER).read_text()) if source else {}
-    command = "python -m cocos_lib.study " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python -m cocos_lib.evaluation.study " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = dict(command=command, commands=meta.get("commands", []) + [command],
                 model=model, model_sha256=marker.get("sha256"), model_source=marker.get("wheels"),
                 upstream=marker.get("upstream"), tasks="humaneval", n_tasks=len(tasks), turns=turns, sr_turns=sr_turns,
@@ -237,7 +232,7 @@ def run_study(model: str, out: str | Path, turns: int = 4, sr_turns: int = 2, li
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cocos_lib.study", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m cocos_lib.evaluation.study", description=__doc__.split("\n")[0])
     p.add_argument("--model", default="qwen2.5-coder-0.5b-instruct")
     p.add_argument("--out", default="data/results/real")
     p.add_argument("--turns", type=int, default=4)

@@ -1,5 +1,5 @@
 """Running the released evaluation: load a released model the way the authors' `test.py` does, and
-generate, extract and test its turns in the release's format (`cocos_lib.release`).
+generate, extract and test its turns in the release's format (`cocos_lib.release.authors`).
 
     policy = load("Jay-Cho/CoCoS-Qwen2.5-1.5B")                       # pad token of its family set
     trajs = rollout(policy, tasks, turns=4, sampling=sampling(), executor=ex, fewshot="")
@@ -19,11 +19,19 @@ same path with tiny local models; a stood-in name is never looked up on the hub.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from cocos_lib import release
+from cocos_lib.release import authors as release
+from cocos_lib.rewards import REWARDS
+from cocos_lib.sampling import SamplingConfig
+from cocos_lib.tasks import Task, load_mbpp
+from cocos_lib.trajectory import Trajectory, Turn
+
+# torch-free at import (evaluate's CLI and notebook 04's plans read this module before any model loads): generation,
+# rollout and models are imported inside the functions that run a model.
 
 STAND_INS: dict[str, str] = {}   # hub name -> local model dir (tests); empty in normal use
 
@@ -57,7 +65,7 @@ def configure_padding(policy, name: str) -> int | None:
 
 def load(name: str, dtype: str = "auto", device: str | None = None, stand_ins: dict[str, str] | None = None):
     """models.load_policy of `name` (or its stand-in), then `configure_padding` by the name's family."""
-    from cocos_lib.models import load_policy
+    from cocos_lib.models import load_policy  # lazy: torch (see the note at the imports)
     policy = load_policy(source(name, stand_ins), dtype=dtype, device=device)
     configure_padding(policy, name)
     return policy
@@ -66,7 +74,6 @@ def load(name: str, dtype: str = "auto", device: str | None = None, stand_ins: d
 def sampling(batch_size: int = release.BATCH_SIZE, stop_at_done: bool = False,
              max_new_tokens: int = release.MAX_NEW_TOKENS):
     """Greedy, one beam, EOS stop, 512 new tokens (optionally also stopping at [DONE])."""
-    from cocos_lib.sampling import SamplingConfig
     return SamplingConfig(greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size,
                           stop=release.DONE if stop_at_done else None)
 
@@ -81,15 +88,15 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
 
 
-def rollout(policy, tasks: Sequence, turns: int, sampling, executor, fewshot: str = "", seed: int = 0,
-            max_prompt_tokens: int = release.MAX_PROMPT_TOKENS, reward: str = "progressive",
-            timeout_s: float = 3.0) -> list:
-    """One greedy trajectory per task (rollout.Trajectory, sample 0) in the release's format:
+def released_rollout(policy, tasks: Sequence[Task], turns: int, sampling: SamplingConfig, executor, fewshot: str = "",
+                     seed: int = 0, max_prompt_tokens: int = release.MAX_PROMPT_TOKENS, reward: str = "progressive",
+                     timeout_s: float = 3.0) -> list[Trajectory]:
+    """The released evaluation pipeline (not `rollout.rollout`: its own prompts, decoding and extraction):
+    one greedy trajectory per task (Trajectory, sample 0) in the release's format:
     turn t's prompt is release.prompt(task, codes so far, fewshot); the few-shot block only
     changes MBPP prompts (turn 1, and the [BEGIN] ending after it)."""
-    from cocos_lib.generation import generate
-    from cocos_lib.rewards import REWARDS
-    from cocos_lib.rollout import Trajectory, Turn, execute, turn_seed
+    from cocos_lib.generation.dispatch import generate  # lazy: torch (see the note at the imports)
+    from cocos_lib.rollout import execute, turn_seed
     trajs = [Trajectory(task=task, turns=[], group=g, sample=0) for g, task in enumerate(tasks)]
     for t in range(1, turns + 1):
         texts = [release.prompt(tr.task, [u.code for u in tr.turns], fewshot) for tr in trajs]
@@ -136,7 +143,6 @@ PLANS = {
 
 def plan(profile: str, **overrides) -> Plan:
     """The profile's plan (the colab one for any profile without its own), overrides applied (None = keep)."""
-    import dataclasses
     base = PLANS.get(profile, PLANS["colab"])
     values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in overrides.items() if v is not None}
     for label in values.get("pairs", ()):
@@ -152,7 +158,6 @@ def fewshot_for(name: str, task_set: str, n: int | None = None, path: str | os.P
     n = (release.FEWSHOT_N if release.is_base(name) else 0) if n is None else n
     if n == 0 or not task_set.startswith("mbpp"):
         return ""
-    from cocos_lib.tasks import load_mbpp
     pool = load_mbpp("prompt", path=path)[1:]
     if not 0 < n <= len(pool):
         raise ValueError(f"release: field 'n': {n} few-shot examples requested, {len(pool)} available")

@@ -20,7 +20,7 @@ import importlib.util
 
 from cocos_lib import rewards
 from cocos_lib.executor import TestReport
-from cocos_lib.notebook import has_frontend
+from cocos_lib.notebook.profile import has_frontend
 
 REWARD_TYPES = tuple(rewards.REWARDS)  # binary, progressive, count
 MARKS = {"passed": "✓", "failed": "✗", "error": "!", "timeout": "⏱"}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cocos_lib.project import PACKAGE
+from cocos_lib.notebook.project import PACKAGE
 
 IF_MISSING = ("train", "stop")
 

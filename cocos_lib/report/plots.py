@@ -17,7 +17,7 @@ from pathlib import Path
 import matplotlib
 from matplotlib.figure import Figure
 
-from cocos_lib import tables
+from cocos_lib.report import tables
 
 # transition colours: kept, broken, fixed, still wrong
 COLORS = {"c2c": "#4c9f70", "c2i": "#d1495b", "i2c": "#2e86ab", "i2i": "#b8b8b8"}

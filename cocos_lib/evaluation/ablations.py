@@ -1,9 +1,9 @@
 """Ablation runs for notebook 05: each setting changes one CoCoS choice, trained with several
 seeds in the toy world and evaluated greedily (2 turns) on one fixed toy-test subset.
 
-    python -m cocos_lib.ablations run --out data/results/ablations [--updates 30 --seeds 0 1 2 ...]
-    python -m cocos_lib.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
-    python -m cocos_lib.ablations summary --out data/results/ablations
+    python -m cocos_lib.evaluation.ablations run --out data/results/ablations [--updates 30 --seeds 0 1 2 ...]
+    python -m cocos_lib.evaluation.ablations run --out /tmp/smoke --updates 1 --prompts-per-update 2 --n-eval 2 --seeds 0
+    python -m cocos_lib.evaluation.ablations summary --out data/results/ablations
 
 Settings (docs/paper.md §3 "Rewards", §4 "Objective and optimiser"; all else is the `tiny` profile):
     cocos         the released default: gamma = 0.5, progressive reward, shared turn 1 (turn 2 trained)
@@ -24,7 +24,7 @@ Resumable: a run whose eval.json exists is skipped; an interrupted training resu
 Guarded: an evaluation with "sandbox worker error" reports, or an update whose every sample
 scored 0 on both turns, raises instead of writing (seen once: another process removed the
 executor's /dev/shm scratch dir mid-run; the committed set ran with a private /dev/shm,
-`unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm && python -m cocos_lib.ablations run ...'`).
+`unshare -m sh -c 'mount -t tmpfs tmpfs /dev/shm && python -m cocos_lib.evaluation.ablations run ...'`).
 """
 from __future__ import annotations
 
@@ -38,7 +38,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cocos_lib.toy import TINY_WARMSTART
+import pandas as pd
+
+from cocos_lib.config import make_config
+from cocos_lib.evaluate import evaluate, summarize
+from cocos_lib.executor import Executor
+from cocos_lib.notebook.profile import last_checkpoint
+from cocos_lib.sampling import SamplingConfig
+from cocos_lib.report.tables import markdown
+from cocos_lib.toy.warmstart import TINY_WARMSTART
+from cocos_lib.toy.world import toy_tasks
+
+# torch-free at import: cocos_lib.report.results reads SETTINGS / COMPARISONS from here to build the README's tables without
+# torch; torch, transformers and the modules that import them (models, train) load inside the functions that train.
 
 SETTINGS: dict[str, tuple[str, dict]] = {
     "cocos": ("CoCoS default (γ=0.5, progressive, shared y_1)", {}),
@@ -105,9 +117,7 @@ def eval_extras(df) -> dict:
 
 def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dict:
     """Greedy 2-turn evaluation: {"summary": summarize(df), "extra": eval_extras(df)}."""
-    from cocos_lib.evaluate import evaluate, summarize
-    from cocos_lib.sampling import SamplingConfig
-    from cocos_lib.models import load_policy
+    from cocos_lib.models import load_policy  # lazy: torch (see the note at the imports)
     policy = load_policy(policy_dir, dtype="fp32", device="cpu")
     sampling = SamplingConfig(greedy=True, max_new_tokens=sizes.max_new_tokens)
     df = evaluate(policy, tasks, turns=2, sampling=sampling, executor=executor, progress=False)
@@ -121,7 +131,6 @@ def evaluate_policy(policy_dir: str, tasks: list, sizes: Sizes, executor) -> dic
 
 def train_config(setting: str, seed: int, sizes: Sizes):
     """make_config("tiny") with the sizes, the seed and the setting's changes."""
-    from cocos_lib.config import make_config
     changes = SETTINGS[setting][1]
     return make_config("tiny", updates=sizes.updates, prompts_per_update=sizes.prompts_per_update, k=sizes.k,
                        max_new_tokens=sizes.max_new_tokens, seed=seed, checkpoint_every=10, **changes)
@@ -138,8 +147,7 @@ def trim_history(history: list[dict]) -> list[dict]:
 
 def run_one(setting: str, seed: int, sizes: Sizes, out: Path, work: Path, tasks: list, executor) -> dict:
     """Train (resuming from WORK if interrupted), evaluate, write OUT/<setting>/seed<s>/; return wall times."""
-    from cocos_lib.notebook import last_checkpoint
-    from cocos_lib.train import train
+    from cocos_lib.train import train  # lazy: torch (see the note at the imports)
     run_dir = work / setting / f"seed{seed}"
     dest = out / setting / f"seed{seed}"
     t0 = time.time()
@@ -171,7 +179,7 @@ def _write_json(path: Path, obj) -> None:
 def versions() -> dict:
     """Python, library versions and the repo's commit (None outside git)."""
     import numpy
-    import torch
+    import torch  # lazy: torch and transformers (see the note at the imports)
     import transformers
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -186,9 +194,7 @@ def run_all(out: str | Path, work: str | Path, sizes: Sizes = Sizes(), seeds=(0,
             settings=tuple(SETTINGS), threads: int = 1, progress: bool = True, command: str | None = None) -> dict:
     """Every (setting, seed) plus the untrained row; writes as it goes (see the module docstring).
     command: the command line recorded in meta.json (None: keep the recorded one)."""
-    import torch
-    from cocos_lib.executor import Executor
-    from cocos_lib.toy_world import toy_tasks
+    import torch  # lazy: see the note at the imports
     unknown = [s for s in settings if s not in SETTINGS]
     if unknown:
         raise ValueError(f"ablations: unknown setting {unknown[0]!r} (expected one of {', '.join(SETTINGS)})")
@@ -274,18 +280,16 @@ def compare(agg: dict[str, dict], keys=AGG_KEYS) -> dict[str, dict]:
 
 def markdown_table(agg: dict[str, dict], keys=TABLE_KEYS) -> str:
     """One row per setting: mean ± std in percent (min–max in brackets when n > 1)."""
-    head = "| setting | seeds | " + " | ".join(keys) + " |"
-    lines = [head, "|" + "---|" * (len(keys) + 2)]
     order = [UNTRAINED] + [s for s in SETTINGS if s in agg] + [s for s in agg if s not in SETTINGS and s != UNTRAINED]
+    rows = {}
     for setting in [s for s in order if s in agg]:
-        cells = []
+        cells = {"seeds": str(max((a["n"] for a in agg[setting].values()), default=0))}
         for key in keys:
             a = agg[setting].get(key)
-            cells.append("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a["n"] > 1
-                         else f"{100 * a['mean']:.1f}")
-        n = max((a["n"] for a in agg[setting].values()), default=0)
-        lines.append(f"| {setting} | {n} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            cells[key] = ("" if a is None else f"{100 * a['mean']:.1f} ± {100 * a['std']:.1f}" if a["n"] > 1
+                          else f"{100 * a['mean']:.1f}")
+        rows[setting] = cells
+    return markdown(pd.DataFrame.from_dict(rows, orient="index", columns=["seeds", *keys]), corner="setting") + "\n"
 
 
 COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train_acc1_last5", "train_equal_groups")
@@ -294,14 +298,10 @@ COMPARE_KEYS = ("acc_t1", "acc_t2", "i2c", "c2i", "unit_i2c", "unit_c2i", "train
 def compare_table(comparisons: dict[str, dict], keys=COMPARE_KEYS) -> str:
     """One row per comparison: the difference of means in points, the larger std in brackets,
     and "*" where the seeds' min-max ranges do not overlap."""
-    lines = ["| comparison | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-    for name, rows in comparisons.items():
-        cells = []
-        for key in keys:
-            r = rows.get(key)
-            cells.append("" if r is None else f"{100 * r['diff']:+.1f} ({100 * r['spread']:.1f}){'*' if r['separated'] else ''}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    cells = {name: {key: "" if (r := rows.get(key)) is None
+                    else f"{100 * r['diff']:+.1f} ({100 * r['spread']:.1f}){'*' if r['separated'] else ''}" for key in keys}
+             for name, rows in comparisons.items()}
+    return markdown(pd.DataFrame.from_dict(cells, orient="index", columns=list(keys)), corner="comparison") + "\n"
 
 
 def write_summary(out: str | Path) -> dict:
@@ -320,7 +320,7 @@ def write_summary(out: str | Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cocos_lib.ablations", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m cocos_lib.evaluation.ablations", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="train and evaluate every (setting, seed); resumable")
     r.add_argument("--out", default="data/results/ablations", help="committed results (no weights)")
@@ -338,7 +338,7 @@ def main(argv=None) -> int:
         return 0
     sizes = Sizes(**{f: getattr(args, f) for f in asdict(Sizes())})
     agg = run_all(args.out, args.work, sizes, seeds=tuple(args.seeds), settings=tuple(args.settings),
-                  threads=args.threads, command=" ".join(["python -m cocos_lib.ablations", *map(str, argv or sys.argv[1:])]))
+                  threads=args.threads, command=" ".join(["python -m cocos_lib.evaluation.ablations", *map(str, argv or sys.argv[1:])]))
     print(markdown_table(agg), end="")
     return 0
 

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from cocos_lib.config import profile_settings
+from cocos_lib.config import make_config, profile_settings
+from cocos_lib.prompts import fewshot_for
+from cocos_lib.sampling import SamplingConfig
+from cocos_lib.task_sets import load_tasks
+
+# torch-free at import: a notebook picks its profile before anything heavy loads. torch, transformers and the modules
+# that import them (rollout, models, train), ipywidgets, IPython and matplotlib are imported where they are used.
 
 
 def _shared(profile: str) -> dict:
@@ -76,7 +82,7 @@ class NotebookProfile:
     def start(self) -> None:
         """Set torch's threads (on a small CPU the executor's workers need a core: oversubscribed
         intra-op threads make the tiny model ~5x slower) and, headless, silence load-time bars."""
-        import torch
+        import torch  # lazy: see the note at the imports
         from transformers.utils import logging
         torch.set_num_threads(self.threads or torch.get_num_threads())
         if self.progress:
@@ -86,42 +92,34 @@ class NotebookProfile:
 
     def tasks(self) -> list:
         """The evaluation tasks: the first n_eval of eval_tasks (all when None)."""
-        from cocos_lib.task_sets import load_tasks
         return load_tasks(self.eval_tasks)[:self.n_eval]
 
     def sampling(self, greedy: bool = True, temperature: float = 0.9):
         """SamplingConfig: greedy (the paper's evaluation) or sampling at `temperature` (training)."""
-        from cocos_lib.sampling import SamplingConfig
         return SamplingConfig(greedy=greedy, temperature=temperature, max_new_tokens=self.max_new_tokens,
                               batch_size=self.batch_size)
 
     def eval_kwargs(self) -> dict:
         """Keyword arguments of cocos_lib.evaluate.evaluate shared by every notebook (greedy)."""
-        return dict(sampling=self.sampling(), ending=self.ending, fewshot=_fewshot(self.eval_tasks, self.fewshot),
+        return dict(sampling=self.sampling(), ending=self.ending, fewshot=fewshot_for(self.eval_tasks, self.fewshot),
                     progress=self.progress, prompt_format=self.prompt_format)
 
     def rollout_config(self, **fields):
         """cocos_lib.rollout.RolloutConfig with this profile's prompts, sampling at T = 0.9, and `fields`."""
-        from cocos_lib.rollout import RolloutConfig
+        from cocos_lib.rollout import RolloutConfig  # lazy: torch
         values = dict(sampling=self.sampling(greedy=False), ending=self.ending,
-                      fewshot=_fewshot(self.eval_tasks, self.fewshot), prompt_format=self.prompt_format)
+                      fewshot=fewshot_for(self.eval_tasks, self.fewshot), prompt_format=self.prompt_format)
         return RolloutConfig(**{**values, **fields})
 
     def train_config(self, updates: int | None = None, **overrides):
         """cocos_lib.config.make_config(name) with the profile's model and overrides, then `overrides`."""
-        from cocos_lib.config import make_config
         values = {"model": self.model, **self.train_overrides, "updates": updates or self.train_updates, **overrides}
         return make_config(self.name, **{k: v for k, v in values.items() if v is not None})
 
     def load_policy(self, name_or_path: str | os.PathLike | None = None):
         """cocos_lib.models.load_policy of `name_or_path` (default: the profile's model)."""
-        from cocos_lib.models import load_policy
+        from cocos_lib.models import load_policy  # lazy: torch
         return load_policy(name_or_path or self.model, dtype=self.dtype, device=self.device)
-
-
-def _fewshot(task_set: str, n: int) -> str:
-    from cocos_lib.prompts import fewshot_for
-    return fewshot_for(task_set, n)  # MBPP's prompt split for mbpp-*, the offline block otherwise
 
 
 def notebook_profile(profile: str, smoke: bool = False, **overrides) -> NotebookProfile:
