@@ -96,7 +96,7 @@ def _batch(policy, prompts, comps):
 
 
 def _trajectories(prompts, comps, tasks=None):
-    from cocos_lib.rollout import Trajectory, Turn
+    from cocos_lib.trajectory import Trajectory, Turn
     trajs = []
     for i, (p, c) in enumerate(zip(prompts, comps)):
         turns = [Turn(list(p), list(c), "", "", None, 0.0), Turn(list(p), list(c), "", "", None, float(i % 2))]
