@@ -34,15 +34,20 @@ def test_cpu_numbers_are_the_committed_runs():
 
 
 def test_tiny_notebook_estimates_scale_the_measurements():
+    """"measured" only for the very work of the measured cell; everything else says "scaled" and from what."""
     P = notebook_profile("tiny")
     (train,) = X.for_notebook("03_training", P)
-    assert train.basis == "measured" and train.seconds == pytest.approx(323.0)          # 40 updates x 64 rollouts
+    assert train.basis == "measured" and train.seconds == pytest.approx(249.6)          # 40 updates x 64 rollouts
     simple, refine = X.for_notebook("01", P)
     assert (simple.what, refine.what) == ("simple prompting, 200 tasks x 4 turns", "Self-Refine, 200 tasks x 2 turns")
-    assert simple.seconds == pytest.approx(56.8) and refine.seconds == pytest.approx(37.5)
+    assert simple.seconds == pytest.approx(30.3) and refine.seconds == pytest.approx(24.5)
+    assert simple.basis == refine.basis == "measured"
     assert X.for_notebook("00", P) == []
     (check,) = X.for_notebook("05", P)           # 3 gamma-check runs x 2 updates x 4 prompts x k 4
-    assert check.seconds == pytest.approx(3 * 2 * 16 * 323.0 / 2560) and check.basis == "measured"
+    assert check.seconds == pytest.approx(3 * 2 * 16 * 249.6 / 2560) and check.basis == "scaled"
+    assert "from a measured 250 s for 2,560 training rollouts" in check.detail
+    (rollouts,) = X.for_notebook("02", P)        # sampled rollouts, scaled from the greedy evaluation's rate
+    assert rollouts.basis == "scaled" and "greedy task-turns" in rollouts.detail
 
 
 def test_reference_measurement_is_reproduced():

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from cocos_lib.memory import (GiB, MemoryConfig, MemoryConfigError, Shape, activation_bytes, arch_config,
+from cocos_lib.notebook.memory import (GiB, MemoryConfig, MemoryConfigError, Shape, activation_bytes, arch_config,
                               estimate, kv_cache_bytes, lora_params, plan)
 
 # Qwen2.5-0.5B: h=896, I=4864, 24 layers, 14 heads, 2 KV heads, head_dim 64, V=151936, tied.

@@ -68,7 +68,11 @@ def test_parameters_pick_the_profile_and_paths_at_run_time(name):
     for line in ("PROFILE = None", "WORK_DIR = None", "FIGURES_DIR = None"):
         assert line in params, f"{name}: no {line!r} in the parameters cell"
     assert "RUN_DIR = None" in params or name == "00_setup_and_data"
-    assert "runtime.choose_profile(PROFILE)" in next(c.source for c in nb.cells if "resolve_dirs(" in c.source)
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    calls = [src for src in code if f'= setup("{name[:2]}", PROFILE, WORK_DIR, FIGURES_DIR' in src]
+    assert len(calls) == 1, f"{name}: expected one session.setup call, found {len(calls)}"
+    for spelled_out in ("choose_profile(", "resolve_dirs(", "notebook_profile(", "P.start()", "estimates.for_notebook("):
+        assert not any(spelled_out in src for src in code), f"{name}: {spelled_out} outside session.setup"
 
 
 def test_run_notebooks_strips_the_injected_cell(tmp_path):

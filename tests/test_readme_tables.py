@@ -81,7 +81,7 @@ def test_precision_bench_table_by_hand():
 
 def test_precision_bench_accuracy_row_by_hand():
     """The accuracy line: fp32 from the committed study, bf16 measured, and how many verdicts differ."""
-    from cocos_lib.results import precision_bench_table
+    from cocos_lib.report.results import precision_bench_table
     recs = [dict(section="decode", dtype="bf16", batch=8, new_tokens_per_s=61.98, peak_rss_gib=1.79),
             dict(section="accuracy", dtype="bf16", tasks=164, acc_t1_bf16=93 / 164, acc_t1_fp32_committed=94 / 164,
                  changed=["HumanEval/1", "HumanEval/7", "HumanEval/9"], peak_rss_gib=2.0)]

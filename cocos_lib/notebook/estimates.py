@@ -1,7 +1,9 @@
 """How long a notebook's long cells will take, printed before they run: measured on CPU, estimated on GPUs.
 
-CPU, `tiny` profile: MEASURED_CPU holds seconds per unit of work taken from the committed notebook
-runs (papermill's cell durations, the repo's 2-core machine), scaled by the sizes asked for.
+CPU, `tiny` profile: MEASURED_CPU holds what one cell of an earlier committed notebook run took
+(papermill's cell duration, the repo's 2-core machine) and how much work that cell did. An estimate
+says "measured" only for exactly that work (the same cell at the same sizes); any other size or kind
+of work (sampled rollouts from a greedy evaluation's rate, a shorter training run) is "scaled" from it.
 
 GPUs: nothing here was measured on the card itself, so every GPU number says "estimated".
   A decode step of HF `generate` for model M at batch B and context C takes
@@ -26,11 +28,17 @@ from statistics import NormalDist
 
 from cocos_lib.release.authors import PAIRS
 
-# committed tiny runs (notebooks/*.ipynb, metadata.papermill.duration of the named cells)
-MEASURED_CPU = {
-    "eval_s_per_task_turn": 56.8 / (200 * 4),     # 01 §1: simple prompting, 200 toy tasks x 4 turns, greedy
-    "self_refine_s_per_task": 37.5 / 200,         # 01 §2: Self-Refine, 200 tasks (answer, critique, rewrite)
-    "train_s_per_rollout": 323.0 / (40 * 16 * 4),  # 03 §3: 40 updates x 16 prompts x k = 4 rollouts
+# An earlier committed tiny run (notebooks/*.ipynb, metadata.papermill.duration of the named cells):
+# name -> (seconds the cell took, units of work it did). A re-run moves the seconds by tens of percent.
+MEASURED_CELLS = {
+    "eval": (30.3, 200 * 4),          # 01 §1: simple prompting, 200 toy tasks x 4 turns, greedy (task-turns)
+    "self_refine": (24.5, 200),       # 01 §2: Self-Refine, 200 tasks (answer, critique, rewrite)
+    "train": (249.6, 40 * 16 * 4),    # 03 §3: 40 updates x 16 prompts x k = 4 (rollouts)
+}
+MEASURED_CPU = {                      # seconds per unit of work
+    "eval_s_per_task_turn": MEASURED_CELLS["eval"][0] / MEASURED_CELLS["eval"][1],
+    "self_refine_s_per_task": MEASURED_CELLS["self_refine"][0] / MEASURED_CELLS["self_refine"][1],
+    "train_s_per_rollout": MEASURED_CELLS["train"][0] / MEASURED_CELLS["train"][1],
 }
 
 
@@ -56,7 +64,7 @@ class Estimate:
     """One long step: what, how long, measured or estimated, and the numbers behind it."""
     what: str
     seconds: float
-    basis: str      # "measured" (CPU, committed runs) | "estimated" (GPU model above)
+    basis: str      # "measured" (that very cell, earlier run) | "scaled" (from one) | "estimated" (GPU model)
     detail: str
 
     def line(self) -> str:
@@ -131,13 +139,14 @@ def _gpu_detail(gpu: Gpu, steps: int, s, batch: int) -> str:
 # ------------------------------------------------------------------ per notebook cell
 
 def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | None = None,
-               label: str = "evaluation") -> Estimate | None:
-    """Greedy evaluation of n_tasks tasks for `turns` turns (Self-Refine: answer, critique, rewrite)."""
+               label: str = "evaluation", greedy: bool = True) -> Estimate | None:
+    """Greedy evaluation of n_tasks tasks for `turns` turns (Self-Refine: answer, critique, rewrite);
+    greedy=False: sampled rollouts, whose CPU time is scaled from the greedy evaluation's rate."""
     what = f"{label}, {n_tasks} tasks x {turns} turns"
     if P.name == "tiny" and method == "self-refine":
-        return _measured(what, MEASURED_CPU["self_refine_s_per_task"] * n_tasks * turns / 2)
+        return _measured(what, "self_refine", n_tasks * turns / 2)
     if P.name == "tiny":
-        return _measured(what, MEASURED_CPU["eval_s_per_task_turn"] * n_tasks * turns)
+        return _measured(what, "eval", n_tasks * turns, same_kind=greedy)
     s = shape(P.model)
     if s is None or gpu is None:
         return None
@@ -146,9 +155,17 @@ def evaluation(P, n_tasks: int, turns: int, method: str = "cocos", gpu: Gpu | No
     return Estimate(what, sec * calls, "estimated", _gpu_detail(gpu, steps * calls, s, P.batch_size))
 
 
-def _measured(what: str, seconds: float) -> Estimate:
-    """A CPU estimate scaled from the committed tiny notebooks' cell times (MEASURED_CPU)."""
-    return Estimate(what, seconds, "measured", "the committed tiny run, 2-core CPU")
+def _measured(what: str, cell: str, units: float, same_kind: bool = True) -> Estimate:
+    """A CPU estimate from MEASURED_CELLS[cell]: "measured" when it is that cell's very work (same kind, same
+    units), else "scaled" from it, saying from what."""
+    seconds, done = MEASURED_CELLS[cell]
+    if same_kind and units == done:
+        return Estimate(what, seconds, "measured", "this cell in an earlier committed tiny run, 2-core CPU")
+    return Estimate(what, seconds * units / done, "scaled",
+                    f"from a measured {seconds:.0f} s for {done:,} {UNIT_NAMES[cell]}, 2-core CPU")
+
+
+UNIT_NAMES = {"eval": "greedy task-turns", "self_refine": "Self-Refine tasks", "train": "training rollouts"}
 
 
 def training(P, updates: int, gpu: Gpu | None = None, **overrides) -> Estimate | None:
@@ -157,7 +174,7 @@ def training(P, updates: int, gpu: Gpu | None = None, **overrides) -> Estimate |
     rollouts = cfg.prompts_per_update * cfg.k
     what = f"training, {updates} updates x {rollouts} rollouts"
     if P.name == "tiny":
-        return _measured(what, MEASURED_CPU["train_s_per_rollout"] * rollouts * updates)
+        return _measured(what, "train", rollouts * updates)
     s = shape(cfg.model)
     if s is None or gpu is None:
         return None
@@ -199,7 +216,7 @@ def for_notebook(notebook: str, P, gpu_name: str | None = None, k: int = 4) -> l
     if key == "01":
         items = [evaluation(P, n, P.eval_turns, gpu=gpu, label=simple), evaluation(P, n, 2, "self-refine", gpu, refine)]
     elif key == "02":
-        items = [evaluation(P, n * k, 5, gpu=gpu, label="rollouts")]   # one turn, then two 2-turn runs, k samples
+        items = [evaluation(P, n * k, 5, gpu=gpu, label="rollouts", greedy=False)]   # one turn, then two 2-turn runs, k samples
     elif key == "03":
         items = [training(P, P.train_config().updates, gpu)]
     elif key == "04":

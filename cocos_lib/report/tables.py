@@ -1,7 +1,7 @@
 """The paper's result tables (docs/paper.md §6) as data, and a builder that puts the repo's rows next to them.
 
-All paper numbers are percentages for Qwen2.5-1.5B (docs/paper.md §6, "Results to compare
-against"). Repo rows come from ``cocos_lib.evaluate.summarize`` (fractions in [0, 1]);
+All paper numbers are percentages for Qwen2.5-1.5B (docs/paper.md §6, "The paper's numbers").
+Repo rows come from ``cocos_lib.evaluate.summarize`` (fractions in [0, 1]);
 ``compare`` converts them to percent so both sources share one unit.
 
 Column keys are ``summarize`` keys:
