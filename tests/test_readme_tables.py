@@ -87,3 +87,9 @@ def test_precision_bench_accuracy_row_by_hand():
                  changed=["HumanEval/1", "HumanEval/7", "HumanEval/9"], peak_rss_gib=2.0)]
     row = precision_bench_table(recs).loc["HumanEval Acc@t1, greedy (% of 164)"]
     assert (row["fp32"], row["bf16"], row["same code"]) == (57.3, 56.7, "3 verdicts differ")
+
+
+def test_paper_cocos_minus_base_is_table3_minus_simple_prompting():
+    from cocos_lib.report.results import paper_cocos_minus_base
+    # docs/paper.md: CoCoS 45.0 / 54.2 / 11.0 / 1.8 against simple prompting 43.8 / 44.6 / 1.4 / 0.6
+    assert paper_cocos_minus_base() == {"acc_t1": 1.2, "acc_t2": 9.6, "i2c": 9.6, "c2i": 1.2}
