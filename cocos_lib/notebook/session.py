@@ -7,7 +7,7 @@ It does, in this order, what each notebook used to spell out in six or seven lin
 1. `runtime.choose_profile`: PROFILE None -> "colab" on a CUDA GPU, "tiny" on a CPU; prints one line saying which;
 2. `workspace.resolve_dirs`: WORK_DIR, FIGURES_DIR and RUN_DIR made absolute (None: the repo root, or the current
    folder outside a checkout, and figures/ and runs/ inside it);
-3. `notebook.notebook_profile`: the profile's sizes, `sizes` overriding them (None leaves the profile's value);
+3. `notebook.profile.notebook_profile`: the profile's sizes, `sizes` overriding them (None leaves the profile's value);
 4. `P.start()`: torch's threads and quiet loading bars;
 5. `estimates.show`: the notebook's long cells and how long they will take, when it has any.
 """
