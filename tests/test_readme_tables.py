@@ -93,3 +93,15 @@ def test_paper_cocos_minus_base_is_table3_minus_simple_prompting():
     from cocos_lib.report.results import paper_cocos_minus_base
     # docs/paper.md: CoCoS 45.0 / 54.2 / 11.0 / 1.8 against simple prompting 43.8 / 44.6 / 1.4 / 0.6
     assert paper_cocos_minus_base() == {"acc_t1": 1.2, "acc_t2": 9.6, "i2c": 9.6, "c2i": 1.2}
+
+
+def test_cpu_run_totals_count_by_hand():
+    from cocos_lib.report.results import cpu_run_totals
+    run = [dict(equal_groups=0.75, i2c_t2=1 / 16, c2i_t2=0.0, edit_t2=0.5, reward_t1=0.5, reward_t2=0.25, grad_norm=0.5,
+                kl=0.0, sec_update=10.0),
+           dict(equal_groups=1.0, i2c_t2=0.0, c2i_t2=2 / 16, edit_t2=0.25, reward_t1=0.5, reward_t2=0.75, grad_norm=3.0,
+                kl=0.2, sec_update=20.0)]
+    t = cpu_run_totals(run, prompts_per_update=4, k=4)            # 4 groups, 16 corrections per update
+    assert (t["groups"], t["unequal_groups"], t["corrections"], t["repairs"], t["breakages"]) == (8, 1, 32, 1, 2)
+    assert (t["edit_min"], t["edit_max"], t["r2_below_r1"], t["clip_binds"], t["kl_last"], t["seconds"]) == \
+        (0.25, 0.5, 1, 1, 0.2, 30.0)

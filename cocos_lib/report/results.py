@@ -134,10 +134,26 @@ def histories(root: str | Path = RESULTS / "ablations") -> dict[str, list[list[d
 def cpu_run_table(metrics: list[dict]) -> pd.DataFrame:
     """The real model's CPU run, one row per update: rewards, KL, what the sampled corrections did (edit, i→c, c→i:
     shares of the turn-2 samples; learning_signal), the pre-clip gradient norm, and seconds per phase."""
-    keys = ["reward_t1", "reward_t2", "accumulated", "kl", "equal_groups", "edit_t2", "i2c_t2", "c2i_t2", "loss",
-            "grad_norm", "sec_generate", "sec_execute", "sec_logprobs", "sec_backward", "sec_update"]
+    keys = ["reward_t1", "reward_t2", "accumulated", "kl", "equal_groups", "edit_t2", "i2c_t2", "c2i_t2",
+            "grad_norm", "sec_generate", "sec_logprobs", "sec_backward", "sec_update"]
     df = pd.DataFrame(metrics).set_index("update")
     return df[[k for k in keys if k in df]].round(3)
+
+
+def cpu_run_totals(metrics: list[dict], prompts_per_update: int, k: int) -> dict:
+    """Counts over a whole run from its per-update shares: groups whose k returns differ (1 - equal_groups), sampled
+    corrections that repair a wrong turn 1 (i2c_t2) or break a right one (c2i_t2), updates where r_2 < r_1 and
+    where the pre-clip gradient norm exceeded 1 (the profile's clip), and the seconds of all updates."""
+    n = prompts_per_update * k
+    return {"updates": len(metrics), "groups": prompts_per_update * len(metrics),
+            "unequal_groups": sum(round((1 - m["equal_groups"]) * prompts_per_update) for m in metrics),
+            "corrections": n * len(metrics),
+            "repairs": sum(round(m["i2c_t2"] * n) for m in metrics),
+            "breakages": sum(round(m["c2i_t2"] * n) for m in metrics),
+            "edit_min": min(m["edit_t2"] for m in metrics), "edit_max": max(m["edit_t2"] for m in metrics),
+            "r2_below_r1": sum(m["reward_t2"] < m["reward_t1"] for m in metrics),
+            "clip_binds": sum((m.get("grad_norm") or 0.0) > 1.0 for m in metrics),
+            "kl_last": metrics[-1]["kl"], "seconds": sum(m["sec_update"] for m in metrics)}
 
 
 def rollout_bench_table(records: list[dict]) -> pd.DataFrame:
