@@ -120,7 +120,8 @@ def test_cpu_profiles_use_chat():
     cfg = make_config("cpu")
     assert (cfg.model, cfg.tasks, cfg.prompt_format, cfg.dtype, cfg.device) == (
         "qwen2.5-coder-0.5b-instruct", "mbpp-trainval", "chat", "auto", "cpu")
-    assert cfg.lora_r > 0 and cfg.k == 8 and cfg.backend == "packed" and cfg.checkpoint_every == 1
+    assert cfg.lora_r > 0 and cfg.k == 4 and cfg.backend == "packed" and cfg.checkpoint_every == 1
+    assert cfg.micro_batch % cfg.k == 0  # whole groups per micro-batch: rl_step's fused path (no extra forward)
     rc = rollout_config(cfg)
     assert rc.prompt_format == "chat" and rc.answer_sampling.stop == "```"
     assert rollout_config(make_config("cpu", stop_at_done=False)).answer_sampling.stop is None
