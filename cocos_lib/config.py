@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 
 from cocos_lib.hardware import Hardware, detect, precision  # stdlib-only at import (detect imports torch)
-from cocos_lib.prompts import ENDINGS, PROMPT_FORMATS
+from cocos_lib.prompts import ENDINGS, EXTRACTIONS, PROMPT_FORMATS
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS
 from cocos_lib.task_sets import TASK_SETS
@@ -30,8 +30,13 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     """Every knob of a run, flat. Defaults = the released code's choices (docs/paper.md §4), except these
-    (each an option; PROFILES["released"] sets the release's values):
-    - max_grad_norm 1.0 (the release: no clipping, docs/paper.md §4): a guard; at lr 1e-5 it rarely binds.
+    (each an option; PROFILES["released"] sets the release's values, docs/paper.md §10 tabulates them):
+    - max_grad_norm 1.0 (the release: no clipping; `paper` and `released`: None): a guard for the small
+      profiles. It binds at every update of a real model (pre-clip norms measured in docs/paper.md §10), so
+      it rescales each step; metrics.jsonl logs the pre-clip norm (grad_norm) every update.
+    - fewshot 0, ending "correct", boost_steps 0: the release's prompts after its Boost stage, without Boost
+      (`paper` and `released` run Boost first: cocos_lib/boost.py).
+    - extraction "lenient" (the release: its code_process, extraction "release" in `paper` and `released`).
     - top_k 0 (the release: HF 4.x's implicit top_k 50, and its pi_old is top-k renormalised while
       pi_theta and pi_ref are not, so rho < 1 at one epoch and the KL starts > 0; see rl.RLConfig).
     - reward "progressive" = the paper's fraction (1/K) sum_k 1{u_k} (the release: the raw count, K = 3
@@ -74,6 +79,10 @@ class TrainConfig:
     fewshot: int = 0                        # solved examples before turn 1 (base models)
     ending: str = "correct"                 # turn>=2 prompt ends with [CORRECT] or [BEGIN]
     prompt_format: str = "completion"       # completion (paper, base models) | chat (instruct: chat template)
+    extraction: str = "lenient"             # lenient (fences, prose skipped) | release (the release's code_process)
+    boost_steps: int = 0                    # SFT warm-start steps before RL (cocos_lib.boost); 0 = start RL from model
+    boost_batch: int = 256                  # Boost pairs per step (the release's global batch)
+    boost_lr: float = 2e-5                  # Boost learning rate (cosine to 0, no warm-up)
     dtype: str = "auto"                     # weights' dtype; bf16 full fine-tuning keeps fp32 masters (optim.py)
     device: str | None = None               # None: cuda when available, else cpu
     lora_r: int = 0                         # 0 = full fine-tuning
@@ -104,7 +113,8 @@ class TrainConfig:
             if not isinstance(v, allowed) or (isinstance(v, bool) and bool not in kinds):
                 raise ConfigError(f"config field '{name}'={v!r}: expected {kind}")
         choices = dict(tasks=TASK_SETS, reward=tuple(REWARDS), kl=KL_MODES, backend=BACKENDS,
-                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS, prompt_format=PROMPT_FORMATS)
+                       schedule=SCHEDULES, dtype=DTYPES, ending=ENDINGS, prompt_format=PROMPT_FORMATS,
+                       extraction=EXTRACTIONS)
         checks = [(getattr(self, n) in c, n, f"unknown, expected one of {', '.join(c)}") for n, c in choices.items()]
         checks += [(self.k >= 2, "k", "RLOO needs k >= 2 samples per prompt (leave-one-out baseline)"),
                    (bool(self.train_turns) and all(1 <= t <= self.turns for t in self.train_turns), "train_turns",
@@ -125,10 +135,11 @@ class TrainConfig:
                     "resolves to fp16 on this GPU (compute < 8.0, no bf16), and fp16 full fine-tuning has no fp32 "
                     "master weights; use lora_r > 0 or dtype fp32")]
         checks += [(getattr(self, n) >= 0, n, "must be >= 0") for n in ("updates", "warmup", "checkpoint_every",
-                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r", "top_k")]
+                   "kl_coef", "first_turn_kl_coef", "weight_decay", "fewshot", "lora_r", "top_k", "boost_steps")]
         checks += [(getattr(self, n) >= 1, n, "must be >= 1") for n in ("prompts_per_update", "turns",
-                   "max_new_tokens", "gen_batch_size", "micro_batch")]
-        checks += [(getattr(self, n) > 0, n, "must be > 0") for n in ("lr", "temperature", "exec_timeout_s")]
+                   "max_new_tokens", "gen_batch_size", "micro_batch", "boost_batch")]
+        checks += [(getattr(self, n) > 0, n, "must be > 0") for n in ("lr", "temperature", "exec_timeout_s",
+                                                                       "boost_lr")]
         checks += [(getattr(self, n) is None or getattr(self, n) > 0, n, "must be > 0 or None")
                    for n in ("cliprange", "max_grad_norm")]
         for ok, name, why in checks:
@@ -182,18 +193,21 @@ PROFILES: dict[str, dict] = {
                 k=4, lr=2e-4, lora_r=8, lora_alpha=16, dtype="auto", device="cpu", prompt_format="chat",
                 max_new_tokens=384, gen_batch_size=32, micro_batch=4, gradient_checkpointing=False, exec_workers=2,
                 checkpoint_every=1, backend="packed", seed=0),
-    # docs/paper.md §4 "Objective and optimiser": the released hyperparameters.
+    # docs/paper.md §4 "Objective and optimiser" and §10 "Deviations from the release": the released pipeline,
+    # Boost (SFT warm-start) then CoCoS RL, with the released prompts ([CORRECT], no few-shot), extraction and
+    # hyperparameters (no gradient clipping: §10); where it keeps the paper's reading instead, §10 says why.
     "paper": dict(model="Qwen/Qwen2.5-1.5B", tasks="mbpp-train", updates=1500, prompts_per_update=64, k=2,
                   turns=2, share_first_turn=True, train_turns=(2,), reward="progressive", gamma=0.5,
                   kl_coef=0.01, kl="sequence", cliprange=0.2, lr=1e-5, schedule="cosine", warmup=0,
-                  weight_decay=0.0, temperature=0.9, top_p=1.0, max_new_tokens=512, dtype="bf16", seed=42,
-                  fewshot=3, ending="begin", gen_batch_size=128, micro_batch=8, gradient_checkpointing=True,
+                  weight_decay=0.0, max_grad_norm=None, temperature=0.9, top_p=1.0, max_new_tokens=512,
+                  dtype="bf16", seed=42, fewshot=0, ending="correct", extraction="release", boost_steps=100,
+                  boost_batch=256, boost_lr=2e-5, gen_batch_size=128, micro_batch=8, gradient_checkpointing=True,
                   checkpoint_every=100),
 }
-# "released": the paper profile with the released code's own choices where this repo chose otherwise
-# (TrainConfig's docstring lists them): count reward, no gradient clipping, no stop (neither [DONE] nor
-# EOS: 512 tokens a row, masked from the first pad token on), the release's pad token, top_k 50 with
-# top-k-renormalised pi_old. What it does not reproduce is listed there too.
+# "released": the paper profile with the released code's own choices where `paper` keeps the paper's reading
+# (docs/paper.md §10 lists them): count reward, no stop (neither [DONE] nor EOS: 512 tokens a row, masked from
+# the first pad token on), the release's pad token, top_k 50 with top-k-renormalised pi_old. What it does not
+# reproduce is listed in TrainConfig's docstring.
 PROFILES["released"] = dict(PROFILES["paper"], reward="count", max_grad_norm=None, stop_at_done=False,
                             ignore_eos=True, pad_token="released", top_k=50)
 

@@ -40,7 +40,8 @@ from cocos_lib.toy.warmstart import TINY_WARMSTART, warmstart_path
 
 __all__ = ["METHODS", "MAX_TURNS", "COLUMNS", "EvalConfigError", "cache_key", "evaluate", "trajectory_rows",
            "write_rows", "read_rows", "by_turn", "transition_matrices", "accuracy_gains", "edit_distances", "summarize",
-           "transition_metrics", "run_model_dir", "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
+           "transition_metrics", "run_model_dir", "run_prompt_settings", "damaged_weights",
+           "main"]  # transition_metrics: a contract (DESIGN.md), in metrics
 
 METHODS = ("cocos", "self-refine")
 PROMPT_FORMATS = (*prompts.PROMPT_FORMATS, "release")  # prompts.py (paper / chat template) | release.py (authors' test.py)
@@ -91,7 +92,7 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
              executor=None, cache: str | Path | None = None, progress: bool = True, method: str = "cocos",
              fewshot: str = "", ending: str = "correct", backend: str = "hf", reward: str = "progressive",
              seed: int = 0, chunk: int | None = None, no_edit_threshold: float = M.DEFAULT_NO_EDIT_THRESHOLD,
-             prompt_format: str = "completion") -> pd.DataFrame:
+             prompt_format: str = "completion", extraction: str = "lenient") -> pd.DataFrame:
     """Run ``turns`` turns on every task (k samples each) and return one row per task, sample, turn.
 
     policy: a ``models.Policy``, or a name / dir (loaded only on a cache miss).
@@ -105,6 +106,8 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     or "release" (release.py: the
     authors' evaluation prompts and extraction; `fewshot` is the release's block or "", `ending`
     follows from it; a policy given by name is loaded by release_run.load, stand-ins included).
+    extraction: prompts.EXTRACTIONS, "lenient" (extract_code) or "release" (the release's code_process;
+    the "release" format always uses the release's own).
     Columns: task_id, sample, turn (1..T), method, code, outcomes (list), n_tests, n_passed,
     pass_fraction, correct (all tests pass), reward (r_t), edit_distance (normalised
     Levenshtein to turn t-1's code; NaN at t=1), no_edit (edit_distance <= threshold),
@@ -114,13 +117,15 @@ def evaluate(policy, tasks: Sequence, turns: int = 2, k: int = 1, greedy: bool =
     cfg = sampling if sampling is not None else SamplingConfig(greedy=greedy)
     # the release format has its own prompts and extraction (release_run); the rollout config carries the rest
     rcfg = _rollout_config(turns, k, cfg, fewshot, ending, backend, reward,
-                           "completion" if prompt_format == "release" else prompt_format)
+                           "completion" if prompt_format == "release" else prompt_format, extraction)
     tasks, chunk = list(tasks), chunk or cfg.batch_size
     name = policy if isinstance(policy, (str, Path)) else policy.name
     settings = dict(turns=turns, k=k, sampling=asdict(cfg), method=method, fewshot=fewshot, ending=ending,
                     backend=backend, reward=reward, seed=seed, chunk=chunk, threshold=no_edit_threshold)
     if prompt_format != "completion":  # only then: earlier caches keep their keys
         settings["prompt_format"] = prompt_format
+    if extraction != "lenient":
+        settings["extraction"] = extraction
     if prompt_format == "release" and isinstance(policy, (str, Path)):
         name = release_run.source(str(name))
     path = Path(cache) / f"eval-{cache_key(str(name), [t.task_id for t in tasks], settings)}.jsonl" if cache else None
@@ -142,11 +147,11 @@ def _load(name: str, prompt_format: str, **kw):
     return load_policy(name, **kw)
 
 
-def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format):
+def _rollout_config(turns, k, cfg, fewshot, ending, backend, reward, prompt_format, extraction="lenient"):
     from cocos_lib.rollout import RolloutConfig  # torch: see the note at the imports
     try:
         return RolloutConfig(turns=turns, k=k, share_first_turn=False, reward=reward, sampling=cfg, fewshot=fewshot,
-                             ending=ending, backend=backend, prompt_format=prompt_format)
+                             ending=ending, backend=backend, prompt_format=prompt_format, extraction=extraction)
     except ValueError as e:
         raise EvalConfigError(f"evaluate: {e}") from None
 
@@ -233,10 +238,40 @@ def run_model_dir(path: str | Path) -> Path | None:
     run = Path(path).expanduser()
     if not run.is_dir() or not any((run / f).exists() for f in ("metrics.jsonl", "checkpoint", "final")):
         return None
-    for model in (run / "final", run / "checkpoint" / "model", run / "checkpoint.old" / "model"):
+    for model in (run / "final", run / "checkpoint" / "model", run / "checkpoint.prev" / "model",
+                  run / "checkpoint.old" / "model"):
         if (model / "config.json").is_file() or (model / "adapter_config.json").is_file():
             return model
     raise EvalConfigError(f"{run} is a training run directory without a model yet (no final/ or checkpoint/model)")
+
+
+PROMPT_SETTINGS = ("fewshot", "ending", "prompt_format", "extraction")  # what a run's config.json tells evaluate
+
+
+def run_prompt_settings(path: str | Path) -> dict:
+    """The prompt settings a `cocos_lib.train` run was trained with (PROMPT_SETTINGS from RUN/config.json, the
+    ones it holds); {} for a path that is not a run dir with a config.json."""
+    cfg = Path(path).expanduser() / "config.json"
+    if run_model_dir(path) is None or not cfg.is_file():
+        return {}
+    try:
+        saved = json.loads(cfg.read_text())
+    except ValueError as e:
+        raise EvalConfigError(f"{cfg}: not valid JSON ({e})") from None
+    return {k: saved[k] for k in PROMPT_SETTINGS if k in saved}
+
+
+def damaged_weights(model_dir: str | Path) -> str | None:
+    """The first *.safetensors file of a local model dir whose header or size is wrong (a cut copy or save),
+    as "FILE: what is wrong"; None when every one opens (or the dir holds none)."""
+    from safetensors import SafetensorError, safe_open
+    for f in sorted(Path(model_dir).expanduser().glob("*.safetensors")):
+        try:
+            with safe_open(str(f), "pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            return f"{f}: damaged or truncated ({str(e).splitlines()[0]})"
+    return None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -255,7 +290,8 @@ def _parser() -> argparse.ArgumentParser:
                             "and prints the summary metrics as one JSON line on stdout.")
     p.add_argument("--policy", required=True, help="model dir, a train run dir (its final/ or last checkpoint), "
                    "HF hub name, or 'tiny-warmstart'")
-    p.add_argument("--tasks", required=True, help="task set: mbpp-test, humaneval, toy-test, ...")
+    p.add_argument("--tasks", required=True, help="task set: mbpp-test, humaneval-release (the paper's HumanEval "
+                   "format), humaneval (signature and docstring shown: not comparable to the paper), toy-test, ...")
     p.add_argument("--turns", type=int, default=2, help=f"turns per task, 1..{MAX_TURNS} (default 2)")
     p.add_argument("--out", required=True, help="output JSONL file (one object per task, sample and turn)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N tasks")
@@ -266,11 +302,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=512)
     p.add_argument("--batch-size", type=int, default=None, help="default 64; 8 with --format release (as released)")
     p.add_argument("--fewshot", type=int, default=None, help="N solved examples before turn 1 (base models): MBPP "
-                   "prompt split for mbpp-*, else the offline default (0; --format release: 3 for a released base)")
-    p.add_argument("--ending", choices=("correct", "begin"), default="correct", help="turn >= 2 prompt ending")
-    p.add_argument("--prompt-format", "--format", choices=PROMPT_FORMATS, default="completion", dest="prompt_format",
+                   "prompt split for mbpp-*, else the offline default (0, or a train run's; --format release: 3 for a "
+                   "released base)")
+    p.add_argument("--ending", choices=("correct", "begin"), default=None,
+                   help="turn >= 2 prompt ending (default: a train run's, else correct)")
+    p.add_argument("--prompt-format", "--format", choices=PROMPT_FORMATS, default=None, dest="prompt_format",
                    help="completion: the paper's prompts (base models, as trained); chat: the chat template "
-                        "(instruct models); release: the authors' test.py (cocos_lib/release/authors.py)")
+                        "(instruct models); release: the authors' test.py (cocos_lib/release/authors.py). Default: a "
+                        "train run's, else completion")
+    p.add_argument("--extraction", choices=prompts.EXTRACTIONS, default=None,
+                   help="lenient: fenced blocks, prose skipped; release: the release's code_process (default: a "
+                        "train run's, else lenient)")
     p.add_argument("--stop-at-done", action="store_true", help="--format release: stop rows at [DONE] too (same code)")
     p.add_argument("--backend", default="hf", help="generation backend: hf, static, vllm")
     p.add_argument("--dtype", default="auto")
@@ -292,6 +334,14 @@ def main(argv: Sequence[str] | None = None, *, tasks_of: Callable = load_tasks, 
         _fail(f"--limit {args.limit}: must be >= 1")
     if args.k < 1:
         _fail(f"--k {args.k}: must be >= 1")
+    try:  # a train run dir: its prompt settings unless given here
+        trained = run_prompt_settings(args.policy)
+    except EvalConfigError as e:
+        _fail(f"--policy {args.policy}: {e}")
+    args.prompt_format = args.prompt_format or trained.get("prompt_format", "completion")
+    args.ending = args.ending or trained.get("ending", "correct")
+    args.extraction = args.extraction or trained.get("extraction", "lenient")
+    args.fewshot = trained.get("fewshot") if args.fewshot is None else args.fewshot
     release_format = args.prompt_format == "release"
     if args.stop_at_done and not release_format:
         _fail("--stop-at-done: only with --format release (the repo format always stops at [DONE])")
@@ -306,6 +356,10 @@ def main(argv: Sequence[str] | None = None, *, tasks_of: Callable = load_tasks, 
         policy_path = str(run_model_dir(args.policy) or args.policy)  # a train run dir: its final/ model
     except EvalConfigError as e:
         _fail(f"--policy {args.policy}: {e}")
+    damaged = damaged_weights(policy_path) if Path(policy_path).expanduser().is_dir() else None
+    if damaged:
+        _fail(f"--policy {args.policy}: {damaged}; copy the file again, or for a train run dir delete its final/ to "
+              "evaluate the last checkpoint (checkpoint/model), or rerun training")
     from cocos_lib.models import resolve_model  # torch: see the note at the imports
     batch_size = args.batch_size or (release.BATCH_SIZE if release_format else 64)
     try:
@@ -322,10 +376,11 @@ def main(argv: Sequence[str] | None = None, *, tasks_of: Callable = load_tasks, 
         _fail(f"--fewshot {args.fewshot}: {str(e).splitlines()[0]}")
     policy = load(policy_path, args.prompt_format, dtype=args.dtype, device=args.device)  # release: its pad token
     df = run(policy, tasks, turns=args.turns, k=args.k, sampling=sampling, cache=args.cache,
-                  progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
-                  backend=args.backend, seed=args.seed, prompt_format=args.prompt_format)
+             progress=not args.no_progress, method=args.method, fewshot=fewshot, ending=args.ending,
+             backend=args.backend, seed=args.seed, prompt_format=args.prompt_format, extraction=args.extraction)
     write_rows(df, args.out)
-    summary = {"policy": args.policy, "tasks": args.tasks, "format": args.prompt_format, **summarize(df)}
+    summary = {"policy": args.policy, "tasks": args.tasks, "format": args.prompt_format,
+               "fewshot": args.fewshot or 0, "ending": args.ending, "extraction": args.extraction, **summarize(df)}
     print(json.dumps({k: (None if math.isnan(v) else round(v, 6)) if isinstance(v, float) else v
                       for k, v in summary.items()}))
     return summary

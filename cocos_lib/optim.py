@@ -11,7 +11,12 @@ How (`MasterWeightAdamW`): the model keeps its bf16 weights w; the optimizer hol
 master w32 of each, runs AdamW on w32 (its m and v are fp32 too) and writes w = bf16(w32) after
 each step, so updates accumulate in w32 until they move w. Gradients are accumulated in fp32
 on the masters: a post-accumulate-grad hook adds each backward's bf16 .grad into w32.grad and
-frees it. This is what the release's DeepSpeed ZeRO optimizer does (bf16 model, fp32 partitions).
+frees it. This is sound numerics, and it is what DeepSpeed ZeRO does (bf16 model, fp32 partitions); whether
+the release trained so is uncertain. Its README launches `deepspeed train.py --deepspeed CONFIG`, but the
+trainer builds a bare `Accelerator()` (no DeepSpeed plugin) and `--deepspeed` only reaches argparse, so as
+launched it most likely ran torch AdamW directly on the bf16 weights (no fp32 masters: the rounding above
+applies; at lr 1e-5 many updates of weights near 1.0 are lost). Unless DeepSpeed was configured another way
+(an `accelerate config` file), which the release does not show. We keep fp32 masters (docs/paper.md §10).
 The alternative, fp32 parameters with bf16 autocast, was not chosen: generation and the forward
 would recast every weight on each call (or cache a bf16 copy, the same memory), HF's RMSNorm and
 rotary code would promote the residual stream and K to fp32 (more activation and KV-cache

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from cocos_lib.executor import Executor, Job, TestReport, untrusted_share
 from cocos_lib.generation.dispatch import generate
-from cocos_lib.prompts import MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
+from cocos_lib.prompts import EXTRACTIONS, MARKERS, PROMPT_FORMATS, answer_stop, extract_answer, render_prompt
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import BACKENDS, SamplingConfig
 from cocos_lib.tasks import Task
@@ -52,6 +52,7 @@ class RolloutConfig:
     max_prompt_tokens: int | None = None
     exec_timeout_s: float = 3.0          # wall-clock seconds per unit test (executor.Job.timeout_s)
     prompt_format: str = "completion"   # "completion" (paper) | "chat" (instruct models)
+    extraction: str = "lenient"         # prompts.EXTRACTIONS: "lenient" (extract_code) | "release" (code_process)
 
     @property
     def answer_sampling(self) -> SamplingConfig:
@@ -66,6 +67,7 @@ class RolloutConfig:
                   (self.max_prompt_tokens is None or self.max_prompt_tokens >= 1, "max_prompt_tokens",
                    "must be >= 1 or None"), (self.exec_timeout_s > 0, "exec_timeout_s", "must be > 0"),
                   (self.prompt_format in PROMPT_FORMATS, "prompt_format", f"expected one of {list(PROMPT_FORMATS)}"),
+                  (self.extraction in EXTRACTIONS, "extraction", f"expected one of {list(EXTRACTIONS)}"),
                   (self.prompt_format != "chat" or not self.fewshot, "fewshot",
                    "the chat format takes no few-shot block (an instruct model answers from the task)")]
         for ok, name, what in checks:
@@ -137,7 +139,7 @@ def run_turn(policy, tasks: Sequence[Task], texts: Sequence[str], cfg: RolloutCo
              stats: dict | None = None) -> list[Turn]:
     """One turn for a batch: generate_texts, extract each answer's code, execute, r_t = reward."""
     prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats)
-    codes = [extract_answer(o, cfg.prompt_format) for o in outs]
+    codes = [extract_answer(o, cfg.prompt_format, cfg.extraction) for o in outs]
     t0 = time.perf_counter()
     reports = execute(executor, tasks, codes, cfg.exec_timeout_s)
     if stats is not None:

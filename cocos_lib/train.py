@@ -6,15 +6,23 @@
 Per update u: take `prompts_per_update` tasks (epoch-shuffled from `seed`), sample k trajectories
 of `turns` turns each (turn 1 shared by the group when `share_first_turn`), score them with the
 executor (r_t, R with discount gamma), and take one `rl.rl_step`. One JSON line per update goes
-to OUT/metrics.jsonl; OUT/checkpoint/ holds everything needed to resume bit for bit.
+to OUT/metrics.jsonl (grad_norm: the norm before clipping). With cfg.boost_steps > 0 the SFT warm-start
+(cocos_lib.boost) runs first into OUT/boost/, and RL starts from OUT/boost/final (pi_theta and pi_ref).
+OUT/checkpoint/ (and the one before it, OUT/checkpoint.prev/, each with a checksums.json) holds everything
+needed to resume: the same data order, RNG states, optimizer state and weights. On the CPU the resumed run
+computes the same floats as the uninterrupted one (the tests check it); on CUDA only with deterministic
+algorithms (docs/paper.md §10), else it is the same run up to the last bits of nondeterministic kernels.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import shutil
 import signal
@@ -28,6 +36,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from cocos_lib.boost import run_boost
 from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
@@ -71,11 +80,58 @@ def lr_factor(cfg: TrainConfig) -> Callable[[int], float]:
 
 # ------------------------------------------------------------------------------ checkpoints
 
+CHECKSUMS = "checksums.json"   # sha256 of every file of a checkpoint, written last (its presence marks it complete)
+KEPT = ("checkpoint", "checkpoint.prev")  # the newest checkpoint and the one before it
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_checksums(ckpt: Path) -> None:
+    files = sorted(f for f in ckpt.rglob("*") if f.is_file() and f.name != CHECKSUMS)
+    sums = {str(f.relative_to(ckpt)): _sha256(f) for f in files}
+    (ckpt / CHECKSUMS).write_text(json.dumps(sums, indent=1))
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """None when `ckpt` is intact: state.json and state.pt present and, when a checksums.json is beside them
+    (every checkpoint written since it was introduced), every listed file there with its sha256. Else what
+    is wrong, naming the file."""
+    for name in ("state.json", "state.pt"):
+        if not (ckpt / name).is_file():
+            return f"{ckpt / name}: missing"
+    sums_file = ckpt / CHECKSUMS
+    if not sums_file.is_file():
+        return None   # written before checksums existed: trusted as it is
+    try:
+        sums = json.loads(sums_file.read_text())
+    except ValueError:
+        return f"{sums_file}: not valid JSON"
+    for rel, digest in sums.items():
+        f = ckpt / rel
+        if not f.is_file():
+            return f"{f}: missing"
+        if _sha256(f) != digest:
+            return f"{f}: checksum mismatch (damaged or truncated)"
+    return None
+
+
 def save_checkpoint(run_dir: Path, policy, optimizer, scheduler, cfg: TrainConfig, update: int, data_pos: int,
                     scaler=None) -> Path:
-    """Write RUN/checkpoint atomically: build RUN/checkpoint.tmp, then swap it in with renames."""
-    final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
+    """Write RUN/checkpoint and keep the one before as RUN/checkpoint.prev. The new one is built in
+    RUN/checkpoint.tmp (its checksums.json last), the older .prev is deleted first, then renames swap them in:
+    at any moment at least one complete checkpoint is on disk, and at most two plus the one being written
+    minus the deleted one, i.e. the disk holds 2 checkpoints at once (a ~17 GB paper state: ~34 GB)."""
+    final, tmp, prev = run_dir / KEPT[0], run_dir / "checkpoint.tmp", run_dir / KEPT[1]
     shutil.rmtree(tmp, ignore_errors=True)
+    if final.exists():
+        shutil.rmtree(prev, ignore_errors=True)   # the newest stays intact while the next is written
+    shutil.rmtree(run_dir / "checkpoint.old", ignore_errors=True)   # the name before checkpoint.prev
     tmp.mkdir(parents=True)
     policy.save(tmp / "model")
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -84,21 +140,42 @@ def save_checkpoint(run_dir: Path, policy, optimizer, scheduler, cfg: TrainConfi
                         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}},
                tmp / "state.pt")
     (tmp / "state.json").write_text(json.dumps({"update": update, "data_pos": data_pos, "config": cfg.to_dict()}))
+    write_checksums(tmp)
     if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        final.rename(old)
+        final.rename(prev)
     tmp.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
     return final
 
 
-def find_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint dir, or a run dir holding checkpoint/ (or checkpoint.old/ after a cut swap)."""
+def _update_of(ckpt: Path) -> int:
+    try:
+        return int(json.loads((ckpt / "state.json").read_text())["update"])
+    except (ValueError, KeyError, TypeError):
+        return -1
+
+
+def find_checkpoint(path: str | os.PathLike, warn=None) -> Path:
+    """The newest intact checkpoint of a run dir (RUN/checkpoint, RUN/checkpoint.prev, RUN/checkpoint.old after
+    a cut swap of an older version), or `path` itself when it is a checkpoint dir. A damaged newest checkpoint
+    is skipped with one line to `warn` (default: stderr); none intact: ConfigError naming each problem."""
     p = Path(path)
-    for c in (p, p / "checkpoint", p / "checkpoint.old"):
-        if (c / "state.json").is_file() and (c / "state.pt").is_file():
-            return c
-    raise ConfigError(f"resume: no checkpoint in '{path}' (expected state.json and state.pt)")
+    candidates = [p] if (p / "state.json").exists() or (p / "state.pt").exists() else \
+        [p / name for name in (*KEPT, "checkpoint.old") if (p / name).is_dir()]
+    problems, intact = [], []
+    for c in candidates:
+        problem = checkpoint_problem(c)
+        if problem is None:
+            intact.append(c)
+        else:
+            problems.append(problem)
+    if not intact:
+        what = "; ".join(problems) if problems else "expected state.json and state.pt"
+        raise ConfigError(f"resume: no intact checkpoint in '{path}' ({what}); start afresh without --resume")
+    best = max(intact, key=_update_of)
+    if problems:
+        line = f"resume: skipping a damaged checkpoint ({problems[0]}); resuming from {best} (update {_update_of(best)})"
+        (warn or (lambda m: print(m, file=sys.stderr)))(line)
+    return best
 
 
 def _read_metrics(path: Path, upto: int) -> list[dict]:
@@ -146,13 +223,17 @@ def rollout_config(cfg: TrainConfig):
     return RolloutConfig(turns=cfg.turns, k=cfg.k, share_first_turn=cfg.share_first_turn, reward=cfg.reward,
                          sampling=sampling, fewshot=fewshot_for(cfg.tasks, cfg.fewshot),
                          ending=cfg.ending, backend=cfg.backend, exec_timeout_s=cfg.exec_timeout_s,
-                         prompt_format=cfg.prompt_format)
+                         prompt_format=cfg.prompt_format, extraction=cfg.extraction)
 
 
 def restore_state(ckpt: Path, optimizer, scaler=None) -> tuple[int, int]:
     """Load optimizer (fp32 masters included), loss-scaler and RNG states (python, numpy, torch, cuda);
     return (update, data_pos). The lr schedule is not restored: `set_schedule` derives it from the config."""
-    blob = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")  # a GPU run's state resumes anywhere
+    try:  # map_location: a GPU run's state resumes anywhere (optimizer state follows the params)
+        blob = torch.load(ckpt / "state.pt", weights_only=False, map_location="cpu")
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as e:
+        raise ConfigError(f"resume: {ckpt / 'state.pt'} cannot be read ({str(e).splitlines()[0][:80]}); "
+                          "resume from an older checkpoint dir, or start afresh") from None
     optimizer.load_state_dict(blob["optimizer"])
     if scaler is not None and blob.get("scaler"):
         scaler.load_state_dict(blob["scaler"])
@@ -239,10 +320,12 @@ def train(cfg: TrainConfig, out_dir: str | os.PathLike, executor=None, resume: b
     rcfg, rl_cfg = rollout_config(cfg), cfg.rl_config()
     tasks = load_tasks(cfg.tasks)[:cfg.n_tasks]
     run.mkdir(parents=True, exist_ok=True)
-    for stale in ([] if ckpt else ["checkpoint", "checkpoint.old", "checkpoint.tmp", "final"]):
+    for stale in ([] if ckpt else [*KEPT, "checkpoint.old", "checkpoint.tmp", "final", "boost"]):
         shutil.rmtree(run / stale, ignore_errors=True)  # a fresh run owns its directory
+    # Boost (cfg.boost_steps > 0): SFT warm-start into RUN/boost/final; RL starts there (pi_theta and pi_ref)
+    start = str(run_boost(cfg, run / "boost", progress)) if cfg.boost_steps else cfg.model
     seed_everything(cfg.seed)
-    policy, ref = load_models(cfg, ckpt)
+    policy, ref = load_models(dataclasses.replace(cfg, model=start), ckpt)
     optimizer = make_optimizer(policy.model, cfg.lr, cfg.weight_decay)  # fp32 masters for bf16 weights
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg))
     fp16 = next(policy.model.parameters()).dtype == torch.float16

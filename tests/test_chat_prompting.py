@@ -33,7 +33,7 @@ def test_chat_prompt_turns(chat_policy):
     tok = chat_policy.tokenizer
     first = render_prompt(tok, ADD, [], "chat")
     assert first == (f"<|im_start|>system\n{prompts.CHAT_SYSTEM}<|im_end|>\n<|im_start|>user\n"
-                     f"{prompts.task_header(ADD).rstrip()}<|im_end|>\n<|im_start|>assistant\n```python\n")
+                     f"{prompts.task_statement(ADD)}<|im_end|>\n<|im_start|>assistant\n```python\n")
     second = render_prompt(tok, ADD, [BAD, GOOD], "chat")  # only the most recent attempt is shown
     assert second.startswith(first[:-len("<|im_start|>assistant\n```python\n")])
     assert second.endswith(f"<|im_start|>assistant\n```python\n{GOOD}\n```<|im_end|>\n<|im_start|>user\n"

@@ -9,6 +9,7 @@ import pytest
 
 from cocos_lib import evaluate as E
 from cocos_lib import metrics as M
+from cocos_lib import prompts
 
 P, F = "passed", "failed"
 
@@ -344,3 +345,46 @@ def test_one_table_of_how_methods_produce_turns():
     assert methods.producer("self-refine") is methods.self_refine_turns
     assert methods.producer("cocos", "release") is methods.release_turns
     assert methods.producer("self-refine", "chat") is methods.self_refine_turns
+def _stopping_cli(seen):
+    """E.main with stand-ins: one toy task, no model load, and an evaluate that records its keywords and stops
+    before writing output."""
+    def run(policy, tasks, **kw):
+        seen.update(kw)
+        raise KeyboardInterrupt
+    return lambda args: E.main(args, tasks_of=lambda name: [_task()], load=lambda *a, **kw: "policy", run=run)
+
+
+def test_cli_run_dir_uses_the_run_prompt_settings(tiny_policy_dir, tmp_path):
+    """#21 item 6: --policy RUN_DIR evaluates with the prompts the run trained on (config.json: fewshot,
+    ending, prompt_format, extraction); a flag given on the command line wins."""
+    import shutil
+    seen = {}
+    cli = _stopping_cli(seen)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_policy_dir, run / "final")
+    (run / "metrics.jsonl").write_text("")
+    (run / "config.json").write_text(json.dumps({"model": "x", "fewshot": 2, "ending": "begin",
+                                                 "prompt_format": "completion", "extraction": "release"}))
+    args = ["--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl")]
+    with pytest.raises(KeyboardInterrupt):
+        cli(args)
+    assert (seen["ending"], seen["extraction"], seen["prompt_format"]) == ("begin", "release", "completion")
+    assert seen["fewshot"] == prompts.fewshot_block(n=2)
+    with pytest.raises(KeyboardInterrupt):
+        cli(args + ["--fewshot", "0", "--ending", "correct", "--extraction", "lenient"])
+    assert (seen["fewshot"], seen["ending"], seen["extraction"]) == ("", "correct", "lenient")
+    assert E.run_prompt_settings(tiny_policy_dir) == {}   # a model dir is not a run dir
+
+
+def test_cli_truncated_weights_are_one_line(tiny_policy_dir, tmp_path):
+    """#21 item 9: a cut final/model.safetensors: one line naming the file and what to do, no traceback."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(tiny_policy_dir, run / "final")
+    (run / "metrics.jsonl").write_text("")
+    f = run / "final" / "model.safetensors"
+    f.write_bytes(f.read_bytes()[:f.stat().st_size // 2])
+    r = _cli("--policy", str(run), "--tasks", "toy-test", "--out", str(tmp_path / "o.jsonl"))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert f"{f}: damaged or truncated (" in r.stderr and "delete its final/ to evaluate the last checkpoint" in r.stderr
+    assert E.damaged_weights(tiny_policy_dir) is None

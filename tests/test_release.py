@@ -110,3 +110,17 @@ def test_pairs_roles_and_gated_note():
     assert release.gated_note("Qwen/Qwen2.5-1.5B") == "" and release.gated_note("Jay-Cho/CoCoS-Llama-3.2-1B") == ""
     with pytest.raises(release.ReleaseError, match="expected one of Qwen2.5-1.5B, Llama-3.2-1B, deepseek-coder-1.3b"):
         release.pair("gpt2")
+
+
+def test_humaneval_release_task_set_is_the_papers_format():
+    """#21 item 5: the paper's HumanEval numbers come from "Write a python function {entry_point}." (no
+    docstring): the task set humaneval-release holds that text, so the repo's own prompts are the release's."""
+    from cocos_lib import prompts
+    from cocos_lib.task_sets import TASK_SETS, load_tasks
+    assert "humaneval-release" in TASK_SETS
+    plain, rel = load_tasks("humaneval"), load_tasks("humaneval-release")
+    assert len(rel) == 164 and [t.tests for t in rel] == [t.tests for t in plain]
+    assert rel[0].text == "Write a python function has_close_elements." and "Check if" in plain[0].text
+    for a, b in zip(plain[:5], rel[:5]):
+        assert release.prompt(a) == prompts.build_prompt(b, []) == release.header(b)
+        assert release.prompt(a, ["x = 1\n"]) == prompts.build_prompt(b, ["x = 1\n"])

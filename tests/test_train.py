@@ -60,6 +60,10 @@ def test_paper_profile_matches_paper_md():
     assert (c.kl_coef, c.kl, c.cliprange, c.temperature, c.top_p) == (0.01, "sequence", 0.2, 0.9, 1.0)
     assert (c.max_new_tokens, c.dtype, c.seed, c.reward, c.gamma) == (512, "bf16", 42, "progressive", 0.5)
     assert c.share_first_turn is True and c.train_turns == (2,) and c.turns == 2
+    # #21: the released pipeline: Boost first, then RL with [CORRECT] prompts, no few-shot, the release's
+    # extraction, no gradient clipping
+    assert (c.boost_steps, c.boost_batch, c.boost_lr) == (100, 256, 2e-5)
+    assert (c.fewshot, c.ending, c.extraction, c.max_grad_norm) == (0, "correct", "release", None)
     assert make_config("colab").model == "Qwen/Qwen2.5-0.5B" and make_config("colab").dtype == "fp16"
     assert make_config("tiny").model == "tiny-warmstart" and make_config("tiny").tasks == "toy-train"
     assert set(PROFILES) == {"tiny", "cpu", "colab", "paper", "released"}
@@ -70,8 +74,8 @@ def test_released_profile_is_paper_with_the_release_choices():
     the release's pad token, top_k 50 with top-k pi_old; every other field as the paper profile."""
     r, p = make_config("released"), make_config("paper")
     changed = {k: v for k, v in r.to_dict().items() if p.to_dict()[k] != v}
-    assert changed == dict(reward="count", max_grad_norm=None, stop_at_done=False, ignore_eos=True,
-                           pad_token="released", top_k=50)
+    assert changed == dict(reward="count", stop_at_done=False, ignore_eos=True, pad_token="released", top_k=50)
+    assert r.max_grad_norm is None and r.boost_steps == 100 and r.extraction == "release"
     rl = r.rl_config()
     assert rl.max_grad_norm is None and rl.ignore_eos and rl.top_k == 50
     from cocos_lib.train import rollout_config
@@ -134,9 +138,9 @@ def test_rollout_fewshot_is_mbpp_prompt_split_for_mbpp_and_default_otherwise(mon
         calls.append((split_name, path))
         return split if split_name == "prompt" else pytest.fail(f"asked for split {split_name!r}")
     monkeypatch.setattr(prompts, "load_mbpp", fake_load_mbpp)  # no network (the name mbpp_fewshot_block reads)
-    block = rollout_config(make_config("paper")).fewshot  # paper: tasks=mbpp-train, fewshot=3
+    block = rollout_config(make_config("paper", fewshot=3, ending="begin")).fewshot  # tasks=mbpp-train
     assert calls == [("prompt", None)]
-    assert block == "".join(f"{prompts.task_header(t)}[BEGIN]\n{t.reference}\n[DONE]\n\n" for t in split[1:4])
+    assert block == "".join(f"{prompts.task_header(t)}{t.reference}\n[DONE]\n\n" for t in split[1:4])
     assert block.count("[BEGIN]") == 3 and "Write f2." in block and "Write f1." not in block
     toy = rollout_config(make_config("tiny", fewshot=2)).fewshot
     assert calls == [("prompt", None)] and toy == prompts.fewshot_block(n=2) and toy.count("[DONE]") == 2
@@ -283,8 +287,62 @@ def test_find_checkpoint_survives_a_cut_swap(tmp_path):
     (old / "state.pt").write_bytes(b"")
     (tmp_path / "checkpoint.tmp").mkdir()  # a half-written one is never picked
     assert find_checkpoint(tmp_path) == old
-    with pytest.raises(ConfigError, match="resume: no checkpoint in"):
+    with pytest.raises(ConfigError, match="resume: no intact checkpoint in .*expected state.json and state.pt"):
         find_checkpoint(tmp_path / "checkpoint.tmp")
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
+def test_checkpoints_keep_two_with_checksums_and_resume_skips_a_damaged_one(tiny_policy_dir, fake_world, tmp_path):
+    """#21 item 9: a truncated checkpoint/state.pt -> resume from checkpoint.prev (one line says so), and the
+    resumed run equals the uninterrupted one from there; no intact one -> one line naming the file."""
+    full = train(small_config(tiny_policy_dir, updates=4), tmp_path / "a", executor=fake_world, progress=False)
+    run = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        train(small_config(tiny_policy_dir, updates=4, checkpoint_every=1), run, executor=fake_world,
+              callback=interrupt_after(3), progress=False)
+    sums = json.loads((run / "checkpoint" / "checksums.json").read_text())
+    assert {"state.pt", "state.json", "model/config.json"} <= set(sums)
+    assert json.loads((run / "checkpoint.prev" / "state.json").read_text())["update"] == 2
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["update"] == 3
+    truncate(run / "checkpoint" / "state.pt")
+    lines = []
+    assert find_checkpoint(run, warn=lines.append) == run / "checkpoint.prev"
+    assert lines == [f"resume: skipping a damaged checkpoint ({run / 'checkpoint' / 'state.pt'}: checksum mismatch "
+                     f"(damaged or truncated)); resuming from {run / 'checkpoint.prev'} (update 2)"]
+    resumed = train(small_config(tiny_policy_dir, updates=4), run, executor=fake_world, resume=True, progress=False)
+    assert [strip_timing(m) for m in resumed] == [strip_timing(m) for m in full]
+    truncate(run / "checkpoint" / "model" / "model.safetensors")
+    truncate(run / "checkpoint.prev" / "state.pt")
+    with pytest.raises(ConfigError, match=r"resume: no intact checkpoint in .*model.safetensors: checksum mismatch"):
+        find_checkpoint(run)
+    assert main(["--resume", str(run), "--no-progress"]) == 2
+
+
+def test_a_checkpoint_without_checksums_that_torch_cannot_read_fails_in_one_line(tiny_policy_dir, fake_world, tmp_path):
+    train(small_config(tiny_policy_dir, updates=1, checkpoint_every=1), tmp_path, executor=fake_world, progress=False)
+    (tmp_path / "checkpoint" / "checksums.json").unlink()   # a checkpoint written before checksums existed
+    truncate(tmp_path / "checkpoint" / "state.pt")
+    with pytest.raises(ConfigError, match=r"resume: .*checkpoint/state.pt cannot be read \(.*\); resume from an older"):
+        train(small_config(tiny_policy_dir, updates=2), tmp_path, executor=fake_world, resume=True, progress=False)
+
+
+def test_restore_state_maps_a_gpu_checkpoint_to_the_cpu(monkeypatch, tmp_path):
+    """A state.pt written on CUDA resumes on a CPU runtime: torch.load gets map_location='cpu'."""
+    from cocos_lib import train as T
+    seen = {}
+
+    def fake_load(path, **kw):
+        seen.update(kw)
+        raise EOFError("stop here")
+    monkeypatch.setattr(T.torch, "load", fake_load)
+    (tmp_path / "state.pt").write_bytes(b"x")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        T.restore_state(tmp_path, None)
+    assert seen["map_location"] == "cpu"
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -300,7 +358,7 @@ def test_cli_help_and_bad_set_value(capsys, tmp_path):
     assert main(["--profile", "tiny", "--out", str(tmp_path), "--set", "model=/nonexistent/m"]) == 2
     assert capsys.readouterr().err.startswith("error: config field 'model': model '/nonexistent/m'")
     assert main(["--resume", str(tmp_path / "nothing")]) == 2
-    assert "resume: no checkpoint in" in capsys.readouterr().err
+    assert "resume: no intact checkpoint in" in capsys.readouterr().err
 
 
 def test_bf16_run_trains_fp32_master_weights(tiny_policy_dir, fake_world, tmp_path):
@@ -355,19 +413,11 @@ def rollout_config_of(cfg):
     return rollout_config(cfg)
 
 
-def test_restore_state_maps_a_gpu_checkpoint_to_the_cpu(monkeypatch, tmp_path):
-    """A state.pt written on CUDA resumes on a CPU-only runtime: torch.load is given map_location='cpu' (the
-    optimizer's state then follows its parameters' device in load_state_dict)."""
-    from cocos_lib import train as T
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def fake_load(path, **kw):
-        seen.update(kw)
-        raise Stop
-    monkeypatch.setattr(T.torch, "load", fake_load)
-    with pytest.raises(Stop):
-        T.restore_state(tmp_path, None)
-    assert seen["map_location"] == "cpu"
+def test_grad_norm_is_logged_before_clipping_every_update(tiny_policy_dir, fake_world, tmp_path):
+    """#21 item 4: metrics.jsonl has the pre-clip gradient norm at every update (a clip at 1e-4 binds, the
+    logged norm is still the raw one); paper and released do not clip."""
+    rows = train(small_config(tiny_policy_dir, updates=2, max_grad_norm=1e-4), tmp_path, executor=fake_world,
+                 progress=False)
+    assert len(rows) == 2 and all(r["grad_norm"] > 1e-2 for r in rows)
+    assert make_config("paper").rl_config().max_grad_norm is None
+    assert make_config("released").rl_config().max_grad_norm is None

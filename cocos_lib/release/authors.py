@@ -19,16 +19,18 @@ Models. The release's pad token per family, matched as a substring of the model 
   order: llama, qwen, deepseek. The RL checkpoints started from an SFT warm-start ("Boost") and are
   evaluated without few-shot; their base models with the MBPP prompt-split few-shot block.
 
+The text itself comes from `cocos_lib.prompts` (one builder: `build_prompt`, `code_process`), which is what
+the training prompts use too; this module picks the release's choices (statement, ending, extraction).
 `release_run.py` loads these models and runs the turns; this module is pure text.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
-from cocos_lib.prompts import BEGIN, CORRECT, CORRECTION_INSTRUCTION, DONE
-from cocos_lib.tasks import Task
+from cocos_lib import prompts
+from cocos_lib.prompts import CORRECTION_INSTRUCTION
+from cocos_lib.tasks import Task, release_statement
 
 INSTRUCTION_BLOCK = f"\n\n{CORRECTION_INSTRUCTION}\n\n"
 MAX_PROMPT_TOKENS = 8192          # the release truncates prompts to their first 8,192 tokens
@@ -40,8 +42,6 @@ PAD_TOKENS = {                    # family -> (pad token, its id in the family's
     "qwen": ("<|endoftext|>", 151643),
     "deepseek": ("<｜end▁of▁sentence｜>", 32014),
 }
-_PATTERNS = (re.compile(r"^(.*?)\[DONE\]", re.S), re.compile(r"\[CORRECT\].*?\[DONE\]", re.S),
-             re.compile(r"\[BEGIN\].*?\[DONE\]", re.S))
 
 
 @dataclass(frozen=True)
@@ -93,15 +93,9 @@ def family(name: str) -> str | None:
     return next((key for key in PAD_TOKENS if key in low), None)
 
 
-def _tests(task: Task) -> str:
-    return "\n".join(task.tests).strip()
-
-
 def header(task: Task) -> str:
     """HEADER of the task: MBPP text, or the HumanEval entry-point sentence (no docstring)."""
-    text = f"Write a python function {task.entry_point}." if task.source == "humaneval" else task.text
-    return (f"You are an expert Python programmer, and here is your task: {text} "
-            f"Your code should pass these tests:\n\n{_tests(task)}\n\n{BEGIN}\n")
+    return prompts.task_header(release_statement(task))
 
 
 def fewshot_block(tasks: Sequence[Task]) -> str:
@@ -109,34 +103,20 @@ def fewshot_block(tasks: Sequence[Task]) -> str:
     missing = [t.task_id for t in tasks if t.reference is None]
     if missing:
         raise ReleaseError(f"few-shot task {missing[0]} has no reference solution")
-    return "".join(f"{header(t)}{t.reference}\n{DONE}\n\n" for t in tasks).lstrip()
+    return prompts.fewshot_block(tasks, n=len(tasks))
 
 
 def prompt(task: Task, previous_codes: Sequence[str] = (), fewshot: str = "") -> str:
-    """The prompt of turn t = len(previous_codes) + 1 (only the last attempt is shown)."""
-    if task.source == "humaneval":
-        if not previous_codes:
-            return header(task)
-        return f"{header(task)}{previous_codes[-1].rstrip()}\n{DONE}{INSTRUCTION_BLOCK}{CORRECT}\n"
-    if not previous_codes:
-        return f"{fewshot}{header(task)}"
-    ending = BEGIN if fewshot else CORRECT
-    return f"{header(task)}{previous_codes[-1]}\n{DONE}{INSTRUCTION_BLOCK}{ending}\n"
-
-
-def code_process(text: str) -> str:
-    """The release's extraction of one completion (see the module docstring)."""
-    match = next((m for m in (p.search(text) for p in _PATTERNS) if m), None)
-    if match is None:
-        return text
-    code = match.group(0).strip()
-    for junk in ("```python\n", "\n```", BEGIN, DONE, CORRECT):
-        code = code.replace(junk, "")
-    return code
+    """The prompt of turn t = len(previous_codes) + 1 (only the last attempt is shown): prompts.build_prompt
+    on the release's statement, the ending [BEGIN] after a few-shot block, else [CORRECT]; HumanEval never
+    takes a few-shot block."""
+    fewshot = "" if task.source == "humaneval" else fewshot
+    return prompts.build_prompt(release_statement(task), previous_codes, fewshot, "begin" if fewshot else "correct")
 
 
 def extract(text: str, task: Task) -> str:
-    """The code the release keeps from a decoded completion of `task`."""
+    """The code the release keeps from a decoded completion of `task`: MBPP strips the completion before and
+    the code after (prompts.release_extract), HumanEval does neither (prompts.code_process)."""
     if task.source == "humaneval":
-        return code_process(text)
-    return code_process(text.strip()).strip()
+        return prompts.code_process(text)
+    return prompts.release_extract(text)

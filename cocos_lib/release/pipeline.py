@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from cocos_lib.prompts import DONE
 from cocos_lib.release import authors as release
 from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import SamplingConfig
@@ -75,7 +76,7 @@ def sampling(batch_size: int = release.BATCH_SIZE, stop_at_done: bool = False,
              max_new_tokens: int = release.MAX_NEW_TOKENS):
     """Greedy, one beam, EOS stop, 512 new tokens (optionally also stopping at [DONE])."""
     return SamplingConfig(greedy=True, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                          stop=release.DONE if stop_at_done else None)
+                          stop=DONE if stop_at_done else None)
 
 
 def encode(tokenizer, texts: Sequence[str], max_tokens: int = release.MAX_PROMPT_TOKENS) -> list[list[int]]:

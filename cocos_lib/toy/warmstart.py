@@ -14,10 +14,11 @@ the paper measured in real 1B models (docs/paper.md §7, "Why small models need 
   models in the GPU profiles; here it is a stand-in that keeps the same code path.
 
 Measured on toy-test (200 tasks), greedy, 2 turns (64 or 512 new tokens give the same answers):
-- shipped warm-start: Acc@t1 47.0%, Acc@t2 47.0%, i->c 0.0%, c->i 0.0%, no-edit rate 97.5%
-  (d <= 0.05; unchanged d = 0: 96%); 94 of the 106 wrong turn-1 answers (88.7%) pass some but
-  not all tests, where progressive and binary rewards differ.
-- after `python -m cocos_lib.train --profile tiny --out DIR` (40 updates, 427 s on the loaded
+- shipped warm-start (rebuilt for the released prompt layout, issue 21: a blank line before [BEGIN], and
+  [BEGIN] before the previous code): Acc@t1 50.5%, Acc@t2 55.0%, i->c 4.5%, c->i 0.0%, no-edit rate 92.5%
+  (unchanged d = 0: 92%); 88.9% of the wrong turn-1 answers pass some but not all tests. (The previous
+  warm-start, trained on the old layout: 47.0% / 47.0%, i->c 0.0%, no-edit 97.5%.)
+- with the previous warm-start and prompt layout, after `python -m cocos_lib.train --profile tiny --out DIR` (40 updates, 427 s on the loaded
   2-core machine with OMP_NUM_THREADS=1) and `python -m cocos_lib.evaluate --policy DIR/final
   --tasks toy-test --turns 2 --out F`: Acc@t1 65.5%, Acc@t2 87.5%, i->c 22.5%, c->i 0.5%
   (unit-level 22.5% / 1.5%), no-edit rate 79%. Turn 1 improves too: it shares the weights.
