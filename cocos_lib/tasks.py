@@ -28,7 +28,6 @@ import ast
 import builtins
 import copy
 import dataclasses
-import gzip
 import inspect
 import os
 from dataclasses import dataclass
