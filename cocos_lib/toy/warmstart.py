@@ -132,7 +132,8 @@ def sft_example(task, turn: int, cfg: WarmstartConfig, rng: random.Random) -> tu
     if turn == 1:
         return build_prompt(task, []), f"{misconception(task) or ref}\n{DONE}"
     prev = previous_attempt(task, cfg, rng)
-    target = ref if prev != ref and rng.random() < cfg.repair_rate else prev
+    habit_wrong = prev == misconception(task)  # (None for ops without one)
+    target = ref if habit_wrong and rng.random() < cfg.repair_rate else prev
     return build_prompt(task, [prev], ending="correct"), f"{target}\n{DONE}"
 
 
