@@ -17,7 +17,8 @@ Realistic lengths: random weights never write [DONE], so each row is stopped aft
 the 164 HumanEval reference programs + "\n[DONE]" (median 168, p90 319; data/results/real/
 tokenizer_facts.json, written by benchmarks/tokenizer_facts.py). The prompt length defaults to the
 measured medians of the completion-format prompts weighted as an update generates them (64 turn-1
-at 256 tokens, 128 turn-2 at 476: 403). `--lengths lognormal --len-median M --len-sigma S` and
+at 256 tokens, 128 turn-2 at 479: 405; the committed CPU measurements used 403, from the prompts before the
+released layout added a blank line and [BEGIN]). `--lengths lognormal --len-median M --len-sigma S` and
 `--prompt-len P` bring back the earlier assumption (lognormal, median 70, sigma 0.5; 300 tokens).
 
   python benchmarks/rollout_bench.py              # CPU, tiny policy
