@@ -126,17 +126,17 @@ def test_warmstart_is_imperfect_and_reluctant_on_held_out_tasks(warmstart_summar
     answers pass *some* tests (in the old K = 3 world the misconceptions passed none)."""
     s = warmstart_summary
     print({k: s[k] for k in KEYS})
-    assert 0.20 <= s["acc_t1"] <= 0.70, s  # measured 0.47
-    assert abs(s["acc_t2"] - s["acc_t1"]) <= 0.02 + 1e-9, s  # issue 5's "<= 2 points", met (0.47 -> 0.47)
-    assert s["no_edit_rate"] >= 0.90 and s["i2c"] <= 0.05, s  # measured 0.975 and 0.0
-    assert s["partial_wrong_t1"] >= 0.80, s  # measured 0.887: progressive reward in (0, 1), binary 0
+    assert 0.20 <= s["acc_t1"] <= 0.70, s  # measured 0.505
+    assert abs(s["acc_t2"] - s["acc_t1"]) <= 0.02 + 1e-9, s  # issue 5's "<= 2 points", met (0.505 -> 0.505)
+    assert s["no_edit_rate"] >= 0.90 and s["i2c"] <= 0.05, s  # measured 1.0 and 0.0
+    assert s["partial_wrong_t1"] >= 0.80, s  # measured 0.899: progressive reward in (0, 1), binary 0
 
 
 @pytest.mark.slow
 def test_warmstart_sampled_turn2_mostly_copies_a_misconception_and_sometimes_repairs_it():
     """The signal RL amplifies: at temperature 0.9 the warm-start's turn 2, shown the misconception
-    of 40 toy-test tasks (4 samples each), copies it in 71% of the samples and repairs it (all
-    tests pass) in 19% (measured, seed 0; the build's repair_rate is 0.2)."""
+    of 40 toy-test tasks (4 samples each), copies it in 81% of the samples and repairs it (all
+    tests pass) in 15% (measured, seed 0; the build's repair_rate is 0.15)."""
     import torch
     from cocos_lib.executor import Executor
     from cocos_lib.generation.dispatch import generate
@@ -164,7 +164,8 @@ def test_short_cocos_run_improves_greedy_turn2_on_held_out_tasks(tmp_path, warms
     """A seeded, shortened `tiny` profile run: greedy Acc@t2 rises >= 10 points over the
     warm-start on held-out tasks, more wrong answers are repaired than broken, and hardly any
     right one is broken. (Measured: 6 updates took Acc@t2 from 0.47 to 0.745, i->c 27.5%,
-    c->i 0%; the full 40-update profile to 0.875.)"""
+    c->i 0%, with the previous warm-start and prompt layout; with the released layout's warm-start, 0.505 to 0.76,
+    i->c 25%, c->i 0%.)"""
     from cocos_lib.config import make_config
     from cocos_lib.train import train
     history = train(make_config("tiny", updates=SHORT_UPDATES), tmp_path, progress=False)
@@ -231,3 +232,25 @@ def test_warmstart_lr_schedule_is_the_shipped_one():
     lr = [toy.warmstart_lr_factor(s, cfg) for s in range(cfg.steps)]
     assert lr[0] == 1 / 30 and lr[29] == 0.5 * (1 + math.cos(math.pi * 29 / 2000))
     assert lr[-1] == 0.05 and max(lr) == lr[29] and sum(x == 0.05 for x in lr) > 100
+
+
+def test_sft_weights_train_turn1_never_on_a_turn2_prompts_attempt():
+    """A turn-2 SFT example in the released layout shows the previous attempt after "[BEGIN]", as turn 1's
+    answer is shown: its tokens (and the instruction's) take attempt_weight (0 by default), the task header
+    prompt_weight, the target 1; position 0 has no prediction. A turn-1 example has no attempt region."""
+    import random
+    tok, cfg = toy.char_tokenizer(), toy.WarmstartConfig()
+    task = next(t for t in W.toy_tasks("test") if W.misconception(t))
+    prompt, target, header = toy.sft_example(task, 2, cfg, random.Random(0))
+    assert prompt.startswith(header) and "[BEGIN]" in header and prompt.endswith("[CORRECT]\n")
+    ids, mask, weights = toy._batch(tok, [(prompt, target, header)], prompt_weight=0.5, attempt_weight=0.0)
+    n_h = len(tok(header, add_special_tokens=False)["input_ids"])
+    n_p = len(tok(prompt, add_special_tokens=False)["input_ids"])
+    n_t = len(tok(target, add_special_tokens=False)["input_ids"])
+    w = weights[0].tolist()
+    assert w[0] == 0 and set(w[1:n_h]) == {0.5} and set(w[n_h:n_p]) == {0.0} and set(w[n_p:n_p + n_t]) == {1.0}
+    assert int(mask.sum()) == n_p + n_t
+    prompt1, target1, header1 = toy.sft_example(task, 1, cfg, random.Random(0))
+    assert prompt1 == header1 == header and target1 == f"{W.misconception(task)}\n[DONE]"
+    _, _, w1 = toy._batch(tok, [(prompt1, target1, header1)], prompt_weight=0.5, attempt_weight=0.3)
+    assert 0.3 not in set(w1[0].tolist())
