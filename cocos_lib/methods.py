@@ -6,8 +6,9 @@ trajectories: one `Trajectory` per task and sample, ordered by (group, sample) a
 feedback: None, or per trajectory the (critique text, critique tokens) of each turn t >= 2 (Self-Refine).
     "cocos"        the correction instruction (`rollout.rollout`; simple prompting for an untrained model)
     "self-refine"  critique, then rewrite with that feedback (`evaluation.baselines.self_refine`)
-    "release"      the authors' evaluation pipeline (`release.pipeline.released_rollout`: their prompts and extraction,
-                   greedy, one sample; cfg gives turns, sampling, few-shot block and reward)
+    "release"      the authors' evaluation pipeline (`release.pipeline.released_rollout`: `rollout.rollout` with their
+                   text steps, `release_format`: prompts, truncation, decoding, extraction; greedy, one sample;
+                   cfg gives turns, sampling, few-shot block and reward)
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -121,23 +121,46 @@ def turn_seed(seed: int, t: int) -> int:
     return (seed * 1_000_003 + t) % (2 ** 63)
 
 
+@dataclass(frozen=True)
+class TextFormat:
+    """How a turn's state becomes token ids and a completion becomes code: the four text steps of a turn.
+    REPO_FORMAT is this library's (render_prompt, left-truncating encode_prompts, decode_completion, extract_answer
+    by cfg); the authors' evaluation pipeline passes its own (`release.pipeline.RELEASE_FORMAT`) to the same rollout.
+        prompt(policy, task, codes so far, cfg) -> str      encode(policy, texts, cfg) -> token ids
+        decode(policy, completion ids) -> str                extract(text, task, cfg) -> code
+    """
+    prompt: Callable[..., str]
+    encode: Callable[..., list[list[int]]]
+    decode: Callable[..., str]
+    extract: Callable[..., str]
+
+
+REPO_FORMAT = TextFormat(
+    prompt=lambda policy, task, codes, cfg: render_prompt(policy.tokenizer, task, codes, cfg.prompt_format, cfg.fewshot,
+                                                          cfg.ending),
+    encode=lambda policy, texts, cfg: encode_prompts(policy.tokenizer, texts, prompt_budget(policy, cfg)),
+    decode=decode_completion,
+    extract=lambda text, task, cfg: extract_answer(text, cfg.prompt_format))
+
+
 def generate_texts(policy, texts: Sequence[str], cfg: RolloutConfig, sampling: SamplingConfig, seed: int,
-                   stats: dict | None = None) -> tuple[list[list[int]], list[list[int]], list[str]]:
+                   stats: dict | None = None, text: TextFormat = REPO_FORMAT
+                   ) -> tuple[list[list[int]], list[list[int]], list[str]]:
     """Prompt texts -> (prompt ids, completion ids, completion texts): encode, generate, decode."""
-    prompt_ids = encode_prompts(policy.tokenizer, texts, prompt_budget(policy, cfg))
+    prompt_ids = text.encode(policy, texts, cfg)
     t0 = time.perf_counter()
     completions = generate(policy, prompt_ids, sampling, seed=seed, backend=cfg.backend)
     if stats is not None:
         stats["sec_generate"] = stats.get("sec_generate", 0.0) + time.perf_counter() - t0
         stats["tokens"] = stats.get("tokens", 0) + sum(len(c) for c in completions)
-    return prompt_ids, completions, [decode_completion(policy, c) for c in completions]
+    return prompt_ids, completions, [text.decode(policy, c) for c in completions]
 
 
 def run_turn(policy, tasks: Sequence[Task], texts: Sequence[str], cfg: RolloutConfig, executor: Executor, seed: int,
-             stats: dict | None = None) -> list[Turn]:
+             stats: dict | None = None, text: TextFormat = REPO_FORMAT) -> list[Turn]:
     """One turn for a batch: generate_texts, extract each answer's code, execute, r_t = reward."""
-    prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats)
-    codes = [extract_answer(o, cfg.prompt_format) for o in outs]
+    prompt_ids, completions, outs = generate_texts(policy, texts, cfg, cfg.answer_sampling, seed, stats, text)
+    codes = [text.extract(o, task, cfg) for o, task in zip(outs, tasks)]
     t0 = time.perf_counter()
     reports = execute(executor, tasks, codes, cfg.exec_timeout_s)
     if stats is not None:
@@ -148,11 +171,11 @@ def run_turn(policy, tasks: Sequence[Task], texts: Sequence[str], cfg: RolloutCo
 
 
 def rollout(policy, tasks: Sequence[Task], cfg: RolloutConfig, executor: Executor, seed: int = 0,
-            progress: bool = False, stats: dict | None = None) -> list[Trajectory]:
+            progress: bool = False, stats: dict | None = None, text: TextFormat = REPO_FORMAT) -> list[Trajectory]:
     """len(tasks) * k trajectories ordered by (group, sample); see the module docstring.
 
-    Turn t >= 2 prompt = render_prompt(task, codes of turns < t) (few-shot block on turn 1
-    only). stats, if given, receives sec_generate, sec_execute, tokens (generated) and untrusted_tests: the
+    Turn t >= 2 prompt = text.prompt(task, codes of turns < t) (REPO_FORMAT: render_prompt, few-shot block on
+    turn 1 only). stats, if given, receives sec_generate, sec_execute, tokens (generated) and untrusted_tests: the
     share of the test outcomes behind the rewards that the executor could not decide outside the candidate
     (TestReport.trusted False: such a pass may be forged; the reward counts it all the same).
     """
@@ -165,9 +188,8 @@ def rollout(policy, tasks: Sequence[Task], cfg: RolloutConfig, executor: Executo
     for t in tqdm(range(1, cfg.turns + 1), desc="rollout turns", disable=not progress or not trajs):
         shared = t == 1 and cfg.share_first_turn and k > 1
         sources = trajs[::k] if shared else trajs
-        texts = [render_prompt(policy.tokenizer, tr.task, [u.code for u in tr.turns], cfg.prompt_format,
-                               cfg.fewshot, cfg.ending) for tr in sources]
-        new = run_turn(policy, [tr.task for tr in sources], texts, cfg, executor, turn_seed(seed, t), acc)
+        texts = [text.prompt(policy, tr.task, [u.code for u in tr.turns], cfg) for tr in sources]
+        new = run_turn(policy, [tr.task for tr in sources], texts, cfg, executor, turn_seed(seed, t), acc, text)
         executed += [turn.report for turn in new]
         for i, tr in enumerate(trajs):
             turn = new[i // k] if shared else new[i]

@@ -37,8 +37,7 @@ from cocos_lib import metrics as M
 from cocos_lib import registry_models
 from cocos_lib.executor import Executor
 from cocos_lib.models import load_policy
-from cocos_lib.prompts import render_prompt
-from cocos_lib.rollout import RolloutConfig, run_turn, turn_seed
+from cocos_lib.rollout import REPO_FORMAT, RolloutConfig, run_turn, turn_seed
 from cocos_lib.sampling import SamplingConfig
 from cocos_lib.tasks import load_humaneval
 
@@ -85,8 +84,7 @@ def run_method(policy, tasks, cfg, executor, path: Path, method: str, turns: int
             if method == "self-refine":
                 new, feedback = baselines.refine_step(policy, ts, prev, cfg, executor, seed + start, t)
             else:
-                texts = [render_prompt(policy.tokenizer, task, [p] if p is not None else [], cfg.prompt_format,
-                                       cfg.fewshot, cfg.ending) for task, p in zip(ts, prev)]
+                texts = [REPO_FORMAT.prompt(policy, task, [p] if p is not None else [], cfg) for task, p in zip(ts, prev)]
                 new = run_turn(policy, ts, texts, cfg, executor, _turn_seed(seed + start, t))
             rows = [E.turn_row(task.task_id, 0, t, turn, p, method, feedback=fb)
                     for task, turn, p, fb in zip(ts, new, prev, feedback)]

@@ -25,10 +25,9 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from cocos_lib.release import authors as release
-from cocos_lib.rewards import REWARDS
 from cocos_lib.sampling import SamplingConfig
 from cocos_lib.tasks import Task, load_mbpp
-from cocos_lib.trajectory import Trajectory, Turn
+from cocos_lib.trajectory import Trajectory
 
 # torch-free at import (evaluate's CLI and notebook 04's plans read this module before any model loads): generation,
 # rollout and models are imported inside the functions that run a model.
@@ -88,26 +87,27 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=True)
 
 
+def release_format(max_prompt_tokens: int = release.MAX_PROMPT_TOKENS):
+    """The release's text steps for `rollout.rollout` (rollout.TextFormat): release.prompt (cfg.fewshot), the
+    tokenizer's own right truncation (`encode`), `decode` (special tokens skipped) and release.extract."""
+    from cocos_lib.rollout import TextFormat  # lazy: torch (see the note at the imports)
+    return TextFormat(prompt=lambda policy, task, codes, cfg: release.prompt(task, codes, cfg.fewshot),
+                      encode=lambda policy, texts, cfg: encode(policy.tokenizer, texts, max_prompt_tokens),
+                      decode=lambda policy, ids: decode(policy.tokenizer, ids),
+                      extract=lambda text, task, cfg: release.extract(text, task))
+
+
 def released_rollout(policy, tasks: Sequence[Task], turns: int, sampling: SamplingConfig, executor, fewshot: str = "",
                      seed: int = 0, max_prompt_tokens: int = release.MAX_PROMPT_TOKENS, reward: str = "progressive",
                      timeout_s: float = 3.0) -> list[Trajectory]:
-    """The released evaluation pipeline (not `rollout.rollout`: its own prompts, decoding and extraction):
-    one greedy trajectory per task (Trajectory, sample 0) in the release's format:
-    turn t's prompt is release.prompt(task, codes so far, fewshot); the few-shot block only
+    """The released evaluation pipeline through the one rollout path (`rollout.rollout`, k = 1, HF generate) with
+    the release's text steps (`release_format`): one greedy trajectory per task (Trajectory, sample 0) in the
+    release's format: turn t's prompt is release.prompt(task, codes so far, fewshot); the few-shot block only
     changes MBPP prompts (turn 1, and the [BEGIN] ending after it)."""
-    from cocos_lib.generation.dispatch import generate  # lazy: torch (see the note at the imports)
-    from cocos_lib.rollout import execute, turn_seed
-    trajs = [Trajectory(task=task, turns=[], group=g, sample=0) for g, task in enumerate(tasks)]
-    for t in range(1, turns + 1):
-        texts = [release.prompt(tr.task, [u.code for u in tr.turns], fewshot) for tr in trajs]
-        prompt_ids = encode(policy.tokenizer, texts, max_prompt_tokens)
-        completions = generate(policy, prompt_ids, sampling, seed=turn_seed(seed, t), backend="hf")
-        outs = [decode(policy.tokenizer, c) for c in completions]
-        codes = [release.extract(o, tr.task) for o, tr in zip(outs, trajs)]
-        reports = execute(executor, [tr.task for tr in trajs], codes, timeout_s)
-        for tr, p, c, o, code, rep in zip(trajs, prompt_ids, completions, outs, codes, reports):
-            tr.turns.append(Turn(list(p), list(c), o, code, rep, float(REWARDS[reward](rep))))
-    return trajs
+    from cocos_lib.rollout import RolloutConfig, rollout  # lazy: torch (see the note at the imports)
+    cfg = RolloutConfig(turns=turns, k=1, share_first_turn=False, reward=reward, sampling=sampling, fewshot=fewshot,
+                        backend="hf", exec_timeout_s=timeout_s)
+    return rollout(policy, tasks, cfg, executor, seed=seed, text=release_format(max_prompt_tokens))
 
 
 # ------------------------------------------------------------------ what notebook 04 runs
