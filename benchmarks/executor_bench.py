@@ -18,10 +18,11 @@ load average.
     python benchmarks/executor_bench.py [--workers N] [--rounds R] [--profile]
 --profile: one worker, one 7-test job (`add`) run 300 times: wall and CPU per job, split into the
 worker itself (dispatch, /proc sweeps), the candidate side (C and its per-test forks T_i, reaped by
-the worker) and the judge side (its zygote and the judge); then one test calling a candidate
-function 20,000 times: the channel's round trip per call.
+the worker) and the judge side (its zygote and the judge), the worker's minor page faults per job, and a
+bare fork + exit of the workers' interpreter for scale (`--isolation program`: the same job with its asserts
+in one process); then one test calling a candidate function 20,000 times: the channel's round trip per call.
 """
-import argparse, json, os, resource, sys, time
+import argparse, json, os, resource, subprocess, sys, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -101,10 +102,38 @@ def stat_cpu(pid):
     return (v[0] + v[1]) / hz, (v[2] + v[3]) / hz
 
 
-def profile(n=300, calls=20_000):
+BARE_FORK = """
+import os, resource, time
+n = 300
+t0, k0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+k1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+print((time.process_time() - t0 + k1.ru_utime + k1.ru_stime - k0.ru_utime - k0.ru_stime) / n * 1e3)
+"""
+
+
+def bare_fork_ms():
+    """CPU ms (parent + child) of a bare fork + _exit + wait in the workers' interpreter (`python -I -S`, no
+    imports): the floor a forked test cannot go below."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return float(subprocess.run([base, "-I", "-S", "-c", BARE_FORK], capture_output=True, text=True,
+                                check=True).stdout)
+
+
+def minflt(pid):
+    """Minor page faults of a live process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+def profile(n=300, calls=20_000, isolation="test"):
     add = "def add(a, b):\n    return a + b\n"
     job = Job(add, [f"assert add({i}, 1) == {i + 1}" for i in range(7)])
-    with Executor(workers=1) as ex:
+    with Executor(workers=1, isolation=isolation) as ex:
         w = ex._pool.workers[0].proc.pid
         ex.run_many([job] * 20)
 
@@ -112,12 +141,14 @@ def profile(n=300, calls=20_000):
             own, reaped = stat_cpu(w)
             return own, reaped, process_cpu([w]) - process_cpu() - own - reaped  # the rest of the tree: judge side
 
-        before, start = split(), time.perf_counter()
+        before, faults, start = split(), minflt(w), time.perf_counter()
         ex.run_many([job] * n)
         sec, after = time.perf_counter() - start, split()
         per = [round((a - b) / n * 1e3, 2) for a, b in zip(after, before)]
-        print(json.dumps(dict(profile="one 7-test job", wall_ms=round(sec / n * 1e3, 2), worker_cpu_ms=per[0],
-                              candidate_cpu_ms=per[1], judge_cpu_ms=per[2], load=round(os.getloadavg()[0], 1))))
+        print(json.dumps(dict(profile="one 7-test job", isolation=isolation, wall_ms=round(sec / n * 1e3, 2),
+                              worker_cpu_ms=per[0], candidate_cpu_ms=per[1], judge_cpu_ms=per[2],
+                              worker_minor_faults=round((minflt(w) - faults) / n),
+                              bare_fork_exit_cpu_ms=round(bare_fork_ms(), 2), load=round(os.getloadavg()[0], 1))))
         cpu0, start = process_cpu([w]) - process_cpu(), time.perf_counter()
         r = ex.run(add, [f"for i in range({calls}):\n    assert add(i, 1) == i + 1"], timeout_s=60)
         sec, cpu = time.perf_counter() - start, process_cpu([w]) - process_cpu() - cpu0
@@ -130,9 +161,10 @@ def main(argv=None):
     ap.add_argument("--workers", type=int, default=None, help="executor workers (default: os.cpu_count())")
     ap.add_argument("--rounds", type=int, default=1, help="measure both this many times, alternating")
     ap.add_argument("--profile", action="store_true", help="where one job's time goes (see above), then stop")
+    ap.add_argument("--isolation", choices=("test", "program"), default="test", help="--profile's isolation")
     args = ap.parse_args(argv)
     if args.profile:
-        return profile()
+        return profile(isolation=args.isolation)
     tasks = load_humaneval()
     for r in range(args.rounds):
         theirs = bench_harness()

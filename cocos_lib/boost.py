@@ -35,8 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from cocos_lib.config import PROFILES, ConfigError, make_config
+from cocos_lib.hub import HubUnavailableError
+from cocos_lib.models import LoraSpec, load_policy
+from cocos_lib.optim import make_optimizer, optimizer_step
 from cocos_lib.prompts import DONE, build_prompt
-from cocos_lib.tasks import Task
+from cocos_lib.task_sets import load_tasks
+from cocos_lib.tasks import Task, TaskFormatError
 
 MAX_GRAD_NORM = 1.0   # the HF Trainer's default, kept by the release's Boost run
 
@@ -81,7 +90,6 @@ def boost_pairs(tasks: Sequence[Task], first_turns: Mapping[str, str] | None = N
 
 def epoch_order(n: int, seed: int, start: int, count: int) -> list[int]:
     """Positions start..start+count-1 of the epoch-shuffled order of n pairs (epoch e: permutation(seed, e))."""
-    import numpy as np
     return [int(np.random.default_rng([seed, e]).permutation(n)[j]) for e, j in
             (divmod(pos, n) for pos in range(start, start + count))]
 
@@ -101,7 +109,6 @@ def encode_pair(tokenizer, pair: Pair, max_tokens: int) -> tuple[list[int], int]
 def sft_loss(model, tokenizer, rows: Sequence[tuple[list[int], int]], device, n_tokens: int):
     """Sum over the rows' completion tokens of -log p, divided by n_tokens (the batch's count): a micro-batch's
     share of the token-mean loss. Rows are right-padded; prompt and pad positions are masked."""
-    import torch
     L = max(len(ids) for ids, _ in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     ids = torch.full((len(rows), L), pad, dtype=torch.long)
@@ -123,10 +130,6 @@ def boost(policy, pairs: Sequence[Pair], cfg: BoostConfig, out_dir: str | os.Pat
           progress: bool = True) -> list[dict]:
     """`cfg.steps` SFT steps on `policy` (in place) over the pairs (epoch-shuffled from cfg.seed); one metrics
     dict per step (also appended to OUT/boost_metrics.jsonl); the model (LoRA merged) is saved to OUT/final."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from cocos_lib.optim import make_optimizer, optimizer_step
     if not pairs:
         raise BoostError("boost: field 'pairs': no training pairs")
     checks = [(cfg.steps >= 1, "steps"), (cfg.batch >= 1, "batch"), (cfg.micro_batch >= 1, "micro_batch"),
@@ -185,8 +188,6 @@ def boost_config(cfg) -> BoostConfig:
 def run_boost(cfg, out_dir: str | os.PathLike, progress: bool = True) -> Path:
     """Boost for a TrainConfig: load cfg.model (its dtype, device, LoRA), train on the pairs of cfg.tasks
     (first n_tasks), save OUT/final and return it. OUT/final already there (a resumed run): returned as is."""
-    from cocos_lib.models import LoraSpec, load_policy
-    from cocos_lib.task_sets import load_tasks
     final = Path(out_dir) / "final"
     if (final / "config.json").is_file():
         return final
@@ -201,9 +202,6 @@ def run_boost(cfg, out_dir: str | os.PathLike, progress: bool = True) -> Path:
 # ------------------------------------------------------------------------------ CLI
 
 def main(argv: list[str] | None = None) -> int:
-    from cocos_lib.config import PROFILES, ConfigError, make_config
-    from cocos_lib.hub import HubUnavailableError
-    from cocos_lib.tasks import TaskFormatError
     p = argparse.ArgumentParser(prog="python -m cocos_lib.boost", description="Boost: the SFT warm-start before RL.")
     p.add_argument("--profile", choices=sorted(PROFILES), default="tiny")
     p.add_argument("--out", required=True, help="output dir (boost_metrics.jsonl, final/)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import pandas as pd
+from safetensors import SafetensorError, safe_open
 from tqdm.auto import tqdm
 
 from cocos_lib import metrics as M
@@ -264,7 +265,6 @@ def run_prompt_settings(path: str | Path) -> dict:
 def damaged_weights(model_dir: str | Path) -> str | None:
     """The first *.safetensors file of a local model dir whose header or size is wrong (a cut copy or save),
     as "FILE: what is wrong"; None when every one opens (or the dir holds none)."""
-    from safetensors import SafetensorError, safe_open
     for f in sorted(Path(model_dir).expanduser().glob("*.safetensors")):
         try:
             with safe_open(str(f), "pt"):

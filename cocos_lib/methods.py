@@ -45,5 +45,5 @@ TURNS: dict[str, Callable[..., tuple[list[Trajectory], Feedback]]] = {
 
 
 def producer(method: str, prompt_format: str = "completion") -> Callable[..., tuple[list[Trajectory], Feedback]]:
-    """The TURNS entry of `method` ("cocos" | "self-refine"); the release format has its own pipeline."""
+    """The TURNS entry of `method` ("cocos" | "self-refine"); the release format takes "release" (its text steps)."""
     return TURNS["release" if prompt_format == "release" else method]

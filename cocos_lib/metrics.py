@@ -15,6 +15,7 @@ exactly as the paper's Delta columns:
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 
 DEFAULT_NO_EDIT_THRESHOLD = 0.05  # docs/paper.md §7: "normalised edit distance <= 0.05"
@@ -209,7 +210,6 @@ def paired_bootstrap(before: Sequence[float], after: Sequence[float], n_boot: in
     diff = mean_i d_i; each of n_boot resamples draws n problems with replacement and takes the mean of
     their d_i; [lo, hi] are the (1 - level)/2 and (1 + level)/2 quantiles of those means (percentile
     method). Tasks, not samples, are resampled, so the interval covers which tasks were drawn."""
-    import random
     n = _check_pair(before, after, "paired_bootstrap")
     if n_boot < 1 or not 0 < level < 1:
         raise MetricInputError(f"paired_bootstrap: n_boot={n_boot} must be >= 1 and level={level} in (0, 1)")

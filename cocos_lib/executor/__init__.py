@@ -287,7 +287,7 @@ class Executor:
                 while batch.left:
                     batch.cond.wait(1.0)
             return batch.reports
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: the executor is stdlib-only at import (test_sandbox_userns runs it on a bare python)
 
         with tqdm(total=len(jobs), desc="executing", unit="prog") as bar, batch.cond:
             while batch.left:

@@ -7,7 +7,7 @@ import contextlib
 from typing import Sequence
 
 import torch
-from transformers import StoppingCriteria
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from cocos_lib.modes import mode
 from cocos_lib.sampling import (SamplingConfig, decode_batch, left_pad, stop_window, token_strings,
@@ -59,8 +59,6 @@ def hf_generation_config(cfg: SamplingConfig, eos: Sequence[int], pad_token_id: 
     """The GenerationConfig of one hf_generate call. Sampling: softmax(logits / T) with top-p
     and top_k=cfg.top_k (0: off; unset, HF 4.x would fill in its default top_k 50). Greedy: no
     sampling flag at all, so transformers' validate() finds nothing to warn about."""
-    from transformers import GenerationConfig
-
     sampling = {} if cfg.greedy else dict(temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k)
     return GenerationConfig(max_new_tokens=cfg.max_new_tokens, do_sample=not cfg.greedy, num_beams=1,
                             use_cache=True, eos_token_id=list(eos) or None, pad_token_id=pad_token_id,
@@ -74,8 +72,6 @@ def hf_generate(policy, prompt_ids: list[list[int]], cfg: SamplingConfig,
     checkpoint's own generation_config (e.g. Llama-3.2's temperature 0.6, top_p 0.9, HF's
     default top_k 50) is swapped out for the call. With a seed, sampling runs in a forked RNG
     state seeded with it, so the caller's global RNG is untouched."""
-    from transformers import GenerationConfig, StoppingCriteriaList
-
     tok, model = policy.tokenizer, policy.model
     eos = [] if cfg.ignore_eos else policy.eos_token_ids
     gen_cfg = hf_generation_config(cfg, eos, tok.pad_token_id)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from transformers import DynamicCache
 
 from cocos_lib.generation import static as fastgen
 from cocos_lib.sampling import left_pad
@@ -64,7 +65,6 @@ def _prefill(model, prompts: Sequence[Sequence[int]], pad_id: int, device, cache
 
     Identical prompts are prefilled once and their rows copied: the k samples of a group share their
     turn-2 prompt (one turn 1 per group), so turn 2 costs one prefill per group instead of k."""
-    from transformers import DynamicCache
     first: dict[tuple[int, ...], int] = {}
     rows = [first.setdefault(tuple(p), len(first)) for p in prompts]                  # prompt -> unique row
     unique = [list(p) for p in first]

@@ -15,6 +15,7 @@ right after the stop string (included), or after EOS (included), or at max_new_t
 """
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -77,7 +78,6 @@ def _decode_step(model, tokens, positions, mask, cache_kw):
 def _cache_api(model) -> tuple[str, bool]:
     """(cache argument name, takes `cache_position`): recent transformers (5.24) take `cache=` and
     count positions inside the cache; older ones `past_key_values=` and `cache_position=`."""
-    import inspect
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     params = inspect.signature(base.forward).parameters
     return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
@@ -90,7 +90,7 @@ def release_static_cache(policy) -> None:
 
 def _static_cache_fresh(model, length: int):
     """A new StaticCache (lazily allocated on the first forward)."""
-    import transformers
+    import transformers  # lazy: transformers (models imports this module and stays transformers-free: see the note there)
     try:
         return transformers.StaticCache(config=model.config, max_cache_len=length)
     except TypeError as e:  # transformers < 4.56: eager StaticCache with other arguments

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from cocos_lib.notebook import memory
 from cocos_lib.release.authors import PAIRS
 
 # An earlier committed tiny run (notebooks/*.ipynb, metadata.papermill.duration of the named cells):
@@ -88,14 +89,12 @@ def gpu_for(name: str | None) -> Gpu:
 @functools.lru_cache(maxsize=None)
 def shape(model: str):
     """memory.Shape of a model (released checkpoints share their base's), or None when unknown."""
-    from cocos_lib.notebook import memory
     arch = CHECKPOINT_ARCH.get(model, model)
     return memory.Shape.from_config(memory.arch_config(arch)) if arch in memory.ARCHS else None
 
 
 def _traffic(s, batch: int, context: float) -> float:
-    from cocos_lib.notebook.memory import kv_cache_bytes
-    return 2 * s.params + kv_cache_bytes(s, batch, int(context), "fp16")
+    return 2 * s.params + memory.kv_cache_bytes(s, batch, int(context), "fp16")
 
 
 @functools.lru_cache(maxsize=None)

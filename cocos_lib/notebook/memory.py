@@ -24,6 +24,9 @@ from dataclasses import dataclass
 
 from cocos_lib.config import profile_settings
 
+# torch-free at import: notebook.runtime plans a GPU profile with it before any model loads, and notebook.estimates and
+# report.results (the README's tables) read it; torch, transformers and generation.static load where they are used.
+
 GiB = 1024 ** 3
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 
@@ -56,7 +59,7 @@ class MemoryConfigError(ValueError):
 
 def arch_config(name: str, **overrides):
     """HF config for one of ARCHS (sizes only: weights come from from_config, i.e. random)."""
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: transformers (see the note at the imports)
     if name not in ARCHS:
         raise MemoryConfigError(f"arch '{name}': expected one of {sorted(ARCHS)}")
     sizes = dict(ARCHS[name], **overrides)
@@ -78,8 +81,8 @@ class Shape:
     @classmethod
     def from_config(cls, config) -> "Shape":
         """Counts parameters by building the model on the meta device (no memory used)."""
-        import torch
-        from transformers import AutoModelForCausalLM
+        import torch  # lazy: torch (see the note at the imports)
+        from transformers import AutoModelForCausalLM  # lazy: transformers (see the note at the imports)
         with torch.device("meta"):
             model = AutoModelForCausalLM.from_config(config)
         params = sum(p.numel() for p in model.parameters())  # tied weights counted once
@@ -168,7 +171,7 @@ def logits_bytes(s: Shape, micro: int, span: int, dtype: str) -> int:
 def generation_cache_bytes(s: Shape, c: MemoryConfig) -> int:
     """KV cache bytes at the generation peak: "static": the turn-1 and turn-2 caches, bucketed lengths (both held
     by the DecodeCache during turn 2); "hf": the turn-2 cache, + one layer's copy while torch.cat grows it."""
-    from cocos_lib.generation.static import cache_length
+    from cocos_lib.generation.static import cache_length  # lazy: torch (see the note at the imports)
     if c.backend == "static":
         return (kv_cache_bytes(s, c.gen_batch, cache_length(c.prompt_len + c.new_tokens), c.dtype)
                 + kv_cache_bytes(s, min(c.turn1_batch, c.gen_batch), cache_length(c.turn1_prompt_len + c.new_tokens),

@@ -9,6 +9,7 @@ Nothing here computes a result: the notebooks call the library (evaluate, train,
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -83,7 +84,7 @@ class NotebookProfile:
         """Set torch's threads (on a small CPU the executor's workers need a core: oversubscribed
         intra-op threads make the tiny model ~5x slower) and, headless, silence load-time bars."""
         import torch  # lazy: see the note at the imports
-        from transformers.utils import logging
+        from transformers.utils import logging  # lazy: transformers (see the note at the imports)
         torch.set_num_threads(self.threads or torch.get_num_threads())
         if self.progress:
             logging.enable_progress_bar()
@@ -145,7 +146,7 @@ def run_path(run_dir: str | os.PathLike, profile: NotebookProfile, name: str) ->
 
 def last_checkpoint(run: str | os.PathLike) -> Path | None:
     """The run's checkpoint dir if one exists (train(..., resume=...) continues from it), else None."""
-    from cocos_lib.train import ConfigError, find_checkpoint
+    from cocos_lib.train import ConfigError, find_checkpoint  # lazy: torch
     try:
         return find_checkpoint(run)
     except ConfigError:  # no checkpoint yet
@@ -184,8 +185,8 @@ class LivePlot:
         self.records: list[dict] = []
         self._out = None
         if has_frontend() if widgets is None else widgets:
-            import ipywidgets
-            from IPython.display import display
+            import ipywidgets  # lazy: ipywidgets (see the note at the imports)
+            from IPython.display import display  # lazy: IPython (see the note at the imports)
             self._out = ipywidgets.Output()
             display(self._out)
 
@@ -197,9 +198,7 @@ class LivePlot:
             print(f"update {metrics.get('update', len(self.records)):>5}  "
                   + "  ".join(f"{k} {metrics.get(k, float('nan')):.3f}" for k in self.keys), flush=True)
             return
-        import io
-
-        from IPython.display import Image, display
+        from IPython.display import Image, display  # lazy: IPython (see the note at the imports)
         buf = io.BytesIO()
         self.figure().savefig(buf, format="png", dpi=90)
         with self._out:
@@ -208,7 +207,7 @@ class LivePlot:
 
     def figure(self):
         """A matplotlib Figure of the recorded `keys` (one line each) against the update."""
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure  # lazy: matplotlib (see the note at the imports)
         ax = Figure(figsize=(6, 3), constrained_layout=True).add_subplot()
         for key in self.keys:
             ax.plot([r.get("update", i + 1) for i, r in enumerate(self.records)],

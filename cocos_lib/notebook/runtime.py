@@ -14,19 +14,19 @@ from dataclasses import dataclass
 from typing import Callable
 
 from cocos_lib.hardware import Hardware, detect, precision
+from cocos_lib.notebook import memory
+from cocos_lib.notebook.profile import NOTEBOOK_PROFILES, ProfileError
 
 HEADROOM = 0.95   # share of a GPU's total memory a plan may use (the driver and allocator keep the rest)
 
 
 def profile_names() -> tuple[str, ...]:
-    from cocos_lib.notebook.profile import NOTEBOOK_PROFILES
     return tuple(NOTEBOOK_PROFILES)
 
 
 def gpu_profiles() -> tuple[str, ...]:
     """Profiles that have a GPU memory plan (memory.PLANS): they expect a CUDA device."""
-    from cocos_lib.notebook.memory import PLANS
-    return tuple(p for p in profile_names() if p in PLANS)
+    return tuple(p for p in profile_names() if p in memory.PLANS)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def memory_fit(profile: str, hw: Hardware, plan_fn: Callable[[str], dict] | None
     if not hw.cuda or profile not in gpu_profiles():
         return None
     if plan_fn is None:
-        from cocos_lib.notebook.memory import plan as plan_fn
+        plan_fn = memory.plan
     est = plan_fn(profile)
     return Fit(profile, est["model"], float(est["peak"]), float(hw.memory_gib))
 
@@ -65,7 +65,6 @@ def choose_profile(requested: str | None = None, hw: Hardware | None = None, out
     """The profile to run: `requested`, or (None) "colab" on a CUDA GPU and "tiny" on a CPU.
     Prints one line saying which and why, plus a memory line for a GPU profile on a GPU and a
     warning when a GPU profile runs without one."""
-    from cocos_lib.notebook.profile import ProfileError
     names = profile_names()
     if requested is not None and requested not in names:
         raise ProfileError(f"PROFILE={requested!r}: expected None (auto) or one of {', '.join(names)}")

@@ -121,7 +121,7 @@ def trajectory_browser(data, task_id: str | None = None, sample: int = 0, gamma:
     text = trajectory_view(records, task_id, sample, gamma)  # checks the start
     if not _use_widgets(widgets):
         return StaticView(text)
-    import ipywidgets as W
+    import ipywidgets as W  # lazy: optional dependency (used only with a live frontend, see _use_widgets)
 
     options = [(f"{tid} · sample {s}", (tid, s)) for tid, s in records]
     start = next(iter(records)) if task_id is None else (task_id, sample)
@@ -183,7 +183,7 @@ def reward_explorer(gamma: float = 0.5, n_tests: int = 3, reward: str = "progres
     """Sliders for gamma and K and a reward dropdown above the table; else a StaticView of the given setting."""
     if not _use_widgets(widgets):
         return StaticView(reward_table_text(gamma, n_tests, reward), reward_table_html(gamma, n_tests, reward))
-    import ipywidgets as W
+    import ipywidgets as W  # lazy: optional dependency (as above)
 
     g = W.FloatSlider(value=gamma, min=0.0, max=1.0, step=0.05, description="γ")
     k = W.IntSlider(value=n_tests, min=1, max=8, description="K tests")

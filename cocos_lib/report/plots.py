@@ -54,8 +54,8 @@ def _save(fig: Figure, figures_dir, filename: str) -> Path:
 def show(path) -> None:
     """Display a saved figure inline when running under IPython; otherwise do nothing."""
     try:
-        from IPython import get_ipython
-        from IPython.display import Image, display
+        from IPython import get_ipython  # lazy: optional dependency (no IPython outside a notebook)
+        from IPython.display import Image, display  # lazy: optional dependency (as above)
     except ImportError:
         return
     if get_ipython() is not None:

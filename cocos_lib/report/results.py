@@ -21,6 +21,8 @@ import pandas as pd
 
 from cocos_lib.report import tables
 from cocos_lib.evaluation.ablations import COMPARISONS, SETTINGS, UNTRAINED
+from cocos_lib.notebook import estimates
+from cocos_lib.notebook.profile import notebook_profile
 from cocos_lib.report.tables import markdown
 
 RESULTS = Path(__file__).resolve().parents[2] / "data" / "results"
@@ -231,9 +233,7 @@ def paper_cocos_minus_base() -> dict[str, float]:
 def colab_estimates(gpu: str = "Tesla T4") -> pd.DataFrame:
     """Each notebook's long cells in the `colab` profile on `gpu`, as the notebooks print them
     (cocos_lib.notebook.estimates: a model of the card, not a measurement)."""
-    from cocos_lib.notebook import estimates
-    from cocos_lib.notebook import profile as notebook
-    P = notebook.notebook_profile("colab")
+    P = notebook_profile("colab")
     rows = {}
     for nb in ("01", "02", "03", "04"):
         found = estimates.for_notebook(nb, P, gpu)

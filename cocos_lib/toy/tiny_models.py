@@ -6,6 +6,8 @@ import os
 from typing import Sequence
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast, Qwen2Config
 
 from cocos_lib.prompts import MARKERS
 
@@ -31,8 +33,6 @@ def train_tiny_tokenizer(texts: Sequence[str] | None = None, vocab_size: int = 3
     """A byte-level BPE tokenizer trained on the fly (offline). Markers [BEGIN] [DONE] [CORRECT]
     become single (non-special, so decoded) tokens when markers_as_tokens, else they are
     multi-token strings as in real BPE vocabularies. No pad token (load_policy sets pad = eos)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -55,7 +55,6 @@ def make_tiny_policy(out_dir: str | os.PathLike, arch: str = "llama", vocab_text
     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
     max_position_embeddings=1024 (and any other config field, e.g. initializer_range).
     """
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
     configs = {"llama": LlamaConfig, "qwen2": Qwen2Config}
     if arch not in configs:
         raise ValueError(f"arch '{arch}': expected one of {sorted(configs)}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import random
 import time
@@ -42,6 +43,9 @@ from pathlib import Path
 
 from cocos_lib.prompts import DONE, MARKERS, build_prompt
 from cocos_lib.toy.world import code_for, misconception, parse_task, toy_tasks
+
+# stdlib-only at import: config (no torch at import) and models read TINY_WARMSTART and warmstart_path from here;
+# torch, transformers, tokenizers and tqdm load inside the functions that build or train the model.
 
 TINY_WARMSTART = "tiny-warmstart"  # the model name of the shipped warm-start (cocos_lib/assets/tiny-warmstart)
 SPECIALS = ("<pad>", "<eos>", "<unk>", *MARKERS)
@@ -82,8 +86,8 @@ class WarmstartConfig:
 def char_tokenizer():
     """PreTrainedTokenizerFast with one token per character ("\\n" and ASCII 32-126); <pad>,
     <eos>, <unk> and the markers [BEGIN] [DONE] [CORRECT] are single special tokens."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers  # lazy: tokenizers (see the note at the imports)
+    from transformers import PreTrainedTokenizerFast  # lazy: transformers (see the note at the imports)
     vocab = {t: i for i, t in enumerate(SPECIALS + CHARS)}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
@@ -97,8 +101,8 @@ def char_tokenizer():
 
 def tiny_model(tokenizer, cfg: WarmstartConfig, seed: int = 0):
     """A random-init LlamaForCausalLM sized by cfg; generation also stops at the [DONE] token."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import torch  # lazy: torch (see the note at the imports)
+    from transformers import LlamaConfig, LlamaForCausalLM  # lazy: transformers (see the note at the imports)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
                          intermediate_size=3 * cfg.hidden_size, num_hidden_layers=cfg.layers,
                          num_attention_heads=cfg.heads, num_key_value_heads=cfg.heads,
@@ -149,7 +153,7 @@ def _batch(tokenizer, pairs: list[tuple[str, str, str]], prompt_weight: float, a
     """Right-padded input ids, attention mask and per-token loss weights for next-token
     prediction: prompt_weight on the header's tokens, attempt_weight on the rest of the prompt,
     1 on target tokens, 0 on padding."""
-    import torch
+    import torch  # lazy: torch (see the note at the imports)
 
     def ids_of(text):
         return tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -169,7 +173,7 @@ def _batch(tokenizer, pairs: list[tuple[str, str, str]], prompt_weight: float, a
 
 def sft_loss(model, ids, mask, weights):
     """Weighted mean of -log pi(x_t | x_<t) over the batch's tokens."""
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # lazy: torch (see the note at the imports)
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
     nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids[:, 1:].reshape(-1), reduction="none")
     w = weights[:, 1:].reshape(-1)
@@ -188,8 +192,8 @@ def build_warmstart(out_dir: str | Path | None = None, seed: int = 0, cfg: Warms
     """Train the tiny policy by SFT on toy-train tasks (turn-1 and turn-2 batches alternate)
     and save it with save_pretrained (default: the shipped warmstart_path()). Deterministic
     in (seed, cfg) on one machine; returns out_dir."""
-    import torch
-    from tqdm.auto import tqdm
+    import torch  # lazy: torch (see the note at the imports)
+    from tqdm.auto import tqdm  # lazy: tqdm (see the note at the imports)
 
     from cocos_lib.optim import optimizer_step  # lazy: torch
     out_dir = Path(out_dir or warmstart_path())
@@ -232,7 +236,6 @@ def portable_tokenizer_config(folder: str | Path) -> Path:
     saves `tokenizer_class: TokenizersBackend` (no such class before 5.0) and `extra_special_tokens` as a list
     (4.x wants a dict there); `PreTrainedTokenizerFast` with `additional_special_tokens` loads the same tokenizer
     (ids, special ids, decode) under 4.56 and 5.x alike. Returns the file."""
-    import json
     path = Path(folder) / "tokenizer_config.json"
     cfg = json.loads(path.read_text())
     if cfg.get("tokenizer_class") == "TokenizersBackend":

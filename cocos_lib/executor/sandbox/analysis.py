@@ -116,34 +116,35 @@ def _scan(tree):
     return frozenset(free), frozenset(values & free), frozenset(touched & free), ok, frozenset(gives & free)
 
 
+def _cached(cache, key, make):
+    """cache[key], made by make() on a miss; a full cache (CACHE_MAX entries) is emptied first."""
+    got = cache.get(key)
+    if got is None:
+        if len(cache) >= CACHE_MAX:
+            cache.clear()
+        got = cache[key] = make()
+    return got
+
+
 def plan(source, index):
     """The Plan of test `index` (its source); compile errors are kept, not raised."""
-    key = (index, source)
-    got = _plans.get(key)
-    if got is None:
-        if len(_plans) >= CACHE_MAX:
-            _plans.clear()
+    def make():
         try:
             tree = ast.parse(source, f"<test {index}>")
-            got = Plan(compile(tree, f"<test {index}>", "exec"), *_scan(tree))
+            return Plan(compile(tree, f"<test {index}>", "exec"), *_scan(tree))
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            got = Plan(e)
-        _plans[key] = got
-    return got
+            return Plan(e)
+    return _cached(_plans, (index, source), make)
 
 
 def setup_code(source):
     """The compiled setup (cached); a compile error is raised when it runs, as in the program."""
-    got = _codes.get(source)
-    if got is None:
-        if len(_codes) >= CACHE_MAX:
-            _codes.clear()
+    def make():
         try:
-            got = compile(source, "<setup>", "exec")
+            return compile(source, "<setup>", "exec")
         except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-            got = compile(f"raise {type(e).__name__}({str(e)!r})", "<setup>", "exec")
-        _codes[source] = got
-    return got
+            return compile(f"raise {type(e).__name__}({str(e)!r})", "<setup>", "exec")
+    return _cached(_codes, source, make)
 
 
 def top_level(source):
@@ -151,40 +152,36 @@ def top_level(source):
     of its top-level `import m` / `import m as name`). Cached; empty if it does not parse. The
     judge imports such a module itself (the same module a fresh interpreter gives): a test's
     `math.isclose(...)` on the program's `import math` is judged, not run inside the candidate."""
-    got = _defs.get(source)
-    if got is None:
-        if len(_defs) >= CACHE_MAX:
-            _defs.clear()
-        names, assigned, modules = set(), set(), {}
-        try:
-            body = ast.parse(source).body
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            body = []
-        for n in body:
-            if type(n) in _BINDS:
-                names.add(n.name)
-            elif type(n) in (ast.Assign, ast.AugAssign, ast.AnnAssign):
-                for target in (n.targets if type(n) is ast.Assign else [n.target]):
-                    assigned.update(x.id for x in ast.walk(target) if type(x) is ast.Name and type(x.ctx) is ast.Store)
-            elif type(n) is ast.Import:
-                for a in n.names:
-                    if a.asname:
-                        modules[a.asname] = a.name
-                    else:
-                        modules[a.name.split(".")[0]] = a.name.split(".")[0]
-        got = _defs[source] = (frozenset(names), frozenset(assigned), modules)
-    return got
+    return _cached(_defs, source, lambda: _top_level(source))
+
+
+def _top_level(source):
+    """top_level, uncached."""
+    names, assigned, modules = set(), set(), {}
+    try:
+        body = ast.parse(source).body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        body = []
+    for n in body:
+        if type(n) in _BINDS:
+            names.add(n.name)
+        elif type(n) in (ast.Assign, ast.AugAssign, ast.AnnAssign):
+            for target in (n.targets if type(n) is ast.Assign else [n.target]):
+                assigned.update(x.id for x in ast.walk(target) if type(x) is ast.Name and type(x.ctx) is ast.Store)
+        elif type(n) is ast.Import:
+            for a in n.names:
+                if a.asname:
+                    modules[a.asname] = a.name
+                else:
+                    modules[a.name.split(".")[0]] = a.name.split(".")[0]
+    return frozenset(names), frozenset(assigned), modules
 
 
 def setup_reads(source):
     """Names setup reads but does not bind (what its functions may look up at call time)."""
-    got = _setups.get(source)
-    if got is None:
-        if len(_setups) >= CACHE_MAX:
-            _setups.clear()
+    def make():
         try:
-            got = _scan(ast.parse(source))[0]
+            return _scan(ast.parse(source))[0]
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            got = frozenset()
-        _setups[source] = got
-    return got
+            return frozenset()
+    return _cached(_setups, source, make)
