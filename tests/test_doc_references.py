@@ -66,3 +66,24 @@ def test_every_paper_md_section_reference_resolves():
                 bad.append(f"{name}: no section is titled {title!r}")
     assert not bad, "\n".join(bad)
     assert seen >= 25  # the references this test was written against
+
+
+LINK = re.compile(r"\]\((?!https?:|#|mailto:)([^)\s#]+)")
+
+
+def test_every_relative_link_resolves():
+    """A relative markdown link in README.md, docs/*.md or a notebook's markdown cells names a file or folder
+    that exists (modules move: a link into the library must move with them)."""
+    sources = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    bad, seen = [], 0
+    for path in sources + sorted((ROOT / "notebooks").rglob("*.ipynb")):
+        if path.suffix == ".ipynb":
+            text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        else:
+            text = path.read_text(encoding="utf-8")
+        for target in LINK.findall(text):
+            seen += 1
+            if not (path.parent / target).exists():
+                bad.append(f"{path.relative_to(ROOT)}: {target}")
+    assert not bad, "links to nothing:\n" + "\n".join(bad)
+    assert seen >= 50
