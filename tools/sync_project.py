@@ -6,7 +6,9 @@ into every notebook's install cell (and the note above it), or check that they a
     python tools/sync_project.py --check            # list what disagrees, exit 1 (tests run this)
 
 Notebooks are edited as JSON, keeping everything else byte for byte; a rewritten cell loses its
-outputs. The install cell is the one code cell that holds `%pip`.
+outputs (and, if it had any, its execution count). The install cell is the one code cell that runs
+cocos_lib/notebook/install.py (or, as written before that file existed, the one that holds `%pip`), so
+this also rewrites an older branch's notebooks.
 """
 from __future__ import annotations
 
@@ -47,9 +49,16 @@ def _source(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
+def is_install_cell(cell: dict) -> bool:
+    """The code cell that installs cocos_lib: today's runs project.INSTALL_SCRIPT, an older one `%pip`."""
+    return cell["cell_type"] == "code" and any(mark in _source(cell) for mark in (project.INSTALL_SCRIPT, "%pip"))
+
+
 def _set_source(cell: dict, text: str) -> None:
+    """New source; a code cell's old outputs (and then its execution count) go, a cell without outputs keeps its
+    count, so that the edit is the source alone."""
     cell["source"] = text.splitlines(keepends=True)
-    if cell["cell_type"] == "code":
+    if cell["cell_type"] == "code" and cell.get("outputs"):
         cell["outputs"] = []
         cell["execution_count"] = None
 
@@ -59,9 +68,10 @@ def sync_notebook(path: Path, repo: str, write: bool) -> list[str]:
     raw = path.read_text(encoding="utf-8")
     nb = json.loads(raw)
     cells = nb["cells"]
-    found = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and "%pip" in _source(c)]
+    found = [i for i, c in enumerate(cells) if is_install_cell(c)]
     if len(found) != 1:
-        return [f"{path.name}: expected one install cell (a code cell with %pip), found {len(found)}"]
+        return [f"{path.name}: expected one install cell (a code cell running {project.INSTALL_SCRIPT} or with "
+                f"%pip), found {len(found)}"]
     i = found[0]
     wanted = {i: project.install_cell(repo)}
     if i > 0 and cells[i - 1]["cell_type"] == "markdown":

@@ -8,20 +8,22 @@ notebook's install cell are generated from.
 REPO stays the placeholder "OWNER/cocos" until the repository is published; the install cell
 then needs a local copy of the repo (an unzipped upload or a checkout) and says so.
 
-The install cell runs before cocos_lib is installed, so it cannot import this module: it is a
-self-contained text (stdlib and %pip only) that `install_cell` writes, and
-tests/test_project.py executes with a fake Colab.
+The install cell runs before cocos_lib is installed, so it cannot import this module: it is a short
+text that `install_cell` writes. It finds cocos_lib/notebook/install.py in a copy of the repo near the
+notebook (or downloads GitHub's) and runs that file by path; install.py (stdlib only, tests/test_install.py)
+chooses the source, runs pip and reports changed versions. tests/test_project.py executes the cell with a fake Colab.
 Stdlib only.
 """
 from __future__ import annotations
 
 import re
 
-REPO = "OWNER/cocos"            # GitHub "owner/name"; the placeholder until the repo is published
-PLACEHOLDER = "OWNER/cocos"     # what REPO holds before publication
-BRANCH = "main"                 # the branch the Colab badges open
-PACKAGE = "cocos-lib"           # the distribution name in pyproject.toml
-WATCHED = ("transformers", "tokenizers", "peft", "ipywidgets", "datasets")  # a new version needs a restart
+from cocos_lib.notebook import install
+from cocos_lib.notebook.install import PACKAGE, PLACEHOLDER, WATCHED  # noqa: F401  (defined once, in install.py)
+
+REPO = "OWNER/cocos"            # GitHub "owner/name"; the placeholder (install.PLACEHOLDER) until the repo is published
+BRANCH = "main"                 # the branch the Colab badges open (and the cell downloads install.py from)
+INSTALL_SCRIPT = "cocos_lib/notebook/install.py"  # what the install cell runs, relative to the repo root
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 _REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 
@@ -66,37 +68,25 @@ INSTALL_NOTE = (
 
 _INSTALL_CELL = '''\
 import sys
-from importlib import metadata
-from pathlib import Path
-
-IN_COLAB = "google.colab" in sys.modules
 REPO = "@REPO@"  # GitHub owner/name (tools/sync_project.py writes it; "@PLACEHOLDER@" until published)
-
-def cocos_source(here: Path) -> str:
-    """This repo's folder (a checkout or unzipped upload: here, above, or one level below), else GitHub."""
-    for folder in [here, *here.parents, *sorted(p for p in here.iterdir() if p.is_dir())]:
-        toml = folder / "pyproject.toml"
-        if toml.is_file() and 'name = "@PACKAGE@"' in toml.read_text(errors="replace"):
-            return str(folder)
-    if REPO == "@PLACEHOLDER@":
-        raise SystemExit("no copy of the repo found and REPO is a placeholder: upload and unzip the repo here")
-    return f"git+https://github.com/{REPO}"
-
-if IN_COLAB:  # elsewhere this cell does nothing; Colab's own torch is kept
-    SOURCE = cocos_source(Path.cwd())
-    before = {m: metadata.version(m) for m in @WATCHED@ if m in sys.modules}
-    %pip install -q "{SOURCE}"
-    changed = [f"{m} {v} -> {metadata.version(m)}" for m, v in before.items() if metadata.version(m) != v]
-    print(f"cocos_lib installed from {SOURCE}")
-    if changed:
-        print(f"{', '.join(changed)}: use Runtime > Restart session, then run the notebook again")'''
+if "google.colab" in sys.modules:  # elsewhere this cell does nothing; @SCRIPT@ does the work
+    import runpy, urllib.request
+    from pathlib import Path
+    here, rel = Path.cwd(), "@SCRIPT@"  # in a copy of the repo: here, above, or one level below
+    found = [str(d / rel) for d in (here, *here.parents, *sorted(here.iterdir())) if (d / rel).is_file()]
+    if not found and REPO == "@PLACEHOLDER@":
+        raise SystemExit("@MESSAGE@")
+    if not found:  # no copy: GitHub's install.py, which installs from GitHub
+        found = [urllib.request.urlretrieve(f"https://raw.githubusercontent.com/{REPO}/@BRANCH@/{rel}")[0]]
+    runpy.run_path(found[0])["main"]([REPO])'''
 
 
 def install_cell(repo: str = REPO) -> str:
-    """The exact source of every notebook's install cell for `repo` (no pip flag upgrades anything:
-    Colab's torch satisfies pyproject's `torch>=2.3` and is left alone)."""
-    values = {"@REPO@": check_repo(repo), "@PLACEHOLDER@": PLACEHOLDER, "@PACKAGE@": PACKAGE,
-              "@WATCHED@": repr(WATCHED)}
+    """The exact source of every notebook's install cell for `repo`: on Colab it looks for INSTALL_SCRIPT in the
+    folders install.candidate_folders names (here, its parents, one level below; in that order), else downloads
+    GitHub's, and runs its main with `repo`."""
+    values = {"@REPO@": check_repo(repo), "@PLACEHOLDER@": PLACEHOLDER, "@SCRIPT@": INSTALL_SCRIPT,
+              "@MESSAGE@": install.PLACEHOLDER_MESSAGE, "@BRANCH@": BRANCH}
     text = _INSTALL_CELL
     for key, value in values.items():
         text = text.replace(key, value)
