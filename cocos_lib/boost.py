@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from cocos_lib.config import PROFILES, ConfigError, make_config
+from cocos_lib.config import PROFILES, ConfigError, make_config, parse_overrides
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.models import LoraSpec, load_policy
 from cocos_lib.optim import make_optimizer, optimizer_step
@@ -210,10 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     try:
-        bad = [item for item in args.set if "=" not in item]
-        if bad:
-            raise ConfigError(f"--set {bad[0]!r}: expected KEY=VALUE")
-        overrides = dict(tuple(x.strip() for x in item.split("=", 1)) for item in args.set)
+        overrides = parse_overrides(args.set)
         overrides.update({} if args.steps is None else {"boost_steps": args.steps})
         cfg = make_config(args.profile, **overrides)
         if cfg.boost_steps < 1:

@@ -244,6 +244,15 @@ def profile_settings(profile: str) -> dict:
     return {**defaults, **PROFILES[profile]}
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """{field: value} from a CLI's repeated `--set KEY=VALUE` (values stay strings: make_config coerces
+    them); ConfigError naming the first item without "=". """
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ConfigError(f"--set {bad[0]!r}: expected KEY=VALUE")
+    return dict(tuple(x.strip() for x in item.split("=", 1)) for item in items)
+
+
 def make_config(profile: str = "tiny", base: dict | None = None, **overrides) -> TrainConfig:
     """TrainConfig of a profile (or of `base`, a saved config dict) with overrides; strings are coerced."""
     if base is None and profile not in PROFILES:

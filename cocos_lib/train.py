@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from cocos_lib.boost import run_boost
-from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config
+from cocos_lib.config import PROFILES, ConfigError, TrainConfig, check_model, make_config, parse_overrides
 from cocos_lib.executor import open_executor
 from cocos_lib.hub import HubUnavailableError
 from cocos_lib.learning_signal import signal_metrics
@@ -408,10 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     try:
-        bad = [item for item in args.set if "=" not in item]
-        if bad:
-            raise ConfigError(f"--set {bad[0]!r}: expected KEY=VALUE")
-        overrides = dict(tuple(x.strip() for x in item.split("=", 1)) for item in args.set)
+        overrides = parse_overrides(args.set)
         overrides.update({} if args.updates is None else {"updates": args.updates})
         ckpt = find_checkpoint(args.resume) if args.resume else None
         saved = json.loads((ckpt / "state.json").read_text())["config"] if ckpt and not args.profile else None

@@ -36,3 +36,13 @@ def test_dtype_names_agree():
     assert names == set(memory.DTYPE_BYTES)
     assert {resolve_dtype(n, "cpu").itemsize for n in names} == {2, 4}
     assert all(resolve_dtype(n, "cpu").itemsize == memory.DTYPE_BYTES[n] for n in names)
+
+
+def test_set_overrides_parse_once_for_every_cli():
+    """`--set KEY=VALUE` (train and boost CLIs): values stay strings for make_config to coerce, spaces trimmed,
+    the first item without '=' named in a one-line ConfigError."""
+    from cocos_lib.config import ConfigError, make_config, parse_overrides
+    assert parse_overrides(["lr = 1e-3", "k=4", "model=a=b"]) == {"lr": "1e-3", "k": "4", "model": "a=b"}
+    assert make_config("tiny", **parse_overrides(["k=4"])).k == 4
+    with pytest.raises(ConfigError, match=r"--set 'lr': expected KEY=VALUE"):
+        parse_overrides(["k=4", "lr", "beta"])
