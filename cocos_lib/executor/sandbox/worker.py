@@ -11,7 +11,8 @@ the layers it got and its mode, then serves jobs:
                                                     --fork--> C (child.py: the program, once per
                                                                  incarnation; in the candidates' one)
   Z --fork--> J, the judge: setup + the trusted verdicts, job after job
-  C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself)
+  C --fork--> T_i, one per test, which serves J's calls for test i (the last test: C itself; every
+              trusted test of a program stateless.py finds stateless: C itself, no fork)
 What a job owns (candidate.py: an Incarnation) dies with it: C, its channels, and per test a
 fresh J <-> candidate socket pair; J is ended with it whenever it owes an answer (a test that
 timed out, a job cut short), and Z forks a fresh one. Per test W sends C "serve i" and J
@@ -28,6 +29,7 @@ starts a new worker (new uids), and the kernel kills the old pid namespaces.
 import gc, json, os, select, shutil, sys
 
 from . import confine, exceptions, frames, proctree, rootfs, startup
+from .stateless import MEMORY_GROWTH_MB, stateless
 from .budget import Budget, Clock
 from .candidate import Incarnation
 from .zygote import Zygote
@@ -173,6 +175,7 @@ class Worker:
         path = self.scratch()
         program, n = setup + "\n" + code, len(tests)
         program_mode = isolation == "program"
+        shares = not program_mode and stateless(program)  # its trusted tests need no fork (stateless.py)
         outcomes, trusted, error, inc = [], [], None, None
         try:
             while len(outcomes) < n:
@@ -193,8 +196,10 @@ class Worker:
                     baseline = set(os.listdir(path))
                     inc.program_kids = set(self.proc.children(inc.c))
                     inc.ns_pids = self.ns_pids()
+                    rss0 = self.rss_mb(inc.c)
                 in_c = program_mode or i == n - 1
-                outcome, msg, judged = self.one_test(inc, i, Budget(timeout, self.clock), in_c)
+                shared = not in_c and shares and inc.trusted is not None and inc.trusted[i]
+                outcome, msg, judged = self.one_test(inc, i, Budget(timeout, self.clock), in_c or shared, in_c)
                 if outcome == "void":  # C died under a forked test: the whole job is void
                     return ("error",) * n, msg, (True,) * n
                 if outcome == "passed" and not judged and untrusted == "refuse":
@@ -205,8 +210,9 @@ class Worker:
                     error = f"{msg} [test {i}]"
                 if len(outcomes) == n:
                     break
-                if outcome == "timeout" or inc.judge_dead or inc.c_dead or inc.stuck:
-                    self.discard(inc)
+                if outcome == "timeout" or inc.judge_dead or inc.c_dead or inc.stuck or (
+                        shared and self.rss_mb(inc.c) - rss0 > MEMORY_GROWTH_MB):
+                    self.discard(inc)  # (a test served in C that kept memory: the next one gets a fresh C)
                     inc = None
                 elif not program_mode:
                     self.sweep(inc, keep_c=True)
@@ -222,18 +228,24 @@ class Worker:
                 os.chdir("/")
                 shutil.rmtree(path, ignore_errors=True)
 
-    def one_test(self, inc, i, budget, in_c):
-        """(outcome, message, trusted) of test i."""
+    def one_test(self, inc, i, budget, serve_in_c, in_c):
+        """(outcome, message, trusted) of test i. serve_in_c: C serves the judge's calls itself (the job's
+        shared tests, stateless.py); in_c: a fallback test too runs in C (the last test, "program" isolation)."""
         if inc.trusted is None:  # J ended while running setup
             return "error", "the judge ended while running setup", True
         if inc.trusted[i]:
-            outcome, msg = inc.trusted_test(i, budget, in_c)
+            outcome, msg = inc.trusted_test(i, budget, serve_in_c)
             if outcome != "fallback":
                 return outcome, msg, True
             if not in_c:
                 self.sweep(inc, keep_c=True)
         outcome, msg = inc.fallback_test(i, budget, in_c)
         return outcome, msg, outcome in ("void", "timeout")
+
+    def rss_mb(self, pid):
+        """Resident memory of a process in MiB (0 when it is gone)."""
+        fields = self.proc.read(f"{pid}/statm").split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20) if len(fields) > 1 else 0.0
 
 
 def main():
