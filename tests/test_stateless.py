@@ -66,6 +66,18 @@ STATEFUL = {
     "unknown name": "def f():\n    return undefined_thing(1)\n",
     "mutable default of a nested function": "def f():\n    def g(x, acc=[]):\n        return acc\n    return g(1)\n",
     "typing.no_type_check": "import typing\ndef g():\n    return 1\ndef f():\n    typing.no_type_check(g)\n    return 1\n",
+    "frames through a generator": (
+        "LIMIT = 3\ndef gen():\n    yield 1\ndef f():\n    d = gen().gi_frame.f_globals\n    d['LIMIT'] = []\n"
+        "    return LIMIT\n"),
+    "a dunder name built at run time (attrgetter)": (
+        "import operator\ndef f():\n    d = operator.attrgetter('_' + '_dict' + '_' + '_')(f)\n    d['n'] = 1\n    return 1\n"),
+    "a dunder name built at run time (Formatter)": (
+        "import string\ndef f():\n    d = string.Formatter().get_field('0._' + '_dict' + '_' + '_', (f,), {})[0]\n"
+        "    d['n'] = 1\n    return 1\n"),
+    "globals handed to a function at module level": (
+        "LIMIT = 3\ndef h(g):\n    d = g()\n    d['LIMIT'] = []\n    return 1\nh(globals)\n"
+        "def f():\n    return LIMIT\n"),
+    "a module another listed module imported": "import statistics\ndef f():\n    statistics.sys.setrecursionlimit(50)\n    return 1\n",
     "decimal context": "import decimal\ndef f():\n    decimal.getcontext().prec = 3\n    return 1\n",
     "syntax error": "def f(:\n    return 1\n",
     "a defined name rebound, then called at module level": (
@@ -85,6 +97,20 @@ def test_pure_programs_are_stateless(name):
 @pytest.mark.parametrize("name", sorted(STATEFUL))
 def test_every_state_channel_is_refused(name):
     assert stateless(STATEFUL[name]) is False
+
+
+def test_listed_modules_expose_no_module_or_container():
+    """A module listed with any public name (None) has no public attribute that is a module (statistics.sys)
+    or a mutable container a call could change."""
+    import importlib
+    import types
+
+    from cocos_lib.executor.sandbox.stateless import MODULES
+    for name, allowed in MODULES.items():
+        if allowed is None:
+            mod = importlib.import_module(name)
+            public = [getattr(mod, a) for a in dir(mod) if not a.startswith("_")]
+            assert not [v for v in public if isinstance(v, (types.ModuleType, list, dict, set, bytearray))], name
 
 
 def test_most_reference_solutions_are_stateless():

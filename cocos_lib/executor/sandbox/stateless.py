@@ -35,8 +35,17 @@ MEMORY_GROWTH_MB = 64
 
 # module -> attributes a program may use (None: any public name)
 MODULES = {
-    "math": None, "cmath": None, "itertools": None, "heapq": None, "bisect": None, "string": None,
-    "operator": None, "statistics": None,
+    "math": None, "cmath": None, "itertools": None, "heapq": None, "bisect": None,  # (no module, no container)
+    "statistics": frozenset({"mean", "fmean", "geometric_mean", "harmonic_mean", "median", "median_low",
+                             "median_high", "median_grouped", "mode", "multimode", "pstdev", "pvariance", "stdev",
+                             "variance", "quantiles", "correlation", "covariance", "linear_regression",
+                             "NormalDist", "StatisticsError"}),  # (not its `sys`, `random`, `math` attributes)
+    "string": frozenset({"ascii_letters", "ascii_lowercase", "ascii_uppercase", "digits", "hexdigits",
+                         "octdigits", "punctuation", "printable", "whitespace", "capwords"}),
+    "operator": frozenset({"add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "neg", "pos", "abs",
+                           "and_", "or_", "xor", "not_", "inv", "invert", "lshift", "rshift", "eq", "ne", "lt",
+                           "le", "gt", "ge", "contains", "countOf", "indexOf", "itemgetter", "concat",
+                           "truth", "index", "matmul"}),
     "typing": frozenset({"List", "Dict", "Set", "FrozenSet", "Tuple", "Optional", "Union", "Any", "Callable",
                          "Iterable", "Iterator", "Sequence", "Generator", "Mapping", "Deque", "DefaultDict", "cast"}),
     "collections": frozenset({"Counter", "defaultdict", "deque", "OrderedDict", "namedtuple"}),
@@ -54,6 +63,8 @@ BUILTINS = frozenset({
     "issubclass", "iter", "len", "list", "map", "max", "min", "next", "oct", "ord", "pow", "print",
     "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple", "type", "zip",
     "True", "False", "None", "NotImplemented", "Ellipsis"} | _EXCEPTIONS)
+# attributes that reach interpreter frames, code or tracebacks (and through them any namespace): refused
+FRAMES = ("gi_", "cr_", "ag_", "f_", "tb_", "co_")
 # statement and expression nodes a function body may hold (anything else: not stateless)
 _FUNCTION_NODES = (
     ast.FunctionDef, ast.Lambda, ast.arguments, ast.arg, ast.Return, ast.Assign, ast.AugAssign, ast.AnnAssign,
@@ -221,8 +232,11 @@ def _inert(node, modules, inert, bound, defined):
                 return False
         elif not isinstance(sub, _INERT_NODES):
             return False
-        elif isinstance(sub, ast.Attribute) and sub.attr.startswith("_"):
+        elif isinstance(sub, ast.Attribute) and sub.attr.startswith(("_",) + FRAMES):
             return False
+        elif isinstance(sub, ast.Name) and not (sub.id in bound or sub.id in defined or sub.id in modules
+                                                 or sub.id in inert or sub.id in BUILTINS):
+            return False  # (`globals`, `getattr`, `open` ... handed to the program's functions)
         elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and "__" in sub.value:
             return False
     return True
@@ -291,7 +305,7 @@ def _function_ok(fn, module_names, modules, outer):
             if node.id in scope and scope[node.id][1] is None and id(node) not in owners:
                 return False  # a module as a value: its attributes would escape the lists
         if isinstance(node, ast.Attribute):
-            if node.attr.startswith("_") or isinstance(node.ctx, (ast.Store, ast.Del)):
+            if node.attr.startswith(("_",) + FRAMES) or isinstance(node.ctx, (ast.Store, ast.Del)):
                 return False
             owner = node.value.id if isinstance(node.value, ast.Name) else None
             if owner in scope and scope[owner][1] is None:  # a module's attribute: from its list only
