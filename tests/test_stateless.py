@@ -155,3 +155,24 @@ def test_memory_a_shared_test_kept_is_not_the_next_tests():
     with Executor(workers=1, memory_mb=512) as ex:
         shared, forked = ex.run_many([Job(code, tests), Job(code + FORK, tests)])
     assert shared.outcomes == forked.outcomes == ("passed",) * 3
+
+
+def test_timeouts_exits_recursion_and_memory_errors_match_a_fork_per_test():
+    """What ends or fails a shared test (a loop that times out and replaces C, SystemExit from the call, a
+    RecursionError, a MemoryError) gives the later tests the verdicts a fork per test gives."""
+    programs = {
+        "def f(x):\n    while x == 0:\n        pass\n    return x + 1\n":
+            ["assert f(0) == 1", "assert f(1) == 2", "assert f(2) == 3"],
+        "def f(x):\n    if x == 0:\n        raise SystemExit(3)\n    return x + 1\n":
+            ["assert f(0) == 1", "assert f(1) == 2", "try:\n    f(0)\nexcept Exception:\n    pass\nassert f(2) == 3"],
+        "def f(x):\n    return f(x + 1) if x < 10**6 else x\n": ["assert f(0) == 1", "assert f(10**6) == 10**6"],
+        "def f(n):\n    return len([0] * n)\n": ["assert f(10**10) == 1", "assert f(3) == 3"],
+    }
+    assert all(stateless(code) for code in programs)
+    jobs = [Job(code + fork, tests, timeout_s=1.0) for code, tests in programs.items() for fork in ("", FORK)]
+    with Executor(workers=2) as ex:
+        reports = ex.run_many(jobs)
+    pairs = list(zip(reports[::2], reports[1::2]))
+    assert [(a.outcomes, a.error) for a, _ in pairs] == [(b.outcomes, b.error) for _, b in pairs]
+    assert [a.outcomes for a, _ in pairs] == [("timeout", "passed", "passed"), ("error", "passed", "error"),
+                                               ("error", "passed"), ("error", "passed")]
