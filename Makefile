@@ -28,7 +28,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+# (ipykernel stages the spec in a mkdtemp folder it leaves behind empty: it gets one that is removed)
+	d=$$(mktemp -d) && TMPDIR=$$d $(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null; \
+	  s=$$?; rm -rf "$$d"; exit $$s
 	touch $(STAMP)
 
 setup: $(STAMP)
