@@ -35,10 +35,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from benchmarks.executor_bench import bench_harness  # noqa: E402  (this tree first on sys.path)
+from benchmarks.executor_bench import FORK, bench_harness  # noqa: E402  (this tree first on sys.path)
 
 SANDBOX = "cocos_lib/executor/sandbox"
-FORK = "\n\nclass _ForkEveryTest:\n    pass\n"  # any class makes a program stateful: a fork per test
 # variant -> (isolation, every program forked, [(file, old text, new text)])
 VARIANTS = {
     "test": ("test", False, []),

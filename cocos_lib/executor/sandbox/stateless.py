@@ -31,6 +31,8 @@ which are arbitrary in any mode, a fresh fork's and the release's fresh interpre
 """
 import ast, builtins, sys, warnings
 
+from .analysis import _cached
+
 MEMORY_GROWTH_MB = 64
 
 # module -> attributes a program may use (None: any public name)
@@ -90,30 +92,30 @@ HOOKS = frozenset({"threading", "_thread", "signal", "atexit", "faulthandler", "
                    "rlcompleter", "pdb", "bdb", "cProfile", "profile", "trace", "site", "code", "codeop",
                    "importlib", "builtins", "socket", "selectors", "sched", "weakref", "inspect"})
 _cache = {}
-CACHE_MAX = 4096
 
 
 def stateless(program):
-    """True when no call into `program` can leave state a later call would see (see the module docstring)."""
-    got = _cache.get(program)
-    if got is None:
-        if len(_cache) >= CACHE_MAX:
-            _cache.clear()
+    """True when no call into `program` can leave state a later call would see (see the module docstring);
+    cached by text, as analysis.py caches its plans."""
+    def make():
         try:
             with warnings.catch_warnings():  # (a program's invalid escapes: its own run says so, not this check)
                 warnings.simplefilter("ignore")
-                tree = ast.parse(program)
-            got = _check(tree)
+                return _check(ast.parse(program))
         except (SyntaxError, ValueError, RecursionError, MemoryError):
-            got = False
-        _cache[program] = got
-    return got
+            return False
+    return _cached(_cache, program, make)
+
+
+def _dunder(node):
+    """A string constant holding "__" (a dunder name spelled out)."""
+    return isinstance(node, ast.Constant) and isinstance(node.value, str) and "__" in node.value
 
 
 def _immutable(node):
     """An immutable literal: a constant, a negated number, or a tuple of those."""
     if isinstance(node, ast.Constant):
-        return not (isinstance(node.value, str) and "__" in node.value)
+        return not _dunder(node)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         return isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float, complex))
     return isinstance(node, ast.Tuple) and all(_immutable(e) for e in node.elts)
@@ -219,8 +221,7 @@ def _inert(node, modules, inert, bound, defined):
         if isinstance(sub, ast.Call):
             f = sub.func
             if isinstance(f, ast.Name):
-                ok = (f.id in defined or f.id in INERT_CALLS.get(None, ())) and (
-                    f.id in defined or f.id not in bound) and f.id not in modules
+                ok = f.id in defined or (f.id in INERT_CALLS[None] and f.id not in bound and f.id not in modules)
             else:
                 owner = f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None
                 if owner in modules and modules[owner][1] is None:
@@ -237,7 +238,7 @@ def _inert(node, modules, inert, bound, defined):
         elif isinstance(sub, ast.Name) and not (sub.id in bound or sub.id in defined or sub.id in modules
                                                  or sub.id in inert or sub.id in BUILTINS):
             return False  # (`globals`, `getattr`, `open` ... handed to the program's functions)
-        elif isinstance(sub, ast.Constant) and isinstance(sub.value, str) and "__" in sub.value:
+        elif _dunder(sub):
             return False
     return True
 
@@ -282,7 +283,8 @@ def _function_ok(fn, module_names, modules, outer):
     if got is None:
         return False
     own, imports = got
-    local = outer | own | imports.keys()
+    writable = outer | own  # item assignment and `del` only on these (never a module-level or imported name)
+    local = writable | imports.keys()
     scope = {k: v for k, v in modules.items() if k not in own}
     scope.update(imports)
     owners = set()  # Name nodes that are a module's `module.attr` owner (a module is never used bare)
@@ -297,7 +299,7 @@ def _function_ok(fn, module_names, modules, outer):
             if not _defaults_ok(node.args) or not _function_ok(node, module_names, scope, local):
                 return False
             continue
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and "__" in node.value:
+        if _dunder(node):
             return False
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             if node.id not in local and node.id not in module_names and node.id not in BUILTINS:
@@ -314,7 +316,7 @@ def _function_ok(fn, module_names, modules, outer):
                     return False
                 owners.add(id(node.value))
         if isinstance(node, ast.Subscript) and isinstance(node.ctx, (ast.Store, ast.Del)):
-            if _base(node) not in own | outer:
+            if _base(node) not in writable:
                 return False
         stack.extend(ast.iter_child_nodes(node))
     return True

@@ -39,6 +39,8 @@ from .zygote import Zygote
 PRELOAD = ("typing", "re", "collections", "math", "itertools", "functools", "heapq", "bisect", "string")
 
 
+PAGE_MB = os.sysconf("SC_PAGE_SIZE") / (1 << 20)
+
 UNTRUSTED_PASS = ("untrusted pass not counted: the test ran inside the candidate, which could have forged it "
                   "(Executor(untrusted='count') counts it)")
 
@@ -175,7 +177,8 @@ class Worker:
         path = self.scratch()
         program, n = setup + "\n" + code, len(tests)
         program_mode = isolation == "program"
-        shares = not program_mode and stateless(program)  # its trusted tests need no fork (stateless.py)
+        # its trusted tests need no fork (stateless.py); a one-test job runs in C anyway: no check
+        shares = not program_mode and n > 1 and stateless(program)
         outcomes, trusted, error, inc = [], [], None, None
         try:
             while len(outcomes) < n:
@@ -245,7 +248,7 @@ class Worker:
     def rss_mb(self, pid):
         """Resident memory of a process in MiB (0 when it is gone)."""
         fields = self.proc.read(f"{pid}/statm").split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") / (1 << 20) if len(fields) > 1 else 0.0
+        return int(fields[1]) * PAGE_MB if len(fields) > 1 else 0.0
 
 
 def main():
