@@ -127,7 +127,7 @@ def turn_seed(seed: int, t: int) -> int:
 class TextFormat:
     """How a turn's state becomes token ids and a completion becomes code: the four text steps of a turn.
     REPO_FORMAT is this library's (render_prompt, left-truncating encode_prompts, decode_completion, extract_answer
-    by cfg); the authors' evaluation pipeline passes its own (`release.pipeline.RELEASE_FORMAT`) to the same rollout.
+    by cfg); the authors' evaluation pipeline passes its own (`release.pipeline.release_format()`) to the same rollout.
         prompt(policy, task, codes so far, cfg) -> str      encode(policy, texts, cfg) -> token ids
         decode(policy, completion ids) -> str                extract(text, task, cfg) -> code
     """
